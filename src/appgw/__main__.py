@@ -1,0 +1,3 @@
+from appgw.cli import main
+
+raise SystemExit(main())

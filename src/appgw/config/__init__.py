@@ -1,0 +1,18 @@
+"""Loading and validating the gateway's configuration."""
+
+from __future__ import annotations
+
+from appgw.config.errors import ConfigError
+from appgw.config.model import Config
+
+__all__ = ["Config", "ConfigError", "load"]
+
+
+def load(path: str) -> Config:
+    """Load and validate a TOML file, an ARM template or `az ... show` JSON.
+
+    Raises ConfigError listing every problem with its key path.
+    """
+    from appgw.config.loader import load_file
+
+    return load_file(path)
