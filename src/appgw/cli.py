@@ -1,0 +1,327 @@
+"""The `appgw` command: argument parsing and the subcommands.
+
+No gateway logic lives here: each subcommand loads what it needs and hands
+over to the master (run), signals a running master through its pid file
+(stop, reload, status), or formats what the master wrote beside its pid
+file (status, health).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+
+from appgw import __version__, runfiles
+from appgw.config import ConfigError, load
+from appgw.config.overrides import apply, parse_port_map
+
+DEFAULT_CONFIG = "conf/appgw.toml"
+
+
+def _gateway_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-c", "--config", default=DEFAULT_CONFIG, help="configuration file (TOML, ARM template or az show JSON)")
+    parser.add_argument("--workers", type=int, help="worker processes (default: gateway.workers, or one per CPU)")
+    parser.add_argument("--pid-file", help="pid file (default: gateway.pid_file, or /run/appgw.pid as root)")
+    parser.add_argument("--bind", metavar="ADDR", help="bind every listener to ADDR instead of its configured address")
+    parser.add_argument(
+        "--port", action="append", default=[], metavar="FRONT=LOCAL",
+        help="serve configured frontend port FRONT on local port LOCAL (repeatable)",
+    )
+
+
+def _pid_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-c", "--config", help="find the pid file through this configuration")
+    parser.add_argument("--pid-file", help="the running gateway's pid file")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="appgw", description="An application gateway for HTTP/1.1 and WebSocket.")
+    parser.add_argument("--version", action="version", version=f"appgw {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run the gateway in the foreground")
+    _gateway_options(run)
+    run.add_argument("--ready-fd", type=int, help=argparse.SUPPRESS)
+
+    start = sub.add_parser("start", help="start the gateway in the background")
+    _gateway_options(start)
+    start.add_argument("--log-file", help="where the master logs (default: gateway.error_log, or beside the pid file)")
+    start.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for readiness")
+
+    stop = sub.add_parser("stop", help="stop the running gateway (gracefully)")
+    _pid_options(stop)
+    stop.add_argument("--fast", action="store_true", help="stop at once (QUIT) instead of draining")
+    stop.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for the exit")
+
+    reload = sub.add_parser("reload", help="reload the configuration with no downtime")
+    _pid_options(reload)
+    reload.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the new workers")
+
+    status = sub.add_parser("status", help="is the gateway running, and with what")
+    _pid_options(status)
+
+    check = sub.add_parser("check", help="validate a configuration")
+    _gateway_options(check)
+
+    health = sub.add_parser("health", help="backend health as the prober sees it")
+    _pid_options(health)
+    health.add_argument("--json", action="store_true", help="az network application-gateway show-backend-health shape")
+
+    certs = sub.add_parser("certs", help="make a local CA and a localhost certificate (trustme)")
+    certs.add_argument("directory")
+
+    sub.add_parser("demo", help="the gateway in front of sample backends", add_help=False)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "demo":
+        from appgw.demo.runner import run_demo
+
+        return run_demo(argv[1:])
+    args = build_parser().parse_args(argv)
+    handler = globals()[f"cmd_{args.command}"]
+    try:
+        return int(handler(args))
+    except KeyboardInterrupt:
+        return 130
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, object]:
+    try:
+        ports = parse_port_map(args.port)
+    except ValueError as exc:
+        raise SystemExit(f"appgw: {exc}") from None
+    return {"bind": args.bind, "ports": ports, "workers": args.workers, "pid_file": args.pid_file}
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from appgw.master.arbiter import Arbiter, RunOptions
+
+    overrides = _overrides(args)
+    options = RunOptions(
+        config_path=args.config,
+        workers=args.workers,
+        pid_file=args.pid_file,
+        bind=args.bind,
+        ports=overrides["ports"],  # type: ignore[arg-type]
+        ready_fd=args.ready_fd,
+    )
+    return Arbiter(options).run()
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    try:
+        config = apply(load(args.config), **_overrides(args))  # type: ignore[arg-type]
+    except ConfigError as exc:
+        print(exc.report(), file=sys.stderr)
+        return 1
+    for warning in config.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    print(
+        f"{args.config}: ok ({len(config.listeners)} listener(s), {len(config.pools)} pool(s), "
+        f"{len(config.settings)} setting(s), {len(config.rules)} rule(s))"
+    )
+    return 0
+
+
+def cmd_start(args: argparse.Namespace) -> int:
+    try:
+        config = apply(load(args.config), **_overrides(args))  # type: ignore[arg-type]
+    except ConfigError as exc:
+        print(exc.report(), file=sys.stderr)
+        return 1
+    pid_file = config.gateway.pid_file or runfiles.default_pid_file()
+    running = runfiles.read_pid(pid_file)
+    if running is not None:
+        print(f"appgw: already running (pid {running}, {pid_file})", file=sys.stderr)
+        return 1
+    log_file = args.log_file or config.gateway.error_log or runfiles.sibling(pid_file, ".log")
+    os.makedirs(os.path.dirname(os.path.abspath(log_file)), exist_ok=True)
+    read_end, write_end = os.pipe()
+    command = [sys.executable, "-m", "appgw", "run", "-c", args.config, "--pid-file", pid_file, "--ready-fd", str(write_end)]
+    if args.workers is not None:
+        command += ["--workers", str(args.workers)]
+    if args.bind:
+        command += ["--bind", args.bind]
+    for item in args.port:
+        command += ["--port", item]
+    with open(log_file, "ab") as log:
+        process = subprocess.Popen(
+            command, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+            pass_fds=(write_end,), start_new_session=True,
+        )
+    os.close(write_end)
+    answer = _read_line(read_end, args.timeout)
+    if answer == "ready":
+        state = _state(pid_file)
+        listeners = ", ".join(state.get("listeners", [])) if state else ""
+        print(f"appgw started (pid {process.pid}){': ' + listeners if listeners else ''}")
+        return 0
+    if process.poll() is None and answer is None:
+        print(f"appgw: not ready after {args.timeout:g}s; see {log_file}", file=sys.stderr)
+        return 1
+    print(f"appgw: failed to start: {answer or 'the master exited'}; see {log_file}", file=sys.stderr)
+    return 1
+
+
+def _read_line(fd: int, timeout: float) -> str | None:
+    import select
+
+    data = b""
+    deadline = time.monotonic() + timeout
+    try:
+        while b"\n" not in data:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            readable, _, _ = select.select([fd], [], [], left)
+            if not readable:
+                return None
+            chunk = os.read(fd, 4096)
+            if not chunk:
+                break
+            data += chunk
+    finally:
+        os.close(fd)
+    return data.decode(errors="replace").strip() or None
+
+
+def _pid_file(args: argparse.Namespace) -> str:
+    if args.pid_file:
+        return str(args.pid_file)
+    if args.config:
+        try:
+            config = load(args.config)
+        except ConfigError as exc:
+            raise SystemExit(exc.report()) from None
+        if config.gateway.pid_file:
+            return config.gateway.pid_file
+    return runfiles.default_pid_file()
+
+
+def _state(pid_file: str) -> dict[str, object]:
+    try:
+        state = runfiles.read_json(runfiles.state_file(pid_file))
+    except (OSError, ValueError):
+        return {}
+    return state if isinstance(state, dict) else {}
+
+
+def _running(args: argparse.Namespace) -> tuple[str, int | None]:
+    pid_file = _pid_file(args)
+    return pid_file, runfiles.read_pid(pid_file)
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    pid_file, pid = _running(args)
+    if pid is None:
+        print(f"appgw: not running ({pid_file})", file=sys.stderr)
+        return 1
+    os.kill(pid, signal.SIGQUIT if args.fast else signal.SIGTERM)
+    deadline = time.monotonic() + args.timeout
+    while time.monotonic() < deadline:
+        if runfiles.read_pid(pid_file) != pid and not _alive(pid):
+            print(f"appgw stopped (pid {pid})")
+            return 0
+        time.sleep(0.05)
+    print(f"appgw: pid {pid} still running after {args.timeout:g}s", file=sys.stderr)
+    return 1
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def cmd_reload(args: argparse.Namespace) -> int:
+    pid_file, pid = _running(args)
+    if pid is None:
+        print(f"appgw: not running ({pid_file})", file=sys.stderr)
+        return 1
+    before = _state(pid_file)
+    reloads = int(before.get("reloads", 0))  # type: ignore[call-overload]
+    os.kill(pid, signal.SIGHUP)
+    deadline = time.monotonic() + args.timeout
+    while time.monotonic() < deadline:
+        state = _state(pid_file)
+        last = state.get("last_reload") or {}
+        if isinstance(last, dict) and int(last.get("seq", 0)) > reloads:
+            if last.get("ok"):
+                print(f"appgw reloaded (generation {state.get('generation')})")
+                return 0
+            print("appgw: reload refused; still serving the previous configuration:", file=sys.stderr)
+            for error in last.get("errors", []):
+                print(f"  {error}", file=sys.stderr)
+            return 1
+        if not _alive(pid):
+            print("appgw: the gateway exited during the reload", file=sys.stderr)
+            return 1
+        time.sleep(0.05)
+    print(f"appgw: reload not finished after {args.timeout:g}s", file=sys.stderr)
+    return 1
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    pid_file, pid = _running(args)
+    if pid is None:
+        print(f"appgw is not running ({pid_file})")
+        return 3
+    state = _state(pid_file)
+    print(f"appgw is running (pid {pid})")
+    if state:
+        print(f"  config:     {state.get('config')}")
+        print(f"  generation: {state.get('generation')}{'' if state.get('ready') else ' (starting)'}")
+        print(f"  workers:    {state.get('workers')}")
+        for listener in state.get("listeners", []):  # type: ignore[attr-defined]
+            print(f"  listening:  {listener}")
+        last = state.get("last_reload")
+        if isinstance(last, dict) and last:
+            outcome = "ok" if last.get("ok") else "refused: " + "; ".join(last.get("errors", []))
+            print(f"  last reload: {outcome}")
+    return 0
+
+
+def cmd_health(args: argparse.Namespace) -> int:
+    import json
+
+    from appgw.prober.report import as_backend_health, format_text
+
+    pid_file, pid = _running(args)
+    if pid is None:
+        print(f"appgw is not running ({pid_file})", file=sys.stderr)
+        return 3
+    try:
+        snapshot = runfiles.read_json(runfiles.health_file(pid_file))
+    except (OSError, ValueError):
+        print("appgw: no health results yet", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(as_backend_health(snapshot), indent=2))
+    else:
+        config = None
+        state = _state(pid_file)
+        if state.get("config"):
+            try:
+                config = load(str(state["config"]))
+            except ConfigError:
+                config = None
+        print(format_text(snapshot, config), end="")
+    return 0
+
+
+def cmd_certs(args: argparse.Namespace) -> int:
+    from appgw.certs import cmd_certs as make
+
+    return make(args.directory)

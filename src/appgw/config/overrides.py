@@ -1,0 +1,56 @@
+"""Command-line overrides applied to a loaded configuration.
+
+An ARM template names Azure's frontend ports (80, 443) and no local bind
+address; `--bind` and `--port FRONT=LOCAL` run the same file on this machine
+without editing it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import attrs
+
+from appgw.config.model import Config
+
+
+def apply(
+    config: Config,
+    *,
+    bind: str | None = None,
+    ports: Mapping[int, int] | None = None,
+    workers: int | None = None,
+    pid_file: str | None = None,
+) -> Config:
+    ports = ports or {}
+    listeners = {
+        name: attrs.evolve(
+            listener,
+            address=bind or listener.address,
+            port=ports.get(listener.port, listener.port),
+        )
+        for name, listener in config.listeners.items()
+    }
+    gateway = config.gateway
+    if workers is not None:
+        gateway = attrs.evolve(gateway, workers=workers)
+    if pid_file is not None:
+        gateway = attrs.evolve(gateway, pid_file=pid_file)
+    return attrs.evolve(config, listeners=listeners, gateway=gateway)
+
+
+def parse_port_map(items: list[str]) -> dict[int, int]:
+    """["80=8080", "443=8443"] -> {80: 8080, 443: 8443}; ValueError names the bad item."""
+    mapping = {}
+    for item in items:
+        front, sep, local = item.partition("=")
+        try:
+            if not sep:
+                raise ValueError
+            front_port, local_port = int(front), int(local)
+            if not (0 < front_port < 65536 and 0 < local_port < 65536):
+                raise ValueError
+        except ValueError:
+            raise ValueError(f"--port {item}: expected FRONTEND=LOCAL, ports 1..65535") from None
+        mapping[front_port] = local_port
+    return mapping

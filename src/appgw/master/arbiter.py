@@ -1,0 +1,560 @@
+"""The master: a plain synchronous loop that owns sockets and children.
+
+The master binds the listening sockets, forks the prober and the workers,
+and then only waits: on its signal wakeup pipe and on its children's
+channels, with a short timeout. Signal handlers just queue the signal
+number; the loop dispatches them to handle_<name> methods. Each pass of the
+loop then reaps children that exited, reads what children said (ready,
+heartbeat, health), and makes the set of children match the plan
+(generations.py): start missing workers, retire old or extra ones,
+replace the dead (with a back-off when they die young), kill the stalled.
+
+Reload (HUP) loads the configuration again; if it is valid a new
+generation of workers and a new prober start, and once every new worker is
+ready the old generation drains. The listening sockets never close in
+between, so no connection is refused. An invalid configuration leaves
+everything as it is.
+
+The master never runs trio, and never blocks on a child: every write to a
+channel is non-blocking with a bounded outbox.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import select
+import signal
+import socket
+import sys
+import time
+from collections.abc import Callable
+
+import attrs
+
+from appgw import logs, runfiles, sdnotify
+from appgw.config import ConfigError, load
+from appgw.config.model import Config
+from appgw.config.overrides import apply
+from appgw.ipc import MasterChannel
+from appgw.master.children import BOOT_ERROR, BootError, drop_privileges, kill, reap, spawn
+from appgw.master.generations import WorkerState, generation_ready, plan
+from appgw.master.sockets import ListeningSocket, SocketSet
+
+log = logs.log
+
+STALL_TIMEOUT = 15.0  # seconds without a heartbeat before a ready worker is replaced
+BOOT_TIMEOUT = 30.0  # seconds a new worker may take to report ready
+YOUNG = 5.0  # a worker that dies younger than this backs off its replacement
+MAX_BACKOFF = 30.0
+FAST_STOP_GRACE = 5.0
+
+SIGNAL_NAMES = {
+    signal.SIGHUP: "hup",
+    signal.SIGTERM: "term",
+    signal.SIGINT: "int",
+    signal.SIGQUIT: "quit",
+    signal.SIGUSR1: "usr1",
+    signal.SIGUSR2: "usr2",
+    signal.SIGTTIN: "ttin",
+    signal.SIGTTOU: "ttou",
+    signal.SIGCHLD: "chld",
+}
+
+
+@attrs.define
+class RunOptions:
+    config_path: str
+    workers: int | None = None
+    pid_file: str | None = None
+    bind: str | None = None
+    ports: dict[int, int] = attrs.Factory(dict)
+    ready_fd: int | None = None
+
+    def load(self) -> Config:
+        config = load(self.config_path)
+        return apply(
+            config, bind=self.bind, ports=self.ports, workers=self.workers, pid_file=self.pid_file
+        )
+
+
+@attrs.define(eq=False)
+class Child:
+    pid: int
+    kind: str  # "worker" | "prober"
+    generation: int
+    channel: MasterChannel
+    started: float
+    ready: bool = False
+    retiring: bool = False
+    last_beat: float = 0.0
+
+
+def worker_count(config: Config) -> int:
+    return config.gateway.workers or os.cpu_count() or 1
+
+
+class Arbiter:
+    def __init__(self, options: RunOptions) -> None:
+        self.options = options
+        self.config: Config | None = None
+        self.generation = 0
+        self.configs: dict[int, Config] = {}
+        self.children: dict[int, Child] = {}
+        self.sockets = SocketSet()
+        self.pending_signals: list[int] = []
+        self.wanted = 1
+        self.stopping: str | None = None
+        self.stop_deadline = 0.0
+        self.backoff = 0.0
+        self.next_spawn = 0.0
+        self.prober_backoff = 0.0
+        self.next_prober = 0.0
+        self.health: dict[str, object] | None = None
+        self.ready_generations: set[int] = set()
+        self.reloads = 0
+        self.last_reload: dict[str, object] = {}
+        self.exit_code = 0
+        self.pid_file = ""
+        self._wakeup_r = -1
+        self._wakeup_w = -1
+        self.predecessor: int | None = None
+
+    # -- start and stop --------------------------------------------------------
+
+    def run(self) -> int:
+        from appgw.master.upgrade import predecessor
+
+        self.predecessor = predecessor()
+        try:
+            config = self.options.load()
+        except ConfigError as exc:
+            return self._fail(exc.report())
+        logs.setup(config.gateway.error_log, config.gateway.access_log)
+        for warning in config.warnings:
+            log.warning("%s: %s", config.source, warning)
+        if (config.gateway.user or config.gateway.group) and os.geteuid() != 0:
+            log.warning("gateway.user/group ignored: not running as root")
+        errors = self.sockets.ensure(config)
+        if errors:
+            self.sockets.close()
+            return self._fail("\n".join(errors))
+        self.pid_file = config.gateway.pid_file or runfiles.default_pid_file()
+        other = runfiles.read_pid(self.pid_file)
+        if other is not None and other not in (os.getpid(), self.predecessor):
+            self.sockets.close()
+            return self._fail(f"another gateway (pid {other}) runs with pid file {self.pid_file}")
+        try:
+            runfiles.write_atomic(self.pid_file, f"{os.getpid()}\n")
+        except OSError as exc:
+            self.sockets.close()
+            return self._fail(f"cannot write pid file {self.pid_file}: {exc}")
+        self._install_signals()
+        self.wanted = worker_count(config)
+        self._start_generation(config)
+        log.info(
+            "appgw master %d: %s, %d worker(s), listening on %s",
+            os.getpid(), config.source, self.wanted,
+            ", ".join(f"{s.protocol}://{s.address}:{s.port}" for s in self.sockets.for_config(config)),
+        )
+        try:
+            self._loop()
+        finally:
+            self._cleanup()
+        return self.exit_code
+
+    def _fail(self, message: str) -> int:
+        print(f"appgw: {message}", file=sys.stderr, flush=True)
+        self._tell_starter(f"error: {message}")
+        return 1
+
+    def _tell_starter(self, line: str) -> None:
+        fd = self.options.ready_fd
+        if fd is None:
+            return
+        self.options.ready_fd = None
+        try:
+            os.write(fd, (line.rstrip("\n") + "\n").encode())
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+
+    def _cleanup(self) -> None:
+        for child in list(self.children.values()):
+            kill(child.pid, signal.SIGKILL)
+            child.channel.close()
+        reap()
+        self.sockets.close()
+        if self.pid_file and runfiles.read_pid(self.pid_file) == os.getpid():
+            runfiles.remove(self.pid_file)
+            runfiles.remove(runfiles.state_file(self.pid_file))
+            runfiles.remove(runfiles.health_file(self.pid_file))
+        signal.set_wakeup_fd(-1)
+        for fd in (self._wakeup_r, self._wakeup_w):
+            if fd >= 0:
+                os.close(fd)
+        log.info("appgw master %d: exit %d", os.getpid(), self.exit_code)
+
+    def _install_signals(self) -> None:
+        self._wakeup_r, self._wakeup_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        signal.set_wakeup_fd(self._wakeup_w, warn_on_full_buffer=False)
+        for signum in SIGNAL_NAMES:
+            signal.signal(signum, self._on_signal)
+
+    def _on_signal(self, signum: int, frame: object) -> None:
+        self.pending_signals.append(signum)
+
+    # -- the loop --------------------------------------------------------------
+
+    def _loop(self) -> None:
+        while True:
+            self._wait(1.0 if not self.stopping else 0.2)
+            while self.pending_signals:
+                signum = self.pending_signals.pop(0)
+                handler: Callable[[], None] = getattr(self, f"handle_{SIGNAL_NAMES[signum]}")
+                handler()
+            self._reap()
+            if self.stopping:
+                if not self.children:
+                    return
+                if time.monotonic() >= self.stop_deadline:
+                    for child in self.children.values():
+                        log.warning("%s %d did not stop in time; killing", child.kind, child.pid)
+                        kill(child.pid, signal.SIGKILL)
+                    self.stop_deadline = time.monotonic() + 5
+                continue
+            self._maintain()
+
+    def _wait(self, timeout: float) -> None:
+        channels = [c.channel for c in self.children.values() if not c.channel.closed]
+        writers = [c for c in channels if c.wants_write]
+        try:
+            readable, writable, _ = select.select([self._wakeup_r, *channels], writers, [], timeout)
+        except InterruptedError:
+            return
+        except OSError as exc:
+            if exc.errno in (errno.EBADF, errno.EINTR):
+                return
+            raise
+        for item in readable:
+            if item == self._wakeup_r:
+                try:
+                    while os.read(self._wakeup_r, 4096):
+                        pass
+                except BlockingIOError:
+                    pass
+                continue
+            self._receive(item)
+        for channel in writable:
+            channel.flush()
+
+    def _receive(self, channel: MasterChannel) -> None:
+        child = next((c for c in self.children.values() if c.channel is channel), None)
+        messages = channel.receive()
+        if child is None or messages is None:
+            return
+        now = time.monotonic()
+        for message in messages:
+            kind = message.get("type")
+            if kind == "heartbeat":
+                child.last_beat = now
+            elif kind == "ready":
+                child.ready = True
+                child.last_beat = now
+            elif kind == "health" and child.kind == "prober":
+                if child.generation == self.generation:
+                    self._publish_health(message)
+            elif kind == "boot-error":
+                log.error("%s %d: %s", child.kind, child.pid, message.get("error"))
+
+    def _publish_health(self, message: dict[str, object]) -> None:
+        self.health = message
+        for child in self.children.values():
+            if child.kind == "worker" and child.generation == self.generation:
+                child.channel.send(message)
+        try:
+            runfiles.write_json(runfiles.health_file(self.pid_file), message.get("snapshot"))
+        except OSError as exc:
+            log.warning("cannot write health file: %s", exc)
+
+    # -- children ----------------------------------------------------------------
+
+    def _start_generation(self, config: Config) -> None:
+        self.generation += 1
+        self.config = config
+        self.configs[self.generation] = config
+        self.backoff = 0.0
+        self.next_spawn = 0.0
+        self.prober_backoff = 0.0
+        self.next_prober = 0.0
+        self._write_state()
+
+    def _close_in_child(self, sockets: list[ListeningSocket]) -> list[int]:
+        keep = {s.sock.fileno() for s in sockets}
+        fds = [c.channel.fileno() for c in self.children.values() if not c.channel.closed]
+        fds += [self._wakeup_r, self._wakeup_w]
+        if self.options.ready_fd is not None:
+            fds.append(self.options.ready_fd)
+        fds += [s.sock.fileno() for s in self.sockets.sockets.values() if s.sock.fileno() not in keep]
+        return fds
+
+    def _spawn_worker(self) -> None:
+        from appgw.worker.main import Socket, run_worker, tls_for_sockets
+
+        config = self.config
+        assert config is not None
+        generation = self.generation
+        listening = self.sockets.for_config(config)
+
+        def body(channel: socket.socket) -> int:
+            sockets = [Socket(s.sock, s.address, s.port, s.protocol) for s in listening]
+            try:
+                tls_for_sockets(config, sockets)
+            except (OSError, ValueError) as exc:
+                raise BootError(f"TLS: {exc}") from None
+            drop_privileges(config.gateway.user, config.gateway.group)
+            return run_worker(config, sockets, channel, generation)
+
+        pid, channel = spawn("worker", body, self._close_in_child(listening))
+        now = time.monotonic()
+        self.children[pid] = Child(pid, "worker", generation, channel, now, last_beat=now)
+        if self.health is not None:
+            channel.send(self.health)
+        log.info("worker %d started (generation %d)", pid, generation)
+
+    def _spawn_prober(self) -> None:
+        from appgw.prober.main import run_prober
+
+        config = self.config
+        assert config is not None
+
+        def body(channel: socket.socket) -> int:
+            drop_privileges(config.gateway.user, config.gateway.group)
+            run_prober(config, channel.fileno())
+            return 0
+
+        pid, channel = spawn("prober", body, self._close_in_child([]))
+        now = time.monotonic()
+        self.children[pid] = Child(pid, "prober", self.generation, channel, now, last_beat=now)
+        log.info("prober %d started (generation %d)", pid, self.generation)
+
+    def _reap(self) -> None:
+        now = time.monotonic()
+        for pid, code in reap():
+            child = self.children.pop(pid, None)
+            if child is None:
+                continue
+            child.channel.close()
+            if self.stopping or child.retiring or child.generation < self.generation:
+                log.info("%s %d exited (%s)", child.kind, pid, _describe(code))
+                continue
+            log.warning("%s %d died unexpectedly (%s)", child.kind, pid, _describe(code))
+            young = now - child.started < YOUNG
+            if child.kind == "prober":
+                self.prober_backoff = min(max(0.5, self.prober_backoff * 2), MAX_BACKOFF) if young else 0.0
+                self.next_prober = now + self.prober_backoff
+                continue
+            if code == BOOT_ERROR and not child.ready:
+                self._boot_failed()
+                continue
+            if young or not child.ready:
+                self.backoff = min(max(0.5, self.backoff * 2), MAX_BACKOFF)
+                self.next_spawn = now + self.backoff
+                log.warning("replacing it in %.1fs", self.backoff)
+            else:
+                self.backoff = 0.0
+
+    def _boot_failed(self) -> None:
+        if self.generation in self.ready_generations or self.generation == 1:
+            log.error("workers cannot boot; stopping")
+            self.exit_code = BOOT_ERROR
+            self._tell_starter("error: workers cannot boot (see the log)")
+            self._begin_stop("fast")
+            return
+        # A reloaded generation that cannot boot: keep the old one serving.
+        failed = self.generation
+        log.error("reload to generation %d failed: workers cannot boot", failed)
+        for child in list(self.children.values()):
+            if child.generation == failed:
+                child.retiring = True
+                kill(child.pid, signal.SIGQUIT)
+        self.generation -= 1
+        self.config = self.configs[self.generation]
+        self.configs.pop(failed, None)
+        self._reload_result(False, ["workers of the new configuration cannot boot"])
+
+    def _maintain(self) -> None:
+        now = time.monotonic()
+        workers = [c for c in self.children.values() if c.kind == "worker"]
+        states = [WorkerState(c.pid, c.generation, c.ready, c.retiring, c.started) for c in workers]
+        current_plan = plan(states, self.generation, self.wanted)
+        for pid in current_plan.retire:
+            child = self.children[pid]
+            child.retiring = True
+            log.info("retiring worker %d (generation %d)", pid, child.generation)
+            kill(pid, signal.SIGTERM)
+        if current_plan.start and now >= self.next_spawn:
+            for _ in range(current_plan.start):
+                self._spawn_worker()
+        probers = [c for c in self.children.values() if c.kind == "prober"]
+        if not any(p.generation == self.generation for p in probers) and now >= self.next_prober:
+            self._spawn_prober()
+        for child in workers:
+            if child.retiring:
+                continue
+            if child.ready and now - child.last_beat > STALL_TIMEOUT:
+                log.error("worker %d stalled (no heartbeat for %.0fs); replacing it", child.pid, now - child.last_beat)
+                child.retiring = True
+                kill(child.pid, signal.SIGKILL)
+            elif not child.ready and now - child.started > BOOT_TIMEOUT:
+                log.error("worker %d did not become ready in %.0fs; replacing it", child.pid, BOOT_TIMEOUT)
+                kill(child.pid, signal.SIGKILL)
+        if self.generation not in self.ready_generations and generation_ready(
+            states, self.generation, self.wanted
+        ):
+            self._generation_ready()
+        if len(self.configs) > 1 and not any(
+            c.generation < self.generation for c in self.children.values()
+        ):
+            for old in [g for g in self.configs if g < self.generation]:
+                self.configs.pop(old)
+            self.sockets.retire_unused([self.configs[self.generation]])
+
+    def _generation_ready(self) -> None:
+        self.ready_generations.add(self.generation)
+        for child in self.children.values():
+            if child.kind == "prober" and child.generation < self.generation:
+                child.retiring = True
+                kill(child.pid, signal.SIGTERM)
+        if self.generation == 1:
+            log.info("gateway ready: %d worker(s), pid %d", self.wanted, os.getpid())
+            if self.predecessor:
+                log.info("binary upgrade: telling the old master %d to drain", self.predecessor)
+                kill(self.predecessor, signal.SIGTERM)
+            self._tell_starter("ready")
+            sdnotify.notify(f"READY=1\nSTATUS=serving with {self.wanted} worker(s)\nMAINPID={os.getpid()}")
+        else:
+            log.info("reload complete: generation %d ready", self.generation)
+            self._reload_result(True, [])
+            sdnotify.notify("READY=1")
+        self._write_state()
+
+    def _reload_result(self, ok: bool, errors: list[str]) -> None:
+        self.last_reload = {"seq": self.reloads, "ok": ok, "errors": errors, "time": time.time()}
+        self._write_state()
+
+    def _write_state(self) -> None:
+        if not self.pid_file or self.config is None:
+            return
+        state = {
+            "pid": os.getpid(),
+            "config": os.path.abspath(self.options.config_path),
+            "bind": self.options.bind,
+            "ports": {str(k): v for k, v in self.options.ports.items()},
+            "generation": self.generation,
+            "ready": self.generation in self.ready_generations,
+            "workers": self.wanted,
+            "reloads": self.reloads,
+            "last_reload": self.last_reload,
+            "listeners": [
+                f"{s.protocol}://{s.address}:{s.port}" for s in self.sockets.for_config(self.config)
+            ],
+        }
+        try:
+            runfiles.write_json(runfiles.state_file(self.pid_file), state)
+        except OSError as exc:
+            log.warning("cannot write state file: %s", exc)
+
+    def _begin_stop(self, how: str) -> None:
+        signum = signal.SIGTERM if how == "graceful" else signal.SIGQUIT
+        if self.stopping == "fast" and how == "graceful":
+            return
+        self.stopping = how
+        if how == "graceful":
+            timeouts = [
+                float(s.drain_timeout if s.connection_draining else 30)
+                for config in self.configs.values()
+                for s in config.settings.values()
+            ]
+            budget = max(timeouts, default=30.0) + 15
+        else:
+            budget = FAST_STOP_GRACE
+        self.stop_deadline = time.monotonic() + budget
+        sdnotify.notify("STOPPING=1")
+        for child in self.children.values():
+            kill(child.pid, signum)
+
+    # -- signal handlers (called from the loop, never from the signal context) --
+
+    def handle_hup(self) -> None:
+        if self.stopping:
+            return
+        self.reloads += 1
+        sdnotify.notify(f"RELOADING=1\nMONOTONIC_USEC={time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000}")
+        log.info("reloading %s", self.options.config_path)
+        try:
+            config = self.options.load()
+        except ConfigError as exc:
+            log.error("reload refused, still serving the previous configuration:\n%s", exc.report())
+            self._reload_result(False, exc.errors)
+            sdnotify.notify("READY=1")
+            return
+        errors = self.sockets.ensure(config)
+        if errors:
+            for error in errors:
+                log.error("reload refused: %s", error)
+            self._reload_result(False, errors)
+            sdnotify.notify("READY=1")
+            return
+        for warning in config.warnings:
+            log.warning("%s: %s", config.source, warning)
+        if self.options.workers is None:
+            self.wanted = worker_count(config)
+        self._start_generation(config)
+
+    def handle_term(self) -> None:
+        log.info("TERM: stopping gracefully")
+        self._begin_stop("graceful")
+
+    def handle_int(self) -> None:
+        log.info("INT: stopping now")
+        self._begin_stop("fast")
+
+    def handle_quit(self) -> None:
+        log.info("QUIT: stopping now")
+        self._begin_stop("fast")
+
+    def handle_usr1(self) -> None:
+        logs.reopen()
+        for child in self.children.values():
+            kill(child.pid, signal.SIGUSR1)
+
+    def handle_usr2(self) -> None:
+        from appgw.master.upgrade import upgrade
+
+        if self.stopping:
+            return
+        upgrade(self)
+
+    def handle_ttin(self) -> None:
+        self.wanted += 1
+        log.info("TTIN: %d worker(s)", self.wanted)
+        self._write_state()
+
+    def handle_ttou(self) -> None:
+        self.wanted = max(1, self.wanted - 1)
+        log.info("TTOU: %d worker(s)", self.wanted)
+        self._write_state()
+
+    def handle_chld(self) -> None:
+        pass  # reaping happens on every pass of the loop
+
+
+def _describe(code: int) -> str:
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit code {code}"

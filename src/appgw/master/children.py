@@ -1,0 +1,154 @@
+"""Forking children, their hygiene after fork, and reaping.
+
+A child is forked from the master (which never runs trio), then:
+- signal handling goes back to the defaults and the master's wakeup fd is
+  dropped, so the child's own trio loop installs what it needs;
+- every fd of the master that the child must not hold (other children's
+  channels, the master's wakeup pipe, the start command's ready pipe) is
+  closed;
+- it drops to the configured user and group, after whatever needs root
+  (building TLS contexts) is done;
+- it runs its body and leaves with os._exit, never returning into the
+  master's code.
+
+Exit codes tell the master what happened: 0 a normal exit, BOOT_ERROR a
+child that could not start at all (the master stops rather than respawning
+forever), anything else a crash.
+"""
+
+from __future__ import annotations
+
+import grp
+import os
+import pwd
+import signal
+import socket
+import sys
+import traceback
+from collections.abc import Callable, Iterable
+
+from appgw import logs
+from appgw.ipc import MasterChannel, socketpair
+
+log = logs.log
+
+BOOT_ERROR = 3
+
+_RESET_SIGNALS = (
+    signal.SIGHUP,
+    signal.SIGTERM,
+    signal.SIGINT,
+    signal.SIGQUIT,
+    signal.SIGUSR1,
+    signal.SIGUSR2,
+    signal.SIGTTIN,
+    signal.SIGTTOU,
+    signal.SIGCHLD,
+)
+
+
+class BootError(Exception):
+    """A child cannot start; the message says why."""
+
+
+def drop_privileges(user: str | None, group: str | None) -> None:
+    if not user and not group:
+        return
+    if os.geteuid() != 0:
+        return  # not root: nothing to drop (the master warned at start)
+    try:
+        gid = grp.getgrnam(group).gr_gid if group else None
+        entry = pwd.getpwnam(user) if user else None
+    except KeyError as exc:
+        raise BootError(f"no such user or group: {exc}") from None
+    if entry is not None:
+        gid = gid if gid is not None else entry.pw_gid
+        os.initgroups(entry.pw_name, gid)
+    if gid is not None:
+        os.setgid(gid)
+    if entry is not None:
+        os.setuid(entry.pw_uid)
+
+
+def spawn(
+    name: str,
+    body: Callable[[socket.socket], int],
+    close_fds: Iterable[int],
+) -> tuple[int, MasterChannel]:
+    """Fork a child running body(channel_socket); the master gets (pid, channel).
+
+    The body drops privileges itself (drop_privileges) once it has done
+    what needs root.
+    """
+    master_end, child_end = socketpair()
+    close_fds = list(close_fds)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid:
+        child_end.close()
+        return pid, MasterChannel(master_end)
+    # -- in the child ---------------------------------------------------------
+    code = 1
+    try:
+        master_end.close()
+        signal.set_wakeup_fd(-1)
+        for signum in _RESET_SIGNALS:
+            signal.signal(signum, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_SETMASK, [])
+        for fd in close_fds:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        code = body(child_end)
+    except BootError as exc:
+        log.error("%s cannot start: %s", name, exc)
+        _tell(child_end, str(exc))
+        code = BOOT_ERROR
+    except KeyboardInterrupt:
+        code = 0
+    except BaseException:  # noqa: BLE001 - whatever happens, never return into the master
+        log.error("%s crashed:\n%s", name, traceback.format_exc())
+        code = 1
+    finally:
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        finally:
+            os._exit(code)
+
+
+def _tell(sock: object, error: str) -> None:
+    from appgw.ipc import encode
+
+    try:
+        sock.setblocking(True)  # type: ignore[attr-defined]
+        sock.sendall(encode({"type": "boot-error", "error": error}))  # type: ignore[attr-defined]
+    except OSError:
+        pass
+
+
+def reap() -> list[tuple[int, int]]:
+    """Every child that exited: (pid, exit code; -signal when killed)."""
+    exited = []
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return exited
+        except InterruptedError:
+            continue
+        if pid == 0:
+            return exited
+        if os.WIFSIGNALED(status):
+            exited.append((pid, -os.WTERMSIG(status)))
+        else:
+            exited.append((pid, os.WEXITSTATUS(status)))
+
+
+def kill(pid: int, signum: int) -> None:
+    try:
+        os.kill(pid, signum)
+    except ProcessLookupError:
+        pass

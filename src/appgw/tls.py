@@ -1,0 +1,109 @@
+"""SSL contexts for HTTPS listeners and HTTPS backends.
+
+Certificates live in the configuration as PEM bytes (TOML files and ARM PFX
+data alike), and the ssl module loads key material only from files, so the
+PEM is handed over through an anonymous in-memory file (memfd) that never
+touches the disk.
+"""
+
+from __future__ import annotations
+
+import os
+import ssl
+import tempfile
+from collections.abc import Iterable, Mapping
+
+from appgw.config.model import Certificate, Setting
+
+# Listener policy: TLS 1.2 and 1.3, modern AEAD ciphers, ALPN http/1.1.
+_CIPHERS_TLS12 = "ECDHE+AESGCM:ECDHE+CHACHA20:DHE+AESGCM:!aNULL:!MD5:!DSS"
+
+
+def _load_chain(context: ssl.SSLContext, cert_pem: bytes, key_pem: bytes) -> None:
+    if hasattr(os, "memfd_create"):
+        cert_fd = os.memfd_create("appgw-cert")
+        key_fd = os.memfd_create("appgw-key")
+        try:
+            os.write(cert_fd, cert_pem)
+            os.write(key_fd, key_pem)
+            context.load_cert_chain(f"/proc/self/fd/{cert_fd}", f"/proc/self/fd/{key_fd}")
+        finally:
+            os.close(cert_fd)
+            os.close(key_fd)
+        return
+    with tempfile.TemporaryDirectory() as directory:  # pragma: no cover - non-Linux
+        cert_path = os.path.join(directory, "cert.pem")
+        key_path = os.path.join(directory, "key.pem")
+        with open(os.open(cert_path, os.O_WRONLY | os.O_CREAT, 0o600), "wb") as f:
+            f.write(cert_pem)
+        with open(os.open(key_path, os.O_WRONLY | os.O_CREAT, 0o600), "wb") as f:
+            f.write(key_pem)
+        context.load_cert_chain(cert_path, key_path)
+
+
+def listener_context(certificate: Certificate) -> ssl.SSLContext:
+    """A server context for one certificate."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.set_ciphers(_CIPHERS_TLS12)
+    context.set_alpn_protocols(["http/1.1"])
+    context.options |= ssl.OP_NO_COMPRESSION | ssl.OP_NO_RENEGOTIATION
+    _load_chain(context, certificate.cert_pem, certificate.key_pem)
+    return context
+
+
+def _host_matches(pattern: str, server_name: str) -> bool:
+    pattern = pattern.lower()
+    if pattern.startswith("*."):
+        return server_name.endswith(pattern[1:]) and server_name.count(".") >= pattern.count(".")
+    return pattern == server_name
+
+
+def socket_context(
+    certificates: Mapping[str, Certificate],
+    choices: Iterable[tuple[tuple[str, ...], str]],
+    *,
+    require_sni: bool = False,
+) -> ssl.SSLContext:
+    """A server context for one listening socket shared by several listeners.
+
+    `choices` lists (host names, certificate name) per listener on the socket,
+    most specific first. The first listener's certificate is the default; an
+    SNI server name that matches another listener's host names switches to
+    that listener's certificate.
+    """
+    choices = list(choices)
+    contexts = {name: listener_context(certificates[name]) for _, name in choices}
+    default = contexts[choices[0][1]]
+    if len(contexts) > 1 or require_sni:
+
+        def pick(sock: ssl.SSLObject, server_name: str | None, _: ssl.SSLContext) -> int | None:
+            if server_name is None:
+                return ssl.ALERT_DESCRIPTION_UNRECOGNIZED_NAME if require_sni else None
+            name = server_name.lower()
+            for host_names, cert_name in choices:
+                if any(_host_matches(pattern, name) for pattern in host_names):
+                    sock.context = contexts[cert_name]
+                    return None
+            return None
+
+        default.sni_callback = pick
+    return default
+
+
+def backend_context(setting: Setting, trusted_roots: Mapping[str, bytes]) -> ssl.SSLContext:
+    """A client context for a setting's HTTPS backends.
+
+    With trusted root certificates configured, backends must present a chain
+    to one of them (Application Gateway's end-to-end TLS); otherwise the
+    system's trust store applies.
+    """
+    if setting.trusted_root_certificates:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        for name in setting.trusted_root_certificates:
+            context.load_verify_locations(cadata=trusted_roots[name].decode("ascii"))
+    else:
+        context = ssl.create_default_context()
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.set_alpn_protocols(["http/1.1"])
+    return context

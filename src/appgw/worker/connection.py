@@ -1,0 +1,199 @@
+"""One client connection: the h11 server loop.
+
+The loop reads a request head, hands the exchange to the proxy, and then
+either starts the next keep-alive cycle or closes. Waiting for the first
+byte of a request is bounded by the keep-alive timeout, the rest of the head
+by the header timeout (slow clients cannot hold a connection by trickling
+a head). This is the one place where errors become responses: a
+GatewayError raised anywhere in an exchange turns into the gateway's error
+page if the response has not started, or into an aborted connection if it
+has.
+
+On drain, an idle connection gets a short grace in which a request that was
+already on its way is still served (with `Connection: close`); a busy one
+finishes its exchange with `Connection: close`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import h11
+import trio
+
+from appgw import logs
+from appgw.errors import BackendAborted, ClientGone, GatewayError
+from appgw.worker import errorpage
+from appgw.worker.upstream import RECEIVE_SIZE, abort
+
+if TYPE_CHECKING:
+    from appgw.worker.main import Worker, Socket
+
+log = logs.log
+
+
+class ClientConnection:
+    def __init__(
+        self, worker: Worker, stream: trio.abc.Stream, socket: Socket, peer: tuple[str, int]
+    ) -> None:
+        self.worker = worker
+        self.stream = stream
+        self.socket = socket
+        self.peer = peer
+        self.scheme = socket.protocol
+        limits = worker.config.gateway.limits
+        self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=limits.max_header_bytes)
+        self.limits = limits
+        self.idle_scope: trio.CancelScope | None = None
+        self.sent = 0  # body bytes sent to the client in the current exchange
+        self.closing = False  # answer with Connection: close and end after this exchange
+
+    # -- reading -------------------------------------------------------------
+
+    async def _receive(self) -> None:
+        try:
+            data = await self.stream.receive_some(RECEIVE_SIZE)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+            raise ClientGone(str(exc)) from None
+        self.h11.receive_data(data)
+
+    async def next_event(self) -> h11.Event:
+        """The next event from the client, reading as needed (no deadline here)."""
+        while True:
+            event = self.h11.next_event()
+            if event is h11.NEED_DATA:
+                await self._receive()
+                continue
+            return event
+
+    async def read_request(self, first: bool) -> h11.Request | None:
+        """The next request head, or None when the client is done or idle too long."""
+        event = self.h11.next_event()
+        if event is h11.NEED_DATA:
+            # Idle: wait for the first byte with the keep-alive timeout (the
+            # header timeout on a fresh connection), cut short by a drain.
+            idle = self.limits.header_timeout if first else self.limits.keepalive_timeout
+            with trio.move_on_after(idle) as scope:
+                self.idle_scope = scope
+                if self.worker.draining.is_set():
+                    scope.deadline = min(scope.deadline, trio.current_time() + self.worker.grace)
+                try:
+                    await self._receive()
+                finally:
+                    self.idle_scope = None
+            if scope.cancelled_caught:
+                return None
+            with trio.move_on_after(self.limits.header_timeout) as scope:
+                event = await self.next_event()
+            if scope.cancelled_caught:
+                raise GatewayError("request head not received in time", status=408)
+        if isinstance(event, h11.Request):
+            if self.worker.draining.is_set():
+                self.closing = True
+            return event
+        return None
+
+    # -- writing -------------------------------------------------------------
+
+    async def send_bytes(self, data: bytes) -> None:
+        if not data:
+            return
+        with trio.move_on_after(self.limits.request_timeout) as scope:
+            try:
+                await self.stream.send_all(data)
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+                raise ClientGone(str(exc)) from None
+        if scope.cancelled_caught:
+            raise ClientGone("client stopped reading")
+
+    async def send(self, event: h11.Event) -> None:
+        try:
+            data = self.h11.send(event)
+        except h11.LocalProtocolError as exc:
+            raise ClientGone(f"cannot send to client: {exc}") from None
+        if isinstance(event, h11.Data):
+            self.sent += len(event.data)
+        if data:
+            await self.send_bytes(data)
+
+    @property
+    def response_started(self) -> bool:
+        return self.h11.our_state is not h11.SEND_RESPONSE
+
+    async def send_error(self, status: int, *, close: bool) -> None:
+        page = errorpage.body(status)
+        headers = [
+            (b"content-type", b"text/html; charset=utf-8"),
+            (b"content-length", str(len(page)).encode()),
+            (b"cache-control", b"no-store"),
+        ]
+        if close or self.closing:
+            headers.append((b"connection", b"close"))
+        await self.send(h11.Response(status_code=status, headers=headers, reason=errorpage.reason(status)))
+        await self.send(h11.Data(data=page))
+        await self.send(h11.EndOfMessage())
+
+    # -- the loop ------------------------------------------------------------
+
+    async def serve(self) -> None:
+        from appgw.worker.proxy import handle_request
+
+        try:
+            first = True
+            while True:
+                status = 0
+                request: h11.Request | None = None
+                try:
+                    request = await self.read_request(first)
+                    if request is None:
+                        break
+                    await handle_request(self, request)
+                except GatewayError as exc:
+                    status = exc.status
+                    if self.response_started:
+                        raise BackendAborted(str(exc)) from None
+                    log.info("%s %s: %s", status, self.peer[0], exc.detail or type(exc).__name__)
+                    await self.send_error(status, close=not exc.keep_alive)
+                except h11.RemoteProtocolError as exc:
+                    status = exc.error_status_hint
+                    if self.response_started:
+                        raise BackendAborted(str(exc)) from None
+                    log.info("%s from %s: %s", status, self.peer[0], exc)
+                    await self.send_error(status, close=True)
+                first = False
+                if self.closing or not self._next_cycle():
+                    break
+            await self._close()
+        except ClientGone:
+            abort(self.stream)
+        except BackendAborted as exc:
+            log.info("aborting client %s: %s", self.peer[0], exc)
+            abort(self.stream)
+
+    def _next_cycle(self) -> bool:
+        if self.h11.our_state is h11.DONE and self.h11.their_state is h11.DONE:
+            self.h11.start_next_cycle()
+            self.sent = 0
+            return True
+        return False
+
+    async def _close(self) -> None:
+        """Close politely.
+
+        When the client may still be sending (an error answered before its
+        request was read), shut our side first and read what is still coming
+        for a moment: closing a socket with unread data resets it, and the
+        client might lose the answer it was sent.
+        """
+        linger = self.h11.their_state not in (h11.DONE, h11.IDLE, h11.CLOSED, h11.MUST_CLOSE)
+        with trio.move_on_after(2) as scope:
+            scope.shield = True
+            try:
+                if linger and isinstance(self.stream, trio.SocketStream):
+                    await self.stream.send_eof()
+                    with trio.move_on_after(1):
+                        while await self.stream.receive_some(RECEIVE_SIZE):
+                            pass
+                await self.stream.aclose()
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                abort(self.stream)

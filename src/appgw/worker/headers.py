@@ -1,0 +1,172 @@
+"""Header rules for both directions of an exchange (pure).
+
+Towards the backend: hop-by-hop headers go (Connection and every header it
+names, Keep-Alive, TE, Trailer, Upgrade, Proxy-Connection), framing headers
+go and are set anew from the body the gateway will actually send (one
+Content-Length or chunked, never both), and the forwarding headers are
+added. A WebSocket handshake keeps Upgrade and gets `Connection: Upgrade`.
+Towards the client: the same hop-by-hop rules on the response.
+
+Header names arrive lowercased from h11 and leave as given.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+from collections.abc import Iterable
+
+Headers = list[tuple[bytes, bytes]]
+
+HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+        b"proxy-connection",
+        b"content-length",  # framing: set anew by the side that sends the body
+    }
+)
+
+FORWARDING = frozenset(
+    {b"x-forwarded-proto", b"x-forwarded-port", b"x-original-host"}
+)
+
+
+def connection_tokens(headers: Iterable[tuple[bytes, bytes]]) -> set[bytes]:
+    """The lowercased tokens of every Connection header."""
+    tokens: set[bytes] = set()
+    for name, value in headers:
+        if name == b"connection":
+            for token in value.split(b","):
+                token = token.strip().lower()
+                if token:
+                    tokens.add(token)
+    return tokens
+
+
+def header_value(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> bytes | None:
+    for key, value in headers:
+        if key == name:
+            return value
+    return None
+
+
+def _without_hop_by_hop(headers: Iterable[tuple[bytes, bytes]], drop: Iterable[bytes]) -> Headers:
+    tokens = connection_tokens(headers)
+    remove = HOP_BY_HOP | tokens | frozenset(drop)
+    return [(name, value) for name, value in headers if name not in remove]
+
+
+def request_headers(
+    headers: Headers,
+    *,
+    client_ip: str,
+    scheme: str,
+    port: int,
+    host: bytes | None,
+    host_override: bytes | None,
+    content_length: int | None,
+    chunked: bool,
+    websocket: bool,
+) -> Headers:
+    """The headers of the request sent to the backend.
+
+    `content_length` / `chunked` describe the body the gateway will send;
+    neither means no body.
+    """
+    out = _without_hop_by_hop(headers, FORWARDING | {b"host", b"x-forwarded-for"})
+    forwarded_for = [value for name, value in headers if name == b"x-forwarded-for"]
+    forwarded_for.append(client_ip.encode())
+    out.insert(0, (b"host", host_override or host or b""))
+    out.append((b"x-forwarded-for", b", ".join(forwarded_for)))
+    out.append((b"x-forwarded-proto", scheme.encode()))
+    out.append((b"x-forwarded-port", str(port).encode()))
+    if host is not None:
+        out.append((b"x-original-host", host))
+    if websocket:
+        out.append((b"connection", b"Upgrade"))
+        out.append((b"upgrade", b"websocket"))
+    if chunked:
+        out.append((b"transfer-encoding", b"chunked"))
+    elif content_length is not None:
+        out.append((b"content-length", str(content_length).encode()))
+    return out
+
+
+def response_headers(headers: Headers, *, close: bool) -> Headers:
+    """The headers of a response sent to the client.
+
+    Content-Length is kept (it tells the client the length, and h11 frames
+    the body by it); chunked framing is redone by the client side's h11.
+    """
+    length = header_value(headers, b"content-length")
+    out = _without_hop_by_hop(headers, ())
+    if length is not None and header_value(headers, b"transfer-encoding") is None:
+        out.append((b"content-length", length))
+    if close:
+        out.append((b"connection", b"close"))
+    return out
+
+
+def switching_headers(headers: Headers) -> Headers:
+    """The headers of a 101 answer to a WebSocket handshake, as relayed."""
+    out = _without_hop_by_hop(headers, ())
+    out.append((b"connection", b"Upgrade"))
+    out.append((b"upgrade", b"websocket"))
+    return out
+
+
+def wants_websocket(method: bytes, headers: Headers) -> bool:
+    """Whether a request asks for a WebSocket upgrade."""
+    if method != b"GET":
+        return False
+    if b"upgrade" not in connection_tokens(headers):
+        return False
+    upgrade = header_value(headers, b"upgrade")
+    return upgrade is not None and upgrade.strip().lower() == b"websocket"
+
+
+_WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+
+def websocket_key_problem(headers: Headers) -> str | None:
+    """Why a WebSocket handshake request is not acceptable, or None.
+
+    Only version 13 with a key that is the base64 of 16 bytes starts an
+    upgrade (RFC 6455 §4.2.1).
+    """
+    version = header_value(headers, b"sec-websocket-version")
+    if version is None or version.strip() != b"13":
+        return "Sec-WebSocket-Version must be 13"
+    key = header_value(headers, b"sec-websocket-key")
+    if key is None:
+        return "Sec-WebSocket-Key is missing"
+    try:
+        decoded = base64.b64decode(key.strip(), validate=True)
+    except (ValueError, binascii.Error):
+        return "Sec-WebSocket-Key is not base64"
+    if len(decoded) != 16:
+        return "Sec-WebSocket-Key must encode 16 bytes"
+    return None
+
+
+def websocket_accept(key: bytes) -> bytes:
+    """The Sec-WebSocket-Accept value that answers a key."""
+    return base64.b64encode(hashlib.sha1(key.strip() + _WS_GUID).digest())
+
+
+def switching_problem(request: Headers, response: Headers) -> str | None:
+    """Why a backend's 101 must not become a tunnel, or None."""
+    upgrade = header_value(response, b"upgrade")
+    if upgrade is None or upgrade.strip().lower() != b"websocket":
+        return "101 without Upgrade: websocket"
+    key = header_value(request, b"sec-websocket-key") or b""
+    accept = header_value(response, b"sec-websocket-accept")
+    if accept is None or accept.strip() != websocket_accept(key):
+        return "101 with a wrong Sec-WebSocket-Accept"
+    return None

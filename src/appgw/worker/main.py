@@ -1,0 +1,264 @@
+"""A worker process: accepts on the shared sockets and serves connections.
+
+Runs trio once, fresh, after the master forked it. The listening sockets
+were bound by the master and are shared by every worker (a connection is
+taken by whichever worker accepts first). Each client connection runs in
+the handler nursery; the accept loops run in their own cancel scope so that
+a drain is two steps: cancel the accept scope, then give the handler
+nursery a deadline (the longest drain timeout) after which whatever is left
+is cancelled.
+
+The control channel to the master carries health snapshots and commands
+(drain, stop) in, and readiness and a heartbeat out. The heartbeat is sent
+from inside the event loop, so a loop that stalls stops beating and the
+master replaces the worker. When the channel closes (the master is gone),
+the worker drains and exits.
+"""
+
+from __future__ import annotations
+
+import errno
+import math
+import signal
+import ssl
+import socket
+from typing import Any
+
+import attrs
+import trio
+
+from appgw import logs
+from appgw.config.model import Config, Setting
+from appgw.ipc import ChildChannel
+from appgw.tls import backend_context, socket_context
+from appgw.worker.balancer import Balancer, EveryoneHealthy, Health
+from appgw.worker.connection import ClientConnection
+from appgw.worker.relay import CLOSE_REPLY_BUDGET, FINISH_FRAME_BUDGET, Tunnel
+from appgw.worker.routing import Router
+from appgw.worker.upstream import UpstreamPool
+
+log = logs.log
+
+HEARTBEAT_INTERVAL = 1.0
+
+
+@attrs.define
+class Socket:
+    """A listening socket as a worker serves it."""
+
+    sock: socket.socket
+    address: str
+    port: int
+    protocol: str  # "http" | "https"
+    tls: ssl.SSLContext | None = None
+
+    @property
+    def bound(self) -> tuple[str, int]:
+        return (self.address, self.port)
+
+
+def tls_for_sockets(config: Config, sockets: list[Socket]) -> None:
+    """Give every HTTPS socket its context (SNI picks among its listeners' certificates)."""
+    for sock in sockets:
+        if sock.protocol != "https":
+            continue
+        listeners = [
+            listener
+            for listener in config.listeners.values()
+            if (listener.address, listener.port) == sock.bound and listener.certificate
+        ]
+        listeners.sort(key=lambda listener: 0 if listener.host_names else 1)
+        choices = [(listener.host_names, listener.certificate or "") for listener in listeners]
+        require_sni = any(listener.require_sni for listener in listeners)
+        sock.tls = socket_context(config.certificates, choices, require_sni=require_sni)
+
+
+class Worker:
+    def __init__(
+        self, config: Config, sockets: list[Socket], channel: ChildChannel, generation: int
+    ) -> None:
+        self.config = config
+        self.sockets = sockets
+        self.channel = channel
+        self.generation = generation
+        limits = config.gateway.limits
+        self.router = Router(config)
+        self.balancer = Balancer(config)
+        self.upstreams = UpstreamPool(limits.connect_timeout, limits.max_response_header_bytes)
+        self.health: Health = EveryoneHealthy()
+        self.draining = trio.Event()
+        self.drain_started = 0.0
+        self.grace = config.gateway.drain_grace
+        self.tunnels: set[Tunnel] = set()
+        self.connections: set[ClientConnection] = set()
+        self.slots = trio.Semaphore(limits.max_connections)
+        self._backend_tls: dict[str, ssl.SSLContext | None] = {}
+        self._accept_scope = trio.CancelScope()
+        self._handlers: trio.Nursery | None = None
+        self._stopped = trio.Event()
+
+    # -- per request helpers -------------------------------------------------
+
+    def backend_tls(self, setting: Setting) -> ssl.SSLContext | None:
+        if setting.name not in self._backend_tls:
+            self._backend_tls[setting.name] = (
+                backend_context(setting, self.config.trusted_root_certificates)
+                if setting.protocol == "https"
+                else None
+            )
+        return self._backend_tls[setting.name]
+
+    def drain_timeout(self) -> float:
+        """How long tunnels may outlive a drain: the longest of the settings'."""
+        timeouts = [
+            float(s.drain_timeout if s.connection_draining else 30)
+            for s in self.config.settings.values()
+        ]
+        return max(timeouts, default=30.0)
+
+    # -- lifecycle -----------------------------------------------------------
+
+    async def serve(self) -> None:
+        async with trio.open_nursery() as system:
+            system.start_soon(self._control)
+            system.start_soon(self._heartbeat)
+            system.start_soon(self._signals)
+            async with trio.open_nursery() as handlers:
+                self._handlers = handlers
+                with self._accept_scope:
+                    async with trio.open_nursery() as acceptors:
+                        for sock in self.sockets:
+                            await acceptors.start(self._accept_loop, sock, handlers)
+                        await self.channel.send({"type": "ready", "generation": self.generation})
+                        log.debug("worker ready")
+                # Accepting has stopped: the handler nursery ends when the
+                # last connection does, or at the drain deadline.
+            self.upstreams.close_all()
+            system.cancel_scope.cancel()
+
+    def start_drain(self) -> None:
+        """Stop accepting; let exchanges finish and tunnels run to their deadlines."""
+        if self.draining.is_set():
+            return
+        now = trio.current_time()
+        self.draining.set()
+        self.drain_started = now
+        self._accept_scope.cancel()
+        log.info(
+            "draining: %d connection(s), %d tunnel(s)", len(self.connections), len(self.tunnels)
+        )
+        for connection in self.connections:
+            if connection.idle_scope is not None:
+                connection.idle_scope.deadline = min(
+                    connection.idle_scope.deadline, now + self.grace
+                )
+        for tunnel in self.tunnels:
+            tunnel.drain(now)
+        if self._handlers is not None:
+            budget = self.drain_timeout() + FINISH_FRAME_BUDGET + CLOSE_REPLY_BUDGET + 2
+            self._handlers.cancel_scope.deadline = now + max(budget, self.grace + 1)
+
+    def stop_now(self) -> None:
+        """Fast stop: everything ends at once."""
+        self._accept_scope.cancel()
+        if self._handlers is not None:
+            self._handlers.cancel_scope.cancel()
+        self.draining.set()
+
+    async def _accept_loop(
+        self, sock: Socket, handlers: trio.Nursery, task_status: Any = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        listener = trio.socket.from_stdlib_socket(sock.sock)
+        task_status.started()
+        while True:
+            await self.slots.acquire()
+            try:
+                conn, address = await listener.accept()
+            except OSError as exc:
+                self.slots.release()
+                if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                    log.error("accept on %s:%d: %s; pausing", sock.address, sock.port, exc)
+                    await trio.sleep(0.1)
+                continue
+            except BaseException:
+                self.slots.release()
+                raise
+            handlers.start_soon(self._handle, conn, address, sock)
+
+    async def _handle(self, conn: trio.socket.SocketType, address: Any, sock: Socket) -> None:
+        try:
+            try:
+                conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:
+                pass
+            stream: trio.abc.Stream = trio.SocketStream(conn)
+            if sock.tls is not None:
+                stream = trio.SSLStream(stream, sock.tls, server_side=True, https_compatible=True)
+            peer = (str(address[0]), int(address[1])) if isinstance(address, tuple) else ("-", 0)
+            connection = ClientConnection(self, stream, sock, peer)
+            self.connections.add(connection)
+            try:
+                await connection.serve()
+            finally:
+                self.connections.discard(connection)
+        except Exception:  # noqa: BLE001 - one connection's bug must not end the worker
+            log.exception("connection from %s failed", address)
+            conn.close()
+        finally:
+            self.slots.release()
+
+    async def _control(self) -> None:
+        while True:
+            messages = await self.channel.receive()
+            if messages is None:
+                log.warning("master is gone; draining")
+                self.start_drain()
+                return
+            for message in messages:
+                kind = message.get("type")
+                if kind == "health":
+                    self._update_health(message.get("snapshot") or {})
+                elif kind == "drain":
+                    self.start_drain()
+                elif kind == "stop":
+                    self.stop_now()
+
+    def _update_health(self, snapshot: dict[str, Any]) -> None:
+        from appgw.prober.health import HealthView
+
+        try:
+            self.health = HealthView(snapshot)
+        except (KeyError, TypeError, ValueError) as exc:
+            log.warning("ignoring a malformed health snapshot: %s", exc)
+
+    async def _heartbeat(self) -> None:
+        while True:
+            await self.channel.send({"type": "heartbeat"}, timeout=HEARTBEAT_INTERVAL)
+            await trio.sleep(HEARTBEAT_INTERVAL)
+
+    async def _signals(self) -> None:
+        with trio.open_signal_receiver(
+            signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGUSR1, signal.SIGHUP
+        ) as signals:
+            async for signum in signals:
+                if signum == signal.SIGTERM:
+                    self.start_drain()
+                elif signum in (signal.SIGINT, signal.SIGQUIT):
+                    self.stop_now()
+                elif signum == signal.SIGUSR1:
+                    logs.reopen()
+                # HUP is the master's business; a worker ignores it.
+
+
+def run_worker(config: Config, sockets: list[Socket], channel_sock: socket.socket, generation: int) -> int:
+    """The worker process body (after fork). Returns the exit code."""
+    async def main() -> None:
+        channel = ChildChannel(channel_sock)
+        worker = Worker(config, sockets, channel, generation)
+        await worker.serve()
+
+    trio.run(main)
+    return 0
+
+
+__all__ = ["Socket", "Worker", "run_worker", "tls_for_sockets", "math"]
