@@ -220,6 +220,9 @@ class Gateway:
     error_log: str | None = None  # None: stderr
     access_log: str | None = None  # None: no access log
     drain_grace: float = 1.0  # seconds an idle keep-alive connection stays open on drain
+    # Signs cookie-based affinity cookies; instances that share it route a
+    # session alike. Empty: derived from the listeners, pools and settings.
+    affinity_secret: str = ""
     limits: Limits = attrs.Factory(Limits)
 
 

@@ -1,0 +1,367 @@
+"""ARM resources of an application gateway -> the model's resources.
+
+One function per ARM collection. Each reads the properties it maps, then
+lets ArmReader.finish sort out the rest (see arm.py). A broken reference
+becomes "" and a broken value a placeholder, already reported; validation
+checks ranges and references on the result.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import TYPE_CHECKING
+
+from appgw.config.certs import CertError, ca_to_pem, pfx_to_pem
+from appgw.config.fields import Section, join, read_status_codes
+from appgw.config.model import (
+    Certificate,
+    Config,
+    HeaderAction,
+    Listener,
+    PathMap,
+    PathRule,
+    Pool,
+    Probe,
+    Redirect,
+    RewriteCondition,
+    RewriteRule,
+    RewriteRuleSet,
+    Rule,
+    Server,
+    Setting,
+    UrlAction,
+)
+
+if TYPE_CHECKING:
+    from appgw.config.arm import ArmReader
+
+KEY_VAULT = "not supported locally, export the certificate as PFX data"
+RULE_TYPES = {"basic": "basic", "pathbasedrouting": "path"}
+
+
+def build_config(arm: ArmReader, p: Section, source: str) -> Config:
+    """The gateway's properties -> Config (without warnings)."""
+    ports = {n: _frontend_port(arm, s) for n, s in arm.resources(p, "frontendPorts")}
+    ips = {n: _frontend_ip(arm, s) for n, s in arm.resources(p, "frontendIPConfigurations")}
+    return Config(
+        source=source,
+        certificates={n: _certificate(arm, n, s) for n, s in arm.resources(p, "sslCertificates")},
+        trusted_root_certificates={
+            n: _trusted_root(arm, s) for n, s in arm.resources(p, "trustedRootCertificates")
+        },
+        listeners={
+            n: _listener(arm, n, s, ports, ips) for n, s in arm.resources(p, "httpListeners")
+        },
+        pools={n: _pool(arm, n, s) for n, s in arm.resources(p, "backendAddressPools")},
+        settings={
+            n: _setting(arm, n, s) for n, s in arm.resources(p, "backendHttpSettingsCollection")
+        },
+        probes={n: _probe(arm, n, s) for n, s in arm.resources(p, "probes")},
+        redirects={n: _redirect(arm, n, s) for n, s in arm.resources(p, "redirectConfigurations")},
+        rewrite_rule_sets={
+            n: _rewrite_rule_set(arm, n, s) for n, s in arm.resources(p, "rewriteRuleSets")
+        },
+        path_maps={n: _path_map(arm, n, s) for n, s in arm.resources(p, "urlPathMaps")},
+        rules={n: _rule(arm, n, s) for n, s in arm.resources(p, "requestRoutingRules")},
+    )
+
+
+def _frontend_port(arm: ArmReader, s: Section) -> int | None:
+    port = s.get_opt_int("port")
+    if port is None and not s.has("port"):
+        s.error("port", "required")
+    arm.finish(s, "frontendPorts")
+    return port
+
+
+def _frontend_ip(arm: ArmReader, s: Section) -> str:
+    address = s.get_opt_str("privateIPAddress") or "0.0.0.0"
+    arm.finish(s, "frontendIPConfigurations")
+    return address
+
+
+def _decode(s: Section, key: str, data: str) -> bytes | None:
+    try:
+        return base64.b64decode("".join(data.split()), validate=True)
+    except (binascii.Error, ValueError):
+        s.error(key, "not valid base64")
+        return None
+
+
+def _certificate(arm: ArmReader, name: str, s: Section) -> Certificate:
+    data, password = s.get_opt_str("data"), s.get_opt_str("password")
+    key_vault = s.get_opt_str("keyVaultSecretId")
+    has_public = s.has("publicCertData")
+    arm.finish(s, "sslCertificates")
+    pems = None
+    if key_vault:
+        s.error("keyVaultSecretId", KEY_VAULT)
+    elif data is None:
+        if not s.has("data"):
+            hint = " (publicCertData has no private key)" if has_public else ""
+            s.error("data", f"required: the certificate as base64 PFX data{hint}")
+    else:
+        pfx = _decode(s, "data", data)
+        if pfx is not None:
+            try:
+                pems = pfx_to_pem(pfx, password)
+            except CertError as e:
+                s.error("data", str(e))
+    if pems is None:
+        arm.quiet.add(s.key_path("data"))
+        pems = (b"", b"")
+    return Certificate(name, pems[0], pems[1], source=s.path)
+
+
+def _trusted_root(arm: ArmReader, s: Section) -> bytes:
+    data = s.get_opt_str("data")
+    key_vault = s.get_opt_str("keyVaultSecretId")
+    arm.finish(s, "trustedRootCertificates")
+    if key_vault:
+        s.error("keyVaultSecretId", KEY_VAULT.replace("as PFX data", "as base64 data"))
+    elif data is None:
+        if not s.has("data"):
+            s.error("data", "required")
+    else:
+        raw = data.encode() if "-----BEGIN" in data else _decode(s, "data", data)
+        if raw is not None and b"-----BEGIN" not in raw:
+            try:
+                raw = ca_to_pem(raw)
+            except CertError as e:
+                s.error("data", str(e))
+                raw = None
+        if raw is not None:
+            return raw
+    arm.quiet.add(s.key_path("data"))
+    return b""
+
+
+def _listener(
+    arm: ArmReader,
+    name: str,
+    s: Section,
+    ports: dict[str, int | None],
+    ips: dict[str, str],
+) -> Listener:
+    port = 0
+    port_name = arm.ref(s, "frontendPort", "frontendPorts")
+    if port_name is None:
+        s.error("frontendPort", "required", placeholder=True)
+    elif port_name and port_name not in ports:
+        message = f"no frontendPorts entry named {port_name!r}"
+        s.error("frontendPort", message, placeholder=True)
+    elif port_name:
+        port = ports[port_name] or 0
+        if not port:
+            arm.quiet.add(s.key_path("frontendPort"))
+    address = "0.0.0.0"
+    ip_name = arm.ref(s, "frontendIPConfiguration", "frontendIPConfigurations")
+    if ip_name and ip_name not in ips:
+        s.error("frontendIPConfiguration", f"no frontendIPConfigurations entry named {ip_name!r}")
+    elif ip_name:
+        address = ips[ip_name]
+    host_names = s.get_strs("hostNames")
+    host_name = s.get_opt_str("hostName")
+    if host_name and host_name not in host_names:
+        host_names = (host_name, *host_names)
+    listener = Listener(
+        name=name,
+        protocol=s.get_str("protocol", "", required=True).lower(),
+        port=port,
+        address=address,
+        host_names=host_names,
+        certificate=arm.ref(s, "sslCertificate", "sslCertificates"),
+        require_sni=s.get_bool("requireServerNameIndication", False),
+    )
+    arm.finish(s, "httpListeners")
+    return listener
+
+
+def _pool(arm: ArmReader, name: str, s: Section) -> Pool:
+    servers = []
+    for a in s.get_sections("backendAddresses"):
+        ip_address, fqdn = a.get_opt_str("ipAddress"), a.get_opt_str("fqdn")
+        if ip_address or fqdn:
+            servers.append(Server(ip_address or fqdn or ""))
+        elif not {a.key_path("ipAddress"), a.key_path("fqdn")} & arm.quiet:
+            a.error(None, "needs ipAddress or fqdn")
+        arm.finish(a, "backendAddresses")
+    arm.finish(s, "backendAddressPools")
+    return Pool(name, tuple(servers))
+
+
+def _enabled(s: Section, key: str, default: bool) -> bool:
+    value = s.get_str(key, "Enabled" if default else "Disabled").lower()
+    if value not in ("enabled", "disabled"):
+        s.error(key, "must be Enabled or Disabled")
+        return default
+    return value == "enabled"
+
+
+def _setting(arm: ArmReader, name: str, s: Section) -> Setting:
+    d = Setting(name)
+    draining, drain_timeout = False, d.drain_timeout
+    c = s.get_section("connectionDraining")
+    if c is not None:
+        draining = c.get_bool("enabled", False)
+        drain_timeout = c.get_int("drainTimeoutInSec", d.drain_timeout)
+        arm.finish(c, "connectionDraining")
+    setting = Setting(
+        name=name,
+        port=s.get_int("port", d.port),
+        protocol=s.get_str("protocol", d.protocol).lower(),
+        request_timeout=s.get_int("requestTimeout", d.request_timeout),
+        host_name=s.get_opt_str("hostName"),
+        pick_host_name_from_backend_address=s.get_bool("pickHostNameFromBackendAddress", False),
+        path=s.get_opt_str("path"),
+        cookie_based_affinity=_enabled(s, "cookieBasedAffinity", False),
+        affinity_cookie_name=s.get_str("affinityCookieName", d.affinity_cookie_name),
+        connection_draining=draining,
+        drain_timeout=drain_timeout,
+        probe=arm.ref(s, "probe", "probes"),
+        trusted_root_certificates=arm.refs(s, "trustedRootCertificates", "trustedRootCertificates"),
+    )
+    arm.finish(s, "backendHttpSettingsCollection")
+    return setting
+
+
+def _probe(arm: ArmReader, name: str, s: Section) -> Probe:
+    d = Probe(name)
+    codes, body = d.match_status_codes, None
+    m = s.get_section("match")
+    if m is not None:
+        codes = read_status_codes(m, "statusCodes", m.get_strs("statusCodes"), codes)
+        body = m.get_opt_str("body")
+        arm.finish(m, "match")
+    probe = Probe(
+        name=name,
+        protocol=s.get_str("protocol", d.protocol).lower(),
+        host=s.get_opt_str("host") or None,
+        pick_host_name_from_settings=s.get_bool("pickHostNameFromBackendHttpSettings", False),
+        path=s.get_str("path", d.path),
+        port=s.get_opt_int("port"),
+        interval=s.get_int("interval", d.interval),
+        timeout=s.get_int("timeout", d.timeout),
+        unhealthy_threshold=s.get_int("unhealthyThreshold", d.unhealthy_threshold),
+        match_status_codes=codes,
+        match_body=body or None,
+        min_servers=s.get_int("minServers", d.min_servers),
+    )
+    arm.finish(s, "probes")
+    return probe
+
+
+def _redirect(arm: ArmReader, name: str, s: Section) -> Redirect:
+    redirect = Redirect(
+        name=name,
+        redirect_type=s.get_str("redirectType", "Permanent").lower(),
+        target_listener=arm.ref(s, "targetListener", "httpListeners"),
+        target_url=s.get_opt_str("targetUrl"),
+        include_path=s.get_bool("includePath", False),
+        include_query_string=s.get_bool("includeQueryString", False),
+    )
+    arm.finish(s, "redirectConfigurations")
+    return redirect
+
+
+def _headers(arm: ArmReader, s: Section, key: str) -> tuple[HeaderAction, ...]:
+    actions = []
+    for h in s.get_sections(key):
+        actions.append(
+            HeaderAction(h.get_str("headerName", "", required=True), h.get_str("headerValue", ""))
+        )
+        arm.finish(h, "headerConfigurations")
+    return tuple(actions)
+
+
+def _rewrite_rule(arm: ArmReader, s: Section, parent: str) -> RewriteRule:
+    name = s.get_str("name", "", required=True)
+    if name:
+        s.path = join(parent, f"rewriteRules.{name}")
+    conditions = []
+    for c in s.get_sections("conditions"):
+        conditions.append(
+            RewriteCondition(
+                variable=c.get_str("variable", "", required=True),
+                pattern=c.get_str("pattern", "", required=True),
+                ignore_case=c.get_bool("ignoreCase", True),
+                negate=c.get_bool("negate", False),
+            )
+        )
+        arm.finish(c, "conditions")
+    request_headers: tuple[HeaderAction, ...] = ()
+    response_headers: tuple[HeaderAction, ...] = ()
+    url = None
+    a = s.get_section("actionSet")
+    if a is not None:
+        request_headers = _headers(arm, a, "requestHeaderConfigurations")
+        response_headers = _headers(arm, a, "responseHeaderConfigurations")
+        u = a.get_section("urlConfiguration")
+        if u is not None:
+            url = UrlAction(
+                path=u.get_opt_str("modifiedPath"),
+                query_string=u.get_opt_str("modifiedQueryString"),
+                reroute=u.get_bool("reroute", False),
+            )
+            arm.finish(u, "urlConfiguration")
+        arm.finish(a, "actionSet")
+    rule = RewriteRule(
+        name=name,
+        sequence=s.get_int("ruleSequence", 100),
+        conditions=tuple(conditions),
+        request_headers=request_headers,
+        response_headers=response_headers,
+        url=url,
+    )
+    arm.finish(s, "rewriteRules")
+    return rule
+
+
+def _rewrite_rule_set(arm: ArmReader, name: str, s: Section) -> RewriteRuleSet:
+    rules = [_rewrite_rule(arm, r, s.path) for r in s.get_sections("rewriteRules")]
+    arm.finish(s, "rewriteRuleSets")
+    return RewriteRuleSet(name, tuple(sorted(rules, key=lambda r: r.sequence)))
+
+
+def _path_map(arm: ArmReader, name: str, s: Section) -> PathMap:
+    rules = []
+    for rule_name, r in arm.resources(s, "pathRules"):
+        rules.append(
+            PathRule(
+                name=rule_name,
+                paths=r.get_strs("paths"),
+                pool=arm.ref(r, "backendAddressPool", "backendAddressPools"),
+                setting=arm.ref(r, "backendHttpSettings", "backendHttpSettingsCollection"),
+                redirect=arm.ref(r, "redirectConfiguration", "redirectConfigurations"),
+                rewrite_rule_set=arm.ref(r, "rewriteRuleSet", "rewriteRuleSets"),
+            )
+        )
+        arm.finish(r, "pathRules")
+    path_map = PathMap(
+        name=name,
+        rules=tuple(rules),
+        default_pool=arm.ref(s, "defaultBackendAddressPool", "backendAddressPools"),
+        default_setting=arm.ref(s, "defaultBackendHttpSettings", "backendHttpSettingsCollection"),
+        default_redirect=arm.ref(s, "defaultRedirectConfiguration", "redirectConfigurations"),
+        default_rewrite_rule_set=arm.ref(s, "defaultRewriteRuleSet", "rewriteRuleSets"),
+    )
+    arm.finish(s, "urlPathMaps")
+    return path_map
+
+
+def _rule(arm: ArmReader, name: str, s: Section) -> Rule:
+    rule_type = s.get_str("ruleType", "Basic")
+    rule = Rule(
+        name=name,
+        listener=arm.ref(s, "httpListener", "httpListeners") or "",
+        kind=RULE_TYPES.get(rule_type.lower(), rule_type),
+        priority=s.get_opt_int("priority"),
+        pool=arm.ref(s, "backendAddressPool", "backendAddressPools"),
+        setting=arm.ref(s, "backendHttpSettings", "backendHttpSettingsCollection"),
+        redirect=arm.ref(s, "redirectConfiguration", "redirectConfigurations"),
+        path_map=arm.ref(s, "urlPathMap", "urlPathMaps"),
+        rewrite_rule_set=arm.ref(s, "rewriteRuleSet", "rewriteRuleSets"),
+    )
+    arm.finish(s, "requestRoutingRules")
+    return rule

@@ -1,0 +1,92 @@
+"""Reading a configuration file: which format it is, then load and validate.
+
+A `.toml` file, or text that parses as TOML, is appgw's own format; JSON is
+an ARM template or `az network application-gateway show` output. Text
+written by Windows tools (a UTF-8 byte order mark, UTF-16 from PowerShell's
+redirection) is decoded as such. Every problem, the loader's and
+validation's, ends up in one ConfigError.
+"""
+
+from __future__ import annotations
+
+import codecs
+import json
+import re
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from appgw.config import arm, toml
+from appgw.config.errors import ConfigError
+from appgw.config.model import Config
+from appgw.config.naming import ARM_NAMING, TOML_NAMING
+from appgw.config.validate import validate
+
+_TOML_POSITION = re.compile(r"^(.*) \(at line (\d+), column (\d+)\)$", re.S)
+
+
+def load_file(path: str) -> Config:
+    """Load and validate a TOML file, an ARM template or `az ... show` JSON.
+
+    Raises ConfigError listing every problem with its key path, or naming
+    the line of a syntax error.
+    """
+    text = read_text(path)
+    kind, document = parse(path, text)
+    if kind == "toml":
+        draft, naming = toml.build(document, path), TOML_NAMING
+    else:
+        draft, naming = arm.build(document, path), ARM_NAMING
+    errors = draft.merge(validate(draft.config, naming))
+    if errors:
+        raise ConfigError(path, errors)
+    return draft.config
+
+
+def read_text(path: str) -> str:
+    try:
+        data = Path(path).read_bytes()
+    except OSError as e:
+        raise ConfigError(path, [f"cannot read: {e.strerror or e}"]) from None
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        encoding = "utf-16"
+    else:
+        encoding = "utf-8-sig"
+    try:
+        return data.decode(encoding)
+    except UnicodeDecodeError as e:
+        raise ConfigError(path, [f"not {encoding.upper()} text (byte {e.start})"]) from None
+
+
+def parse(path: str, text: str) -> tuple[str, Any]:
+    """("toml" | "json", the parsed document); raises ConfigError naming the line."""
+    suffix = Path(path).suffix.lower()
+    if suffix == ".toml":
+        return "toml", _parse_toml(path, text)
+    if suffix == ".json" or text.lstrip().startswith("{"):
+        return "json", _parse_json(path, text)
+    try:
+        return "json", json.loads(text)
+    except ValueError:
+        return "toml", _parse_toml(path, text)
+
+
+def _parse_toml(path: str, text: str) -> dict[str, Any]:
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        message = f"not valid TOML: {e}"
+        match = _TOML_POSITION.match(str(e))
+        if match is not None:
+            line, column = match.group(2), match.group(3)
+            message = f"line {line}, column {column}: not valid TOML: {match.group(1)}"
+        raise ConfigError(path, [message]) from None
+
+
+def _parse_json(path: str, text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ConfigError(
+            path, [f"line {e.lineno}, column {e.colno}: not valid JSON: {e.msg}"]
+        ) from None
