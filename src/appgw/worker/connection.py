@@ -32,6 +32,17 @@ if TYPE_CHECKING:
 log = logs.log
 
 
+def has_body(request: h11.Request) -> bool:
+    """Whether a request's framing announces body bytes."""
+    length = None
+    for name, value in request.headers:
+        if name == b"transfer-encoding":
+            return True
+        if name == b"content-length":
+            length = value
+    return length is not None and int(length) > 0
+
+
 class ClientConnection:
     def __init__(
         self, worker: Worker, stream: trio.abc.Stream, socket: Socket, peer: tuple[str, int]
@@ -90,6 +101,10 @@ class ClientConnection:
         if isinstance(event, h11.Request):
             if self.worker.draining.is_set():
                 self.closing = True
+            if not has_body(event):
+                # A request without a body ends with its head; take h11's
+                # EndOfMessage now so the cycle can complete.
+                self.h11.next_event()
             return event
         return None
 
@@ -118,7 +133,7 @@ class ClientConnection:
 
     @property
     def response_started(self) -> bool:
-        return self.h11.our_state is not h11.SEND_RESPONSE
+        return self.h11.our_state not in (h11.IDLE, h11.SEND_RESPONSE)
 
     async def send_error(self, status: int, *, close: bool) -> None:
         page = errorpage.body(status)

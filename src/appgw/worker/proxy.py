@@ -38,8 +38,10 @@ from appgw.errors import (
     GatewayTimeout,
     first_error,
 )
+from appgw.worker import errorpage
 from appgw.worker import headers as rules
 from appgw.worker.balancer import server_port
+from appgw.worker.connection import has_body
 from appgw.worker.relay import relay_tunnel
 from appgw.worker.routing import Route, backend_target, redirect_location
 from appgw.worker.upstream import RECEIVE_SIZE, Upstream, abort
@@ -145,7 +147,7 @@ class Exchange:
         length = rules.header_value(request.headers, b"content-length")
         self.chunked = rules.header_value(request.headers, b"transfer-encoding") is not None
         self.content_length = int(length) if length is not None and not self.chunked else None
-        self.has_body = self.chunked or bool(self.content_length)
+        self.has_body = has_body(request)
         # The backend's head-wait deadline, pushed forward while the body moves.
         self.wait_scope: trio.CancelScope | None = None
 
@@ -361,7 +363,11 @@ class Exchange:
                 out.append((b"set-cookie", cookie.encode()))
         try:
             await client.send(
-                h11.Response(status_code=response.status_code, headers=out, reason=response.reason)
+                h11.Response(
+                    status_code=response.status_code,
+                    headers=out,
+                    reason=response.reason or errorpage.reason(response.status_code),
+                )
             )
         except h11.LocalProtocolError as exc:
             raise BadGateway(f"{upstream.label} sent an unusable response head: {exc}") from None

@@ -1,0 +1,383 @@
+"""Backend health: the state of every probed server, kept as a table of rules.
+
+The rules:
+
+- Every server starts Unknown, and an Unknown server receives traffic: until
+  a probe says otherwise, a server is presumed able to serve.
+- One successful probe makes a server Healthy, whatever its state.
+- A server turns Unhealthy when its probe has failed unhealthy_threshold
+  times in a row. Failures count from the start, so an Unknown server whose
+  first probes fail turns Unhealthy after as many failures as a Healthy one.
+  Fewer failures leave the state as it was.
+- `since` is the time of the last change of state; `reason` is what the
+  latest probe found, in Application Gateway's words (`reason` changes with
+  every probe that finds something new, `since` only with the state).
+- A server is routable unless it is Unhealthy, except for min_servers: per
+  (pool, setting), while fewer than the probe's min_servers servers are
+  routable, Unhealthy servers are routable too, up to that count. The ones
+  chosen are those with the most recent successful probe first, then those
+  never healthy, in pool order.
+
+The transitions are data (_TRANSITIONS). HealthTable applies them and keeps
+the counts; HealthView is the worker's side, built from a published
+snapshot. Nothing here does I/O or reads a clock: callers pass `now`.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import attrs
+from attrs import frozen
+
+if TYPE_CHECKING:
+    from appgw.prober.targets import Target, TargetKey
+
+
+class State(enum.StrEnum):
+    UNKNOWN = "Unknown"
+    HEALTHY = "Healthy"
+    UNHEALTHY = "Unhealthy"
+
+
+class _Event(enum.Enum):
+    SUCCESS = enum.auto()
+    FAILURE = enum.auto()  # a failure below the threshold
+    THRESHOLD = enum.auto()  # a failure that reaches (or passes) the threshold
+
+
+_TRANSITIONS: dict[State, dict[_Event, State]] = {
+    State.UNKNOWN: {
+        _Event.SUCCESS: State.HEALTHY,
+        _Event.FAILURE: State.UNKNOWN,
+        _Event.THRESHOLD: State.UNHEALTHY,
+    },
+    State.HEALTHY: {
+        _Event.SUCCESS: State.HEALTHY,
+        _Event.FAILURE: State.HEALTHY,
+        _Event.THRESHOLD: State.UNHEALTHY,
+    },
+    State.UNHEALTHY: {
+        _Event.SUCCESS: State.HEALTHY,
+        _Event.FAILURE: State.UNHEALTHY,
+        _Event.THRESHOLD: State.UNHEALTHY,
+    },
+}
+
+
+class Change(enum.Flag):
+    """What a probe result changed, as far as anyone outside can see."""
+
+    NONE = 0
+    REASON = enum.auto()  # the reason text of the probed server
+    STATE = enum.auto()  # the state of the probed server
+    ROUTING = enum.auto()  # whether some server of the (pool, setting) is routable
+
+
+# ---------------------------------------------------------------------------
+# Probe results, and Application Gateway's words for them.
+
+PENDING = "Waiting for the first health probe result."
+
+
+@frozen
+class ProbeResult:
+    ok: bool
+    reason: str
+    status: int | None = None  # the HTTP status received, if any
+
+
+def success(status: int) -> ProbeResult:
+    return ProbeResult(True, f"Success. Received {status} status code", status)
+
+
+def timed_out() -> ProbeResult:
+    return ProbeResult(
+        False,
+        "Time taken by the backend to respond to application gateway's health probe is"
+        " more than the timeout threshold in the probe setting.",
+    )
+
+
+def connect_failed(detail: str) -> ProbeResult:
+    text = (
+        "Application Gateway could not connect to the backend. Check that the backend"
+        " responds on the port used for the probe. Also check whether a firewall is"
+        " blocking access to the IP and port of this backend."
+    )
+    return ProbeResult(False, f"{text} ({detail})" if detail else text)
+
+
+def name_not_resolved() -> ProbeResult:
+    return ProbeResult(
+        False,
+        "Application Gateway could not create a probe for this backend. This usually"
+        " happens when the FQDN of the backend has not been entered correctly.",
+    )
+
+
+def status_mismatch(expected: str, status: int) -> ProbeResult:
+    return ProbeResult(
+        False,
+        "Status code of the backend's HTTP response did not match the probe setting."
+        f" Expected:{expected} Received:{status}.",
+        status,
+    )
+
+
+def body_mismatch(body: str, status: int) -> ProbeResult:
+    return ProbeResult(
+        False,
+        "Body of the backend's HTTP response did not match the probe setting."
+        f" Received response body doesn't contain {body}.",
+        status,
+    )
+
+
+def websocket_refused(status: int) -> ProbeResult:
+    return ProbeResult(
+        False,
+        f"The backend's WebSocket handshake did not succeed. Expected:101 Received:{status}.",
+        status,
+    )
+
+
+def websocket_bad_accept() -> ProbeResult:
+    return ProbeResult(
+        False,
+        "The backend's WebSocket handshake did not succeed. The Sec-WebSocket-Accept"
+        " header of its 101 response is missing or does not match the key sent.",
+        101,
+    )
+
+
+def invalid_response(detail: str) -> ProbeResult:
+    return ProbeResult(
+        False, f"The backend's response to the health probe is not valid HTTP/1.1: {detail}"
+    )
+
+
+def connection_closed(detail: str = "") -> ProbeResult:
+    text = "The backend closed the connection before it answered the health probe."
+    return ProbeResult(False, f"{text} ({detail})" if detail else text)
+
+
+def certificate_name_mismatch() -> ProbeResult:
+    return ProbeResult(
+        False,
+        "The Common Name of the leaf certificate presented by the backend server does"
+        " not match the Probe or Backend Setting hostname of the application gateway.",
+    )
+
+
+def certificate_expired() -> ProbeResult:
+    return ProbeResult(
+        False,
+        'Backend certificate is invalid. Current date is not within the "Valid from"'
+        ' and "Valid to" date range on the certificate.',
+    )
+
+
+def certificate_untrusted(with_trusted_roots: bool) -> ProbeResult:
+    if with_trusted_roots:
+        text = (
+            "The root certificate of the server certificate used by the backend doesn't"
+            " match the trusted root certificate added to the application gateway."
+            " Ensure that you add the correct root certificate to allowlist the backend."
+        )
+    else:
+        text = (
+            "The backend Server certificate is not signed by a well-known Certificate"
+            " Authority (CA). To use unknown CA certificates, its Root certificate must be"
+            " uploaded to the Backend Setting of the application gateway."
+        )
+    return ProbeResult(False, text)
+
+
+def certificate_unverified(code: int | str) -> ProbeResult:
+    return ProbeResult(
+        False,
+        "The validity of the backend certificate could not be verified. To find out the"
+        " reason, check OpenSSL diagnostics for the message associated with error code"
+        f" {code}",
+    )
+
+
+def tls_failed(detail: str) -> ProbeResult:
+    return ProbeResult(False, f"The TLS handshake with the backend failed: {detail}")
+
+
+def probe_error(detail: str) -> ProbeResult:
+    return ProbeResult(False, f"The health probe could not be completed: {detail}")
+
+
+def expected_statuses(ranges: Iterable[tuple[int, int]]) -> str:
+    """Status ranges as Application Gateway writes them: "200-399", "200,301-302"."""
+    return ",".join(str(lo) if lo == hi else f"{lo}-{hi}" for lo, hi in ranges)
+
+
+# ---------------------------------------------------------------------------
+# The prober's side: every server's state.
+
+
+@attrs.define
+class _Server:
+    key: TargetKey
+    threshold: int
+    since: float
+    state: State = State.UNKNOWN
+    reason: str = PENDING
+    failures: int = 0  # consecutive
+    last_success: float | None = None
+    routable: bool = True
+
+
+@attrs.define
+class _Group:
+    """The servers of one (pool, setting), in pool order."""
+
+    min_servers: int
+    servers: list[_Server] = attrs.Factory(list)
+
+
+class HealthTable:
+    """Every probed server's health; fed probe results, read as snapshots."""
+
+    def __init__(self, targets: Iterable[Target], now: float) -> None:
+        self._servers: dict[TargetKey, _Server] = {}
+        self._groups: dict[tuple[str, str], _Group] = {}
+        for target in targets:
+            if target.key in self._servers:
+                continue
+            server = _Server(target.key, target.probe.unhealthy_threshold, since=now)
+            self._servers[target.key] = server
+            group = self._groups.setdefault(
+                (target.pool, target.setting), _Group(target.probe.min_servers)
+            )
+            group.servers.append(server)
+
+    def __len__(self) -> int:
+        return len(self._servers)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._servers
+
+    def state(self, key: TargetKey) -> State:
+        return self._servers[key].state
+
+    def reason(self, key: TargetKey) -> str:
+        return self._servers[key].reason
+
+    def is_routable(self, key: TargetKey) -> bool:
+        return self._servers[key].routable
+
+    def record(self, key: TargetKey, result: ProbeResult, now: float) -> Change:
+        """Apply one probe result of the server `key`; say what it changed."""
+        server = self._servers[key]
+        if result.ok:
+            server.failures = 0
+            server.last_success = now
+            event = _Event.SUCCESS
+        else:
+            server.failures += 1
+            event = _Event.THRESHOLD if server.failures >= server.threshold else _Event.FAILURE
+        change = Change.NONE
+        new_state = _TRANSITIONS[server.state][event]
+        if new_state is not server.state:
+            server.state = new_state
+            server.since = now
+            change |= Change.STATE
+        if result.reason != server.reason:
+            server.reason = result.reason
+            change |= Change.REASON
+        if self._update_routing(self._groups[key[:2]]):
+            change |= Change.ROUTING
+        return change
+
+    def snapshot(self, now: float) -> dict[str, Any]:
+        """Every server's health as plain JSON-ready data, in target order."""
+        return {
+            "time": now,
+            "servers": [
+                {
+                    "pool": s.key[0],
+                    "setting": s.key[1],
+                    "host": s.key[2],
+                    "port": s.key[3],
+                    "state": str(s.state),
+                    "routable": s.routable,
+                    "since": s.since,
+                    "reason": s.reason,
+                }
+                for s in self._servers.values()
+            ],
+        }
+
+    @staticmethod
+    def _update_routing(group: _Group) -> bool:
+        routable = [s.state is not State.UNHEALTHY for s in group.servers]
+        missing = group.min_servers - sum(routable)
+        if missing > 0:
+            down = [i for i, ok in enumerate(routable) if not ok]
+            down.sort(key=lambda i: _keep_order(group.servers[i], i))
+            for i in down[:missing]:
+                routable[i] = True
+        changed = False
+        for server, ok in zip(group.servers, routable, strict=True):
+            if server.routable is not ok:
+                server.routable = ok
+                changed = True
+        return changed
+
+
+def _keep_order(server: _Server, index: int) -> tuple[bool, float, int]:
+    # Most recently successful first; never successful last; then pool order.
+    last = server.last_success
+    return (last is None, -(last or 0.0), index)
+
+
+# ---------------------------------------------------------------------------
+# The worker's side: answers "may this server get a request?" per request.
+
+
+class HealthView:
+    """Routability of servers, from a published snapshot; O(1) per lookup.
+
+    `HealthView(snapshot)` takes HealthTable.snapshot() output (as decoded
+    from JSON) and raises ValueError if it is malformed. A server the snapshot
+    does not list is routable, and so is every server of `HealthView()`.
+    """
+
+    __slots__ = ("_unroutable", "time")
+
+    def __init__(self, snapshot: Mapping[str, Any] | None = None) -> None:
+        self._unroutable: frozenset[TargetKey] = frozenset()
+        self.time: float | None = None  # when the snapshot was taken; None: no snapshot
+        if snapshot is None:
+            return
+        try:
+            unroutable = []
+            for entry in snapshot["servers"]:
+                routable = entry.get("routable")
+                if routable is None:
+                    routable = entry["state"] != State.UNHEALTHY
+                if not routable:
+                    pool, setting = str(entry["pool"]), str(entry["setting"])
+                    unroutable.append((pool, setting, str(entry["host"]), int(entry["port"])))
+            when = snapshot.get("time")
+            self.time = None if when is None else float(when)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ValueError(f"malformed health snapshot: {exc!r}") from exc
+        self._unroutable = frozenset(unroutable)
+
+    def is_routable(self, pool: str, setting: str, host: str, port: int) -> bool:
+        return (pool, setting, host, port) not in self._unroutable
+
+    def is_routable_key(self, key: TargetKey) -> bool:
+        return key not in self._unroutable
+
+    @property
+    def unroutable(self) -> frozenset[TargetKey]:
+        return self._unroutable

@@ -1,0 +1,524 @@
+"""Rewrite rule sets: Application Gateway's header and URL rewrites (pure).
+
+A rule set is compiled once per configuration (`compile_rule_set`): patterns
+are compiled and every value is parsed into literal text, variables and
+capture references, so a request only matches and joins strings.
+
+How a rule set runs, as Application Gateway documents it:
+
+- Rules run in sequence order, lowest first. A rule applies when all of its
+  conditions hold. A condition searches its variable for the pattern
+  (anywhere in the value, like `re.search`), ignoring case when
+  `ignore_case`; `negate` inverts the outcome.
+- Variables: `http_req_<Header>` and `http_resp_<Header>` (names in any case;
+  several fields of one name are joined with ", ", Cookie with "; "; a
+  missing header is ""), and `var_<server variable>` (see `_SERVER`, plus
+  `var_cookie_<name>`). Anything unknown is "".
+- Values are text with `{variable}` references. `{<variable>_<n>}` is group n
+  of the rule's own condition on `<variable>` (spelled exactly as in the
+  condition; group 0 is the whole match). A group that took no part, or a
+  condition that holds through `negate`, gives "".
+- Every variable reads the request as the client sent it and the response as
+  the backend sent it: an action never changes what a later rule sees.
+  Actions add up; when two rules set the same header or URL part, the later
+  rule wins.
+- Requests: rules with request-header or URL actions and no condition on the
+  response. Responses: rules with response-header actions; their conditions
+  may read the response headers, `var_http_status` and the whole request.
+- Setting a header replaces every field of that name (at the first one's
+  place, else appended); an empty value removes it. Connection, Upgrade,
+  Content-Length and Transfer-Encoding are never rewritten (the gateway owns
+  the framing), and Host is never removed (`header_errors` reports both).
+- Header values are sanitised: control characters other than tab (CR, LF,
+  NUL, ...) become spaces, as RFC 9110 section 5.5 allows, then surrounding
+  blanks are trimmed; a value left empty removes the header.
+- URL: a path of None or "" keeps the path, a query string of None keeps it
+  and "" clears it. The path gets a leading "/"; characters a request target
+  cannot hold (and "?", "#" in the path) are percent-encoded as UTF-8.
+  `reroute` tells the caller to match the path map again with the new path.
+- A pattern that does not compile makes its condition false; it never
+  raises here. Configuration validation finds it first (`pattern_errors`).
+  Patterns are Python regular expressions (Application Gateway uses RE2;
+  the common syntax is the same).
+
+Use:
+
+    plan = compile_rule_set(rule_set)            # once per configuration
+    rw = plan.rewrite_request(ctx)               # path, query, reroute ...
+    headers = rw.apply(backend_headers)          # ... and the header edits
+    headers = plan.rewrite_response(ctx, status, response_headers)
+
+Request header edits come back separately because they belong on the
+headers the gateway sends (after it added X-Forwarded-For and the rest, so
+a rule can replace those), while the URL is needed before routing.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from urllib.parse import quote
+
+from attrs import field, frozen
+
+from appgw.config.model import HeaderAction, RewriteCondition, RewriteRule, RewriteRuleSet
+
+Headers = list[tuple[bytes, bytes]]
+
+# Headers no action may touch: the gateway alone frames messages.
+UNREWRITABLE = frozenset({b"connection", b"upgrade", b"content-length", b"transfer-encoding"})
+
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_REFERENCE = re.compile(r"\{((?:http_req_|http_resp_|var_)[^{}\s]+)\}")
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+_PATH_SAFE = "/!$&'()*+,;=:@%"  # RFC 3986 pchar besides the unreserved, and "%"
+_QUERY_SAFE = _PATH_SAFE + "?"
+_REGEX_ERRORS = (re.error, OverflowError, RecursionError, ValueError)
+
+
+@frozen
+class RequestContext:
+    """What variables read: one request as the gateway received it.
+
+    Text fields are as decoded by the caller; non-ASCII text is used as UTF-8.
+    Header names are lowercase, as h11 gives them.
+    """
+
+    client_ip: str
+    client_port: int
+    server_port: int
+    scheme: str  # "http" | "https"
+    method: str
+    path: str  # without the query
+    query: str  # without the "?"
+    host: str  # from the request target or the Host header, "" if neither
+    headers: Sequence[tuple[bytes, bytes]]
+    http_version: str = "1.1"
+
+
+@frozen
+class RequestRewrite:
+    """What a rule set does to a request.
+
+    `header_edits` are (name, value) in the order first set; value None
+    removes the header. `reroute`: match the path map again with `path`.
+    """
+
+    path: str
+    query: str
+    reroute: bool = False
+    url_rewritten: bool = False
+    header_edits: tuple[tuple[bytes, bytes | None], ...] = ()
+
+    @property
+    def target(self) -> str:
+        """The origin-form request target: path, then "?query" if any."""
+        return f"{self.path}?{self.query}" if self.query else self.path
+
+    def apply(self, headers: Sequence[tuple[bytes, bytes]]) -> Headers:
+        """`headers` with the edits made (a new list)."""
+        return apply_header_edits(headers, self.header_edits)
+
+
+# --- compiled form -------------------------------------------------------------------
+
+_REQ, _RESP, _VAR = 0, 1, 2
+
+
+@frozen
+class _Variable:
+    kind: int  # _REQ | _RESP | _VAR
+    key: bytes | str  # lowercase header name, or server variable name
+
+
+@frozen
+class _Capture:
+    condition: int  # index into the rule's conditions
+    group: int
+
+
+_Part = str | _Variable | _Capture
+_Template = tuple[_Part, ...]
+
+
+@frozen
+class _Condition:
+    source: _Variable
+    regex: re.Pattern[str] | None  # None: the pattern did not compile
+    negate: bool
+
+
+@frozen
+class _Rule:
+    name: str
+    conditions: tuple[_Condition, ...]
+    request_headers: tuple[tuple[bytes, _Template], ...]
+    response_headers: tuple[tuple[bytes, _Template], ...]
+    path: _Template | None
+    query: _Template | None
+    reroute: bool
+    reads_response: bool
+
+
+@frozen
+class CompiledRuleSet:
+    """A rule set ready to run; build it with `compile_rule_set`."""
+
+    name: str
+    request_rules: tuple[_Rule, ...] = field(repr=False)
+    response_rules: tuple[_Rule, ...] = field(repr=False)
+
+    def rewrite_request(self, ctx: RequestContext) -> RequestRewrite:
+        """Run the request rules on a request."""
+        if not self.request_rules:
+            return RequestRewrite(ctx.path, ctx.query)
+        scope = _Scope(ctx)
+        edits: dict[bytes, bytes | None] = {}
+        path = query = None
+        reroute = False
+        for rule in self.request_rules:
+            matches = _matches(rule, scope)
+            if matches is None:
+                continue
+            _edit(edits, rule.request_headers, scope, matches)
+            if rule.path is not None:
+                path = _render(rule.path, scope, matches)
+            if rule.query is not None:
+                query = _render(rule.query, scope, matches)
+            reroute = reroute or rule.reroute
+        return RequestRewrite(
+            path=ctx.path if path is None else _target_path(path),
+            query=ctx.query if query is None else _target_query(query),
+            reroute=reroute,
+            url_rewritten=path is not None or query is not None,
+            header_edits=tuple(edits.items()),
+        )
+
+    def rewrite_response(
+        self, ctx: RequestContext, status: int, headers: Sequence[tuple[bytes, bytes]]
+    ) -> Headers:
+        """The backend's response headers after the response rules ran."""
+        if not self.response_rules:
+            return list(headers)
+        scope = _Scope(ctx, status, headers)
+        edits: dict[bytes, bytes | None] = {}
+        for rule in self.response_rules:
+            matches = _matches(rule, scope)
+            if matches is not None:
+                _edit(edits, rule.response_headers, scope, matches)
+        return apply_header_edits(headers, tuple(edits.items()))
+
+
+def compile_rule_set(rule_set: RewriteRuleSet) -> CompiledRuleSet:
+    """Compile a rule set once; the result is immutable and shared freely."""
+    rules = [_compile_rule(rule) for rule in sorted(rule_set.rules, key=lambda r: r.sequence)]
+    return CompiledRuleSet(
+        name=rule_set.name,
+        request_rules=tuple(
+            r for r in rules
+            if (r.request_headers or r.path is not None or r.query is not None)
+            and not r.reads_response
+        ),
+        response_rules=tuple(r for r in rules if r.response_headers),
+    )
+
+
+def pattern_errors(rule_set: RewriteRuleSet) -> list[str]:
+    """Every condition pattern that does not compile, as "rules[i].conditions[j].pattern: ..."."""
+    errors = []
+    for i, rule in enumerate(rule_set.rules):
+        for j, condition in enumerate(rule.conditions):
+            try:
+                re.compile(condition.pattern, _flags(condition))
+            except _REGEX_ERRORS as exc:
+                errors.append(
+                    f"rules[{i}].conditions[{j}].pattern: invalid regular expression: {exc}"
+                )
+    return errors
+
+
+def header_errors(rule_set: RewriteRuleSet) -> list[str]:
+    """Every header action the engine would ignore, as "rules[i].request_headers[k]: ..."."""
+    errors = []
+    for i, rule in enumerate(rule_set.rules):
+        for key, actions in (
+            ("request_headers", rule.request_headers),
+            ("response_headers", rule.response_headers),
+        ):
+            for k, action in enumerate(actions):
+                at = f"rules[{i}].{key}[{k}]"
+                if not _TOKEN.fullmatch(action.name):
+                    errors.append(f"{at}: {action.name!r} is not a header name")
+                elif action.name.lower().encode() in UNREWRITABLE:
+                    errors.append(f"{at}: {action.name} cannot be rewritten")
+                elif action.name.lower() == "host" and not action.value:
+                    errors.append(f"{at}: Host cannot be removed")
+    return errors
+
+
+def apply_header_edits(
+    headers: Sequence[tuple[bytes, bytes]], edits: Sequence[tuple[bytes, bytes | None]]
+) -> Headers:
+    """Replace or remove every field named in `edits` (value None removes)."""
+    if not edits:
+        return list(headers)
+    wanted = dict(edits)
+    placed: set[bytes] = set()
+    out: Headers = []
+    for name, value in headers:
+        key = name.lower()
+        if key not in wanted:
+            out.append((name, value))
+        elif key not in placed:
+            placed.add(key)
+            new = wanted[key]
+            if new is not None:
+                out.append((key, new))
+    for key, new in wanted.items():
+        if key not in placed and new is not None:
+            out.append((key, new))
+    return out
+
+
+# --- compiling -----------------------------------------------------------------------
+
+
+def _flags(condition: RewriteCondition) -> int:
+    return re.IGNORECASE if condition.ignore_case else 0
+
+
+def _compile_rule(rule: RewriteRule) -> _Rule:
+    conditions = []
+    captures: dict[str, int] = {}  # condition variable as written -> its last condition
+    for i, c in enumerate(rule.conditions):
+        try:
+            regex: re.Pattern[str] | None = re.compile(c.pattern, _flags(c))
+        except _REGEX_ERRORS:
+            regex = None
+        conditions.append(_Condition(_variable(c.variable), regex, c.negate))
+        captures[c.variable] = i
+    url = rule.url
+    return _Rule(
+        name=rule.name,
+        conditions=tuple(conditions),
+        request_headers=_header_actions(rule.request_headers, captures),
+        response_headers=_header_actions(rule.response_headers, captures),
+        path=_template(url.path, captures) if url is not None and url.path else None,
+        query=(
+            _template(url.query_string, captures)
+            if url is not None and url.query_string is not None
+            else None
+        ),
+        reroute=url is not None and url.reroute,
+        reads_response=any(
+            c.source.kind == _RESP or c.source.key == "http_status" for c in conditions
+        ),
+    )
+
+
+def _header_actions(
+    actions: Sequence[HeaderAction], captures: dict[str, int]
+) -> tuple[tuple[bytes, _Template], ...]:
+    out = []
+    for action in actions:
+        if not _TOKEN.fullmatch(action.name):
+            continue
+        name = action.name.lower().encode("ascii")
+        if name in UNREWRITABLE or (name == b"host" and not action.value):
+            continue
+        out.append((name, _template(action.value, captures)))
+    return tuple(out)
+
+
+def _variable(name: str) -> _Variable:
+    if name.startswith("http_req_"):
+        return _Variable(_REQ, name[9:].lower().encode("utf-8", "surrogatepass"))
+    if name.startswith("http_resp_"):
+        return _Variable(_RESP, name[10:].lower().encode("utf-8", "surrogatepass"))
+    if name.startswith("var_"):
+        return _Variable(_VAR, name[4:])
+    return _Variable(_VAR, "")  # not a variable at all: always ""
+
+
+def _template(text: str, captures: dict[str, int]) -> _Template:
+    parts: list[_Part] = []
+    at = 0
+    for m in _REFERENCE.finditer(text):
+        if m.start() > at:
+            parts.append(_latin1(text[at : m.start()]))
+        parts.append(_reference(m.group(1), captures))
+        at = m.end()
+    if at < len(text):
+        parts.append(_latin1(text[at:]))
+    return tuple(parts)
+
+
+def _reference(token: str, captures: dict[str, int]) -> _Part:
+    base, sep, digits = token.rpartition("_")
+    if sep and digits.isdigit() and base in captures:
+        return _Capture(captures[base], int(digits))
+    return _variable(token)
+
+
+def _latin1(text: str) -> str:
+    """Text as the str of its UTF-8 bytes, the form header values take here."""
+    if text.isascii():
+        return text
+    return text.encode("utf-8", "surrogatepass").decode("latin-1")
+
+
+# --- running -------------------------------------------------------------------------
+
+
+class _Scope:
+    """What variables read during one evaluation; headers grouped on first use."""
+
+    __slots__ = ("ctx", "status", "_request", "_response", "_response_headers")
+
+    def __init__(
+        self,
+        ctx: RequestContext,
+        status: int | None = None,
+        response_headers: Sequence[tuple[bytes, bytes]] = (),
+    ) -> None:
+        self.ctx = ctx
+        self.status = status
+        self._request: dict[bytes, list[bytes]] | None = None
+        self._response: dict[bytes, list[bytes]] | None = None
+        self._response_headers = response_headers
+
+    def value(self, variable: _Variable) -> str:
+        if variable.kind == _VAR:
+            return self.server(variable.key)  # type: ignore[arg-type]
+        return self.header(variable.kind == _RESP, variable.key)  # type: ignore[arg-type]
+
+    def header(self, response: bool, name: bytes) -> str:
+        if response:
+            if self._response is None:
+                self._response = _group(self._response_headers)
+            fields = self._response.get(name)
+        else:
+            if self._request is None:
+                self._request = _group(self.ctx.headers)
+            fields = self._request.get(name)
+        if not fields:
+            return ""
+        return (b"; " if name == b"cookie" else b", ").join(fields).decode("latin-1")
+
+    def server(self, name: str) -> str:
+        read = _SERVER.get(name)
+        if read is not None:
+            return read(self)
+        if name.startswith("cookie_"):
+            return _cookie(self.header(False, b"cookie"), name[7:])
+        return ""
+
+
+def _group(headers: Sequence[tuple[bytes, bytes]]) -> dict[bytes, list[bytes]]:
+    grouped: dict[bytes, list[bytes]] = {}
+    for name, value in headers:
+        grouped.setdefault(name.lower(), []).append(value)
+    return grouped
+
+
+def _host(ctx: RequestContext) -> str:
+    host = _latin1(ctx.host.strip().lower())
+    if host.startswith("["):
+        end = host.find("]")
+        return host if end < 0 else host[: end + 1]
+    return host.partition(":")[0]
+
+
+def _forwarded_for(scope: _Scope) -> str:
+    seen = scope.header(False, b"x-forwarded-for")
+    client = _latin1(scope.ctx.client_ip)
+    return f"{seen}, {client}" if seen else client
+
+
+def _request_uri(ctx: RequestContext) -> str:
+    return _latin1(f"{ctx.path}?{ctx.query}" if ctx.query else ctx.path)
+
+
+def _cookie(header: str, name: str) -> str:
+    for part in header.split(";"):
+        key, eq, value = part.strip().partition("=")
+        if eq and key == name:
+            return value
+    return ""
+
+
+# Application Gateway's server variables that a gateway without TLS client
+# details, byte counters or authentication can know.
+_SERVER: dict[str, Callable[[_Scope], str]] = {
+    "add_x_forwarded_for_proxy": _forwarded_for,
+    "client_ip": lambda s: _latin1(s.ctx.client_ip),
+    "client_port": lambda s: str(s.ctx.client_port),
+    "host": lambda s: _host(s.ctx),
+    "http_method": lambda s: _latin1(s.ctx.method),
+    "http_status": lambda s: "" if s.status is None else str(s.status),
+    "http_version": lambda s: f"HTTP/{_latin1(s.ctx.http_version)}",
+    "query_string": lambda s: _latin1(s.ctx.query),
+    "request_query": lambda s: _latin1(s.ctx.query),
+    "request_scheme": lambda s: _latin1(s.ctx.scheme),
+    "request_uri": lambda s: _request_uri(s.ctx),
+    "server_port": lambda s: str(s.ctx.server_port),
+    "ssl_enabled": lambda s: "on" if s.ctx.scheme == "https" else "",
+    "uri_path": lambda s: _latin1(s.ctx.path),
+}
+
+
+def _matches(rule: _Rule, scope: _Scope) -> list[re.Match[str] | None] | None:
+    """Each condition's match (None where it holds by negate), or None: no apply."""
+    matches: list[re.Match[str] | None] = []
+    for condition in rule.conditions:
+        if condition.regex is None:
+            return None
+        m = condition.regex.search(scope.value(condition.source))
+        if condition.negate:
+            if m is not None:
+                return None
+            matches.append(None)
+        elif m is None:
+            return None
+        else:
+            matches.append(m)
+    return matches
+
+
+def _render(template: _Template, scope: _Scope, matches: list[re.Match[str] | None]) -> str:
+    out = []
+    for part in template:
+        if isinstance(part, str):
+            out.append(part)
+        elif isinstance(part, _Capture):
+            m = matches[part.condition]
+            try:
+                out.append((m.group(part.group) or "") if m is not None else "")
+            except IndexError:
+                pass
+        else:
+            out.append(scope.value(part))
+    return "".join(out)
+
+
+def _edit(
+    edits: dict[bytes, bytes | None],
+    actions: tuple[tuple[bytes, _Template], ...],
+    scope: _Scope,
+    matches: list[re.Match[str] | None],
+) -> None:
+    for name, template in actions:
+        value = _CONTROL.sub(" ", _render(template, scope, matches)).strip(" \t")
+        if value:
+            edits[name] = value.encode("latin-1")
+        elif name != b"host":
+            edits[name] = None
+
+
+def _target_path(value: str) -> str:
+    path = quote(value.encode("latin-1"), safe=_PATH_SAFE)
+    return path if path.startswith("/") else "/" + path
+
+
+def _target_query(value: str) -> str:
+    return quote(value.encode("latin-1").removeprefix(b"?"), safe=_QUERY_SAFE)

@@ -1,0 +1,300 @@
+"""`appgw demo` as users run it: started, used over HTTP, HTTPS and wss://, stopped.
+
+open_demo runs `python -m appgw demo` on free ports and returns once it
+prints that it is running, with the pid of every process it started. Its
+exit path makes sure nothing is left, whatever the test did.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import ssl
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import attrs
+import httpx
+import trio
+import trio_websocket
+
+from appgw.certs import make_local_ca
+from appgw.demo.runner import APP_INSTANCES, CHAT_ADDRESS, READY_LINE, DemoOptions, demo_config
+from tests.support.gateway import pid_alive
+from tests.support.ports import free_port, port_accepts
+
+START_TIMEOUT = 40.0
+STOP_TIMEOUT = 60.0
+PROCESS_LINE = re.compile(r"^\s+(app-1|app-2|chat|gateway)\s+pid (\d+)")
+
+
+@attrs.define
+class Demo:
+    directory: Path
+    http_port: int
+    https_port: int
+    app_port: int
+    chat_port: int
+    process: trio.Process
+    output: list[str]
+    pids: dict[str, int] = attrs.Factory(dict)
+
+    def log(self) -> str:
+        return "\n".join(self.output)
+
+    @property
+    def ca(self) -> Path:
+        return self.directory / "ca.pem"
+
+    def addresses(self) -> list[tuple[str, int]]:
+        """Every address the demo listens on."""
+        return [
+            ("127.0.0.1", self.http_port),
+            ("127.0.0.1", self.https_port),
+            *((address, self.app_port) for _, address in APP_INSTANCES),
+            (CHAT_ADDRESS, self.chat_port),
+        ]
+
+    async def interrupt(self) -> int:
+        """Ctrl-C: its exit status."""
+        self.process.send_signal(signal.SIGINT)
+        with trio.fail_after(STOP_TIMEOUT):
+            return await self.process.wait()
+
+
+async def _collect(process: trio.Process, output: list[str], banner_done: trio.Event) -> None:
+    assert process.stdout is not None
+    buffer = b""
+    while data := await process.stdout.receive_some(65536):
+        buffer += data
+        *complete, buffer = buffer.split(b"\n")
+        for line in complete:
+            output.append(line.decode("utf-8", "replace"))
+            if line.startswith(b"Press Ctrl-C to stop"):
+                banner_done.set()
+    banner_done.set()
+
+
+@asynccontextmanager
+async def open_demo(directory: Path) -> AsyncIterator[Demo]:
+    """`appgw demo` on free ports, running; everything it started is gone afterwards."""
+    http_port = free_port("127.0.0.1")
+    while (https_port := free_port("127.0.0.1")) == http_port:
+        pass
+    app_port = free_port(*(address for _, address in APP_INSTANCES))
+    chat_port = free_port(CHAT_ADDRESS)
+    command = [
+        sys.executable, "-m", "appgw", "demo", "--dir", str(directory),
+        "--http-port", str(http_port), "--https-port", str(https_port),
+        "--app-port", str(app_port), "--chat-port", str(chat_port),
+    ]
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    process = await trio.lowlevel.open_process(
+        command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        env=env,
+    )
+    demo = Demo(directory, http_port, https_port, app_port, chat_port, process, [])
+    banner_done = trio.Event()
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_collect, process, demo.output, banner_done)
+            with trio.move_on_after(START_TIMEOUT):
+                await banner_done.wait()
+            if READY_LINE not in demo.output or process.returncode is not None:
+                raise AssertionError(f"the demo did not start:\n{demo.log()}")
+            for line in demo.output:
+                if match := PROCESS_LINE.match(line):
+                    demo.pids[match[1]] = int(match[2])
+            assert set(demo.pids) == {"app-1", "app-2", "chat", "gateway"}, demo.log()
+            yield demo
+            nursery.cancel_scope.cancel()
+    finally:
+        with trio.CancelScope(shield=True):
+            await _clean_up(demo)
+
+
+async def _clean_up(demo: Demo) -> None:
+    if demo.process.returncode is None:
+        demo.process.send_signal(signal.SIGINT)
+        with trio.move_on_after(STOP_TIMEOUT):
+            await demo.process.wait()
+    if demo.process.returncode is None:
+        demo.process.kill()
+        await demo.process.wait()
+    for pid in demo.pids.values():  # each child leads its own process group
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def client_context(ca: Path) -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=str(ca))
+
+
+async def whoami(client: httpx.AsyncClient, url: str) -> dict[str, object]:
+    response = await client.get(url)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+async def get_message(
+    ws: trio_websocket.WebSocketConnection, kind: str, sender: str | None = None
+) -> dict[str, object]:
+    """The next chat event of type `kind` (from `sender`), skipping the others."""
+    while True:
+        event = json.loads(await ws.get_message())
+        if event["type"] == kind and sender in (None, event["from"]):
+            return event
+
+
+async def exchange(
+    sender: trio_websocket.WebSocketConnection,
+    receiver: trio_websocket.WebSocketConnection,
+    text: str,
+) -> None:
+    """`sender` says `text`; `receiver` hears it (and so does `sender`)."""
+    name = sender.path.split("name=", 1)[1]
+    await sender.send_message(json.dumps({"name": name, "text": text}))
+    for ws in (receiver, sender):
+        heard = await get_message(ws, "message", sender=name)
+        assert heard["text"] == text
+
+
+async def reload(demo: Demo) -> None:
+    """`appgw reload` as the demo's banner says, waiting for the new workers."""
+    result = await trio.run_process(
+        [sys.executable, "-m", "appgw", "reload", "--pid-file", str(demo.directory / "appgw.pid")],
+        capture_stdout=True, capture_stderr=True, check=False,
+    )
+    output = (result.stdout + result.stderr).decode(errors="replace")
+    assert result.returncode == 0, f"reload failed:\n{output}\n{demo.log()}"
+
+
+def process_group_members(pgid: int) -> list[int]:
+    """Live (non-zombie) processes in process group `pgid`, from /proc."""
+    members = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        if int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
+            members.append(int(entry))
+    return members
+
+
+def assert_all_gone(demo: Demo) -> None:
+    """No process the demo started is left: not its children, not their children."""
+    assert [name for name, pid in demo.pids.items() if pid_alive(pid)] == [], demo.log()
+    left = {name: process_group_members(pid) for name, pid in demo.pids.items()}
+    assert {name: pids for name, pids in left.items() if pids} == {}, demo.log()
+
+
+async def test_demo_serves_http_https_and_wss_and_stops_on_ctrl_c(tmp_path):
+    with trio.fail_after(120):
+        async with open_demo(tmp_path / "demo") as demo:
+            # HTTP: one keep-alive connection, so one worker's round robin. The
+            # first answers may come before the first probes: wait until both
+            # instances have answered, then they must take turns.
+            async with httpx.AsyncClient(trust_env=False, timeout=10) as client:
+                url = f"http://127.0.0.1:{demo.http_port}/api/whoami"
+                seen = {(await whoami(client, url))["instance"]}
+                while len(seen) < 2:
+                    seen.add((await whoami(client, url))["instance"])
+                answers = [await whoami(client, url) for _ in range(4)]
+            names = [answer["instance"] for answer in answers]
+            assert set(names) == {"app-1", "app-2"}, names
+            assert all(a != b for a, b in zip(names, names[1:])), names
+            assert answers[0]["x_forwarded_proto"] == "http"
+            assert str(answers[0]["x_forwarded_for"]).endswith("127.0.0.1")
+
+            # HTTPS, verified with the demo's CA.
+            tls = client_context(demo.ca)
+            async with httpx.AsyncClient(trust_env=False, verify=tls, timeout=10) as client:
+                base = f"https://localhost:{demo.https_port}"
+                answers = [await whoami(client, f"{base}/api/whoami") for _ in range(2)]
+                page = await client.get(f"{base}/chat/")
+            assert {answer["instance"] for answer in answers} == {"app-1", "app-2"}
+            assert answers[0]["x_forwarded_proto"] == "https"
+            assert page.status_code == 200 and 'id="messages"' in page.text
+
+            # wss://: two chat clients through the gateway; a reload in the
+            # middle keeps their chat, and a client after it joins them.
+            ws_url = f"wss://localhost:{demo.https_port}/chat/ws"
+            async with trio_websocket.open_websocket_url(f"{ws_url}?name=ada", tls) as ada:
+                await get_message(ada, "join")
+                async with trio_websocket.open_websocket_url(f"{ws_url}?name=bob", tls) as bob:
+                    joined = await get_message(ada, "join")
+                    assert joined["from"] == "bob" and joined["online"] == 2
+                    await exchange(ada, bob, "hello, bob")
+                    await exchange(bob, ada, "hi ada")
+
+                    await reload(demo)
+                    await exchange(ada, bob, "still here after the reload?")
+                    await exchange(bob, ada, "yes")
+                    async with trio_websocket.open_websocket_url(
+                        f"{ws_url}?name=cy", tls
+                    ) as cy:
+                        joined = await get_message(cy, "join")
+                        assert joined["online"] == 3
+                        await exchange(cy, ada, "hello from after the reload")
+
+                # Ctrl-C with a chat open: it is closed cleanly (1001, going
+                # away) and everything stops, exit status 0, nothing left.
+                status = await demo.interrupt()
+                assert status == 0, demo.log()
+                try:
+                    while True:
+                        await ada.get_message()
+                except trio_websocket.ConnectionClosed as closed:
+                    assert closed.reason.code == 1001, closed.reason
+            assert "appgw demo: stopped" in demo.log()
+            assert_all_gone(demo)
+            for host, port in demo.addresses():
+                assert not await port_accepts(host, port), f"{host}:{port} still open"
+
+
+async def test_demo_stops_everything_when_a_backend_dies(tmp_path):
+    with trio.fail_after(90):
+        async with open_demo(tmp_path / "demo") as demo:
+            os.kill(demo.pids["app-2"], signal.SIGKILL)
+            with trio.fail_after(STOP_TIMEOUT):
+                status = await demo.process.wait()
+            assert status == 1, demo.log()
+            assert "app-2 exited with status -9" in demo.log()
+            assert_all_gone(demo)
+            for host, port in demo.addresses():
+                assert not await port_accepts(host, port), f"{host}:{port} still open"
+
+
+def test_demo_config_is_valid_and_routes_chat_by_path(tmp_path):
+    from appgw.config import load
+
+    options = DemoOptions(directory=tmp_path, http_port=18080, https_port=18443)
+    certs = make_local_ca(tmp_path)
+    path = tmp_path / "demo.toml"
+    path.write_text(demo_config(options, certs))
+    config = load(str(path))
+    listeners = config.listeners.values()
+    assert {(item.protocol, item.address, item.port) for item in listeners} == {
+        ("http", "127.0.0.1", 18080), ("https", "127.0.0.1", 18443)
+    }
+    assert [str(s) for s in config.pools["app"].servers] == ["127.0.0.2", "127.0.0.3"]
+    assert [str(s) for s in config.pools["chat"].servers] == ["127.0.0.4"]
+    assert config.settings["chat"].request_timeout == 60
+    assert config.probes[config.settings["chat"].probe].path == "/healthz"
+    assert config.probes[config.settings["app"].probe].path == "/healthz"
+    (site,) = config.path_maps.values()
+    assert (site.default_pool, site.default_setting) == ("app", "app")
+    (chat,) = site.rules
+    assert set(chat.paths) == {"/chat", "/chat/*"} and chat.pool == "chat"
+    assert {rule.kind for rule in config.rules.values()} == {"path"}
