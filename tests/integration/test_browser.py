@@ -1,5 +1,8 @@
 """A real browser through the demo: two Chromium tabs chat over wss://.
 
+They chat, the gateway reloads (`appgw reload`, as the demo suggests), and
+they chat on.
+
 Chromium on Linux takes extra root CAs only from an NSS database (made with
 certutil, which is not installed everywhere), so instead of trusting the
 demo CA the browser is told to accept exactly one public key: the demo
@@ -12,19 +15,30 @@ The screenshot of the first tab is kept in <repo>/test-artifacts/.
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
+from functools import partial
 from pathlib import Path
 
 import trio
 
 from appgw.certs import spki_sha256
 from tests.integration.cdp import Browser, Page, chromium_missing, open_browser
-from tests.integration.test_demo import open_demo
+from tests.integration.test_demo import open_demo, reload
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 
 
-async def chat_in_two_tabs(browser: Browser, url: str, screenshot: Path) -> list[str]:
-    """Open the chat page at `url` twice, exchange messages; the lines tab one shows."""
+async def chat_in_two_tabs(
+    browser: Browser,
+    url: str,
+    screenshot: Path,
+    between: Callable[[], Awaitable[None]] | None = None,
+) -> list[str]:
+    """Open the chat page at `url` twice, exchange messages; the lines tab one shows.
+
+    `between` runs after the first exchange (a gateway reload); the tabs then
+    exchange another pair of messages.
+    """
     alice = await browser.new_page(url)
     bob = await browser.new_page(url)
     for page, name in ((alice, "Alice"), (bob, "Bob")):
@@ -38,6 +52,12 @@ async def chat_in_two_tabs(browser: Browser, url: str, screenshot: Path) -> list
     await heard(bob, "Alice", "hello from Alice")
     await say(bob, "hi Alice, Bob here")
     await heard(alice, "Bob", "hi Alice, Bob here")
+    if between is not None:
+        await between()
+        await say(alice, "still there?")
+        await heard(bob, "Alice", "still there?")
+        await say(bob, "yes, still here")
+        await heard(alice, "Bob", "yes, still here")
 
     scheme = await alice.evaluate("location.protocol")
     socket_url = await alice.evaluate("document.querySelector('#status').title")
@@ -86,11 +106,19 @@ async def test_two_browser_tabs_chat_through_the_gateway_over_wss(tmp_path):
                 url = f"https://localhost:{demo.https_port}/chat/"
                 try:
                     shown = await chat_in_two_tabs(
-                        browser, url, ARTIFACTS / "browser-chat-through-gateway.png"
+                        browser,
+                        url,
+                        ARTIFACTS / "browser-chat-through-gateway.png",
+                        between=partial(reload, demo),
                     )
                 except Exception as exc:
                     raise AssertionError(
                         f"{exc}\nbrowser console:\n" + "\n".join(browser.console)
                     ) from exc
-    assert shown == ["Alice: hello from Alice", "Bob: hi Alice, Bob here"]
+    assert shown == [
+        "Alice: hello from Alice",
+        "Bob: hi Alice, Bob here",
+        "Alice: still there?",
+        "Bob: yes, still here",
+    ]
     assert (ARTIFACTS / "browser-chat-through-gateway.png").stat().st_size > 1000

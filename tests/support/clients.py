@@ -13,6 +13,7 @@ import ssl
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
+from urllib.parse import urlsplit
 
 import attrs
 import h11
@@ -315,27 +316,17 @@ def status_of(raw: bytes) -> int:
 # -- WebSocket ---------------------------------------------------------------
 
 
-def open_ws(
-    url: str,
-    *,
-    ssl_context: ssl.SSLContext | None = None,
-    subprotocols: Sequence[str] | None = None,
-    extra_headers: list[tuple[bytes, bytes]] | None = None,
-) -> Any:
-    """trio-websocket client for `url`, sized for large messages.
-
-    `async with open_ws("ws://127.0.0.1:8080/ws") as ws:`
-    """
-    return trio_websocket.open_websocket_url(
-        url,
-        ssl_context,
-        subprotocols=subprotocols,
-        extra_headers=extra_headers,
-        max_message_size=MAX_MESSAGE_SIZE,
-        receive_buffer_size=RECEIVE_BUFFER,
-        connect_timeout=10,
-        disconnect_timeout=5,
-    )
+def _collapse(group: BaseExceptionGroup) -> BaseException:  # type: ignore[type-arg]
+    """The one real exception in a nursery's group, or the group itself."""
+    leaves = []
+    pending: list[BaseException] = [group]
+    while pending:
+        exc = pending.pop()
+        if isinstance(exc, BaseExceptionGroup):
+            pending.extend(exc.exceptions)
+        elif not isinstance(exc, trio.Cancelled):
+            leaves.append(exc)
+    return leaves[0] if len(leaves) == 1 else group
 
 
 @asynccontextmanager
@@ -347,30 +338,77 @@ async def open_ws_at(
     ssl_context: ssl.SSLContext | None = None,
     server_hostname: str | None = None,
     subprotocols: Sequence[str] | None = None,
+    extra_headers: list[tuple[bytes, bytes]] | None = None,
 ) -> AsyncIterator[trio_websocket.WebSocketConnection]:
-    """A WebSocket client connected to host:port, with TLS name `server_hostname`.
+    """A trio-websocket client on host:port, sized for large messages.
 
-    For a server whose certificate names another host than the address the
-    test connects to (Host header and SNI: server_hostname).
+    TLS when ssl_context is given, checking the name `server_hostname` (also
+    sent as Host), for servers whose certificate names another host than the
+    address connected to. Raises trio_websocket.ConnectionRejected when the
+    server answers the handshake with something else than 101.
+
+    Unlike the library's own open_websocket, this closes the TCP connection
+    on the way out in every case: after a close started by the server, the
+    library waits for the server's TCP close and never closes its own side,
+    which leaves a gateway's tunnel half-open.
     """
     name = server_hostname or host
     stream: Any = await trio.open_tcp_stream(host, port)
-    if ssl_context is not None:
-        stream = trio.SSLStream(stream, ssl_context, server_hostname=name, https_compatible=True)
-        await stream.do_handshake()
-    async with trio.open_nursery() as nursery:
-        ws = await trio_websocket.wrap_client_stream(
-            nursery,
-            stream,
-            f"{name}:{port}",
-            resource,
-            subprotocols=subprotocols,
-            max_message_size=MAX_MESSAGE_SIZE,
-            receive_buffer_size=RECEIVE_BUFFER,
-        )
+    try:
+        if ssl_context is not None:
+            stream = trio.SSLStream(
+                stream, ssl_context, server_hostname=name, https_compatible=True
+            )
+            await stream.do_handshake()
         try:
-            yield ws
-        finally:
-            with trio.move_on_after(5):
-                await ws.aclose()
-            nursery.cancel_scope.cancel()
+            async with trio.open_nursery() as nursery:
+                ws = await trio_websocket.wrap_client_stream(
+                    nursery,
+                    stream,
+                    f"{name}:{port}",
+                    resource,
+                    subprotocols=subprotocols,
+                    extra_headers=extra_headers,
+                    max_message_size=MAX_MESSAGE_SIZE,
+                    receive_buffer_size=RECEIVE_BUFFER,
+                )
+                try:
+                    yield ws
+                finally:
+                    with trio.move_on_after(5):
+                        await ws.aclose()
+                    nursery.cancel_scope.cancel()
+        except BaseExceptionGroup as group:
+            raise _collapse(group) from None
+    finally:
+        await trio.aclose_forcefully(stream)
+
+
+def open_ws(
+    url: str,
+    *,
+    ssl_context: ssl.SSLContext | None = None,
+    subprotocols: Sequence[str] | None = None,
+    extra_headers: list[tuple[bytes, bytes]] | None = None,
+) -> Any:
+    """open_ws_at for a ws:// or wss:// URL.
+
+    `async with open_ws("ws://127.0.0.1:8080/ws") as ws:`
+    """
+    parts = urlsplit(url)
+    secure = parts.scheme == "wss"
+    if parts.scheme not in ("ws", "wss") or parts.hostname is None:
+        raise ValueError(f"not a WebSocket URL: {url}")
+    if secure and ssl_context is None:
+        ssl_context = ssl.create_default_context()
+    resource = parts.path or "/"
+    if parts.query:
+        resource += "?" + parts.query
+    return open_ws_at(
+        parts.hostname,
+        parts.port or (443 if secure else 80),
+        resource,
+        ssl_context=ssl_context if secure else None,
+        subprotocols=subprotocols,
+        extra_headers=extra_headers,
+    )

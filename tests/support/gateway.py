@@ -245,6 +245,7 @@ async def open_gateway(
     *,
     ready_timeout: float = 30,
     term_timeout: float = 10,
+    check_exit: bool = True,
 ) -> AsyncIterator[GatewayProcess]:
     """Run `appgw run` on a configuration until the block ends.
 
@@ -252,6 +253,12 @@ async def open_gateway(
     existing configuration file (used where it is, so its relative paths
     hold). Returns once the gateway logged READY_LINE; raises GatewayNotReady
     with the log tail if it exits first or takes longer than ready_timeout.
+
+    At the end of the block the gateway gets TERM; with check_exit (and the
+    block itself passing) it must then exit 0 within term_timeout, else the
+    test fails. So every test also checks a graceful stop; a test that ends
+    the gateway its own way, or leaves tunnels open on purpose, passes
+    check_exit=False.
     """
     n = next(_counter)
     if isinstance(config, str):
@@ -290,10 +297,18 @@ async def open_gateway(
     except BaseException:
         # Shown by pytest with the failure ("Captured stdout").
         print(f"--- gateway log {log_path} (tail) ---\n{gw.log_tail(80)}")
-        raise
-    finally:
         with trio.CancelScope(shield=True):
             await gw.stop(term_timeout)
+        raise
+    ran_already = gw.returncode is not None
+    with trio.CancelScope(shield=True):
+        returncode = await gw.stop(term_timeout)
+    if check_exit and not ran_already and returncode != 0:
+        how = "was killed" if returncode == -signal.SIGKILL else f"exited {returncode}"
+        raise AssertionError(
+            f"gateway {how} after TERM (allowed {term_timeout} s for a graceful stop):\n"
+            + gw.log_tail()
+        )
 
 
 # -- other subcommands --------------------------------------------------------

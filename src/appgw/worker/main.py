@@ -18,10 +18,9 @@ the worker drains and exits.
 from __future__ import annotations
 
 import errno
-import math
 import signal
-import ssl
 import socket
+import ssl
 from typing import Any
 
 import attrs
@@ -34,6 +33,7 @@ from appgw.tls import backend_context, socket_context
 from appgw.worker.balancer import Balancer, EveryoneHealthy, Health
 from appgw.worker.connection import ClientConnection
 from appgw.worker.relay import CLOSE_REPLY_BUDGET, FINISH_FRAME_BUDGET, Tunnel
+from appgw.worker.rewrite import compile_rule_set
 from appgw.worker.routing import Router
 from appgw.worker.upstream import UpstreamPool
 
@@ -83,6 +83,7 @@ class Worker:
         self.generation = generation
         limits = config.gateway.limits
         self.router = Router(config)
+        self.rewrites = {name: compile_rule_set(rs) for name, rs in config.rewrite_rule_sets.items()}
         self.balancer = Balancer(config)
         self.upstreams = UpstreamPool(limits.connect_timeout, limits.max_response_header_bytes)
         self.health: Health = EveryoneHealthy()
@@ -261,4 +262,4 @@ def run_worker(config: Config, sockets: list[Socket], channel_sock: socket.socke
     return 0
 
 
-__all__ = ["Socket", "Worker", "run_worker", "tls_for_sockets", "math"]
+__all__ = ["Socket", "Worker", "run_worker", "tls_for_sockets"]

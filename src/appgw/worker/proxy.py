@@ -25,6 +25,7 @@ import time
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
+import attrs
 import h11
 import trio
 
@@ -43,6 +44,7 @@ from appgw.worker import headers as rules
 from appgw.worker.balancer import server_port
 from appgw.worker.connection import has_body
 from appgw.worker.relay import relay_tunnel
+from appgw.worker.rewrite import CompiledRuleSet, RequestContext, RequestRewrite
 from appgw.worker.routing import Route, backend_target, redirect_location
 from appgw.worker.upstream import RECEIVE_SIZE, Upstream, abort
 
@@ -68,10 +70,13 @@ async def handle_request(client: ClientConnection, request: h11.Request) -> None
     try:
         if route is None:
             raise GatewayError(f"no listener for host {host!r}", status=404)
+        rewrite = None
+        if route.rewrite_rule_set is not None and route.redirect is None:
+            route, target, rewrite = _rewrite(client, request, route, host, target)
         if route.redirect is not None:
             status = await _redirect(client, route, host, target)
             return
-        exchange = Exchange(client, request, route, host, target)
+        exchange = Exchange(client, request, route, host, target, rewrite)
         await exchange.run()
         status, upstream_label = exchange.status, exchange.upstream_label
     except GatewayError as exc:
@@ -83,6 +88,41 @@ async def handle_request(client: ClientConnection, request: h11.Request) -> None
             client.sent, time.monotonic() - started, upstream_label,
             (host or b"").decode("latin-1"),
         )
+
+
+def _rewrite(
+    client: ClientConnection, request: h11.Request, route: Route, host: bytes | None, target: str
+) -> tuple[Route, str, Rewrite]:
+    """Apply the route's rewrite rule set to the request.
+
+    A URL rewrite with reroute re-evaluates routing once with the new path
+    (the new route's own rewrite set does not run again, so rules cannot
+    loop).
+    """
+    assert route.rewrite_rule_set is not None
+    path, _, query = target.partition("?")
+    context = RequestContext(
+        client_ip=client.peer[0],
+        client_port=client.peer[1],
+        server_port=client.socket.port,
+        scheme=client.scheme,
+        method=request.method.decode("ascii", "replace"),
+        path=path,
+        query=query,
+        host=(host or b"").decode("latin-1"),
+        headers=list(request.headers),
+        http_version=request.http_version.decode("ascii", "replace"),
+    )
+    rule_set = client.worker.rewrites[route.rewrite_rule_set.name]
+    result = rule_set.rewrite_request(context)
+    if result.url_rewritten:
+        target = result.target
+        if result.reroute:
+            rerouted = client.worker.router.route(client.socket.bound, host, result.path)
+            if rerouted is None:
+                raise GatewayError("no route after URL rewrite", status=404)
+            route = rerouted
+    return route, target, Rewrite(rule_set, context, result)
 
 
 def _origin_form(target: str, host: bytes | None) -> tuple[str, bytes | None]:
@@ -129,8 +169,11 @@ class Exchange:
         route: Route,
         host: bytes | None,
         target: str,
+        rewrite: Rewrite | None = None,
     ) -> None:
-        assert route.pool is not None and route.setting is not None
+        if route.pool is None or route.setting is None:
+            raise GatewayError(f"rule {route.rule} has no backend for this request", status=404)
+        self.rewrite = rewrite
         self.client = client
         self.worker = client.worker
         self.request = request
@@ -172,14 +215,24 @@ class Exchange:
             return server.host.encode()
         return None
 
-    async def _connect(self) -> tuple[Server, Upstream]:
-        sticky = self._sticky()
+    async def _open(
+        self,
+    ) -> tuple[Server, Upstream, h11.Response | h11.InformationalResponse | None]:
+        """Reach a server and start the exchange there.
+
+        Servers are tried in the balancer's order. A server that cannot be
+        reached is skipped. A request that can be replayed (no body, an
+        idempotent method) also moves on when the connection breaks before
+        any of the response arrived, so a backend that dies under traffic
+        costs no failed request.
+        """
         candidates = self.worker.balancer.candidates(
-            self.pool, self.setting, self.worker.health, sticky
+            self.pool, self.setting, self.worker.health, self._sticky()
         )
         if not candidates:
             raise BadGateway(f"no healthy server in pool {self.pool.name}")
         tls = self.worker.backend_tls(self.setting)
+        replayable = not self.has_body and self.request.method in _IDEMPOTENT
         failure: BadGateway | None = None
         for server in candidates:
             name = (self._host_header(server) or server.host.encode()).decode()
@@ -191,7 +244,16 @@ class Exchange:
                 log.warning("pool %s: %s", self.pool.name, exc.detail)
                 failure = exc
                 continue
-            return server, upstream
+            self.upstream_label = upstream.label
+            try:
+                upstream, response = await self._start(server, upstream)
+            except BadGateway as exc:
+                if not replayable:
+                    raise
+                log.warning("pool %s: %s; trying the next server", self.pool.name, exc.detail)
+                failure = exc
+                continue
+            return server, upstream, response
         assert failure is not None
         raise failure
 
@@ -206,11 +268,9 @@ class Exchange:
         limit = client.limits.max_body_bytes
         if limit and self.content_length is not None and self.content_length > limit:
             raise GatewayError("request body too large", status=413)
-        server, upstream = await self._connect()
-        self.upstream_label = upstream.label
+        server, upstream, response = await self._open()
         reusable = False
         try:
-            upstream, response = await self._start(server, upstream)
             if client.h11.they_are_waiting_for_100_continue:
                 await client.send(h11.InformationalResponse(status_code=100, headers=[]))
             try:
@@ -260,14 +320,17 @@ class Exchange:
                 self.body_done.set()
                 return upstream, await self._receive_head(upstream)
             except BadGateway:
+                abort(upstream.stream)
                 replayable = not sent or self.request.method in _IDEMPOTENT
                 if attempt == 2 or not upstream.reused or not replayable:
                     raise
-                abort(upstream.stream)
-                host, port, name = upstream.key
-                upstream = await self.worker.upstreams.acquire(
-                    host, port, self.worker.backend_tls(self.setting), name, fresh=True
-                )
+            except BaseException:
+                abort(upstream.stream)  # a timeout or cancellation: nothing to keep
+                raise
+            host, port, name = upstream.key
+            upstream = await self.worker.upstreams.acquire(
+                host, port, self.worker.backend_tls(self.setting), name, fresh=True
+            )
         raise AssertionError("unreachable")
 
     def _backend_head(self, server: Server) -> h11.Request:
@@ -283,6 +346,8 @@ class Exchange:
             chunked=self.chunked,
             websocket=self.websocket,
         )
+        if self.rewrite is not None:
+            built = self.rewrite.result.apply(built)
         return h11.Request(method=self.request.method, target=self.target.encode(), headers=built)
 
     async def _upstream_send(self, upstream: Upstream, event: h11.Event) -> None:
@@ -361,6 +426,10 @@ class Exchange:
                 if client.scheme == "https":
                     cookie += "; Secure"
                 out.append((b"set-cookie", cookie.encode()))
+        if self.rewrite is not None:
+            out = self.rewrite.rule_set.rewrite_response(
+                self.rewrite.context, response.status_code, out
+            )
         try:
             await client.send(
                 h11.Response(
@@ -419,6 +488,15 @@ class Exchange:
     def _drain_timeout(self) -> float:
         setting = self.setting
         return float(setting.drain_timeout if setting.connection_draining else 30)
+
+
+@attrs.frozen
+class Rewrite:
+    """A rewrite rule set's outcome for one request, kept for its response."""
+
+    rule_set: CompiledRuleSet
+    context: RequestContext
+    result: RequestRewrite
 
 
 _IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE", b"TRACE"})

@@ -215,7 +215,8 @@ def compile_rule_set(rule_set: RewriteRuleSet) -> CompiledRuleSet:
     return CompiledRuleSet(
         name=rule_set.name,
         request_rules=tuple(
-            r for r in rules
+            r
+            for r in rules
             if (r.request_headers or r.path is not None or r.query is not None)
             and not r.reads_response
         ),
