@@ -254,15 +254,9 @@ async def test_third_party_clients(
         await start_ws_backend(nursery, backend_port)
         async with open_gateway(config, tmp_path):
             for url in (f"ws://{GATEWAY}:{gateway_port}/ws", f"wss://{GATEWAY}:{https_port}/ws"):
-                t0 = trio.current_time()
                 result = await trio.to_thread.run_sync(with_websockets, url)
-                print("TIMING", url, trio.current_time() - t0)
                 assert result == ("superchat", "from websockets", big), url
-            t0 = trio.current_time()
             aio = await trio.to_thread.run_sync(
                 with_aiohttp, f"ws://{GATEWAY}:{gateway_port}/ws"
             )
             assert aio == ("superchat", "from aiohttp")
-            print("TIMING aio", trio.current_time() - t0)
-            t0 = trio.current_time()
-        print("TIMING stop", trio.current_time() - t0)
