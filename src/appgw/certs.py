@@ -54,9 +54,7 @@ class CertPaths:
     issued_cert: bool  # True when this call issued a new server certificate
 
 
-def make_local_ca(
-    directory: str | Path, names: Iterable[str] = DEFAULT_NAMES
-) -> CertPaths:
+def make_local_ca(directory: str | Path, names: Iterable[str] = DEFAULT_NAMES) -> CertPaths:
     """Make (or reuse) a local CA and a server certificate for `names`."""
     names = tuple(names)
     if not names:
@@ -71,7 +69,7 @@ def make_local_ca(
         created_ca=False,
         issued_cert=False,
     )
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
 
     ca = _load_ca(paths.ca, paths.ca_key, now)
     created_ca = ca is None
@@ -161,9 +159,7 @@ def cmd_certs(directory: str) -> int:
     return 0
 
 
-def _load_ca(
-    cert_path: Path, key_path: Path, now: datetime.datetime
-) -> trustme.CA | None:
+def _load_ca(cert_path: Path, key_path: Path, now: datetime.datetime) -> trustme.CA | None:
     """The CA kept in the directory, or None if it is missing or unusable."""
     try:
         cert_pem = cert_path.read_bytes()

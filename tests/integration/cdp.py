@@ -110,8 +110,9 @@ class Browser:
     def _event(self, message: dict[str, Any]) -> None:
         params = message.get("params", {})
         if message.get("method") == "Runtime.consoleAPICalled":
-            text = " ".join(str(arg.get("value", arg.get("description", ""))) for arg in
-                            params.get("args", []))
+            text = " ".join(
+                str(arg.get("value", arg.get("description", ""))) for arg in params.get("args", [])
+            )
             self.console.append(f"console.{params.get('type')}: {text}")
         elif message.get("method") == "Runtime.exceptionThrown":
             details = params.get("exceptionDetails", {})
@@ -166,14 +167,14 @@ class Page:
             raise CdpError(f"{expression!r} threw: {text}")
         return result["result"].get("value")
 
-    async def wait_for(self, expression: str, timeout: float = 10.0) -> Any:
+    async def wait_for(self, expression: str, within: float = 10.0) -> Any:
         """Wait until `expression` is truthy in the page; its value.
 
         The page itself re-checks on every animation-free tick (50 ms), so
         this is one round trip, not a polling loop over the wire.
         """
         script = f"""new Promise((resolve, reject) => {{
-            const deadline = performance.now() + {timeout * 1000};
+            const deadline = performance.now() + {within * 1000};
             (function check() {{
                 let value;
                 try {{ value = ({expression}); }} catch (e) {{ value = undefined; }}
@@ -185,7 +186,7 @@ class Page:
         try:
             return await self.evaluate(script)
         except CdpError as exc:
-            raise CdpError(f"waited {timeout} s for {expression}: {exc}") from None
+            raise CdpError(f"waited {within} s for {expression}: {exc}") from None
 
     async def type_into(self, selector: str, text: str) -> None:
         """Replace the text of an input with `text`, as keyboard input."""
@@ -210,8 +211,8 @@ class Page:
 
     async def screenshot(self, path: Path) -> Path:
         result = await self.send("Page.captureScreenshot", {"format": "png"})
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(base64.b64decode(result["data"]))
+        await trio.Path(path.parent).mkdir(parents=True, exist_ok=True)
+        await trio.Path(path).write_bytes(base64.b64decode(result["data"]))
         return path
 
 
@@ -231,10 +232,13 @@ async def open_browser(profile: Path, extra_flags: Sequence[str] = ()) -> AsyncI
     problem = chromium_missing()
     if problem:
         raise BrowserFailed(problem)
-    profile.mkdir(parents=True, exist_ok=True)
+    await trio.Path(profile).mkdir(parents=True, exist_ok=True)
     command = [CHROMIUM, *FLAGS, f"--user-data-dir={profile}", *extra_flags, "about:blank"]
     process = await trio.lowlevel.open_process(
-        command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        command,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
         start_new_session=True,
     )
     stderr: deque[str] = deque(maxlen=40)

@@ -89,13 +89,27 @@ async def open_demo(directory: Path) -> AsyncIterator[Demo]:
     app_port = free_port(*(address for _, address in APP_INSTANCES))
     chat_port = free_port(CHAT_ADDRESS)
     command = [
-        sys.executable, "-m", "appgw", "demo", "--dir", str(directory),
-        "--http-port", str(http_port), "--https-port", str(https_port),
-        "--app-port", str(app_port), "--chat-port", str(chat_port),
+        sys.executable,
+        "-m",
+        "appgw",
+        "demo",
+        "--dir",
+        str(directory),
+        "--http-port",
+        str(http_port),
+        "--https-port",
+        str(https_port),
+        "--app-port",
+        str(app_port),
+        "--chat-port",
+        str(chat_port),
     ]
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     process = await trio.lowlevel.open_process(
-        command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        command,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
         env=env,
     )
     demo = Demo(directory, http_port, https_port, app_port, chat_port, process, [])
@@ -159,7 +173,7 @@ async def exchange(
     text: str,
 ) -> None:
     """`sender` says `text`; `receiver` hears it (and so does `sender`)."""
-    name = sender.path.split("name=", 1)[1]
+    name = str(sender.path).split("name=", 1)[1]
     await sender.send_message(json.dumps({"name": name, "text": text}))
     for ws in (receiver, sender):
         heard = await get_message(ws, "message", sender=name)
@@ -199,7 +213,9 @@ async def reload(demo: Demo) -> None:
     """`appgw reload` as the demo's banner says, waiting for the new workers."""
     result = await trio.run_process(
         [sys.executable, "-m", "appgw", "reload", "--pid-file", str(demo.directory / "appgw.pid")],
-        capture_stdout=True, capture_stderr=True, check=False,
+        capture_stdout=True,
+        capture_stderr=True,
+        check=False,
     )
     output = (result.stdout + result.stderr).decode(errors="replace")
     assert result.returncode == 0, f"reload failed:\n{output}\n{demo.log()}"
@@ -242,7 +258,7 @@ async def test_demo_serves_http_https_and_wss_and_stops_on_ctrl_c(tmp_path):
                 answers = [await whoami(client, url) for _ in range(4)]
             names = [answer["instance"] for answer in answers]
             assert set(names) == {"app-1", "app-2"}, names
-            assert all(a != b for a, b in zip(names, names[1:])), names
+            assert all(a != b for a, b in zip(names, names[1:], strict=False)), names
             assert answers[0]["x_forwarded_proto"] == "http"
             assert str(answers[0]["x_forwarded_for"]).endswith("127.0.0.1")
 
@@ -270,9 +286,7 @@ async def test_demo_serves_http_https_and_wss_and_stops_on_ctrl_c(tmp_path):
                     await reload(demo)
                     await exchange(ada, bob, "still here after the reload?")
                     await exchange(bob, ada, "yes")
-                    async with trio_websocket.open_websocket_url(
-                        f"{ws_url}?name=cy", tls
-                    ) as cy:
+                    async with trio_websocket.open_websocket_url(f"{ws_url}?name=cy", tls) as cy:
                         joined = await get_message(cy, "join")
                         assert joined["online"] == 3
                         await exchange(cy, ada, "hello from after the reload")
@@ -317,7 +331,8 @@ def test_demo_config_is_valid_and_routes_chat_by_path(tmp_path):
     config = load(str(path))
     listeners = config.listeners.values()
     assert {(item.protocol, item.address, item.port) for item in listeners} == {
-        ("http", "127.0.0.1", 18080), ("https", "127.0.0.1", 18443)
+        ("http", "127.0.0.1", 18080),
+        ("https", "127.0.0.1", 18443),
     }
     assert [str(s) for s in config.pools["app"].servers] == ["127.0.0.2", "127.0.0.3"]
     assert [str(s) for s in config.pools["chat"].servers] == ["127.0.0.4"]

@@ -114,16 +114,37 @@ async def test_subprotocol_negotiation_passes_through(
     assert offered == ["chat, superchat", "chat"]
 
 
+@pytest.mark.parametrize("scheme", ["ws", "wss"])
 async def test_backend_close_code_and_reason_reach_the_client(
-    nursery: trio.Nursery, tmp_path: Path, gateway_port: int, backend_port: int
+    nursery: trio.Nursery,
+    tmp_path: Path,
+    gateway_port: int,
+    https_port: int,
+    backend_port: int,
+    cert_files: CertFiles,
+    client_ssl_context: ssl.SSLContext,
+    scheme: str,
 ) -> None:
+    port = gateway_port if scheme == "ws" else https_port
+    config = ws_config(gateway_port, backend_port, https_port=https_port, cert=cert_files)
+    server_closed = trio.Event()
     with trio.fail_after(30):
         await start_ws_backend(nursery, backend_port)
-        async with open_gateway(ws_config(gateway_port, backend_port), tmp_path):
-            async with open_ws(f"ws://{GATEWAY}:{gateway_port}/ws") as ws:
+        async with open_gateway(config, tmp_path):
+            async with open_ws(
+                f"{scheme}://{GATEWAY}:{port}/ws",
+                ssl_context=client_ssl_context,
+                server_closed=server_closed,
+            ) as ws:
                 await ws.send_message("close:4001:bye")
                 with pytest.raises(trio_websocket.ConnectionClosed) as info:
                     await ws.get_message()
+                # The backend ended its connection after the close handshake;
+                # the client must see its own end promptly, as without the
+                # gateway (a client otherwise waits for its close timeout).
+                with trio.move_on_after(2):
+                    await server_closed.wait()
+                assert server_closed.is_set(), "the gateway kept the client connection open"
     assert info.value.reason is not None
     assert (info.value.reason.code, info.value.reason.reason) == (4001, "bye")
 
@@ -232,6 +253,7 @@ async def test_third_party_clients(
             proxy=None,
             max_size=None,
             open_timeout=10,
+            close_timeout=3,
         ) as ws:
             ws.send("from websockets")
             text = ws.recv(timeout=10)

@@ -329,6 +329,33 @@ def _collapse(group: BaseExceptionGroup) -> BaseException:  # type: ignore[type-
     return leaves[0] if len(leaves) == 1 else group
 
 
+class _EofWatch(trio.abc.Stream):
+    """Passes a stream through, and sets `ended` once the peer has ended it."""
+
+    def __init__(self, inner: trio.abc.Stream, ended: trio.Event) -> None:
+        self._inner = inner
+        self._ended = ended
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        try:
+            data = await self._inner.receive_some(max_bytes)
+        except trio.BrokenResourceError:
+            self._ended.set()
+            raise
+        if not data:
+            self._ended.set()
+        return data
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        await self._inner.send_all(data)
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self._inner.wait_send_all_might_not_block()
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
 @asynccontextmanager
 async def open_ws_at(
     host: str,
@@ -339,6 +366,7 @@ async def open_ws_at(
     server_hostname: str | None = None,
     subprotocols: Sequence[str] | None = None,
     extra_headers: list[tuple[bytes, bytes]] | None = None,
+    server_closed: trio.Event | None = None,
 ) -> AsyncIterator[trio_websocket.WebSocketConnection]:
     """A trio-websocket client on host:port, sized for large messages.
 
@@ -346,6 +374,8 @@ async def open_ws_at(
     sent as Host), for servers whose certificate names another host than the
     address connected to. Raises trio_websocket.ConnectionRejected when the
     server answers the handshake with something else than 101.
+    `server_closed` is set once the server has ended the connection (TCP
+    end, or TLS close).
 
     Unlike the library's own open_websocket, this closes the TCP connection
     on the way out in every case: after a close started by the server, the
@@ -360,11 +390,12 @@ async def open_ws_at(
                 stream, ssl_context, server_hostname=name, https_compatible=True
             )
             await stream.do_handshake()
+        watched = _EofWatch(stream, server_closed if server_closed is not None else trio.Event())
         try:
             async with trio.open_nursery() as nursery:
                 ws = await trio_websocket.wrap_client_stream(
                     nursery,
-                    stream,
+                    watched,  # type: ignore[arg-type]
                     f"{name}:{port}",
                     resource,
                     subprotocols=subprotocols,
@@ -390,6 +421,7 @@ def open_ws(
     ssl_context: ssl.SSLContext | None = None,
     subprotocols: Sequence[str] | None = None,
     extra_headers: list[tuple[bytes, bytes]] | None = None,
+    server_closed: trio.Event | None = None,
 ) -> Any:
     """open_ws_at for a ws:// or wss:// URL.
 
@@ -411,4 +443,5 @@ def open_ws(
         ssl_context=ssl_context if secure else None,
         subprotocols=subprotocols,
         extra_headers=extra_headers,
+        server_closed=server_closed,
     )

@@ -94,7 +94,7 @@ def strict_verdict(head: bytes) -> tuple[h11.Request | None, str]:
     return None, f"incomplete head ({event!r})"
 
 
-def body_for(head: bytes, size: int = 5, limit: int = 64 * 1024) -> bytes:
+def body_for(head: bytes, size: int = 5, limit: int = 8 * 1024 * 1024) -> bytes:
     """A body matching the framing h11 reads from `head`.
 
     Nothing if h11 refuses the head or announces more than `limit` bytes.

@@ -28,9 +28,7 @@ def client_context(paths) -> ssl.SSLContext:
 async def handshake(paths, server_name: str) -> str:
     """A TLS handshake over a socket pair; the name the client checked."""
     client_sock, server_sock = trio.socket.socketpair()
-    server = trio.SSLStream(
-        trio.SocketStream(server_sock), server_context(paths), server_side=True
-    )
+    server = trio.SSLStream(trio.SocketStream(server_sock), server_context(paths), server_side=True)
     client = trio.SSLStream(
         trio.SocketStream(client_sock), client_context(paths), server_hostname=server_name
     )
@@ -48,7 +46,10 @@ async def test_files_serve_tls_verified_by_the_ca(tmp_path):
     paths = make_local_ca(tmp_path / "ca")
     assert paths.created_ca and paths.issued_cert
     assert {p.name for p in (tmp_path / "ca").iterdir()} == {
-        "ca.pem", "ca-key.pem", "localhost.pem", "localhost-key.pem"
+        "ca.pem",
+        "ca-key.pem",
+        "localhost.pem",
+        "localhost-key.pem",
     }
     for key in (paths.key, paths.ca_key):
         assert stat.S_IMODE(os.stat(key).st_mode) == 0o600
@@ -100,7 +101,7 @@ def test_other_names_reissue_the_cert_from_the_same_ca(tmp_path):
 def test_an_expiring_cert_is_reissued(tmp_path):
     first = make_local_ca(tmp_path)
     ca = trustme.CA.from_pem(first.ca.read_bytes(), first.ca_key.read_bytes())
-    soon = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(days=3)
+    soon = datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=3)
     leaf = ca.issue_cert("localhost", "127.0.0.1", "::1", not_after=soon)
     first.cert.write_bytes(b"".join(blob.bytes() for blob in leaf.cert_chain_pems))
     first.key.write_bytes(leaf.private_key_pem.bytes())

@@ -108,7 +108,7 @@ class ReplayStream(trio.abc.Stream):
         self._stream = stream
         self._prefix = prefix
 
-    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
         if self._prefix:
             size = len(self._prefix) if max_bytes is None else max_bytes
             data, self._prefix = self._prefix[:size], self._prefix[size:]
@@ -201,7 +201,7 @@ async def _receive_head(conn: h11.Connection, stream: trio.abc.Stream) -> h11.Re
                 data = await stream.receive_some(65536)
             if scope.cancelled_caught:
                 return None
-            conn.receive_data(data)
+            conn.receive_data(bytes(data))
             deadline = HEAD_TIMEOUT  # a request has begun (or the peer closed)
             continue
         if isinstance(event, h11.Request):
@@ -216,7 +216,7 @@ async def _skip_body(conn: h11.Connection, stream: trio.abc.Stream, *, allow: in
         while True:
             event = conn.next_event()
             if event is h11.NEED_DATA:
-                conn.receive_data(await stream.receive_some(65536))
+                conn.receive_data(bytes(await stream.receive_some(65536)))
             elif isinstance(event, h11.Data):
                 size += len(event.data)
                 if size > allow:
@@ -382,7 +382,7 @@ def _joined(headers: tuple[tuple[str, str], ...]) -> dict[str, str]:
 
 
 def _cell(value: str | None) -> str:
-    return '<span class=none>(not set)</span>' if value is None else html.escape(value)
+    return "<span class=none>(not set)</span>" if value is None else html.escape(value)
 
 
 async def serve_app(

@@ -210,8 +210,11 @@ class ChatServer:
             return Response(200, self.page, "text/html; charset=utf-8")
         if request.path in WEBSOCKET_PATHS:
             return text(426, "this is a WebSocket endpoint\n")
-        return page("<!doctype html><title>not found</title><p>Not found. "
-                    'The chat is at <a href="/chat/">/chat/</a>.', status=404)
+        return page(
+            "<!doctype html><title>not found</title><p>Not found. "
+            'The chat is at <a href="/chat/">/chat/</a>.',
+            status=404,
+        )
 
     async def upgrade(self, request: Request, stream: trio.abc.Stream) -> None:
         ws: trio_websocket.WebSocketConnection | None = None

@@ -76,19 +76,23 @@ def parse_args(argv: Sequence[str]) -> DemoOptions:
         "https://localhost:8443 with a local CA made on first run.",
     )
     parser.add_argument(
-        "--dir", default=".appgw-demo", help="state directory: CA, config, pid file "
-        "(default: ./.appgw-demo)"
+        "--dir",
+        default=".appgw-demo",
+        help="state directory: CA, config, pid file (default: ./.appgw-demo)",
     )
     parser.add_argument("--http-port", type=int, default=8080, help="HTTP port (default 8080)")
     parser.add_argument("--https-port", type=int, default=8443, help="HTTPS port (default 8443)")
     parser.add_argument(
-        "--public", action="store_true",
+        "--public",
+        action="store_true",
         help="listen on all addresses instead of 127.0.0.1 only",
     )
-    parser.add_argument("--app-port", type=int, default=9001,
-                        help="port of the sample app instances (default 9001)")
-    parser.add_argument("--chat-port", type=int, default=9002,
-                        help="port of the chat server (default 9002)")
+    parser.add_argument(
+        "--app-port", type=int, default=9001, help="port of the sample app instances (default 9001)"
+    )
+    parser.add_argument(
+        "--chat-port", type=int, default=9002, help="port of the chat server (default 9002)"
+    )
     parser.add_argument("--workers", type=int, default=2, help="gateway workers (default 2)")
     args = parser.parse_args(list(argv))
     for flag in ("http_port", "https_port", "app_port", "chat_port"):
@@ -255,12 +259,17 @@ class Supervisor:
         *,
         ready: Callable[[str], bool],
         ready_on_stderr: bool,
-        timeout: float,
+        ready_within: float,
     ) -> Child | None:
         """Start a child and wait until it is ready; None if it could not be."""
-        pipe = {"stderr" if ready_on_stderr else "stdout": subprocess.PIPE}
         env = dict(os.environ, PYTHONUNBUFFERED="1")
-        process = await trio.lowlevel.open_process(command, env=env, process_group=0, **pipe)
+        process = await trio.lowlevel.open_process(
+            command,
+            env=env,
+            process_group=0,  # Ctrl-C in the terminal reaches the runner only
+            stdout=None if ready_on_stderr else subprocess.PIPE,
+            stderr=subprocess.PIPE if ready_on_stderr else None,
+        )
         child = Child(name, process, ready)
         self.children.append(child)
         output = process.stderr if ready_on_stderr else process.stdout
@@ -268,7 +277,7 @@ class Supervisor:
         assert output is not None
         self._nursery.start_soon(self._pump, child, output, echo, ready_on_stderr)
         self._nursery.start_soon(self._watch, child)
-        with trio.move_on_after(timeout):
+        with trio.move_on_after(ready_within):
             await child.changed.wait()
         if child.ready and not child.exited and not self.stopping.is_set():
             return child
@@ -276,7 +285,7 @@ class Supervisor:
             if child.exited:
                 self.fail(f"{name} exited with status {process.returncode} before it was ready")
             else:
-                self.fail(f"{name} was not ready within {timeout:.0f} s")
+                self.fail(f"{name} was not ready within {ready_within:.0f} s")
         return None
 
     async def _pump(
@@ -317,19 +326,19 @@ class Supervisor:
         return problems
 
     async def _stop_into(self, child: Child, problems: list[str]) -> None:
-        timeout = GATEWAY_STOP_TIMEOUT if child.name == "gateway" else BACKEND_STOP_TIMEOUT
-        problems += await self._stop(child, signal.SIGTERM, timeout)
+        within = GATEWAY_STOP_TIMEOUT if child.name == "gateway" else BACKEND_STOP_TIMEOUT
+        problems += await self._stop(child, signal.SIGTERM, within)
 
-    async def _stop(self, child: Child, signum: int, timeout: float) -> list[str]:
+    async def _stop(self, child: Child, signum: int, within: float) -> list[str]:
         """Signal one child (its main process) and wait; kill its group if it lingers."""
         child.stopping = True
         problems = []
         if child.process.returncode is None:
             _signal(child.pid, signum)
-            with trio.move_on_after(timeout):
+            with trio.move_on_after(within):
                 await child.process.wait()
             if child.process.returncode is None:
-                problems.append(f"{child.name} did not stop within {timeout:.0f} s; killed it")
+                problems.append(f"{child.name} did not stop within {within:.0f} s; killed it")
                 _signal_group(child.pid, signal.SIGKILL)
                 await child.process.wait()
             status = child.process.returncode
@@ -339,7 +348,8 @@ class Supervisor:
         # whose master is gone) goes too.
         if _signal_group(child.pid, signal.SIGTERM):
             with trio.move_on_after(STRAGGLER_TIMEOUT):
-                while _signal_group(child.pid, 0):
+                # They are not our children: there is no exit to wait for.
+                while _signal_group(child.pid, 0):  # noqa: ASYNC110
                     await trio.sleep(0.05)
             if _signal_group(child.pid, signal.SIGKILL):
                 problems.append(f"processes of {child.name} outlived it; killed them")
@@ -357,8 +367,9 @@ class Supervisor:
         self._last_signal = now
         self.signals += 1
         if self.signals == 1:
-            print("\nappgw demo: stopping (Ctrl-C again to stop at once)", file=sys.stderr,
-                  flush=True)
+            print(
+                "\nappgw demo: stopping (Ctrl-C again to stop at once)", file=sys.stderr, flush=True
+            )
             self._stop_requested()
         else:
             for child in self.children:
@@ -441,31 +452,49 @@ async def _start_all(supervisor: Supervisor, options: DemoOptions, python: str) 
     for name, address in APP_INSTANCES:
         child = await supervisor.start(
             name,
-            [python, "-m", "appgw.demo.backends", "--name", name, "--bind", address,
-             "--port", str(options.app_port)],
+            [
+                python,
+                "-m",
+                "appgw.demo.backends",
+                "--name",
+                name,
+                "--bind",
+                address,
+                "--port",
+                str(options.app_port),
+            ],
             ready=lambda line: "listening on" in line,
             ready_on_stderr=False,
-            timeout=BACKEND_START_TIMEOUT,
+            ready_within=BACKEND_START_TIMEOUT,
         )
         if child is None:
             return False
     child = await supervisor.start(
         "chat",
-        [python, "-m", "appgw.demo.chat", "--bind", CHAT_ADDRESS,
-         "--port", str(options.chat_port)],
+        [python, "-m", "appgw.demo.chat", "--bind", CHAT_ADDRESS, "--port", str(options.chat_port)],
         ready=lambda line: "listening on" in line,
         ready_on_stderr=False,
-        timeout=BACKEND_START_TIMEOUT,
+        ready_within=BACKEND_START_TIMEOUT,
     )
     if child is None:
         return False
     child = await supervisor.start(
         "gateway",
-        [python, "-m", "appgw", "run", "-c", str(options.config_path),
-         "--workers", str(options.workers), "--pid-file", str(options.pid_file)],
+        [
+            python,
+            "-m",
+            "appgw",
+            "run",
+            "-c",
+            str(options.config_path),
+            "--workers",
+            str(options.workers),
+            "--pid-file",
+            str(options.pid_file),
+        ],
         ready=lambda line: "gateway ready" in line,
         ready_on_stderr=True,
-        timeout=GATEWAY_START_TIMEOUT,
+        ready_within=GATEWAY_START_TIMEOUT,
     )
     return child is not None
 
@@ -489,7 +518,7 @@ def _banner(options: DemoOptions, certs: CertPaths, children: list[Child]) -> st
 
   {http:<34} the sample app: two instances, balanced
   {https:<34} the same over HTTPS
-  {https + 'chat/':<34} the chat: open it in two tabs
+  {https + "chat/":<34} the chat: open it in two tabs
 {public}
 Processes:
 {processes}

@@ -32,6 +32,11 @@ if TYPE_CHECKING:
 log = logs.log
 
 
+def _request_line_too_long(head: bytes | bytearray, limit: int) -> bool:
+    """Whether the first line of a head runs past `limit` bytes."""
+    return b"\n" not in head[: limit + 16] and len(head) > limit
+
+
 def has_body(request: h11.Request) -> bool:
     """Whether a request's framing announces body bytes."""
     length = None
@@ -58,15 +63,17 @@ class ClientConnection:
         self.idle_scope: trio.CancelScope | None = None
         self.sent = 0  # body bytes sent to the client in the current exchange
         self.closing = False  # answer with Connection: close and end after this exchange
+        self.waited = 0.0  # seconds spent waiting for the current request's bytes
 
     # -- reading -------------------------------------------------------------
 
-    async def _receive(self) -> None:
+    async def _receive(self) -> bytes:
         try:
             data = await self.stream.receive_some(RECEIVE_SIZE)
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
             raise ClientGone(str(exc)) from None
         self.h11.receive_data(data)
+        return data
 
     async def next_event(self) -> h11.Event:
         """The next event from the client, reading as needed (no deadline here)."""
@@ -77,9 +84,30 @@ class ClientConnection:
                 continue
             return event
 
+    async def next_body_event(self) -> h11.Event:
+        """The next event of a request body, within the request timeout.
+
+        The timeout counts the time spent waiting for the client only, summed
+        over the whole request, so a backend that reads slowly is not taken
+        for a slow client.
+        """
+        while True:
+            event = self.h11.next_event()
+            if event is not h11.NEED_DATA:
+                return event
+            left = self.limits.request_timeout - self.waited
+            started = trio.current_time()
+            with trio.move_on_after(max(left, 0)) as scope:
+                await self._receive()
+            self.waited += trio.current_time() - started
+            if scope.cancelled_caught:
+                raise GatewayError("request body not received in time", status=408)
+
     async def read_request(self, first: bool) -> h11.Request | None:
         """The next request head, or None when the client is done or idle too long."""
-        event = self.h11.next_event()
+        self.waited = 0.0
+        head = bytearray()  # the start of the head, to tell 414 from 431
+        event = self._next_head_event(head)
         if event is h11.NEED_DATA:
             # Idle: wait for the first byte with the keep-alive timeout (the
             # header timeout on a fresh connection), cut short by a drain.
@@ -89,13 +117,18 @@ class ClientConnection:
                 if self.worker.draining.is_set():
                     scope.deadline = min(scope.deadline, trio.current_time() + self.worker.grace)
                 try:
-                    await self._receive()
+                    head += await self._receive()
                 finally:
                     self.idle_scope = None
             if scope.cancelled_caught:
                 return None
+            started = trio.current_time()
             with trio.move_on_after(self.limits.header_timeout) as scope:
-                event = await self.next_event()
+                while (event := self._next_head_event(head)) is h11.NEED_DATA:
+                    data = await self._receive()
+                    if len(head) < self.limits.max_uri_bytes + 16:
+                        head += data
+            self.waited = trio.current_time() - started
             if scope.cancelled_caught:
                 raise GatewayError("request head not received in time", status=408)
         if isinstance(event, h11.Request):
@@ -107,6 +140,14 @@ class ClientConnection:
                 self.h11.next_event()
             return event
         return None
+
+    def _next_head_event(self, head: bytearray) -> h11.Event:
+        try:
+            return self.h11.next_event()
+        except h11.RemoteProtocolError as exc:
+            if exc.error_status_hint == 431 and _request_line_too_long(head, self.limits.max_uri_bytes):
+                raise GatewayError("request line too long", status=414) from None
+            raise
 
     # -- writing -------------------------------------------------------------
 

@@ -367,10 +367,7 @@ class Exchange:
         limit = client.limits.max_body_bytes
         received = 0
         while True:
-            with trio.move_on_after(client.limits.request_timeout) as scope:
-                event = await client.next_event()
-            if scope.cancelled_caught:
-                raise GatewayError("request body not received in time", status=408)
+            event = await client.next_body_event()
             if isinstance(event, h11.Data):
                 received += len(event.data)
                 if limit and received > limit:
