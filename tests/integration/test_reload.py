@@ -206,8 +206,10 @@ async def reload_step(
 
 
 async def expect_port_closed(port: int, problems: list[str]) -> None:
+    start = trio.current_time()
     try:
         await wait_for_port_closed(GATEWAY, port, LISTENER_GONE)
+        print(f"removed listener {port} closed after {trio.current_time() - start:.2f} s")
     except trio.TooSlowError:
         problems.append(
             f"removed listener on port {port} still accepted connections "

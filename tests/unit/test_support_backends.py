@@ -355,3 +355,35 @@ async def test_open_gateway_reports_a_gateway_that_cannot_start(tmp_path: Path) 
         with pytest.raises(gateway.GatewayNotReady):
             async with gateway.open_gateway("this is [not toml", tmp_path, ready_timeout=20):
                 pass
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["ws", "wss"])
+async def test_server_close_ends_the_client_connection_promptly(
+    nursery: trio.Nursery,
+    server_ssl_context: ssl.SSLContext,
+    client_ssl_context: ssl.SSLContext,
+    tls: bool,
+) -> None:
+    # What a client sees without a gateway: the reference for the gateway tests.
+    with trio.fail_after(10):
+        backend = await nursery.start(
+            lambda task_status: serve_http_backend(
+                "127.0.0.1",
+                0,
+                websocket=True,
+                ssl_context=server_ssl_context if tls else None,
+                task_status=task_status,
+            )
+        )
+        server_closed = trio.Event()
+        scheme = "wss" if tls else "ws"
+        async with open_ws(
+            f"{scheme}://127.0.0.1:{backend.port}/ws",
+            ssl_context=client_ssl_context,
+            server_closed=server_closed,
+        ) as ws:
+            await ws.send_message("close:4001:bye")
+            with pytest.raises(trio_websocket.ConnectionClosed):
+                await ws.get_message()
+            with trio.fail_after(2):
+                await server_closed.wait()

@@ -220,6 +220,7 @@ class Gateway:
     error_log: str | None = None  # None: stderr
     access_log: str | None = None  # None: no access log
     drain_grace: float = 1.0  # seconds an idle keep-alive connection stays open on drain
+    stall_timeout: float = 15.0  # seconds without a worker heartbeat before it is replaced
     # Signs cookie-based affinity cookies; instances that share it route a
     # session alike. Empty: derived from the listeners, pools and settings.
     affinity_secret: str = ""

@@ -168,6 +168,7 @@ class Checks:
         g = self.config.gateway
         self.range("gateway.workers", (), g.workers, 0, 1024)
         self.at_least("gateway.drain_grace", (), g.drain_grace, 0)
+        self.range("gateway.stall_timeout", (), g.stall_timeout, 1, 3600)
         for field in attrs.fields(Limits):
             value = getattr(g.limits, field.name)
             if field.name == "max_body_bytes":  # 0: no limit

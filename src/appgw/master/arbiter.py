@@ -43,7 +43,6 @@ from appgw.master.sockets import ListeningSocket, SocketSet
 
 log = logs.log
 
-STALL_TIMEOUT = 15.0  # seconds without a heartbeat before a ready worker is replaced
 BOOT_TIMEOUT = 30.0  # seconds a new worker may take to report ready
 YOUNG = 5.0  # a worker that dies younger than this backs off its replacement
 MAX_BACKOFF = 30.0
@@ -403,7 +402,10 @@ class Arbiter:
         for child in workers:
             if child.retiring:
                 continue
-            if child.ready and now - child.last_beat > STALL_TIMEOUT:
+            config = self.configs.get(child.generation) or self.config
+            assert config is not None
+            stall = config.gateway.stall_timeout
+            if child.ready and now - child.last_beat > stall:
                 log.error("worker %d stalled (no heartbeat for %.0fs); replacing it", child.pid, now - child.last_beat)
                 child.retiring = True
                 kill(child.pid, signal.SIGKILL)

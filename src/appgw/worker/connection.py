@@ -183,7 +183,7 @@ class ClientConnection:
             (b"content-length", str(len(page)).encode()),
             (b"cache-control", b"no-store"),
         ]
-        if close or self.closing:
+        if close or self.closing or self.worker.draining.is_set():
             headers.append((b"connection", b"close"))
         await self.send(h11.Response(status_code=status, headers=headers, reason=errorpage.reason(status)))
         await self.send(h11.Data(data=page))

@@ -414,6 +414,8 @@ class Exchange:
 
     async def _respond(self, server: Server, upstream: Upstream, response: h11.Response) -> None:
         client = self.client
+        if self.worker.draining.is_set():
+            client.closing = True
         close = client.closing or not self.body_done.is_set()
         out = rules.response_headers(list(response.headers), close=close)
         if self.setting.cookie_based_affinity:
