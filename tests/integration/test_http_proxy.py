@@ -207,7 +207,8 @@ async def test_third_party_client_sees_what_a_direct_client_sees(
             results = []
             for target in ("/download?size=1000003&seed=5", "/status/418", "/nowhere"):
                 response = http.get(target)
-                results.append((response.status_code, response.content, response.headers.get("x-backend")))
+                backend = response.headers.get("x-backend")
+                results.append((response.status_code, response.content, backend))
             upload = http.post("/upload", content=b"z" * 100_000)
             results.append((upload.status_code, upload.json()["sha256"].encode(), None))
             return results
@@ -302,7 +303,8 @@ BAD_REQUESTS = {
     ),
     "header without colon": (b"GET /echo HTTP/1.1\r\nHost: x\r\nno colon here\r\n\r\n", {400}),
     "bad chunk size": (
-        b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nab\r\n0\r\n\r\n",
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"zz\r\nab\r\n0\r\n\r\n",
         None,  # 400, or the connection just closes if the request was already on its way
     ),
     "not http at all": (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + bytes(64), None),

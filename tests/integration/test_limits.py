@@ -18,7 +18,7 @@ from pathlib import Path
 import trio
 
 from tests.support.backends import start_http_backends
-from tests.support.clients import open_http
+from tests.support.clients import HttpClient, open_http
 from tests.support.gateway import gateway_toml, open_gateway
 from tests.support.hostile import (
     RawReader,
@@ -241,26 +241,28 @@ async def test_max_connections_pauses_accepting(
             tmp_path,
             workers=1,
         ):
-            held = []
-            for _ in range(slots):
-                client = await open_http(GATEWAY, gateway_port).__aenter__()
-                assert (await client.get("/echo")).status == 200  # accepted, kept alive
-                held.append(client)
-            # One more: the TCP connect succeeds (backlog), but nobody serves it yet.
-            async with open_raw(GATEWAY, gateway_port) as waiting:
-                reader = ResponseReader(waiting)
-                reader.expect()
-                await waiting.send_all(b"GET /echo HTTP/1.1\r\nHost: x\r\n\r\n")
-                with trio.move_on_after(1.5) as early:
-                    await reader.read()
-                assert early.cancelled_caught, "served beyond max_connections"
-                # A slot frees up: the waiting connection is served, not refused.
-                await held.pop().aclose()
-                with trio.fail_after(5):
-                    response = await reader.read()
-                assert response is not None and response.status == 200
-            for client in held:
-                await client.aclose()
+            held: list[HttpClient] = []
+            try:
+                for _ in range(slots):
+                    client = await HttpClient.open(GATEWAY, gateway_port)
+                    held.append(client)
+                    assert (await client.get("/echo")).status == 200  # accepted, kept alive
+                # One more: the TCP connect succeeds (backlog), but nobody serves it yet.
+                async with open_raw(GATEWAY, gateway_port) as waiting:
+                    reader = ResponseReader(waiting)
+                    reader.expect()
+                    await waiting.send_all(b"GET /echo HTTP/1.1\r\nHost: x\r\n\r\n")
+                    with trio.move_on_after(1.5) as early:
+                        await reader.read()
+                    assert early.cancelled_caught, "served beyond max_connections"
+                    # A slot frees up: the waiting connection is served, not refused.
+                    await held.pop().aclose()
+                    with trio.fail_after(5):
+                        response = await reader.read()
+                    assert response is not None and response.status == 200
+            finally:
+                for client in held:
+                    await client.aclose()
 
 
 async def test_oversized_response_head_is_502(

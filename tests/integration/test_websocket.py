@@ -278,7 +278,5 @@ async def test_third_party_clients(
             for url in (f"ws://{GATEWAY}:{gateway_port}/ws", f"wss://{GATEWAY}:{https_port}/ws"):
                 result = await trio.to_thread.run_sync(with_websockets, url)
                 assert result == ("superchat", "from websockets", big), url
-            aio = await trio.to_thread.run_sync(
-                with_aiohttp, f"ws://{GATEWAY}:{gateway_port}/ws"
-            )
+            aio = await trio.to_thread.run_sync(with_aiohttp, f"ws://{GATEWAY}:{gateway_port}/ws")
             assert aio == ("superchat", "from aiohttp")

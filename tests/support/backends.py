@@ -240,13 +240,16 @@ async def _next_event(conn: h11.Connection, stream: trio.abc.Stream) -> object:
     while True:
         event = conn.next_event()
         if event is h11.NEED_DATA:
-            conn.receive_data(await stream.receive_some(BLOCK))
+            conn.receive_data(bytes(await stream.receive_some(BLOCK)))
             continue
         return event
 
 
-async def _send(conn: h11.Connection, stream: trio.abc.Stream, event: object) -> None:
-    data = conn.send(event)  # type: ignore[arg-type]
+OutEvent = h11.Request | h11.InformationalResponse | h11.Response | h11.Data | h11.EndOfMessage
+
+
+async def _send(conn: h11.Connection, stream: trio.abc.Stream, event: OutEvent) -> None:
+    data = conn.send(event)
     if data:
         await stream.send_all(data)
 
@@ -272,9 +275,7 @@ def _record_of(connection_id: int, event: h11.Request) -> RecordedRequest:
         method=event.method.decode("ascii"),
         target=event.target.decode("latin-1"),
         http_version=event.http_version.decode("ascii"),
-        headers=tuple(
-            (k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in event.headers
-        ),
+        headers=tuple((k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in event.headers),
     )
 
 
@@ -362,7 +363,10 @@ async def _answer(
         seed = int(query.get("seed", "0"))
         chunked = query.get("chunked", "0").lower() in ("1", "true", "yes")
         headers = [("Content-Type", "application/octet-stream"), ("X-Backend", backend.name)]
-        headers.append(("Transfer-Encoding", "chunked") if chunked else ("Content-Length", str(size)))
+        if chunked:
+            headers.append(("Transfer-Encoding", "chunked"))
+        else:
+            headers.append(("Content-Length", str(size)))
         await _send(conn, stream, h11.Response(status_code=200, headers=headers))
         if not head_only:
             for block in pattern_blocks(size, seed):
@@ -409,7 +413,7 @@ class _ReplayStream(trio.abc.Stream):
         self._inner = inner
         self._pending = already_read
 
-    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
         if self._pending:
             await trio.lowlevel.checkpoint()
             n = len(self._pending) if max_bytes is None else max_bytes

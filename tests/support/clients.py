@@ -24,6 +24,7 @@ from tests.support.wsecho import MAX_MESSAGE_SIZE, RECEIVE_BUFFER
 
 BLOCK = 64 * 1024
 Headers = Sequence[tuple[str, str]]
+OutEvent = h11.Request | h11.InformationalResponse | h11.Response | h11.Data | h11.EndOfMessage
 
 
 @attrs.frozen
@@ -110,8 +111,8 @@ class HttpClient:
         """True when another request may go on this connection."""
         return self.conn.our_state is h11.IDLE and self.conn.their_state is h11.IDLE
 
-    async def _send(self, event: object) -> None:
-        data = self.conn.send(event)  # type: ignore[arg-type]
+    async def _send(self, event: OutEvent) -> None:
+        data = self.conn.send(event)
         if data:
             await self.stream.send_all(data)
 
@@ -146,7 +147,7 @@ class HttpClient:
         while True:
             event = self.conn.next_event()
             if event is h11.NEED_DATA:
-                self.conn.receive_data(await self.stream.receive_some(BLOCK))
+                self.conn.receive_data(bytes(await self.stream.receive_some(BLOCK)))
                 continue
             return event
 
@@ -274,8 +275,13 @@ async def open_http(
 
 
 async def get(
-    host: str, port: int, target: str = "/", *, ssl_context: ssl.SSLContext | None = None,
-    server_hostname: str | None = None, headers: Headers = (),
+    host: str,
+    port: int,
+    target: str = "/",
+    *,
+    ssl_context: ssl.SSLContext | None = None,
+    server_hostname: str | None = None,
+    headers: Headers = (),
 ) -> Response:
     """One GET on a fresh connection."""
     async with open_http(
@@ -336,7 +342,7 @@ class _EofWatch(trio.abc.Stream):
         self._inner = inner
         self._ended = ended
 
-    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
         try:
             data = await self._inner.receive_some(max_bytes)
         except trio.BrokenResourceError:

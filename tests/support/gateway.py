@@ -450,17 +450,14 @@ def gateway_toml(
     if https_port is not None:
         if cert is None:
             raise ValueError("an https listener needs cert")
-        parts.append(toml_table("certificates.site", {"cert": str(cert.cert), "key": str(cert.key)}))
+        files = {"cert": str(cert.cert), "key": str(cert.key)}
+        parts.append(toml_table("certificates.site", files))
     listeners = []
     if http_port is not None:
         listeners.append(("http", {"protocol": "http", "address": address, "port": http_port}))
     if https_port is not None:
-        listeners.append(
-            (
-                "https",
-                {"protocol": "https", "address": address, "port": https_port, "certificate": "site"},
-            )
-        )
+        https = {"protocol": "https", "address": address, "port": https_port}
+        listeners.append(("https", https | {"certificate": "site"}))
     for name, values in listeners:
         parts.append(toml_table(f"listeners.{name}", values))
     parts.append(toml_table("pools.web", {"servers": list(servers)}))

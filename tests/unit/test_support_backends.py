@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tomllib
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
@@ -27,7 +28,7 @@ from tests.support.clients import IncompleteResponse, open_http, open_ws
 MiB = 1024 * 1024
 
 
-async def start_backend(nursery: trio.Nursery, **kwargs: object) -> backends.HttpBackend:
+async def start_backend(nursery: trio.Nursery, **kwargs: Any) -> backends.HttpBackend:
     return await nursery.start(
         lambda task_status: serve_http_backend("127.0.0.2", 0, task_status=task_status, **kwargs)
     )
@@ -329,7 +330,7 @@ def test_gateway_toml_shape(cert_files: gateway.CertFiles) -> None:
     assert cert_files.key.read_bytes().startswith(b"-----BEGIN")
 
 
-async def test_process_helpers_see_children_and_listening_sockets() -> None:
+def test_process_helpers_see_children_and_listening_sockets() -> None:
     with socket.socket() as listener:
         listener.bind(("127.0.0.2", 0))
         listener.listen()

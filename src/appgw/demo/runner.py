@@ -415,7 +415,7 @@ class LineReader:
             self._buffer += data
         if not self._buffer:
             return None
-        line, newline, self._buffer = self._buffer.partition(b"\n")
+        line, _, self._buffer = self._buffer.partition(b"\n")
         return line.rstrip(b"\r").decode("utf-8", "replace")
 
 
