@@ -13,6 +13,7 @@ socket) reads /proc, so these tests run on Linux.
 
 from __future__ import annotations
 
+import ctypes
 import itertools
 import json
 import os
@@ -29,6 +30,7 @@ import trio
 
 APPGW = (sys.executable, "-m", "appgw")
 READY_LINE = "gateway ready"
+PR_SET_PDEATHSIG = 1  # prctl(2), Linux
 _counter = itertools.count(1)
 
 
@@ -279,12 +281,14 @@ async def open_gateway(
             stdout=log,
             stderr=log,
             start_new_session=True,
+            preexec_fn=_term_when_parent_dies,
             cwd=str(tmp_path),
             env=appgw_env(),
         )
     finally:
         log.close()
     gw = GatewayProcess(process, config_path, pid_file, log_path)
+    ran_out = False  # the gateway had exited before the block ended
     try:
         with trio.move_on_after(ready_timeout) as waiting:
             await gw.wait_for_log(READY_LINE, ready_timeout + 1)
@@ -295,20 +299,34 @@ async def open_gateway(
             )
         yield gw
     except BaseException:
-        # Shown by pytest with the failure ("Captured stdout").
-        print(f"--- gateway log {log_path} (tail) ---\n{gw.log_tail(80)}")
-        with trio.CancelScope(shield=True):
-            await gw.stop(term_timeout)
+        try:  # shown by pytest with the failure ("Captured stdout")
+            print(f"--- gateway log {log_path} (tail) ---\n{gw.log_tail(80)}")
+        except Exception:
+            pass
         raise
-    ran_already = gw.returncode is not None
-    with trio.CancelScope(shield=True):
-        returncode = await gw.stop(term_timeout)
-    if check_exit and not ran_already and returncode != 0:
+    finally:
+        ran_out = gw.returncode is not None
+        with trio.CancelScope(shield=True):
+            returncode = await gw.stop(term_timeout)
+    if check_exit and not ran_out and returncode != 0:
         how = "was killed" if returncode == -signal.SIGKILL else f"exited {returncode}"
         raise AssertionError(
             f"gateway {how} after TERM (allowed {term_timeout} s for a graceful stop):\n"
             + gw.log_tail()
         )
+
+
+def _term_when_parent_dies() -> None:
+    """In the child before exec: TERM the gateway if the test process dies.
+
+    So a test run killed outright (CI timeout, SIGKILL) does not leave a
+    gateway behind in its own session.
+    """
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass
 
 
 # -- other subcommands --------------------------------------------------------

@@ -15,14 +15,21 @@ open_blackhole gives a port whose connects hang: a listening socket with a
 full backlog that never accepts.
 
 ResponseReader parses responses with h11 in client role, so anything that
-is not valid HTTP/1.1 shows up as an error. The rest are small helpers for
-raw sockets, process memory and the descriptor limit.
+is not valid HTTP/1.1 shows up as an error.
+
+run_fuzz throws mutated and random requests at a gateway over many
+connections (seeded, so a run can be repeated) and checks every answer;
+slowloris holds many connections that trickle a request head. Both serve
+the bounded tests and scripts/fuzz. The rest are small helpers for raw
+sockets, process memory and the descriptor limit.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
+import random
 import resource
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -279,10 +286,10 @@ async def serve_raw_backend(
                     b"X-Desync-Marker: %s\r\nContent-Length: %d\r\n\r\n%s"
                     % (marker, len(marker), body)
                 )
-        except (PeerClosed, ValueError) as exc:
-            backend.errors.append(f"connection {number}: {exc!r}")
         except PEER_ERRORS:
             pass
+        except Exception as exc:  # noqa: BLE001 - a bad request must not end the server
+            backend.errors.append(f"connection {number}: {exc!r}")
         finally:
             await trio.aclose_forcefully(stream)
 
@@ -434,7 +441,10 @@ class ResponseReader:
             self.conn.start_next_cycle()
         if not all(c in _TOKEN for c in method) or not method:
             method = b"GET"
-        self.conn.send(h11.Request(method=method, target="/", headers=[("Host", "x")]))
+        # The stand-in request proposes an upgrade, so that a 101 is parsed
+        # (and reported) rather than refused by h11.
+        headers = [("Host", "x"), ("Connection", "upgrade"), ("Upgrade", "websocket")]
+        self.conn.send(h11.Request(method=method, target="/", headers=headers))
         self.conn.send(h11.EndOfMessage())
         self.received = 0
 
@@ -453,7 +463,7 @@ class ResponseReader:
             self.conn.receive_data(data)
 
     async def read(self) -> ParsedResponse | None:
-        """The next final response; None if the connection closed before one began.
+        """The next final response (or a 101); None if the connection closed before one began.
 
         Raises h11.RemoteProtocolError for bytes that are not a valid
         response (or only part of a head), PeerClosed for a body cut short.
@@ -464,6 +474,8 @@ class ResponseReader:
                 self.closed = True
                 return None
             if isinstance(event, h11.InformationalResponse):
+                if event.status_code == 101:  # the rest is tunnel bytes: trailing_data
+                    return ParsedResponse(101, tuple(event.headers), b"", False)
                 continue
             assert isinstance(event, h11.Response), event
             break
@@ -580,3 +592,198 @@ def raise_nofile(wanted: int) -> int:
         resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
         return target
     return soft
+
+
+# -- fuzzing ------------------------------------------------------------------------
+
+SEED_REQUESTS = (
+    b"GET /echo HTTP/1.1\r\nHost: gateway.test\r\nAccept: */*\r\n\r\n",
+    b"GET /echo?a=1&b=%20 HTTP/1.1\r\nHost: gateway.test\r\nConnection: close\r\n\r\n",
+    b"POST /upload HTTP/1.1\r\nHost: gateway.test\r\nContent-Length: 11\r\n\r\nhello world",
+    b"POST /upload HTTP/1.1\r\nHost: gateway.test\r\nTransfer-Encoding: chunked\r\n\r\n"
+    b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n",
+    b"PUT /echo HTTP/1.1\r\nHost: gateway.test\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\nabc",
+    b"GET http://gateway.test/echo HTTP/1.1\r\nHost: other.test\r\n\r\n",
+    b"OPTIONS * HTTP/1.1\r\nHost: gateway.test\r\n\r\n",
+    b"GET /ws HTTP/1.1\r\nHost: gateway.test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+    b"GET /status/204 HTTP/1.1\r\nHost: gateway.test\r\n\r\nGET /echo HTTP/1.1\r\nHost: g\r\n\r\n",
+    b"GET /echo HTTP/1.0\r\n\r\n",
+)
+SPLICES = (
+    b"Content-Length: 0\r\n", b"Content-Length: 5\r\n", b"Content-Length: -1\r\n",
+    b"Content-Length: 99999999999999999999\r\n", b"Transfer-Encoding: chunked\r\n",
+    b"Transfer-Encoding: xchunked\r\n", b" Transfer-Encoding: chunked\r\n",
+    b"Transfer-Encoding : chunked\r\n", b"Host: \r\n", b"Host: a\r\nHost: b\r\n",
+    b"Connection: close, upgrade\r\n", b"Upgrade: h2c\r\n", b"Expect: 100-continue\r\n",
+    b"X-Long: " + b"L" * 5000 + b"\r\n", b"\r\n", b"\n", b"\r", b"\x00", b"0\r\n\r\n",
+    b"ffffffffffffffff\r\n", b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+)
+SPECIAL = b"\r\n\x00 \t:;,\x7f\x80\xff\"\\/%?#"
+
+
+def mutate(data: bytes, rng: random.Random) -> bytes:
+    """One to four random edits of `data`: flips, inserts, deletes, splices, truncation."""
+    out = bytearray(data)
+    for _ in range(rng.randint(1, 4)):
+        at = rng.randrange(len(out) + 1)
+        kind = rng.randrange(7)
+        if kind == 0 and out:
+            out[min(at, len(out) - 1)] = rng.randrange(256)
+        elif kind == 1:
+            out[at:at] = bytes([rng.choice(SPECIAL)]) * rng.randint(1, 3)
+        elif kind == 2 and out:
+            del out[at : at + rng.randint(1, 8)]
+        elif kind == 3:
+            line = out.find(b"\r\n", at)
+            where = line + 2 if line >= 0 else at
+            out[where:where] = rng.choice(SPLICES)
+        elif kind == 4 and out:
+            piece = out[at : at + rng.randint(1, 40)]
+            out[at:at] = piece * rng.randint(1, 5)
+        elif kind == 5:
+            del out[at:]
+        else:
+            out[at:at] = rng.randbytes(rng.randint(1, 16))
+    return bytes(out)
+
+
+def fuzz_input(rng: random.Random) -> bytes:
+    """A request to throw at a gateway: mostly mutated seeds, some pure noise."""
+    roll = rng.random()
+    if roll < 0.08:
+        return rng.randbytes(rng.randint(1, 2000))
+    seed = rng.choice(SEED_REQUESTS)
+    if roll < 0.15:
+        return seed + mutate(rng.choice(SEED_REQUESTS), rng)
+    return mutate(seed, rng)
+
+
+@attrs.define
+class FuzzReport:
+    connections: int = 0
+    responses: int = 0
+    statuses: dict[int, int] = attrs.Factory(dict)
+    invalid: list[str] = attrs.Factory(list)  # answers that are not valid HTTP/1.1
+    hung: list[bytes] = attrs.Factory(list)  # inputs after which the gateway never closed
+    connect_failures: int = 0
+
+
+async def fuzz_connection(
+    host: str, port: int, data: bytes, rng: random.Random, report: FuzzReport, timeout: float = 8
+) -> None:
+    """Send `data` in random pieces, end our side, and check everything that comes back."""
+    try:
+        stream = await trio.open_tcp_stream(host, port)
+    except OSError:
+        report.connect_failures += 1
+        return
+    report.connections += 1
+    try:
+        reader = ResponseReader(stream)
+        pos = 0
+        while pos < len(data):
+            size = rng.choice((1, 7, 64, 1500, len(data)))
+            if not await send_quietly(stream, data[pos : pos + size]):
+                break
+            pos += size
+        with contextlib.suppress(*PEER_ERRORS):
+            await stream.send_eof()
+        with trio.move_on_after(timeout) as scope:
+            while True:
+                reader.expect()
+                try:
+                    response = await reader.read()
+                except h11.RemoteProtocolError as exc:
+                    report.invalid.append(f"{exc} after {data[:120]!r}")
+                    return
+                except PeerClosed:
+                    return  # an aborted exchange: the peer closed mid-body, visibly
+                if response is None:
+                    return
+                report.responses += 1
+                report.statuses[response.status] = report.statuses.get(response.status, 0) + 1
+                if response.status == 101 or not response.keep_alive:
+                    await ended_by_peer(stream, timeout)
+                    return
+        if scope.cancelled_caught:
+            report.hung.append(data[:200])
+    finally:
+        await trio.aclose_forcefully(stream)
+
+
+async def run_fuzz(
+    host: str, port: int, *, seconds: float, clients: int, seed: int
+) -> FuzzReport:
+    """`clients` concurrent connections in a loop for `seconds`, inputs from `seed`."""
+    report = FuzzReport()
+    deadline = trio.current_time() + seconds
+
+    async def client(number: int) -> None:
+        rng = random.Random(seed * 100003 + number)
+        while trio.current_time() < deadline:
+            await fuzz_connection(host, port, fuzz_input(rng), rng, report)
+
+    async with trio.open_nursery() as nursery:
+        for number in range(clients):
+            nursery.start_soon(client, number)
+    return report
+
+
+# -- slow clients ---------------------------------------------------------------------
+
+
+@attrs.define
+class FloodStats:
+    opened: int = 0
+    failed_to_connect: int = 0
+    cut_off: int = 0  # connections the gateway ended
+
+
+async def slowloris(
+    host: str,
+    port: int,
+    count: int,
+    *,
+    interval: float,
+    stats: FloodStats,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """`count` connections that trickle one header byte every `interval` s, until cancelled.
+
+    Reports started once every connection was attempted; a connection the
+    gateway ends is opened again.
+    """
+
+    async def one(started: trio.Event | None) -> None:
+        first = True
+        while True:
+            try:
+                stream = await trio.open_tcp_stream(host, port)
+            except OSError:
+                stats.failed_to_connect += 1
+                if first and started is not None:
+                    started.set()
+                first = False
+                await trio.sleep(interval)
+                continue
+            stats.opened += 1
+            if first and started is not None:
+                started.set()
+            first = False
+            try:
+                await stream.send_all(b"GET /slow HTTP/1.1\r\nHost: g\r\nX-Slow: ")
+                while True:
+                    await trio.sleep(interval)
+                    await stream.send_all(b"s")
+            except PEER_ERRORS:
+                stats.cut_off += 1
+            finally:
+                await trio.aclose_forcefully(stream)
+
+    async with trio.open_nursery() as nursery:
+        for _ in range(count):
+            started = trio.Event()
+            nursery.start_soon(one, started)
+            await started.wait()
+        task_status.started()

@@ -486,12 +486,17 @@ async def open_raw_ws(host: str, port: int, resource: str = "/ws") -> AsyncItera
 
 @attrs.define(eq=False)
 class RawPeer:
-    """The backend's side of one WebSocket connection."""
+    """The backend's side of one WebSocket connection.
+
+    The session reads it (receive_some, receive_until); a test watches it
+    from another task with wait_for, which reads nothing itself.
+    """
 
     stream: trio.SocketStream
     path: str
     received: bytearray = attrs.Factory(bytearray)
     eof: bool = False
+    _changed: trio.Event = attrs.Factory(trio.Event)
 
     async def send(self, data: bytes) -> None:
         await self.stream.send_all(data)
@@ -506,17 +511,26 @@ class RawPeer:
         if not data:
             self.eof = True
         self.received += data
+        self._changed.set()
+        self._changed = trio.Event()
         return data
 
     def frames(self) -> tuple[list[Frame], bytes]:
         return parse_frames(bytes(self.received))
 
     async def receive_until(self, done: Callable[[list[Frame]], bool]) -> list[Frame]:
+        """Read until `done(frames so far)` or the end of the connection."""
         while True:
             frames, _rest = self.frames()
             if done(frames) or self.eof:
                 return frames
             await self.receive_some()
+
+    async def wait_for(self, done: Callable[[RawPeer], bool]) -> list[Frame]:
+        """Wait (reading nothing) until `done(self)` or the end; the frames so far."""
+        while not done(self) and not self.eof:
+            await self._changed.wait()
+        return self.frames()[0]
 
 
 RawSession = Callable[[RawPeer], Awaitable[None]]

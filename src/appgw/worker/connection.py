@@ -97,7 +97,7 @@ class ClientConnection:
                 return event
             left = self.limits.request_timeout - self.waited
             started = trio.current_time()
-            with trio.move_on_after(max(left, 0)) as scope:
+            with trio.CancelScope(deadline=started + max(left, 0)) as scope:
                 await self._receive()
             self.waited += trio.current_time() - started
             if scope.cancelled_caught:
@@ -112,7 +112,7 @@ class ClientConnection:
             # Idle: wait for the first byte with the keep-alive timeout (the
             # header timeout on a fresh connection), cut short by a drain.
             idle = self.limits.header_timeout if first else self.limits.keepalive_timeout
-            with trio.move_on_after(idle) as scope:
+            with trio.CancelScope(deadline=trio.current_time() + idle) as scope:
                 self.idle_scope = scope
                 if self.worker.draining.is_set():
                     scope.deadline = min(scope.deadline, trio.current_time() + self.worker.grace)
@@ -123,7 +123,7 @@ class ClientConnection:
             if scope.cancelled_caught:
                 return None
             started = trio.current_time()
-            with trio.move_on_after(self.limits.header_timeout) as scope:
+            with trio.CancelScope(deadline=started + self.limits.header_timeout) as scope:
                 while (event := self._next_head_event(head)) is h11.NEED_DATA:
                     data = await self._receive()
                     if len(head) < self.limits.max_uri_bytes + 16:
@@ -154,7 +154,7 @@ class ClientConnection:
     async def send_bytes(self, data: bytes) -> None:
         if not data:
             return
-        with trio.move_on_after(self.limits.request_timeout) as scope:
+        with trio.CancelScope(deadline=trio.current_time() + self.limits.request_timeout) as scope:
             try:
                 await self.stream.send_all(data)
             except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:

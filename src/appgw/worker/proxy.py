@@ -353,13 +353,13 @@ class Exchange:
     async def _upstream_send(self, upstream: Upstream, event: h11.Event) -> None:
         data = upstream.h11.send(event)
         if data:
-            try:
-                with trio.fail_after(self.timeout):
+            with trio.CancelScope(deadline=trio.current_time() + self.timeout) as scope:
+                try:
                     await upstream.stream.send_all(data)
-            except trio.TooSlowError:
-                raise GatewayTimeout(f"{upstream.label} stopped reading the request") from None
-            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-                raise BadGateway(f"{upstream.label} broke the connection: {exc}") from None
+                except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+                    raise BadGateway(f"{upstream.label} broke the connection: {exc}") from None
+            if scope.cancelled_caught:
+                raise GatewayTimeout(f"{upstream.label} stopped reading the request")
 
     async def _send_body(self, upstream: Upstream) -> None:
         """Stream the client's body to the backend (runs beside the head wait)."""
@@ -430,30 +430,62 @@ class Exchange:
                 self.rewrite.context, response.status_code, out
             )
         try:
-            await client.send(
-                h11.Response(
-                    status_code=response.status_code,
-                    headers=out,
-                    reason=response.reason or errorpage.reason(response.status_code),
+            pending = bytearray(
+                client.h11.send(
+                    h11.Response(
+                        status_code=response.status_code,
+                        headers=out,
+                        reason=response.reason or errorpage.reason(response.status_code),
+                    )
                 )
             )
         except h11.LocalProtocolError as exc:
             raise BadGateway(f"{upstream.label} sent an unusable response head: {exc}") from None
+        await self._relay_body(upstream, pending)
+
+    async def _relay_body(self, upstream: Upstream, pending: bytearray) -> None:
+        """Stream the response body to the client.
+
+        Writes are coalesced: what the backend already delivered goes out in
+        one write, flushed before the gateway waits on the backend again, so
+        a small response costs one write and a streamed one is not delayed.
+        """
+        client = self.client
+        backend = upstream.h11
+        label = upstream.label
         while True:
-            with trio.move_on_after(self.timeout) as scope:
-                try:
-                    event = await self._upstream_event(upstream)
-                except (h11.RemoteProtocolError, BadGateway) as exc:
-                    raise BackendAborted(f"{upstream.label} broke off the response: {exc}") from None
-            if scope.cancelled_caught:
-                raise BackendAborted(f"{upstream.label} stalled for {self.timeout:g}s mid-response")
-            if isinstance(event, h11.Data):
-                await client.send(event)
-            elif isinstance(event, h11.EndOfMessage):
-                await client.send(h11.EndOfMessage())
-                return
-            else:
-                raise BackendAborted(f"{upstream.label} ended the response early")
+            try:
+                event = backend.next_event()
+            except h11.RemoteProtocolError as exc:
+                raise BackendAborted(f"{label} broke off the response: {exc}") from None
+            if event is h11.NEED_DATA:
+                if pending:
+                    await client.send_bytes(pending)
+                    pending = bytearray()
+                with trio.CancelScope(deadline=trio.current_time() + self.timeout) as scope:
+                    try:
+                        data = await upstream.stream.receive_some(RECEIVE_SIZE)
+                    except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+                        raise BackendAborted(f"{label} broke off the response: {exc}") from None
+                if scope.cancelled_caught:
+                    raise BackendAborted(f"{label} stalled for {self.timeout:g}s mid-response")
+                backend.receive_data(data)
+                continue
+            try:
+                if isinstance(event, h11.Data):
+                    client.sent += len(event.data)
+                    pending += client.h11.send(event)
+                    if len(pending) >= FLUSH_SIZE:
+                        await client.send_bytes(pending)
+                        pending = bytearray()
+                elif isinstance(event, h11.EndOfMessage):
+                    pending += client.h11.send(h11.EndOfMessage())
+                    await client.send_bytes(pending)
+                    return
+                else:
+                    raise BackendAborted(f"{label} ended the response early")
+            except h11.LocalProtocolError as exc:
+                raise BackendAborted(f"{label} sent a body its head did not announce: {exc}") from None
 
     async def _tunnel(self, upstream: Upstream, response: h11.InformationalResponse) -> None:
         client = self.client
@@ -497,5 +529,7 @@ class Rewrite:
     context: RequestContext
     result: RequestRewrite
 
+
+FLUSH_SIZE = 256 * 1024  # bytes of response gathered at most before a write
 
 _IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE", b"TRACE"})

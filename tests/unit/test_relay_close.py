@@ -1,0 +1,305 @@
+"""The tunnel's clean close, over in-memory streams and a virtual clock.
+
+A Tunnel relays between two memory stream pairs: the test plays the client
+and the backend, collecting every byte each receives. The clean close (idle
+timeout, drain deadline, close_now) must send a Close frame with 1001 to
+each side at a frame boundary of that direction: after the frame in flight,
+before the next one, never in the middle.
+"""
+
+from __future__ import annotations
+
+import os
+
+import attrs
+import pytest
+import trio
+import trio.testing
+
+from appgw.worker.relay import CLOSE_REPLY_BUDGET, FINISH_FRAME_BUDGET, Tunnel
+from tests.support.load import (
+    OP_BINARY,
+    OP_CLOSE,
+    OP_CONTINUATION,
+    OP_PING,
+    OP_TEXT,
+    Frame,
+    apply_mask,
+    close_payload,
+    describe_frames,
+    encode_frame,
+    frame_header,
+    parse_frames,
+)
+
+KiB = 1024
+IDLE = 20.0
+DRAIN = 30.0
+
+
+@pytest.fixture(autouse=True)
+def virtual_time(autojump_clock: trio.testing.MockClock) -> trio.testing.MockClock:
+    """Every test runs on a clock that jumps ahead whenever all tasks wait."""
+    return autojump_clock
+
+
+@attrs.define(eq=False)
+class Side:
+    """The test's end of one side of the tunnel: what it sent and received."""
+
+    stream: trio.abc.Stream
+    received: bytearray = attrs.Factory(bytearray)
+    eof_at: float | None = None
+    _changed: trio.Event = attrs.Factory(trio.Event)
+
+    async def send(self, data: bytes) -> None:
+        await self.stream.send_all(data)
+
+    def frames(self) -> tuple[list[Frame], bytes]:
+        return parse_frames(bytes(self.received))
+
+    def closes(self) -> list[Frame]:
+        return [f for f in self.frames()[0] if f.opcode == OP_CLOSE]
+
+    async def collect(self) -> None:
+        while True:
+            try:
+                data = await self.stream.receive_some(64 * KiB)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                data = b""
+            if not data:
+                self.eof_at = trio.current_time()
+                self._wake()
+                return
+            self.received += data
+            self._wake()
+
+    def _wake(self) -> None:
+        self._changed.set()
+        self._changed = trio.Event()
+
+    async def wait_for_close(self) -> Frame:
+        while not self.closes():
+            assert self.eof_at is None, f"ended without a Close: {describe_frames(self.frames()[0])}"
+            await self._changed.wait()
+        return self.closes()[0]
+
+    async def wait_for_eof(self) -> None:
+        while self.eof_at is None:
+            await self._changed.wait()
+
+    async def wait_for_bytes(self, count: int) -> None:
+        while len(self.received) < count:
+            await self._changed.wait()
+
+
+@attrs.define(eq=False)
+class Running:
+    tunnel: Tunnel
+    client: Side  # the test as the client
+    backend: Side  # the test as the backend
+    ended: trio.Event
+    ended_at: float | None = None
+
+
+async def start_tunnel(
+    nursery: trio.Nursery,
+    *,
+    idle: float = IDLE,
+    drain: float = DRAIN,
+    client_rest: bytes = b"",
+    backend_rest: bytes = b"",
+) -> Running:
+    client_app, client_gw = trio.testing.memory_stream_pair()
+    backend_gw, backend_app = trio.testing.memory_stream_pair()
+    tunnel = Tunnel(client_gw, backend_gw, idle, drain, "test")
+    running = Running(tunnel, Side(client_app), Side(backend_app), trio.Event())
+
+    async def run() -> None:
+        await tunnel.run(client_rest, backend_rest)
+        running.ended_at = trio.current_time()
+        running.ended.set()
+
+    nursery.start_soon(run)
+    nursery.start_soon(running.client.collect)
+    nursery.start_soon(running.backend.collect)
+    await trio.testing.wait_all_tasks_blocked()
+    return running
+
+
+def masked(opcode: int, payload: bytes, *, fin: bool = True, key: bytes = b"k3y!") -> bytes:
+    """A client's (masked) frame with a fixed key, so tests can cut it anywhere."""
+    return frame_header(opcode, len(payload), fin=fin, key=key) + apply_mask(payload, key)
+
+
+# -- when the clean close happens ------------------------------------------------------
+
+
+async def test_idle_tunnel_gets_1001_on_both_sides(nursery: trio.Nursery) -> None:
+    start = trio.current_time()
+    t = await start_tunnel(nursery, idle=5)
+    to_client = await t.client.wait_for_close()
+    closed_at = trio.current_time() - start
+    to_backend = await t.backend.wait_for_close()
+    assert closed_at == pytest.approx(5, abs=0.01)
+    assert (to_client.close_code, to_client.masked) == (1001, False)
+    assert (to_backend.close_code, to_backend.masked) == (1001, True)
+    # Nobody answers: both connections close once the reply budget is spent.
+    await t.ended.wait()
+    assert t.ended_at is not None
+    assert t.ended_at - start == pytest.approx(5 + CLOSE_REPLY_BUDGET, abs=0.01)
+    await t.client.wait_for_eof()
+    await t.backend.wait_for_eof()
+
+
+async def test_traffic_keeps_a_tunnel_open_past_the_idle_timeout(nursery: trio.Nursery) -> None:
+    t = await start_tunnel(nursery, idle=5)
+    for n in range(10):
+        await trio.sleep(2)
+        await t.client.send(masked(OP_TEXT, f"tick {n}".encode()))
+        await t.backend.wait_for_bytes(sum(len(masked(OP_TEXT, f"tick {i}".encode())) for i in range(n + 1)))
+    assert t.client.closes() == [] and t.backend.closes() == []
+    start = trio.current_time()
+    await t.client.wait_for_close()
+    assert trio.current_time() - start == pytest.approx(5, abs=0.01)
+
+
+async def test_drain_closes_at_the_deadline_despite_traffic(nursery: trio.Nursery) -> None:
+    t = await start_tunnel(nursery, drain=7)
+    started = trio.current_time()
+    t.tunnel.drain(started)
+    sent = 0
+    while not t.client.closes():
+        # The backend keeps talking; the tunnel keeps relaying until the deadline.
+        frame = encode_frame(OP_TEXT, b"news")
+        await t.backend.send(frame)
+        sent += len(frame)
+        await trio.sleep(0.5)
+    closed_at = trio.current_time() - started
+    frames, rest = t.client.frames()
+    assert 7 <= closed_at <= 7.6
+    assert rest == b""
+    assert [f.opcode for f in frames[:-1]] == [OP_TEXT] * (len(frames) - 1)
+    assert frames[-1].close_code == 1001
+    assert (await t.backend.wait_for_close()).close_code == 1001
+
+
+async def test_close_now_is_prompt_and_answers_end_the_tunnel_early(nursery: trio.Nursery) -> None:
+    t = await start_tunnel(nursery)
+    start = trio.current_time()
+    t.tunnel.close_now()
+    await t.client.wait_for_close()
+    await t.backend.wait_for_close()
+    # Both sides answer at once: the tunnel does not wait out the reply budget.
+    await t.client.send(masked(OP_CLOSE, close_payload(1001)))
+    await t.backend.send(encode_frame(OP_CLOSE, close_payload(1001)))
+    await t.ended.wait()
+    assert t.ended_at is not None
+    assert t.ended_at - start < CLOSE_REPLY_BUDGET / 2
+
+
+# -- where the Close goes: frame boundaries ----------------------------------------------
+
+
+async def test_close_waits_for_the_end_of_a_backend_frame_in_flight(nursery: trio.Nursery) -> None:
+    big = os.urandom(100 * KiB)
+    t = await start_tunnel(nursery)
+    await t.backend.send(frame_header(OP_BINARY, len(big)) + big[: 10 * KiB])
+    await t.client.wait_for_bytes(10 * KiB)
+    t.tunnel.close_now()
+    # The backend direction was at a boundary: its Close goes at once.
+    assert (await t.backend.wait_for_close()).close_code == 1001
+    await trio.sleep(1)  # the frame is still incomplete: no Close for the client yet
+    assert t.client.closes() == []
+    await t.backend.send(big[10 * KiB :] + encode_frame(OP_TEXT, b"after the frame"))
+    await t.client.wait_for_close()
+    frames, rest = t.client.frames()
+    assert [(f.opcode, len(f.payload)) for f in frames] == [
+        (OP_BINARY, len(big)), (OP_CLOSE, 2)
+    ], describe_frames(frames)
+    assert frames[0].payload == big
+    assert rest == b""
+
+
+async def test_close_goes_between_the_fragments_of_a_client_message(nursery: trio.Nursery) -> None:
+    first, second = os.urandom(50 * KiB), os.urandom(80 * KiB)
+    second_frame = masked(OP_CONTINUATION, second, fin=False)
+    cut = 30 * KiB
+    t = await start_tunnel(nursery)
+    head = masked(OP_BINARY, first, fin=False) + masked(OP_PING, b"between")
+    await t.client.send(head + second_frame[:cut])
+    await t.backend.wait_for_bytes(len(head) + cut)
+    t.tunnel.close_now()
+    assert (await t.client.wait_for_close()).close_code == 1001
+    await trio.sleep(1)
+    assert t.backend.closes() == []
+    last = masked(OP_CONTINUATION, b"the end")
+    await t.client.send(second_frame[cut:] + last)  # one write; the gateway cuts it
+    to_backend = await t.backend.wait_for_close()
+    frames, rest = t.backend.frames()
+    assert [(f.opcode, f.fin) for f in frames] == [
+        (OP_BINARY, False), (OP_PING, True), (OP_CONTINUATION, False), (OP_CLOSE, True)
+    ], describe_frames(frames)
+    assert (frames[0].payload, frames[2].payload) == (first, second)
+    assert to_backend.masked and to_backend.close_code == 1001
+    assert rest == b""
+
+
+async def test_a_header_split_across_reads_is_finished_before_the_close(
+    nursery: trio.Nursery,
+) -> None:
+    payload = os.urandom(70 * KiB)  # a 64-bit length: a 10-byte header
+    frame = encode_frame(OP_BINARY, payload)
+    t = await start_tunnel(nursery)
+    await t.backend.send(frame[:5])  # half a header
+    await t.client.wait_for_bytes(5)
+    t.tunnel.close_now()
+    await trio.sleep(1)
+    assert t.client.closes() == []
+    await t.backend.send(frame[5:])
+    await t.client.wait_for_close()
+    frames, rest = t.client.frames()
+    assert [f.opcode for f in frames] == [OP_BINARY, OP_CLOSE]
+    assert frames[0].payload == payload and rest == b""
+
+
+async def test_bytes_read_before_the_tunnel_count_for_the_boundary(nursery: trio.Nursery) -> None:
+    """Bytes the handshake parser read past the 101 (half a frame) are relayed first."""
+    payload = os.urandom(20 * KiB)
+    frame = encode_frame(OP_BINARY, payload)
+    t = await start_tunnel(nursery, backend_rest=frame[:100])
+    await t.client.wait_for_bytes(100)
+    t.tunnel.close_now()
+    await trio.sleep(1)
+    assert t.client.closes() == []
+    await t.backend.send(frame[100:])
+    await t.client.wait_for_close()
+    frames, rest = t.client.frames()
+    assert [f.opcode for f in frames] == [OP_BINARY, OP_CLOSE] and rest == b""
+
+
+async def test_a_frame_never_finished_gets_no_close_only_the_end(nursery: trio.Nursery) -> None:
+    t = await start_tunnel(nursery)
+    await t.client.send(masked(OP_BINARY, os.urandom(10 * KiB))[: 4 * KiB])
+    await t.backend.wait_for_bytes(4 * KiB)
+    start = trio.current_time()
+    t.tunnel.close_now()
+    assert (await t.client.wait_for_close()).close_code == 1001
+    await t.backend.wait_for_eof()
+    # A Close inside the frame would corrupt it: the backend only sees the end.
+    assert t.backend.closes() == []
+    assert len(t.backend.received) == 4 * KiB
+    assert t.backend.eof_at is not None
+    assert t.backend.eof_at - start == pytest.approx(
+        FINISH_FRAME_BUDGET + CLOSE_REPLY_BUDGET, abs=0.01
+    ) or t.backend.eof_at - start <= FINISH_FRAME_BUDGET + CLOSE_REPLY_BUDGET
+
+
+async def test_a_side_that_already_closed_gets_no_second_close(nursery: trio.Nursery) -> None:
+    t = await start_tunnel(nursery)
+    await t.backend.send(encode_frame(OP_CLOSE, close_payload(1000, "bye")))
+    assert (await t.client.wait_for_close()).close_code == 1000
+    t.tunnel.close_now()
+    assert (await t.backend.wait_for_close()).close_code == 1001
+    await t.ended.wait()
+    assert [f.close_code for f in t.client.closes()] == [1000]
