@@ -23,7 +23,7 @@ from tests.support.hostile import run_fuzz, serve_raw_backend
 
 GATEWAY = "127.0.0.1"
 A = "127.0.0.2"
-SECONDS = float(os.environ.get("APPGW_FUZZ_SECONDS", "10"))
+SECONDS = float(os.environ.get("APPGW_FUZZ_SECONDS", "6"))
 CLIENTS = int(os.environ.get("APPGW_FUZZ_CLIENTS", "24"))
 SEED = int(os.environ.get("APPGW_FUZZ_SEED", "20240611"))
 

@@ -22,6 +22,8 @@ from tests.support.backends import serve_silent_backend
 from tests.support.gateway import GatewayProcess, gateway_toml, open_gateway, run_cli, toml_table
 from tests.support.health import (
     FAST_PROBE,
+    basic_rule,
+    http_listener,
     leave_rotation_bound,
     start_probed_backends,
     wait_for_snapshot,
@@ -46,14 +48,14 @@ def two_settings_toml(gateway_port: int, alt_port: int, backend_port: int) -> st
     """Pool web (a, b) behind setting web (custom probe) and setting alt (default probe)."""
     return "\n".join(
         [
-            toml_table("listeners.web", {"protocol": "http", "address": GATEWAY, "port": gateway_port}),
-            toml_table("listeners.alt", {"protocol": "http", "address": GATEWAY, "port": alt_port}),
+            http_listener("web", gateway_port),
+            http_listener("alt", alt_port),
             toml_table("pools.web", {"servers": [A, B]}),
             toml_table("settings.web", {"port": backend_port, "probe": "health"}),
             toml_table("settings.alt", {"port": backend_port}),
             toml_table("probes.health", FAST_PROBE),
-            toml_table("rules.web", {"listener": "web", "pool": "web", "setting": "web", "priority": 1}),
-            toml_table("rules.alt", {"listener": "alt", "pool": "web", "setting": "alt", "priority": 2}),
+            basic_rule("web", listener="web", pool="web", setting="web", priority=1),
+            basic_rule("alt", listener="alt", pool="web", setting="alt", priority=2),
         ]
     )
 

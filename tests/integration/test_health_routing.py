@@ -28,6 +28,8 @@ from tests.support.gateway import GatewayProcess, open_gateway, pid_alive, run_c
 from tests.support.health import (
     FAST_PROBE,
     ProbedBackend,
+    basic_rule,
+    http_listener,
     leave_rotation_bound,
     open_traffic,
     probed_toml,
@@ -361,7 +363,9 @@ async def start_ws_pool(
 ) -> tuple[list, list[ProbedBackend]]:
     """WebSocket-capable backends a and b on backend_port, their probes on health_port."""
     servers = [
-        await nursery.start(partial(serve_http_backend, host, backend_port, name=name, websocket=True))
+        await nursery.start(
+            partial(serve_http_backend, host, backend_port, name=name, websocket=True)
+        )
         for host, name in ((A, "a"), (B, "b"))
     ]
     probes = await start_probed_backends(nursery, [A, B], health_port, names=["probe-a", "probe-b"])
@@ -437,17 +441,15 @@ async def test_a_websocket_probe_marks_a_websocket_only_backend_healthy(
     plain_port = https_port  # a second free port on 127.0.0.1, for a second http listener
     config = "\n".join(
         [
-            toml_table("listeners.ws", {"protocol": "http", "address": GATEWAY, "port": gateway_port}),
-            toml_table("listeners.plain", {"protocol": "http", "address": GATEWAY, "port": plain_port}),
+            http_listener("ws", gateway_port),
+            http_listener("plain", plain_port),
             toml_table("pools.chat", {"servers": [A]}),
             toml_table("settings.ws", {"port": backend_port, "probe": "ws"}),
             toml_table("settings.plain", {"port": backend_port, "probe": "http"}),
             toml_table("probes.ws", {**FAST_PROBE, "protocol": "ws", "path": "/chat"}),
             toml_table("probes.http", {**FAST_PROBE, "protocol": "http", "path": "/chat"}),
-            toml_table("rules.ws", {"listener": "ws", "pool": "chat", "setting": "ws", "priority": 1}),
-            toml_table(
-                "rules.plain", {"listener": "plain", "pool": "chat", "setting": "plain", "priority": 2}
-            ),
+            basic_rule("ws", listener="ws", pool="chat", setting="ws", priority=1),
+            basic_rule("plain", listener="plain", pool="chat", setting="plain", priority=2),
         ]
     )
     with trio.fail_after(60):

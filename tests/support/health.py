@@ -226,19 +226,36 @@ def probed_toml(
     return text + "\n" + toml_table("probes.health", {**FAST_PROBE, **(probe or {})})
 
 
+def _timing(probe: Mapping[str, object] | None) -> tuple[float, float, float]:
+    values: dict[str, Any] = {**FAST_PROBE, **(probe or {})}
+    return (
+        float(values["interval"]),
+        float(values["timeout"]),
+        float(values["unhealthy_threshold"]),
+    )
+
+
 def leave_rotation_bound(probe: Mapping[str, object] | None = None) -> float:
     """Seconds within which a server that stops answering must leave rotation."""
-    values = {**FAST_PROBE, **(probe or {})}
-    interval = float(values["interval"])  # type: ignore[arg-type]
-    threshold = float(values["unhealthy_threshold"])  # type: ignore[arg-type]
-    timeout = float(values["timeout"])  # type: ignore[arg-type]
+    interval, timeout, threshold = _timing(probe)
     return interval * threshold + timeout + PUBLISH_SLACK
 
 
 def return_bound(probe: Mapping[str, object] | None = None) -> float:
     """Seconds within which one good probe must bring a server back."""
-    values = {**FAST_PROBE, **(probe or {})}
-    return float(values["interval"]) + float(values["timeout"]) + PUBLISH_SLACK  # type: ignore[arg-type]
+    interval, timeout, _threshold = _timing(probe)
+    return interval + timeout + PUBLISH_SLACK
+
+
+def http_listener(name: str, port: int, address: str = "127.0.0.1") -> str:
+    """TOML for an http listener."""
+    return toml_table(f"listeners.{name}", {"protocol": "http", "address": address, "port": port})
+
+
+def basic_rule(name: str, *, listener: str, pool: str, setting: str, priority: int) -> str:
+    """TOML for a basic rule from `listener` to `pool` through `setting`."""
+    values = {"listener": listener, "pool": pool, "setting": setting, "priority": priority}
+    return toml_table(f"rules.{name}", values)
 
 
 # -- the health file -------------------------------------------------------------

@@ -136,15 +136,23 @@ class Tunnel:
             raise _SideGone()
 
     async def _half_close(self, way: _Direction) -> None:
+        """One side sent EOF: pass it on, or end the tunnel.
+
+        The EOF travels as a shutdown of our write side towards the other
+        peer. That is only possible on plain TCP (TLS has no half-close), and
+        pointless once the WebSocket close handshake is complete; in both
+        cases the tunnel ends, so the other peer is not left waiting for a
+        close that would never come.
+        """
         other = self.down if way is self.up else self.up
-        if other.eof:
+        handshake_done = self.up.tracker.close_seen and self.down.tracker.close_seen
+        if other.eof or handshake_done or not isinstance(way.dst, trio.SocketStream):
             self._pumps.cancel()
             return
-        if isinstance(way.dst, trio.SocketStream):
-            try:
-                await way.dst.send_eof()
-            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-                self._pumps.cancel()
+        try:
+            await way.dst.send_eof()
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            self._pumps.cancel()
 
     async def _watch(self) -> None:
         while True:
