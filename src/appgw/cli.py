@@ -91,6 +91,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(handler(args))
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `appgw health --json | head`
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, object]:
@@ -142,7 +145,9 @@ def cmd_start(args: argparse.Namespace) -> int:
     if running is not None:
         print(f"appgw: already running (pid {running}, {pid_file})", file=sys.stderr)
         return 1
-    log_file = args.log_file or config.gateway.error_log or runfiles.sibling(pid_file, ".log")
+    log_file = args.log_file or config.gateway.error_log or ""
+    if log_file in ("", "-"):
+        log_file = runfiles.sibling(pid_file, ".log")
     os.makedirs(os.path.dirname(os.path.abspath(log_file)), exist_ok=True)
     read_end, write_end = os.pipe()
     command = [sys.executable, "-m", "appgw", "run", "-c", args.config, "--pid-file", pid_file, "--ready-fd", str(write_end)]
@@ -194,16 +199,35 @@ def _read_line(fd: int, timeout: float) -> str | None:
 
 
 def _pid_file(args: argparse.Namespace) -> str:
+    """The running gateway's pid file: --pid-file, the configuration's, or the default.
+
+    The configuration is only read for gateway.pid_file here: a file that no
+    longer validates must not keep `stop` or `status` from finding the
+    gateway that runs on its previous version.
+    """
     if args.pid_file:
         return str(args.pid_file)
     if args.config:
         try:
-            config = load(args.config)
-        except ConfigError as exc:
-            raise SystemExit(exc.report()) from None
-        if config.gateway.pid_file:
-            return config.gateway.pid_file
+            pid_file = load(args.config).gateway.pid_file
+        except ConfigError:
+            pid_file = _raw_pid_file(args.config)
+        if pid_file:
+            return pid_file
     return runfiles.default_pid_file()
+
+
+def _raw_pid_file(path: str) -> str | None:
+    import tomllib
+
+    try:
+        with open(path, "rb") as f:
+            value = tomllib.load(f).get("gateway", {}).get("pid_file")
+    except (OSError, ValueError, AttributeError):
+        return None
+    if not isinstance(value, str):
+        return None
+    return os.path.join(os.path.dirname(os.path.abspath(path)), value)
 
 
 def _state(pid_file: str) -> dict[str, object]:

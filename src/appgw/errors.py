@@ -17,9 +17,16 @@ class GatewayError(Exception):
     # Whether the client connection can be kept open after the error response.
     keep_alive: bool = True
 
-    def __init__(self, detail: str = "", *, status: int | None = None) -> None:
+    def __init__(
+        self,
+        detail: str = "",
+        *,
+        status: int | None = None,
+        headers: tuple[tuple[bytes, bytes], ...] = (),
+    ) -> None:
         super().__init__(detail)
         self.detail = detail
+        self.headers = headers  # extra headers of the error response
         if status is not None:
             self.status = status
 

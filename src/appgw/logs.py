@@ -35,8 +35,13 @@ class ReopenableFileHandler(logging.StreamHandler):  # type: ignore[type-arg]
     def reopen(self) -> None:
         self.acquire()
         try:
-            old = self.stream
-            self.stream = self._open()
+            try:
+                stream = self._open()
+            except OSError as exc:
+                # Keep logging to the old file rather than losing the process.
+                self.stream.write(f"appgw: cannot reopen {self.path}: {exc}\n")
+                return
+            old, self.stream = self.stream, stream
             old.close()
         finally:
             self.release()
@@ -47,9 +52,12 @@ def setup(error_log: str | None, access_log: str | None, *, debug: bool = False)
     for logger in (log, access):
         for handler in list(logger.handlers):
             logger.removeHandler(handler)
-            handler.close() if isinstance(handler, ReopenableFileHandler) else None
+            if isinstance(handler, ReopenableFileHandler):
+                handler.close()
     handler: logging.Handler = (
-        ReopenableFileHandler(error_log) if error_log else logging.StreamHandler(sys.stderr)
+        ReopenableFileHandler(error_log)
+        if error_log and error_log != "-"
+        else logging.StreamHandler(sys.stderr)
     )
     handler.setFormatter(logging.Formatter(FORMAT))
     log.addHandler(handler)
@@ -58,11 +66,14 @@ def setup(error_log: str | None, access_log: str | None, *, debug: bool = False)
     access.propagate = False
     access.setLevel(logging.INFO)
     if access_log:
-        access_handler = ReopenableFileHandler(access_log)
+        access_handler: logging.Handler = (
+            logging.StreamHandler(sys.stdout)
+            if access_log == "-"
+            else ReopenableFileHandler(access_log)
+        )
         access_handler.setFormatter(logging.Formatter("%(message)s"))
         access.addHandler(access_handler)
-    else:
-        access.disabled = True
+    access.disabled = not access_log
 
 
 def reopen() -> None:

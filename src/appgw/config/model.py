@@ -122,6 +122,11 @@ class RewriteCondition:
     negate: bool = False
 
 
+# Headers a rewrite rule may not set: they carry the framing and the
+# connection, which the gateway owns.
+UNREWRITABLE_HEADERS = frozenset({"connection", "upgrade", "content-length", "transfer-encoding"})
+
+
 @frozen
 class HeaderAction:
     """Set a header to a value; an empty value removes the header."""
@@ -222,7 +227,7 @@ class Gateway:
     drain_grace: float = 1.0  # seconds an idle keep-alive connection stays open on drain
     stall_timeout: float = 15.0  # seconds without a worker heartbeat before it is replaced
     # Signs cookie-based affinity cookies; instances that share it route a
-    # session alike. Empty: derived from the listeners, pools and settings.
+    # session alike. Empty: derived from the pools (not secret).
     affinity_secret: str = ""
     limits: Limits = attrs.Factory(Limits)
 

@@ -118,6 +118,7 @@ class Arbiter:
         self._wakeup_r = -1
         self._wakeup_w = -1
         self.predecessor: int | None = None
+        self.successor: int | None = None  # the new master of a binary upgrade
 
     # -- start and stop --------------------------------------------------------
 
@@ -328,9 +329,15 @@ class Arbiter:
         config = self.config
         assert config is not None
 
+        previous = self.health.get("snapshot") if self.health else None
+
         def body(channel: socket.socket) -> int:
+            # The prober has no files of its own to reopen, and HUP is the
+            # master's: neither may end it.
+            signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+            signal.signal(signal.SIGHUP, signal.SIG_IGN)
             drop_privileges(config.gateway.user, config.gateway.group)
-            run_prober(config, channel.fileno())
+            run_prober(config, channel.fileno(), previous)  # type: ignore[arg-type]
             return 0
 
         pid, channel = spawn("prober", body, self._close_in_child([]))
@@ -483,9 +490,15 @@ class Arbiter:
         else:
             budget = FAST_STOP_GRACE
         self.stop_deadline = time.monotonic() + budget
-        sdnotify.notify("STOPPING=1")
+        if not self.successor:
+            # (After a binary upgrade the service goes on under the new master.)
+            sdnotify.notify("STOPPING=1")
         for child in self.children.values():
             kill(child.pid, signum)
+        # Nobody will accept any more: let new connections be refused at
+        # once instead of waiting in the backlog (workers close their copies
+        # as they drain).
+        self.sockets.close()
 
     # -- signal handlers (called from the loop, never from the signal context) --
 

@@ -19,6 +19,7 @@ forever), anything else a crash.
 from __future__ import annotations
 
 import grp
+import importlib
 import os
 import pwd
 import signal
@@ -51,9 +52,22 @@ class BootError(Exception):
     """A child cannot start; the message says why."""
 
 
+# Modules a child may import lazily later (codecs looked up on first use,
+# imports inside functions). After a drop to an unprivileged user the Python
+# installation may no longer be readable, so they are loaded before.
+PRELOAD = (
+    "encodings.idna",
+    "appgw.prober.health",
+    "appgw.worker.proxy",
+    "appgw.worker.rewrite",
+)
+
+
 def drop_privileges(user: str | None, group: str | None) -> None:
     if not user and not group:
         return
+    for module in PRELOAD:
+        importlib.import_module(module)
     if os.geteuid() != 0:
         return  # not root: nothing to drop (the master warned at start)
     try:

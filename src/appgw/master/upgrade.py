@@ -58,6 +58,7 @@ def upgrade(arbiter: Arbiter) -> None:
     finally:
         for fd in fds:
             os.set_inheritable(fd, False)
+    arbiter.successor = process.pid
     log.info("binary upgrade: new master %d started; this master drains once it is ready", process.pid)
 
 

@@ -258,6 +258,31 @@ class HealthTable:
             )
             group.servers.append(server)
 
+    def carry_over(self, snapshot: Mapping[str, Any] | None) -> None:
+        """Start from a previous prober's results (after a reload or restart).
+
+        A server known before keeps its state, reason and since; an
+        Unhealthy one stays out of rotation until a probe succeeds, instead
+        of getting traffic again as Unknown while failures pile up anew.
+        """
+        if not snapshot:
+            return
+        for entry in snapshot.get("servers", ()):
+            try:
+                key = (entry["pool"], entry["setting"], entry["host"], int(entry["port"]))
+                server = self._servers.get(key)
+                if server is None:
+                    continue
+                server.state = State(entry["state"])
+                server.since = float(entry["since"])
+                server.reason = str(entry["reason"])
+            except (KeyError, TypeError, ValueError):
+                continue
+            if server.state is State.UNHEALTHY:
+                server.failures = server.threshold
+        for group in self._groups.values():
+            self._update_routing(group)
+
     def __len__(self) -> int:
         return len(self._servers)
 

@@ -24,12 +24,15 @@ on its own.
 
 from __future__ import annotations
 
+import functools
+
 import json
 import logging
 import os
 import ssl
 import time
 from collections.abc import Callable
+from typing import Any
 
 import trio
 
@@ -46,14 +49,14 @@ WRITE_TIMEOUT = 5.0  # seconds a message may take to go into the pipe
 PARENT_CHECK_INTERVAL = 1.0
 
 
-def run_prober(config: Config, out_fd: int) -> None:
+def run_prober(config: Config, out_fd: int, previous: dict[str, Any] | None = None) -> None:
     """The prober process's body: probe and publish until told to stop.
 
     `out_fd` is the write end of a pipe or a stream socket to the master. It
     stays the caller's: the prober writes through a duplicate, which it makes
     non-blocking (this shows on `out_fd` too) and closes on return.
     """
-    trio.run(serve_prober, config, out_fd)
+    trio.run(functools.partial(serve_prober, config, out_fd, previous=previous))
 
 
 async def serve_prober(
@@ -62,6 +65,7 @@ async def serve_prober(
     *,
     publish_interval: float = PUBLISH_INTERVAL,
     clock: Callable[[], float] = time.time,
+    previous: dict[str, Any] | None = None,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Probe every target of `config` and publish snapshots to `out_fd`.
@@ -70,6 +74,7 @@ async def serve_prober(
     """
     targets = probe_targets(config)
     table = HealthTable(targets, clock())
+    table.carry_over(previous)
     out = trio.lowlevel.FdStream(os.dup(out_fd))
     initial_wait = max((t.probe.timeout for t in targets), default=0) + 0.5
     publisher = _Publisher(table, out, clock, publish_interval, [t.key for t in targets])

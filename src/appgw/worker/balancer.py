@@ -39,9 +39,11 @@ def server_port(server: Server, setting: Setting) -> int:
 def affinity_secret(config: Config) -> bytes:
     if config.gateway.affinity_secret:
         return config.gateway.affinity_secret.encode()
-    material = repr(
-        (sorted(config.pools.items()), sorted(config.settings.items()))
-    ).encode()
+    # Without a configured secret: derived from the pools alone, so changing
+    # a setting keeps sessions where they are. Anyone who can read the
+    # configuration can compute it; set gateway.affinity_secret to prevent
+    # forged cookies.
+    material = repr(sorted((name, pool.servers) for name, pool in config.pools.items())).encode()
     return hashlib.sha256(b"appgw-affinity\0" + material).digest()
 
 

@@ -176,9 +176,11 @@ class ClientConnection:
     def response_started(self) -> bool:
         return self.h11.our_state not in (h11.IDLE, h11.SEND_RESPONSE)
 
-    async def send_error(self, status: int, *, close: bool) -> None:
+    async def send_error(
+        self, status: int, *, close: bool, extra: tuple[tuple[bytes, bytes], ...] = ()
+    ) -> None:
         page = errorpage.body(status)
-        headers = [
+        headers = [*extra,
             (b"content-type", b"text/html; charset=utf-8"),
             (b"content-length", str(len(page)).encode()),
             (b"cache-control", b"no-store"),
@@ -209,7 +211,7 @@ class ClientConnection:
                     if self.response_started:
                         raise BackendAborted(str(exc)) from None
                     log.info("%s %s: %s", status, self.peer[0], exc.detail or type(exc).__name__)
-                    await self.send_error(status, close=not exc.keep_alive)
+                    await self.send_error(status, close=not exc.keep_alive, extra=exc.headers)
                 except h11.RemoteProtocolError as exc:
                     status = exc.error_status_hint
                     if self.response_started:

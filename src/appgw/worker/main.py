@@ -67,7 +67,9 @@ def tls_for_sockets(config: Config, sockets: list[Socket]) -> None:
             for listener in config.listeners.values()
             if (listener.address, listener.port) == sock.bound and listener.certificate
         ]
-        listeners.sort(key=lambda listener: 0 if listener.host_names else 1)
+        # The first is the default certificate (clients without SNI): the
+        # basic listener's, when the socket has one.
+        listeners.sort(key=lambda listener: 1 if listener.host_names else 0)
         choices = [(listener.host_names, listener.certificate or "") for listener in listeners]
         require_sni = any(listener.require_sni for listener in listeners)
         sock.tls = socket_context(config.certificates, choices, require_sni=require_sni)
@@ -171,6 +173,17 @@ class Worker:
     ) -> None:
         listener = trio.socket.from_stdlib_socket(sock.sock)
         task_status.started()
+        try:
+            await self._accept(listener, sock, handlers)
+        finally:
+            # This worker accepts no more: drop its reference to the socket, so
+            # that once every process has, new connections are refused rather
+            # than left waiting (a new generation holds its own references).
+            listener.close()
+
+    async def _accept(
+        self, listener: trio.socket.SocketType, sock: Socket, handlers: trio.Nursery
+    ) -> None:
         while True:
             await self.slots.acquire()
             try:

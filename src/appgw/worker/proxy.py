@@ -263,6 +263,11 @@ class Exchange:
         client = self.client
         if self.websocket:
             problem = rules.websocket_key_problem(self.request.headers)
+            if problem and "Version" in problem:
+                # RFC 6455 §4.4: name the version this side speaks.
+                raise GatewayError(
+                    problem, status=426, headers=((b"sec-websocket-version", b"13"),)
+                )
             if problem:
                 raise BadRequest(problem)
         limit = client.limits.max_body_bytes

@@ -61,12 +61,12 @@ from urllib.parse import quote
 
 from attrs import field, frozen
 
-from appgw.config.model import HeaderAction, RewriteCondition, RewriteRule, RewriteRuleSet
+from appgw.config.model import UNREWRITABLE_HEADERS, HeaderAction, RewriteCondition, RewriteRule, RewriteRuleSet
 
 Headers = list[tuple[bytes, bytes]]
 
 # Headers no action may touch: the gateway alone frames messages.
-UNREWRITABLE = frozenset({b"connection", b"upgrade", b"content-length", b"transfer-encoding"})
+UNREWRITABLE = frozenset(name.encode() for name in UNREWRITABLE_HEADERS)
 
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _REFERENCE = re.compile(r"\{((?:http_req_|http_resp_|var_)[^{}\s]+)\}")
