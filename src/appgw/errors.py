@@ -23,18 +23,28 @@ class GatewayError(Exception):
         *,
         status: int | None = None,
         headers: tuple[tuple[bytes, bytes], ...] = (),
+        keep_alive: bool | None = None,
     ) -> None:
         super().__init__(detail)
         self.detail = detail
         self.headers = headers  # extra headers of the error response
         if status is not None:
             self.status = status
+        if keep_alive is not None:
+            self.keep_alive = keep_alive
 
 
 class BadRequest(GatewayError):
     """The client sent something the gateway will not forward."""
 
     status = 400
+    keep_alive = False
+
+
+class RequestTimeout(GatewayError):
+    """The client did not send its request in time."""
+
+    status = 408
     keep_alive = False
 
 

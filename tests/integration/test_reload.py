@@ -19,6 +19,7 @@ import signal
 from pathlib import Path
 
 import attrs
+import pytest
 import trio
 
 from tests.support.backends import start_http_backends
@@ -96,28 +97,30 @@ async def wait_for_pool(port: int, pool: str, timeout: float) -> None:
             streak = streak + 1 if await fresh_backend(port) == pool else 0
 
 
-def closed_at_drain_deadline(session: WsSession, steps: list[Step]) -> str | None:
+def closed_at_drain_deadline(session: WsSession, retirements: list[Step]) -> str | None:
     """Why `session` did not end at the drain deadline of the reload that retired it."""
     assert session.closed is not None
     # The generation that served it is retired by the first reload that ends
-    # after it opened (allowing for a connection accepted just as its worker
-    # was told to drain).
-    candidates = [s for s in steps if s.ended > session.opened - 0.3]
-    if not candidates:
+    # after it opened; or by the next one, if it opened while a reload was
+    # under way (the new generation may already accept before the command
+    # returns). A little slack allows for a connection accepted just as its
+    # worker was told to drain.
+    later = [s for s in retirements if s.ended > session.opened - 0.3]
+    if not later:
         return "closed without a reload"
-    first = candidates[0]
-    latest = next((s for s in steps if s.ended > session.opened), first)
+    possible = later[:2] if session.opened > later[0].started - 0.3 else later[:1]
     drain_started = session.closed - DRAIN_TIMEOUT
-    if drain_started < first.started - 0.2:
-        return (
-            f"closed {session.closed - session.opened:.2f} s after opening, before the drain "
-            f"deadline of the reload at {first.started:.2f}-{first.ended:.2f}"
-        )
-    if drain_started > latest.ended + 1.5:
-        return f"closed {drain_started - latest.ended:.2f} s late after its drain deadline"
-    return None
+    for step in possible:
+        if step.started - 0.2 <= drain_started <= step.ended + 1.0:
+            return None
+    windows = ", ".join(f"{s.started:.2f}-{s.ended:.2f}" for s in possible)
+    return (
+        f"opened at {session.opened:.2f}, closed at {session.closed:.2f}: not "
+        f"{DRAIN_TIMEOUT} s after the reload that retired it ({windows})"
+    )
 
 
+@pytest.mark.timeout(60 + RELOADS * (PAUSE + 2.5) + DRAIN_TIMEOUT)
 async def test_reloads_under_load_lose_nothing_and_drain_tunnels_with_1001(
     nursery: trio.Nursery, tmp_path: Path, gateway_port: int, backend_port: int
 ) -> None:
@@ -158,7 +161,6 @@ async def test_reloads_under_load_lose_nothing_and_drain_tunnels_with_1001(
     assert http.failures == [], http.failures[:10]
     assert returncode == 0, gw.log_tail()
     assert stopped < DRAIN_TIMEOUT + 5, f"TERM took {stopped:.1f} s"
-    assert listener_problems == []
     # Traffic followed the pool of each reload.
     for step, after in zip(steps, [*steps[1:], None], strict=True):
         end = after.started if after is not None else term
@@ -181,6 +183,8 @@ async def test_reloads_under_load_lose_nothing_and_drain_tunnels_with_1001(
         if why:
             problems.append(f"client {session.client}: {why}")
     assert problems == [], problems[:20]
+    # Removed listeners stopped accepting once their reload was done.
+    assert listener_problems == []
 
 
 async def reload_step(

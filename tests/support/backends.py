@@ -232,6 +232,10 @@ async def _serve_connection(backend: HttpBackend, stream: trio.abc.Stream) -> No
             conn.start_next_cycle()
     except PEER_ERRORS as exc:
         backend.peer_errors.append(f"connection {connection_id}: {exc!r}")
+    except (ValueError, KeyError, h11.LocalProtocolError) as exc:
+        # A request the test backend cannot make sense of (/status/abc ...)
+        # ends this connection, never the whole backend.
+        backend.peer_errors.append(f"connection {connection_id}: bad request {exc!r}")
     finally:
         await trio.aclose_forcefully(stream)
 

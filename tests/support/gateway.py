@@ -13,7 +13,6 @@ socket) reads /proc, so these tests run on Linux.
 
 from __future__ import annotations
 
-import ctypes
 import itertools
 import json
 import os
@@ -30,7 +29,6 @@ import trio
 
 APPGW = (sys.executable, "-m", "appgw")
 READY_LINE = "gateway ready"
-PR_SET_PDEATHSIG = 1  # prctl(2), Linux
 _counter = itertools.count(1)
 
 
@@ -281,7 +279,6 @@ async def open_gateway(
             stdout=log,
             stderr=log,
             start_new_session=True,
-            preexec_fn=_term_when_parent_dies,
             cwd=str(tmp_path),
             env=appgw_env(),
         )
@@ -314,22 +311,6 @@ async def open_gateway(
             f"gateway {how} after TERM (allowed {term_timeout} s for a graceful stop):\n"
             + gw.log_tail()
         )
-
-
-def _term_when_parent_dies() -> None:
-    """In the child before exec: TERM the gateway if the test process dies.
-
-    So a test run killed outright (CI timeout, SIGKILL) does not leave a
-    gateway behind in its own session.
-    """
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    except (OSError, AttributeError):
-        pass
-
-
-# -- other subcommands --------------------------------------------------------
 
 
 @attrs.frozen(repr=False)

@@ -22,8 +22,8 @@ import h11
 import trio
 
 from appgw import logs
-from appgw.errors import BackendAborted, ClientGone, GatewayError
-from appgw.worker import errorpage
+from appgw.errors import BackendAborted, BadRequest, ClientGone, GatewayError, RequestTimeout
+from appgw.worker import errorpage, strict
 from appgw.worker.upstream import RECEIVE_SIZE, abort
 
 if TYPE_CHECKING:
@@ -64,6 +64,7 @@ class ClientConnection:
         self.sent = 0  # body bytes sent to the client in the current exchange
         self.closing = False  # answer with Connection: close and end after this exchange
         self.waited = 0.0  # seconds spent waiting for the current request's bytes
+        self.reuse_backend = True  # False: the backend connection must not serve another request
 
     # -- reading -------------------------------------------------------------
 
@@ -101,13 +102,19 @@ class ClientConnection:
                 await self._receive()
             self.waited += trio.current_time() - started
             if scope.cancelled_caught:
-                raise GatewayError("request body not received in time", status=408)
+                raise RequestTimeout("request body not received in time")
 
     async def read_request(self, first: bool) -> h11.Request | None:
-        """The next request head, or None when the client is done or idle too long."""
+        """The next request head, or None when the client is done or idle too long.
+
+        The raw bytes of the head are kept as they arrive (bounded by the
+        head limit) for the checks h11 does not make (strict.py) and to tell
+        an over-long request line (414) from over-long headers (431).
+        """
         self.waited = 0.0
-        head = bytearray()  # the start of the head, to tell 414 from 431
-        event = self._next_head_event(head)
+        self.reuse_backend = True
+        raw = bytearray(self.h11.trailing_data[0])
+        event = self._next_head_event(raw)
         if event is h11.NEED_DATA:
             # Idle: wait for the first byte with the keep-alive timeout (the
             # header timeout on a fresh connection), cut short by a drain.
@@ -117,29 +124,37 @@ class ClientConnection:
                 if self.worker.draining.is_set():
                     scope.deadline = min(scope.deadline, trio.current_time() + self.worker.grace)
                 try:
-                    head += await self._receive()
+                    raw += await self._receive()
                 finally:
                     self.idle_scope = None
             if scope.cancelled_caught:
                 return None
             started = trio.current_time()
+            cap = self.limits.max_header_bytes + RECEIVE_SIZE
             with trio.CancelScope(deadline=started + self.limits.header_timeout) as scope:
-                while (event := self._next_head_event(head)) is h11.NEED_DATA:
+                while (event := self._next_head_event(raw)) is h11.NEED_DATA:
                     data = await self._receive()
-                    if len(head) < self.limits.max_uri_bytes + 16:
-                        head += data
+                    if len(raw) < cap:
+                        raw += data
             self.waited = trio.current_time() - started
             if scope.cancelled_caught:
-                raise GatewayError("request head not received in time", status=408)
-        if isinstance(event, h11.Request):
-            if self.worker.draining.is_set():
-                self.closing = True
-            if not has_body(event):
-                # A request without a body ends with its head; take h11's
-                # EndOfMessage now so the cycle can complete.
-                self.h11.next_event()
-            return event
-        return None
+                raise RequestTimeout("request head not received in time")
+        if not isinstance(event, h11.Request):
+            return None
+        head = strict.head_of(raw)
+        if len(head) > self.limits.max_header_bytes:
+            raise GatewayError("request head too large", status=431, keep_alive=False)
+        verdict = strict.inspect(head, event.method, event.http_version)
+        if verdict.problem:
+            raise BadRequest(verdict.problem)
+        self.reuse_backend = verdict.reuse_backend
+        if self.worker.draining.is_set():
+            self.closing = True
+        if not has_body(event):
+            # A request without a body ends with its head; take h11's
+            # EndOfMessage now so the cycle can complete.
+            self.h11.next_event()
+        return event
 
     def _next_head_event(self, head: bytearray) -> h11.Event:
         try:
@@ -147,6 +162,10 @@ class ClientConnection:
         except h11.RemoteProtocolError as exc:
             if exc.error_status_hint == 431 and _request_line_too_long(head, self.limits.max_uri_bytes):
                 raise GatewayError("request line too long", status=414) from None
+            if exc.error_status_hint == 501:
+                # A transfer coding other than chunked: in front of other
+                # servers that is a framing ambiguity, refused as such.
+                raise BadRequest(f"unsupported framing: {exc}") from None
             raise
 
     # -- writing -------------------------------------------------------------
@@ -211,7 +230,8 @@ class ClientConnection:
                     if self.response_started:
                         raise BackendAborted(str(exc)) from None
                     log.info("%s %s: %s", status, self.peer[0], exc.detail or type(exc).__name__)
-                    await self.send_error(status, close=not exc.keep_alive, extra=exc.headers)
+                    unread = self.h11.their_state is not h11.DONE
+                    await self.send_error(status, close=not exc.keep_alive or unread, extra=exc.headers)
                 except h11.RemoteProtocolError as exc:
                     status = exc.error_status_hint
                     if self.response_started:

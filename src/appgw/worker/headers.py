@@ -121,9 +121,9 @@ def switching_headers(headers: Headers) -> Headers:
     return out
 
 
-def wants_websocket(method: bytes, headers: Headers) -> bool:
-    """Whether a request asks for a WebSocket upgrade."""
-    if method != b"GET":
+def wants_websocket(method: bytes, headers: Headers, http_version: bytes = b"1.1") -> bool:
+    """Whether a request asks for a WebSocket upgrade (RFC 6455 §4.1: GET, HTTP/1.1+)."""
+    if method != b"GET" or http_version < b"1.1":
         return False
     if b"upgrade" not in connection_tokens(headers):
         return False

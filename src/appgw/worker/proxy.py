@@ -185,7 +185,9 @@ class Exchange:
         self.timeout = float(self.setting.request_timeout)
         self.status = 0
         self.upstream_label = ""
-        self.websocket = rules.wants_websocket(request.method, request.headers)
+        self.websocket = rules.wants_websocket(
+            request.method, request.headers, request.http_version
+        )
         self.body_done = trio.Event()
         length = rules.header_value(request.headers, b"content-length")
         self.chunked = rules.header_value(request.headers, b"transfer-encoding") is not None
@@ -297,7 +299,7 @@ class Exchange:
                         return
             except BaseExceptionGroup as group:
                 raise first_error(group) from None
-            reusable = True
+            reusable = client.reuse_backend
         finally:
             if reusable:
                 self.worker.upstreams.release(upstream)
@@ -410,6 +412,9 @@ class Exchange:
                     continue  # 100 Continue (answered by the gateway itself), 103 ...
                 if isinstance(event, h11.Response | h11.InformationalResponse):
                     self.wait_scope = None
+                    size = len(event.reason) + sum(len(k) + len(v) + 4 for k, v in event.headers)
+                    if size > self.client.limits.max_response_header_bytes:
+                        raise BadGateway(f"{upstream.label} sent a response head of {size} bytes")
                     return event
                 if isinstance(event, h11.ConnectionClosed):
                     raise BadGateway(f"{upstream.label} closed the connection without a response")

@@ -138,7 +138,13 @@ class UpstreamPool:
     def release(self, upstream: Upstream) -> None:
         """Keep a connection for reuse if its last exchange ended cleanly."""
         conn = upstream.h11
-        if conn.our_state is h11.DONE and conn.their_state is h11.DONE:
+        # Bytes past the end of the response belong to no request: a backend
+        # that sends them must not get to answer the next client with them.
+        if (
+            conn.our_state is h11.DONE
+            and conn.their_state is h11.DONE
+            and not conn.trailing_data[0]
+        ):
             try:
                 conn.start_next_cycle()
             except h11.LocalProtocolError:
