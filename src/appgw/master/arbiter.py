@@ -428,10 +428,13 @@ class Arbiter:
         ):
             for old in [g for g in self.configs if g < self.generation]:
                 self.configs.pop(old)
-            self.sockets.retire_unused([self.configs[self.generation]])
 
     def _generation_ready(self) -> None:
         self.ready_generations.add(self.generation)
+        # The old generation is being retired and will not be fallen back to:
+        # a listener the new configuration dropped stops accepting now (its
+        # draining workers have closed their own references already).
+        self.sockets.retire_unused([self.configs[self.generation]])
         for child in self.children.values():
             if child.kind == "prober" and child.generation < self.generation:
                 child.retiring = True
