@@ -150,6 +150,8 @@ class Arbiter:
             self.sockets.close()
             return self._fail(f"cannot write pid file {self.pid_file}: {exc}")
         self._install_signals()
+        if self.predecessor:
+            self._adopt_health()
         self.wanted = worker_count(config)
         self._start_generation(config)
         log.info(
@@ -267,6 +269,15 @@ class Arbiter:
                     self._publish_health(message)
             elif kind == "boot-error":
                 log.error("%s %d: %s", child.kind, child.pid, message.get("error"))
+
+    def _adopt_health(self) -> None:
+        """After a binary upgrade: start from the old master's last health."""
+        try:
+            snapshot = runfiles.read_json(runfiles.health_file(self.pid_file))
+        except (OSError, ValueError):
+            return
+        if isinstance(snapshot, dict):
+            self.health = {"type": "health", "snapshot": snapshot}
 
     def _publish_health(self, message: dict[str, object]) -> None:
         self.health = message
