@@ -24,12 +24,28 @@ DEFAULT_CONFIG = "conf/appgw.toml"
 
 
 def _gateway_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-c", "--config", default=DEFAULT_CONFIG, help="configuration file (TOML, ARM template or az show JSON)")
-    parser.add_argument("--workers", type=int, help="worker processes (default: gateway.workers, or one per CPU)")
-    parser.add_argument("--pid-file", help="pid file (default: gateway.pid_file, or /run/appgw.pid as root)")
-    parser.add_argument("--bind", metavar="ADDR", help="bind every listener to ADDR instead of its configured address")
     parser.add_argument(
-        "--port", action="append", default=[], metavar="FRONT=LOCAL",
+        "-c",
+        "--config",
+        default=DEFAULT_CONFIG,
+        help="configuration file (TOML, ARM template or az show JSON)",
+    )
+    parser.add_argument(
+        "--workers", type=int, help="worker processes (default: gateway.workers, or one per CPU)"
+    )
+    parser.add_argument(
+        "--pid-file", help="pid file (default: gateway.pid_file, or /run/appgw.pid as root)"
+    )
+    parser.add_argument(
+        "--bind",
+        metavar="ADDR",
+        help="bind every listener to ADDR instead of its configured address",
+    )
+    parser.add_argument(
+        "--port",
+        action="append",
+        default=[],
+        metavar="FRONT=LOCAL",
         help="serve configured frontend port FRONT on local port LOCAL (repeatable)",
     )
 
@@ -40,7 +56,9 @@ def _pid_options(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="appgw", description="An application gateway for HTTP/1.1 and WebSocket.")
+    parser = argparse.ArgumentParser(
+        prog="appgw", description="An application gateway for HTTP/1.1 and WebSocket."
+    )
     parser.add_argument("--version", action="version", version=f"appgw {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -50,7 +68,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     start = sub.add_parser("start", help="start the gateway in the background")
     _gateway_options(start)
-    start.add_argument("--log-file", help="where the master logs (default: gateway.error_log, or beside the pid file)")
+    start.add_argument(
+        "--log-file",
+        help="where the master logs (default: gateway.error_log, or beside the pid file)",
+    )
     start.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for readiness")
 
     stop = sub.add_parser("stop", help="stop the running gateway (gracefully)")
@@ -60,7 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     reload = sub.add_parser("reload", help="reload the configuration with no downtime")
     _pid_options(reload)
-    reload.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the new workers")
+    reload.add_argument(
+        "--timeout", type=float, default=60.0, help="seconds to wait for the new workers"
+    )
 
     status = sub.add_parser("status", help="is the gateway running, and with what")
     _pid_options(status)
@@ -70,7 +93,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     health = sub.add_parser("health", help="backend health as the prober sees it")
     _pid_options(health)
-    health.add_argument("--json", action="store_true", help="az network application-gateway show-backend-health shape")
+    health.add_argument(
+        "--json",
+        action="store_true",
+        help="az network application-gateway show-backend-health shape",
+    )
 
     certs = sub.add_parser("certs", help="make a local CA and a localhost certificate (trustme)")
     certs.add_argument("directory")
@@ -150,7 +177,18 @@ def cmd_start(args: argparse.Namespace) -> int:
         log_file = runfiles.sibling(pid_file, ".log")
     os.makedirs(os.path.dirname(os.path.abspath(log_file)), exist_ok=True)
     read_end, write_end = os.pipe()
-    command = [sys.executable, "-m", "appgw", "run", "-c", args.config, "--pid-file", pid_file, "--ready-fd", str(write_end)]
+    command = [
+        sys.executable,
+        "-m",
+        "appgw",
+        "run",
+        "-c",
+        args.config,
+        "--pid-file",
+        pid_file,
+        "--ready-fd",
+        str(write_end),
+    ]
     if args.workers is not None:
         command += ["--workers", str(args.workers)]
     if args.bind:
@@ -159,20 +197,26 @@ def cmd_start(args: argparse.Namespace) -> int:
         command += ["--port", item]
     with open(log_file, "ab") as log:
         process = subprocess.Popen(
-            command, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-            pass_fds=(write_end,), start_new_session=True,
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            pass_fds=(write_end,),
+            start_new_session=True,
         )
     os.close(write_end)
     answer = _read_line(read_end, args.timeout)
     if answer == "ready":
         state = _state(pid_file)
-        listeners = ", ".join(state.get("listeners", [])) if state else ""
+        listeners = ", ".join(str(item) for item in state.get("listeners", ()))  # type: ignore[attr-defined]
         print(f"appgw started (pid {process.pid}){': ' + listeners if listeners else ''}")
         return 0
     if process.poll() is None and answer is None:
         print(f"appgw: not ready after {args.timeout:g}s; see {log_file}", file=sys.stderr)
         return 1
-    print(f"appgw: failed to start: {answer or 'the master exited'}; see {log_file}", file=sys.stderr)
+    print(
+        f"appgw: failed to start: {answer or 'the master exited'}; see {log_file}", file=sys.stderr
+    )
     return 1
 
 
@@ -285,7 +329,9 @@ def cmd_reload(args: argparse.Namespace) -> int:
             if last.get("ok"):
                 print(f"appgw reloaded (generation {state.get('generation')})")
                 return 0
-            print("appgw: reload refused; still serving the previous configuration:", file=sys.stderr)
+            print(
+                "appgw: reload refused; still serving the previous configuration:", file=sys.stderr
+            )
             for error in last.get("errors", []):
                 print(f"  {error}", file=sys.stderr)
             return 1
@@ -306,7 +352,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     print(f"appgw is running (pid {pid})")
     if state:
         print(f"  config:     {state.get('config')}")
-        print(f"  generation: {state.get('generation')}{'' if state.get('ready') else ' (starting)'}")
+        print(
+            f"  generation: {state.get('generation')}{'' if state.get('ready') else ' (starting)'}"
+        )
         print(f"  workers:    {state.get('workers')}")
         for listener in state.get("listeners", []):  # type: ignore[attr-defined]
             print(f"  listening:  {listener}")

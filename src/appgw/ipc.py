@@ -125,7 +125,7 @@ class ChildChannel:
         self._decoder = LineDecoder()
         self._send_lock = trio.Lock()
 
-    async def send(self, message: Message, timeout: float = 5.0) -> bool:
+    async def send(self, message: Message, timeout: float = 5.0) -> bool:  # noqa: ASYNC109
         """Send one message; False if the master is gone or not reading."""
         with trio.move_on_after(timeout):
             async with self._send_lock:

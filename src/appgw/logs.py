@@ -54,13 +54,13 @@ def setup(error_log: str | None, access_log: str | None, *, debug: bool = False)
             logger.removeHandler(handler)
             if isinstance(handler, ReopenableFileHandler):
                 handler.close()
-    handler: logging.Handler = (
+    error_handler: logging.Handler = (
         ReopenableFileHandler(error_log)
         if error_log and error_log != "-"
         else logging.StreamHandler(sys.stderr)
     )
-    handler.setFormatter(logging.Formatter(FORMAT))
-    log.addHandler(handler)
+    error_handler.setFormatter(logging.Formatter(FORMAT))
+    log.addHandler(error_handler)
     log.setLevel(logging.DEBUG if debug or os.environ.get("APPGW_DEBUG") else logging.INFO)
     log.propagate = False
     access.propagate = False
@@ -98,6 +98,14 @@ def access_line(
         return
     stamp = time.strftime("%d/%b/%Y:%H:%M:%S %z")
     access.info(
-        '%s [%s] "%s %s" %d %d %.3f %s %s', client, stamp, method, target, status, sent,
-        duration, upstream or "-", host or "-",
+        '%s [%s] "%s %s" %d %d %.3f %s %s',
+        client,
+        stamp,
+        method,
+        target,
+        status,
+        sent,
+        duration,
+        upstream or "-",
+        host or "-",
     )

@@ -37,7 +37,9 @@ MiB = 1024 * 1024
 
 def config(gateway_port: int, backend_port: int, request_timeout: int = 20) -> str:
     return gateway_toml(
-        servers=[A], backend_port=backend_port, http_port=gateway_port,
+        servers=[A],
+        backend_port=backend_port,
+        http_port=gateway_port,
         request_timeout=request_timeout,
     )
 
@@ -46,7 +48,9 @@ def path_of(head: bytes) -> bytes:
     return head.split(b" ", 2)[1]
 
 
-async def misbehaving(backend: ScriptedBackend, stream: trio.SocketStream, reader: RawReader) -> None:
+async def misbehaving(
+    backend: ScriptedBackend, stream: trio.SocketStream, reader: RawReader
+) -> None:
     """One behaviour per path; "/" (health probes) and /fine answer 200."""
     while True:
         head, _ = await backend.read_request(reader)
@@ -65,12 +69,16 @@ async def misbehaving(backend: ScriptedBackend, stream: trio.SocketStream, reade
             )
             return
         if path == b"/cut-length":
-            await stream.send_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n" + b"x" * 30000)
+            await stream.send_all(
+                b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n" + b"x" * 30000
+            )
             return
         if path == b"/cut-chunked":
             await stream.send_all(
                 b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
-                + b"1000\r\n" + b"y" * 4096 + b"\r\n"
+                + b"1000\r\n"
+                + b"y" * 4096
+                + b"\r\n"
             )
             await trio.sleep(0.2)
             return
@@ -82,7 +90,9 @@ async def misbehaving(backend: ScriptedBackend, stream: trio.SocketStream, reade
             )
             continue
         body = b"fine " + path
-        await stream.send_all(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+        await stream.send_all(
+            b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+        )
 
 
 @pytest.fixture
@@ -115,7 +125,9 @@ async def test_502_for_anything_but_a_response_head(gateway) -> None:
         assert getattr(response, "status", None) == 200
 
 
-@pytest.mark.parametrize("path", [b"/cut-length", b"/cut-chunked"], ids=["content-length", "chunked"])
+@pytest.mark.parametrize(
+    "path", [b"/cut-length", b"/cut-chunked"], ids=["content-length", "chunked"]
+)
 async def test_close_mid_body_aborts_the_client(gateway, path: bytes) -> None:
     port, _, _ = gateway
     with trio.fail_after(15):
@@ -181,7 +193,9 @@ async def test_a_backend_that_stops_reading_holds_the_client_back(
     push_seconds = 4
     stop = trio.Event()
 
-    async def stops_reading(backend: ScriptedBackend, stream: trio.SocketStream, reader: RawReader) -> None:
+    async def stops_reading(
+        backend: ScriptedBackend, stream: trio.SocketStream, reader: RawReader
+    ) -> None:
         head = await reader.until(b"\r\n\r\n")
         backend.heads.append(head)
         backend.changed()
@@ -221,6 +235,8 @@ async def test_a_backend_that_stops_reading_holds_the_client_back(
     assert backend.heads, "the upload never reached the backend"
     # Loopback socket buffers hold a few MiB on each hop; a gateway that
     # buffered what it read would hold the client's whole push.
-    assert sent < 96 * MiB, f"the client pushed {sent / MiB:.0f} MiB in {push_seconds} s: no back-pressure"
+    assert sent < 96 * MiB, (
+        f"the client pushed {sent / MiB:.0f} MiB in {push_seconds} s: no back-pressure"
+    )
     growth = peak - baseline
     assert growth < 48 * MiB, f"worker RSS grew by {growth / MiB:.0f} MiB"

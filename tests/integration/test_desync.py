@@ -266,4 +266,3 @@ def test_table_loads_every_tier() -> None:
         for name, value in case.headers:
             assert b"\\x" not in name and b"\\x" not in value, case.id
     assert set(ALLOWED_REJECTIONS) <= {case.id for case in cases}
-

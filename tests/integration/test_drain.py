@@ -191,7 +191,10 @@ async def test_close_on_drain_waits_for_the_end_of_a_client_fragment(
     assert [f.close_code for f in to_client] == [1001], describe_frames(to_client)
     assert not to_client[0].masked
     assert [(f.opcode, f.fin) for f in to_backend] == [
-        (OP_BINARY, False), (OP_PING, True), (OP_CONTINUATION, False), (OP_CLOSE, True)
+        (OP_BINARY, False),
+        (OP_PING, True),
+        (OP_CONTINUATION, False),
+        (OP_CLOSE, True),
     ], describe_frames(to_backend)
     assert to_backend[0].payload == first
     assert to_backend[2].payload == second
@@ -243,7 +246,9 @@ async def test_close_on_drain_waits_for_the_end_of_a_large_backend_frame(
             assert await gw.wait(10) == 0
     to_client, leftover = client.frames()
     assert [(f.opcode, f.fin) for f in to_client] == [
-        (OP_TEXT, False), (OP_CONTINUATION, False), (OP_CLOSE, True)
+        (OP_TEXT, False),
+        (OP_CONTINUATION, False),
+        (OP_CLOSE, True),
     ], describe_frames(to_client)
     assert to_client[0].payload == first
     assert to_client[1].payload == big
@@ -280,7 +285,9 @@ async def test_idle_close_waits_for_the_end_of_a_fragment(
     assert timeout - 0.1 <= silence <= timeout + 2, silence
     assert [f.close_code for f in to_client] == [1001], describe_frames(to_client)
     assert [(f.opcode, f.fin) for f in to_backend] == [
-        (OP_TEXT, False), (OP_CONTINUATION, False), (OP_CLOSE, True)
+        (OP_TEXT, False),
+        (OP_CONTINUATION, False),
+        (OP_CLOSE, True),
     ], describe_frames(to_backend)
     assert to_backend[1].payload == fragment
     assert to_backend[2].close_code == 1001
@@ -302,8 +309,10 @@ async def test_idle_keepalive_connection_is_served_within_the_grace_with_connect
         await start_http_backends(nursery, [A], backend_port)
         config = drain_config(gateway_port, backend_port, gateway={"drain_grace": grace})
         async with open_gateway(config, tmp_path, workers=1) as gw:
-            async with open_http(GATEWAY, gateway_port) as client, \
-                    open_http(GATEWAY, gateway_port) as silent:
+            async with (
+                open_http(GATEWAY, gateway_port) as client,
+                open_http(GATEWAY, gateway_port) as silent,
+            ):
                 first = await client.get("/echo")
                 assert first.status == 200 and first.header("connection") is None
                 assert (await silent.get("/echo")).status == 200

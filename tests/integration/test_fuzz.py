@@ -44,7 +44,9 @@ async def test_fuzzed_requests_never_break_a_worker(
             children = gw.children()
             workers = gw.worker_pids(GATEWAY, gateway_port)
             assert len(workers) == 2, workers
-            report = await run_fuzz(GATEWAY, gateway_port, seconds=SECONDS, clients=CLIENTS, seed=SEED)
+            report = await run_fuzz(
+                GATEWAY, gateway_port, seconds=SECONDS, clients=CLIENTS, seed=SEED
+            )
             dead = [(pid, process_state(pid)) for pid in children if not pid_alive(pid)]
             assert not dead, f"processes died during the fuzz run: {dead}\n{gw.log_tail()}"
             assert gw.worker_pids(GATEWAY, gateway_port) == workers

@@ -114,9 +114,11 @@ async def test_text_lists_state_since_and_reason_per_pool_and_setting(
             changed = time.time()
             await wait_for_snapshot(
                 gw,
-                lambda s: s.state(B, setting="web") == "Unhealthy"
-                and all(s.state(h, setting="alt") == "Healthy" for h in (A, B))
-                and s.state(A, setting="web") == "Healthy",
+                lambda s: (
+                    s.state(B, setting="web") == "Unhealthy"
+                    and all(s.state(h, setting="alt") == "Healthy" for h in (A, B))
+                    and s.state(A, setting="web") == "Healthy"
+                ),
                 leave_rotation_bound() + 3,
             )
             text = await health(gw, tmp_path)
@@ -151,8 +153,10 @@ async def test_json_is_shaped_like_show_backend_health(
             changed = time.time()
             await wait_for_snapshot(
                 gw,
-                lambda s: s.state(B, setting="web") == "Unhealthy"
-                and all(s.state(h, setting="alt") == "Healthy" for h in (A, B)),
+                lambda s: (
+                    s.state(B, setting="web") == "Unhealthy"
+                    and all(s.state(h, setting="alt") == "Healthy" for h in (A, B))
+                ),
                 leave_rotation_bound() + 3,
             )
             document = json.loads(await health(gw, tmp_path, "--json"))
@@ -185,9 +189,16 @@ async def test_before_the_first_result_then_unknown_then_unhealthy(
 ) -> None:
     """A server that never answers: no results, then Unknown, then Unhealthy, with the reason."""
     probe = {"path": "/health", "interval": 1, "timeout": 4, "unhealthy_threshold": 2}
-    config = gateway_toml(
-        servers=[A], backend_port=backend_port, http_port=gateway_port, setting={"probe": "health"}
-    ) + "\n" + toml_table("probes.health", probe)
+    config = (
+        gateway_toml(
+            servers=[A],
+            backend_port=backend_port,
+            http_port=gateway_port,
+            setting={"probe": "health"},
+        )
+        + "\n"
+        + toml_table("probes.health", probe)
+    )
     with trio.fail_after(40):
         await nursery.start(partial(serve_silent_backend, A, backend_port))
         async with open_gateway(config, tmp_path) as gw:

@@ -457,8 +457,10 @@ async def test_a_websocket_probe_marks_a_websocket_only_backend_healthy(
         async with open_gateway(config, tmp_path) as gw:
             snapshot = await wait_for_snapshot(
                 gw,
-                lambda s: s.state(A, setting="ws") == "Healthy"
-                and s.state(A, setting="plain") == "Unhealthy",
+                lambda s: (
+                    s.state(A, setting="ws") == "Healthy"
+                    and s.state(A, setting="plain") == "Unhealthy"
+                ),
                 FIRST_HEALTH,
             )
             assert snapshot.entry(A, setting="ws")["reason"] == "Success. Received 101 status code"

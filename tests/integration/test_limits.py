@@ -66,34 +66,48 @@ async def test_sizes_431_414_413(
             config(gateway_port, backend_port, max_body_bytes=1000), tmp_path, workers=1
         ):
             big_header = b"X-Big: " + b"a" * (33 * KiB) + b"\r\n"
-            assert await answer_to(
-                gateway_port, b"GET /echo HTTP/1.1\r\nHost: x\r\n" + big_header + b"\r\n"
-            ) == 431
+            assert (
+                await answer_to(
+                    gateway_port, b"GET /echo HTTP/1.1\r\nHost: x\r\n" + big_header + b"\r\n"
+                )
+                == 431
+            )
             # Many headers adding up past the limit, none big on its own.
             many = b"".join(b"X-H%d: %s\r\n" % (i, b"v" * 200) for i in range(200))
-            assert await answer_to(
-                gateway_port, b"GET /echo HTTP/1.1\r\nHost: x\r\n" + many + b"\r\n"
-            ) == 431
+            assert (
+                await answer_to(gateway_port, b"GET /echo HTTP/1.1\r\nHost: x\r\n" + many + b"\r\n")
+                == 431
+            )
             # Just under the limit is fine.
             fits = b"X-Fits: " + b"a" * (30 * KiB) + b"\r\n"
-            assert await answer_to(
-                gateway_port, b"GET /echo HTTP/1.1\r\nHost: x\r\n" + fits + b"\r\n"
-            ) == 200
+            assert (
+                await answer_to(gateway_port, b"GET /echo HTTP/1.1\r\nHost: x\r\n" + fits + b"\r\n")
+                == 200
+            )
             long_uri = b"/echo?" + b"q" * (9 * KiB)
-            assert await answer_to(
-                gateway_port, b"GET " + long_uri + b" HTTP/1.1\r\nHost: x\r\n\r\n"
-            ) == 414
-            assert await answer_to(
-                gateway_port,
-                b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 2000\r\n\r\n" + b"b" * 2000,
-                b"POST",
-            ) == 413
+            assert (
+                await answer_to(gateway_port, b"GET " + long_uri + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+                == 414
+            )
+            assert (
+                await answer_to(
+                    gateway_port,
+                    b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 2000\r\n\r\n"
+                    + b"b" * 2000,
+                    b"POST",
+                )
+                == 413
+            )
             chunked = b"".join(b"100\r\n" + b"c" * 256 + b"\r\n" for _ in range(8)) + b"0\r\n\r\n"
-            assert await answer_to(
-                gateway_port,
-                b"POST /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" + chunked,
-                b"POST",
-            ) == 413
+            assert (
+                await answer_to(
+                    gateway_port,
+                    b"POST /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                    + chunked,
+                    b"POST",
+                )
+                == 413
+            )
             # At the limit: forwarded whole.
             async with open_http(GATEWAY, gateway_port) as client:
                 response = await client.request("POST", "/upload", body=b"d" * 1000)
@@ -213,9 +227,7 @@ async def test_keepalive_timeout_closes_idle_connections(
     assert timeout * 0.8 <= elapsed < timeout + 2, f"closed after {elapsed:.2f} s"
 
 
-async def test_connect_timeout_to_a_black_holed_backend(
-    tmp_path: Path, gateway_port: int
-) -> None:
+async def test_connect_timeout_to_a_black_holed_backend(tmp_path: Path, gateway_port: int) -> None:
     timeout = 1
     with open_blackhole(A) as port, trio.fail_after(30):
         async with open_gateway(
@@ -268,7 +280,9 @@ async def test_max_connections_pauses_accepting(
 async def test_oversized_response_head_is_502(
     nursery: trio.Nursery, tmp_path: Path, gateway_port: int, backend_port: int
 ) -> None:
-    async def script(backend: ScriptedBackend, stream: trio.SocketStream, reader: RawReader) -> None:
+    async def script(
+        backend: ScriptedBackend, stream: trio.SocketStream, reader: RawReader
+    ) -> None:
         while True:
             head, _ = await backend.read_request(reader)
             size = 20 * KiB if b"/big" in head.split(b"\r\n", 1)[0] else 100

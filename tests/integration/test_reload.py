@@ -154,8 +154,10 @@ async def test_reloads_under_load_lose_nothing_and_drain_tunnels_with_1001(
                 gw.send_signal(signal.SIGTERM)
                 returncode = await gw.wait(DRAIN_TIMEOUT + 10)
                 stopped = trio.current_time() - term
-    print(f"{len(http.served)} requests on {http.connections} connections, "
-          f"{len(ws.sessions)} WebSocket sessions, {RELOADS} reloads")
+    print(
+        f"{len(http.served)} requests on {http.connections} connections, "
+        f"{len(ws.sessions)} WebSocket sessions, {RELOADS} reloads"
+    )
 
     assert http.refused == [] and ws.refused == [], (http.refused + ws.refused)[:10]
     assert http.failures == [], http.failures[:10]
@@ -196,9 +198,7 @@ async def reload_step(
     nursery: trio.Nursery,
     listener_problems: list[str],
 ) -> None:
-    gw.config_path.write_text(
-        reload_config(gateway_port, backend_port, step.pool, step.extra_port)
-    )
+    gw.config_path.write_text(reload_config(gateway_port, backend_port, step.pool, step.extra_port))
     step.started = trio.current_time()
     result = await reload(gw)
     step.ended = trio.current_time()
@@ -233,9 +233,12 @@ async def test_invalid_config_on_reload_keeps_the_old_one_serving(
                 assert (await kept.get("/")).header("x-backend") == A
                 # Two errors in the new file (and a pool change that must not
                 # take effect).
-                bad = reload_config(gateway_port, backend_port, B, None).replace(
-                    "request_timeout = 20", "request_timeout = 0"
-                ) + '\n[pools.orphan]\nservers = ["127.0.0.9"]\nbogus = 1\n'
+                bad = (
+                    reload_config(gateway_port, backend_port, B, None).replace(
+                        "request_timeout = 20", "request_timeout = 0"
+                    )
+                    + '\n[pools.orphan]\nservers = ["127.0.0.9"]\nbogus = 1\n'
+                )
                 gw.config_path.write_text(bad)
                 log_offset = len(gw.log())
                 result = await reload(gw)

@@ -76,7 +76,9 @@ async def test_header_url_and_response_rewrites(
         async with open_gateway(config(gateway_port, backend_port), tmp_path):
             async with open_http(GATEWAY, gateway_port) as client:
                 plain = await client.get("/echo?q=1", headers=[("User-Agent", "curl/8")])
-                mobile = await client.get("/echo?q=2", headers=[("User-Agent", "Mozilla iPhone OS")])
+                mobile = await client.get(
+                    "/echo?q=2", headers=[("User-Agent", "Mozilla iPhone OS")]
+                )
                 routed = await client.get("/api/echo?x=1")
     assert plain.status == 200, plain.text()
     seen = dict((k, v) for k, v in plain.json()["headers"])

@@ -126,14 +126,18 @@ async def test_usr1_reopens_the_log_files(
     pid_file = tmp_path / "gw.pid"
     config_path = tmp_path / "appgw.toml"
     config_path.write_text(
-        config_for(
-            gateway_port, backend_port, error_log=str(error_log), access_log=str(access_log)
-        )
+        config_for(gateway_port, backend_port, error_log=str(error_log), access_log=str(access_log))
     )
     with trio.fail_after(40):
         await start_http_backends(nursery, [A], backend_port)
         started = await run_cli(
-            "start", "-c", str(config_path), "--pid-file", str(pid_file), "--workers", "2",
+            "start",
+            "-c",
+            str(config_path),
+            "--pid-file",
+            str(pid_file),
+            "--workers",
+            "2",
             cwd=tmp_path,
         )
         assert started.returncode == 0, started

@@ -50,24 +50,35 @@ def accept_for(key: bytes) -> bytes:
 def routed_config(gateway_port: int, backend_port: int) -> str:
     return "\n".join(
         [
-            toml_table("listeners.http", {"protocol": "http", "address": GATEWAY, "port": gateway_port}),
+            toml_table(
+                "listeners.http", {"protocol": "http", "address": GATEWAY, "port": gateway_port}
+            ),
             toml_table("pools.web", {"servers": [A]}),
-            toml_table("settings.web", {"port": backend_port, "protocol": "http", "request_timeout": 5}),
+            toml_table(
+                "settings.web", {"port": backend_port, "protocol": "http", "request_timeout": 5}
+            ),
             toml_table(
                 "redirects.internal",
-                {"redirect_type": "found", "target_url": "https://example.invalid/", "include_path": False},
+                {
+                    "redirect_type": "found",
+                    "target_url": "https://example.invalid/",
+                    "include_path": False,
+                },
             ),
             toml_table("path_maps.www", {"default_pool": "web", "default_setting": "web"}),
             "[[path_maps.www.rules]]\n"
             'name = "internal"\npaths = ["/internal/*"]\nredirect = "internal"\n',
             toml_table(
-                "rules.http", {"listener": "http", "kind": "path", "priority": 100, "path_map": "www"}
+                "rules.http",
+                {"listener": "http", "kind": "path", "priority": 100, "path_map": "www"},
             ),
         ]
     )
 
 
-async def eager_backend(backend: ScriptedBackend, stream: trio.SocketStream, reader: RawReader) -> None:
+async def eager_backend(
+    backend: ScriptedBackend, stream: trio.SocketStream, reader: RawReader
+) -> None:
     """Switches on any Upgrade header; /bare and /wrong-accept answer broken 101s.
 
     /refuse answers an upgrade 426 and /ignore answers it 200, both without
@@ -79,7 +90,9 @@ async def eager_backend(backend: ScriptedBackend, stream: trio.SocketStream, rea
         key = header(headers, b"sec-websocket-key") or b""
         upgrade = header(headers, b"upgrade")
         if target.startswith(b"/bare"):
-            await stream.send_all(b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n\r\n")
+            await stream.send_all(
+                b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n\r\n"
+            )
         elif target.startswith(b"/wrong-accept"):
             await stream.send_all(
                 b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
@@ -89,9 +102,7 @@ async def eager_backend(backend: ScriptedBackend, stream: trio.SocketStream, rea
             await stream.send_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
             continue
         elif target.startswith(b"/refuse"):
-            await stream.send_all(
-                b"HTTP/1.1 426 Upgrade Required\r\nContent-Length: 4\r\n\r\nnope"
-            )
+            await stream.send_all(b"HTTP/1.1 426 Upgrade Required\r\nContent-Length: 4\r\n\r\nnope")
             continue
         elif upgrade is not None or target.startswith(b"/always-101"):
             await stream.send_all(

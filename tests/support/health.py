@@ -185,9 +185,7 @@ def _recorded(connection: int, event: h11.Request) -> RecordedRequest:
         method=event.method.decode("ascii"),
         target=event.target.decode("latin-1"),
         http_version=event.http_version.decode("ascii"),
-        headers=tuple(
-            (k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in event.headers
-        ),
+        headers=tuple((k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in event.headers),
     )
 
 
@@ -329,9 +327,7 @@ async def wait_for_state(
     gw: GatewayProcess, host: str, state: str, timeout: float, *, setting: str | None = None
 ) -> Snapshot:
     """Wait until `host` (under `setting`) is in `state` in the health file."""
-    return await wait_for_snapshot(
-        gw, lambda s: s.state(host, setting=setting) == state, timeout
-    )
+    return await wait_for_snapshot(gw, lambda s: s.state(host, setting=setting) == state, timeout)
 
 
 async def wait_for_states(
@@ -458,9 +454,7 @@ async def _client_loop(
                 if response.status == 200:
                     traffic._record(backend, None)
                 else:
-                    traffic._record(
-                        None, f"client {n}: {response.status} {response.body[:200]!r}"
-                    )
+                    traffic._record(None, f"client {n}: {response.status} {response.body[:200]!r}")
                 if not client.reusable:
                     break
                 await trio.sleep(pause)

@@ -81,7 +81,7 @@ def framing_problems(headers: Headers) -> list[str]:
         problems.append(f"Transfer-Encoding other than 'chunked': {codings!r}")
     if lengths and codings:
         problems.append("both Content-Length and Transfer-Encoding")
-    for name, value in headers:
+    for name, _value in headers:
         if name.lower() in (b"content-length", b"transfer-encoding"):
             continue
         if _squash(name) in (b"contentlength", b"transferencoding"):
@@ -215,7 +215,9 @@ class RawBackend:
     def later_on_same_connection(self, request: RawRequest) -> list[RawRequest]:
         """Requests that reused `request`'s backend connection after it."""
         return [
-            r for r in self.requests if r.connection == request.connection and r.index > request.index
+            r
+            for r in self.requests
+            if r.connection == request.connection and r.index > request.index
         ]
 
 
@@ -611,15 +613,29 @@ SEED_REQUESTS = (
     b"GET /echo HTTP/1.0\r\n\r\n",
 )
 SPLICES = (
-    b"Content-Length: 0\r\n", b"Content-Length: 5\r\n", b"Content-Length: -1\r\n",
-    b"Content-Length: 99999999999999999999\r\n", b"Transfer-Encoding: chunked\r\n",
-    b"Transfer-Encoding: xchunked\r\n", b" Transfer-Encoding: chunked\r\n",
-    b"Transfer-Encoding : chunked\r\n", b"Host: \r\n", b"Host: a\r\nHost: b\r\n",
-    b"Connection: close, upgrade\r\n", b"Upgrade: h2c\r\n", b"Expect: 100-continue\r\n",
-    b"X-Long: " + b"L" * 5000 + b"\r\n", b"\r\n", b"\n", b"\r", b"\x00", b"0\r\n\r\n",
-    b"ffffffffffffffff\r\n", b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"Content-Length: 0\r\n",
+    b"Content-Length: 5\r\n",
+    b"Content-Length: -1\r\n",
+    b"Content-Length: 99999999999999999999\r\n",
+    b"Transfer-Encoding: chunked\r\n",
+    b"Transfer-Encoding: xchunked\r\n",
+    b" Transfer-Encoding: chunked\r\n",
+    b"Transfer-Encoding : chunked\r\n",
+    b"Host: \r\n",
+    b"Host: a\r\nHost: b\r\n",
+    b"Connection: close, upgrade\r\n",
+    b"Upgrade: h2c\r\n",
+    b"Expect: 100-continue\r\n",
+    b"X-Long: " + b"L" * 5000 + b"\r\n",
+    b"\r\n",
+    b"\n",
+    b"\r",
+    b"\x00",
+    b"0\r\n\r\n",
+    b"ffffffffffffffff\r\n",
+    b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
 )
-SPECIAL = b"\r\n\x00 \t:;,\x7f\x80\xff\"\\/%?#"
+SPECIAL = b'\r\n\x00 \t:;,\x7f\x80\xff"\\/%?#'
 
 
 def mutate(data: bytes, rng: random.Random) -> bytes:
@@ -712,9 +728,7 @@ async def fuzz_connection(
         await trio.aclose_forcefully(stream)
 
 
-async def run_fuzz(
-    host: str, port: int, *, seconds: float, clients: int, seed: int
-) -> FuzzReport:
+async def run_fuzz(host: str, port: int, *, seconds: float, clients: int, seed: int) -> FuzzReport:
     """`clients` concurrent connections in a loop for `seconds`, inputs from `seed`."""
     report = FuzzReport()
     deadline = trio.current_time() + seconds

@@ -56,8 +56,13 @@ OP_PONG = 0xA
 async def reload(gw: GatewayProcess, timeout: float = 30) -> CliResult:
     """`appgw reload --pid-file ...` on `gw`; waits for the outcome."""
     return await run_cli(
-        "reload", "--pid-file", str(gw.pid_file), "--timeout", str(timeout),
-        cwd=gw.log_path.parent, timeout=timeout + 10,
+        "reload",
+        "--pid-file",
+        str(gw.pid_file),
+        "--timeout",
+        str(timeout),
+        cwd=gw.log_path.parent,
+        timeout=timeout + 10,
     )
 
 
@@ -77,14 +82,23 @@ def workers_of(master: int, host: str, port: int) -> list[int]:
     return [pid for pid in child_pids(master) if socket_inodes_of(pid) & inodes]
 
 
-def listener_toml(name: str, port: int, *, pool: str = "web", setting: str = "web",
-                  priority: int = 200, address: str = "127.0.0.1") -> str:
+def listener_toml(
+    name: str,
+    port: int,
+    *,
+    pool: str = "web",
+    setting: str = "web",
+    priority: int = 200,
+    address: str = "127.0.0.1",
+) -> str:
     """An extra http listener `name` on address:port with a basic rule to pool/setting."""
-    return toml_table(
-        f"listeners.{name}", {"protocol": "http", "address": address, "port": port}
-    ) + "\n" + toml_table(
-        f"rules.{name}",
-        {"listener": name, "pool": pool, "setting": setting, "priority": priority},
+    return (
+        toml_table(f"listeners.{name}", {"protocol": "http", "address": address, "port": port})
+        + "\n"
+        + toml_table(
+            f"rules.{name}",
+            {"listener": name, "pool": pool, "setting": setting, "priority": priority},
+        )
     )
 
 
@@ -168,8 +182,13 @@ class HttpLoad:
                     continue
                 closed = (response.header("connection") or "").lower() == "close"
                 self.served.append(
-                    Served(started, trio.current_time(), response.status,
-                           response.header("x-backend"), closed)
+                    Served(
+                        started,
+                        trio.current_time(),
+                        response.status,
+                        response.header("x-backend"),
+                        closed,
+                    )
                 )
                 first.set()
                 if response.status != 200:
@@ -468,8 +487,11 @@ async def open_raw_ws(host: str, port: int, resource: str = "/ws") -> AsyncItera
         if not lines[0].startswith("HTTP/1.1 101"):
             raise ConnectionError(f"handshake refused: {lines[0]!r}")
         accept = next(
-            (line.split(":", 1)[1].strip() for line in lines
-             if line.lower().startswith("sec-websocket-accept:")),
+            (
+                line.split(":", 1)[1].strip()
+                for line in lines
+                if line.lower().startswith("sec-websocket-accept:")
+            ),
             None,
         )
         if accept != websocket_accept(key):
@@ -583,7 +605,8 @@ async def serve_raw_ws_backend(
             path = lines[0].split(" ")[1]
             headers = {
                 line.split(":", 1)[0].strip().lower(): line.split(":", 1)[1].strip()
-                for line in lines[1:] if ":" in line
+                for line in lines[1:]
+                if ":" in line
             }
             key = headers.get("sec-websocket-key")
             if key is None:

@@ -17,7 +17,12 @@ SETTING = Setting("s", 80, cookie_based_affinity=True)
 
 
 def config(secret: str = "") -> Config:
-    return Config(source="t", gateway=Gateway(affinity_secret=secret), pools={"p": POOL}, settings={"s": SETTING})
+    return Config(
+        source="t",
+        gateway=Gateway(affinity_secret=secret),
+        pools={"p": POOL},
+        settings={"s": SETTING},
+    )
 
 
 def first(balancer: Balancer, health) -> str:

@@ -42,7 +42,15 @@ def test_hop_by_hop_headers_and_those_connection_names_are_stripped():
         ]
     )
     present = set(names(out))
-    for gone in (b"connection", b"x-secret", b"keep-alive", b"te", b"trailer", b"upgrade", b"proxy-connection"):
+    for gone in (
+        b"connection",
+        b"x-secret",
+        b"keep-alive",
+        b"te",
+        b"trailer",
+        b"upgrade",
+        b"proxy-connection",
+    ):
         assert gone not in present
     assert (b"accept", b"*/*") in out
 
@@ -86,7 +94,12 @@ def test_framing_is_set_anew_never_both():
 
 def test_websocket_handshake_keeps_upgrade():
     out = build(
-        [(b"host", b"h"), (b"connection", b"Upgrade"), (b"upgrade", b"websocket"), (b"sec-websocket-key", b"k")],
+        [
+            (b"host", b"h"),
+            (b"connection", b"Upgrade"),
+            (b"upgrade", b"websocket"),
+            (b"sec-websocket-key", b"k"),
+        ],
         websocket=True,
     )
     assert rules.header_value(out, b"upgrade") == b"websocket"
@@ -106,11 +119,17 @@ def test_websocket_key_checks():
     key = base64.b64encode(b"0123456789abcdef")
     ok = [(b"sec-websocket-version", b"13"), (b"sec-websocket-key", key)]
     assert rules.websocket_key_problem(ok) is None
-    assert rules.websocket_key_problem([(b"sec-websocket-version", b"8"), (b"sec-websocket-key", key)])
+    assert rules.websocket_key_problem(
+        [(b"sec-websocket-version", b"8"), (b"sec-websocket-key", key)]
+    )
     assert rules.websocket_key_problem([(b"sec-websocket-version", b"13")])
     short = base64.b64encode(b"short")
-    assert rules.websocket_key_problem([(b"sec-websocket-version", b"13"), (b"sec-websocket-key", short)])
-    assert rules.websocket_key_problem([(b"sec-websocket-version", b"13"), (b"sec-websocket-key", b"!!!")])
+    assert rules.websocket_key_problem(
+        [(b"sec-websocket-version", b"13"), (b"sec-websocket-key", short)]
+    )
+    assert rules.websocket_key_problem(
+        [(b"sec-websocket-version", b"13"), (b"sec-websocket-key", b"!!!")]
+    )
 
 
 def test_accept_value_matches_rfc_6455_example():
@@ -123,13 +142,21 @@ def test_switching_problem():
     good = [(b"upgrade", b"websocket"), (b"sec-websocket-accept", b"s3pPLMBiTxaQ9kYGzzhZRbK+xOo=")]
     assert rules.switching_problem(request, good) is None
     assert rules.switching_problem(request, [])  # a bare 101
-    assert rules.switching_problem(request, [(b"upgrade", b"websocket"), (b"sec-websocket-accept", b"x")])
+    assert rules.switching_problem(
+        request, [(b"upgrade", b"websocket"), (b"sec-websocket-accept", b"x")]
+    )
     assert rules.switching_problem(request, [(b"upgrade", b"h2c"), good[1]])
 
 
 def test_response_headers_strip_hop_by_hop_and_keep_length():
     out = rules.response_headers(
-        [(b"content-length", b"3"), (b"connection", b"x-a"), (b"x-a", b"1"), (b"keep-alive", b"5"), (b"etag", b"e")],
+        [
+            (b"content-length", b"3"),
+            (b"connection", b"x-a"),
+            (b"x-a", b"1"),
+            (b"keep-alive", b"5"),
+            (b"etag", b"e"),
+        ],
         close=True,
     )
     assert rules.header_value(out, b"content-length") == b"3"
@@ -144,7 +171,9 @@ token = st.binary(min_size=1, max_size=12).map(lambda b: b.hex().encode())
 
 @given(st.lists(st.tuples(token, token), max_size=20), st.booleans(), st.booleans())
 def test_never_two_framings_and_no_hop_by_hop(headers, chunked, websocket):
-    out = build(headers, chunked=chunked, content_length=None if chunked else 7, websocket=websocket)
+    out = build(
+        headers, chunked=chunked, content_length=None if chunked else 7, websocket=websocket
+    )
     out_names = names(out)
     assert not (b"content-length" in out_names and b"transfer-encoding" in out_names)
     assert out_names.count(b"host") == 1

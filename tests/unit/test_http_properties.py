@@ -33,10 +33,26 @@ ALWAYS_HOP = {b"connection", b"keep-alive", b"te", b"trailer", b"proxy-connectio
 
 names = st.one_of(
     st.sampled_from(
-        [b"connection", b"keep-alive", b"te", b"trailer", b"transfer-encoding", b"upgrade",
-         b"proxy-connection", b"content-length", b"host", b"x-forwarded-for", b"x-forwarded-proto",
-         b"x-forwarded-port", b"x-original-host", b"cookie", b"x-custom", b"sec-websocket-key",
-         b"sec-websocket-version", b"expect"]
+        [
+            b"connection",
+            b"keep-alive",
+            b"te",
+            b"trailer",
+            b"transfer-encoding",
+            b"upgrade",
+            b"proxy-connection",
+            b"content-length",
+            b"host",
+            b"x-forwarded-for",
+            b"x-forwarded-proto",
+            b"x-forwarded-port",
+            b"x-original-host",
+            b"cookie",
+            b"x-custom",
+            b"sec-websocket-key",
+            b"sec-websocket-version",
+            b"expect",
+        ]
     ),
     st.text(TOKEN_CHARS, min_size=1, max_size=20).map(str.encode),
 )
@@ -64,8 +80,15 @@ def test_request_headers_carry_one_framing_and_no_hop_by_hop(
     headers, length, chunked, websocket, host, override
 ) -> None:
     out = rules.request_headers(
-        headers, client_ip="192.0.2.1", scheme="http", port=80, host=host,
-        host_override=override, content_length=length, chunked=chunked, websocket=websocket,
+        headers,
+        client_ip="192.0.2.1",
+        scheme="http",
+        port=80,
+        host=host,
+        host_override=override,
+        content_length=length,
+        chunked=chunked,
+        websocket=websocket,
     )
     out_names = [name for name, _ in out]
     framing = [(n, v) for n, v in out if n in FRAMING]
@@ -86,8 +109,12 @@ def test_request_headers_carry_one_framing_and_no_hop_by_hop(
         hop -= {b"connection"}
     else:
         hop |= {b"upgrade"}
-    leaked = hop & set(out_names) - FRAMING - {b"x-forwarded-for", b"x-forwarded-proto",
-                                               b"x-forwarded-port", b"x-original-host"}
+    leaked = hop & set(out_names) - FRAMING - {
+        b"x-forwarded-for",
+        b"x-forwarded-proto",
+        b"x-forwarded-port",
+        b"x-original-host",
+    }
     assert not leaked, (leaked, out)
 
 
@@ -115,8 +142,11 @@ def test_connection_tokens_are_lowercase_and_trimmed(headers) -> None:
 
 def handshake(key: bytes, version: bytes = b"13") -> list[tuple[bytes, bytes]]:
     return [
-        (b"host", b"g"), (b"upgrade", b"websocket"), (b"connection", b"Upgrade"),
-        (b"sec-websocket-version", version), (b"sec-websocket-key", key),
+        (b"host", b"g"),
+        (b"upgrade", b"websocket"),
+        (b"connection", b"Upgrade"),
+        (b"sec-websocket-version", version),
+        (b"sec-websocket-key", key),
     ]
 
 
@@ -147,7 +177,11 @@ def test_accept_value_of_rfc_6455() -> None:
 def test_a_101_passes_only_with_the_matching_accept(raw, other) -> None:
     key = base64.b64encode(raw)
     right = base64.b64encode(hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest())
-    good = [(b"upgrade", b"websocket"), (b"connection", b"Upgrade"), (b"sec-websocket-accept", right)]
+    good = [
+        (b"upgrade", b"websocket"),
+        (b"connection", b"Upgrade"),
+        (b"sec-websocket-accept", right),
+    ]
     assert rules.switching_problem(handshake(key), good) is None
     assume(other != right)
     wrong = good[:2] + [(b"sec-websocket-accept", other)]
@@ -222,7 +256,13 @@ def test_exact_beats_wildcard_and_longest_prefix_wins(exact, prefixes, path) -> 
 
 def router() -> Router:
     listeners = {
-        "site": Listener("site", "http", 80, address="127.0.0.1", host_names=("www.example.com", "*.api.example.com")),
+        "site": Listener(
+            "site",
+            "http",
+            80,
+            address="127.0.0.1",
+            host_names=("www.example.com", "*.api.example.com"),
+        ),
         "any": Listener("any", "http", 80, address="127.0.0.1"),
     }
     pools = {"p": Pool("p", (Server("127.0.0.2"),))}
@@ -230,8 +270,12 @@ def router() -> Router:
     maps = {
         "m": PathMap(
             "m",
-            rules=(PathRule("api", ("/api/*",), pool="p", setting="s"), PathRule("live", ("/live",), pool="p", setting="s")),
-            default_pool="p", default_setting="s",
+            rules=(
+                PathRule("api", ("/api/*",), pool="p", setting="s"),
+                PathRule("live", ("/live",), pool="p", setting="s"),
+            ),
+            default_pool="p",
+            default_setting="s",
         )
     }
     rules_ = {
@@ -239,7 +283,14 @@ def router() -> Router:
         "any": Rule("any", "any", priority=20, pool="p", setting="s"),
     }
     return Router(
-        Config(source="t", listeners=listeners, pools=pools, settings=settings_, path_maps=maps, rules=rules_)
+        Config(
+            source="t",
+            listeners=listeners,
+            pools=pools,
+            settings=settings_,
+            path_maps=maps,
+            rules=rules_,
+        )
     )
 
 

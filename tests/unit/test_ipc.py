@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import trio
+import trio.lowlevel
 
 from appgw.ipc import ChildChannel, LineDecoder, MasterChannel, encode, socketpair
 
@@ -34,7 +35,7 @@ async def test_child_and_master_exchange_messages():
         assert await child.send({"type": "ready"})
         received = []
         while not received:
-            await trio.sleep(0)
+            await trio.lowlevel.checkpoint()
             received = master.receive() or []
         assert received == [{"type": "ready"}]
         master.send({"type": "drain"})

@@ -223,9 +223,9 @@ async def test_close_waits_for_the_end_of_a_backend_frame_in_flight(
     await t.backend.send(big[10 * KiB :] + encode_frame(OP_TEXT, b"after the frame"))
     await t.client.wait_for_close()
     frames, rest = t.client.frames()
-    assert [(f.opcode, len(f.payload)) for f in frames] == [
-        (OP_BINARY, len(big)), (OP_CLOSE, 2)
-    ], describe_frames(frames)
+    assert [(f.opcode, len(f.payload)) for f in frames] == [(OP_BINARY, len(big)), (OP_CLOSE, 2)], (
+        describe_frames(frames)
+    )
     assert frames[0].payload == big
     assert rest == b""
 
@@ -249,7 +249,10 @@ async def test_close_goes_between_the_fragments_of_a_client_message(
     to_backend = await t.backend.wait_for_close()
     frames, rest = t.backend.frames()
     assert [(f.opcode, f.fin) for f in frames] == [
-        (OP_BINARY, False), (OP_PING, True), (OP_CONTINUATION, False), (OP_CLOSE, True)
+        (OP_BINARY, False),
+        (OP_PING, True),
+        (OP_CONTINUATION, False),
+        (OP_CLOSE, True),
     ], describe_frames(frames)
     assert (frames[0].payload, frames[2].payload) == (first, second)
     assert to_backend.masked and to_backend.close_code == 1001

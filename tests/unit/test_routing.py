@@ -16,12 +16,21 @@ from appgw.worker.routing import Router, backend_target, redirect_location, requ
 
 def multisite() -> Config:
     listeners = {
-        "chat": Listener("chat", "https", 443, host_names=("chat.contoso.com", "*.chat.contoso.com"), certificate="c"),
+        "chat": Listener(
+            "chat",
+            "https",
+            443,
+            host_names=("chat.contoso.com", "*.chat.contoso.com"),
+            certificate="c",
+        ),
         "www": Listener("www", "https", 443, host_names=("www.contoso.com",), certificate="c"),
         "any": Listener("any", "https", 443, certificate="c"),
         "plain": Listener("plain", "http", 80),
     }
-    pools = {name: Pool(name, (Server(f"127.0.0.{i + 2}"),)) for i, name in enumerate(["chat", "api", "static", "fallback"])}
+    pools = {
+        name: Pool(name, (Server(f"127.0.0.{i + 2}"),))
+        for i, name in enumerate(["chat", "api", "static", "fallback"])
+    }
     settings = {
         "chat": Setting("chat", 8080),
         "api": Setting("api", 443, protocol="https", path="/v2/"),
@@ -41,7 +50,9 @@ def multisite() -> Config:
         )
     }
     redirects = {
-        "away": Redirect("away", "found", target_url="https://new.contoso.com/", include_path=False),
+        "away": Redirect(
+            "away", "found", target_url="https://new.contoso.com/", include_path=False
+        ),
         "secure": Redirect("secure", "permanent", target_listener="www"),
     }
     rules = {
@@ -51,8 +62,13 @@ def multisite() -> Config:
         "plain": Rule("plain", "plain", redirect="secure"),
     }
     return Config(
-        source="t", listeners=listeners, pools=pools, settings=settings,
-        path_maps=path_maps, redirects=redirects, rules=rules,
+        source="t",
+        listeners=listeners,
+        pools=pools,
+        settings=settings,
+        path_maps=path_maps,
+        redirects=redirects,
+        rules=rules,
     )
 
 

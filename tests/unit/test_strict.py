@@ -46,7 +46,9 @@ def test_ambiguous_framing_is_refused(raw):
 
 
 def test_transfer_encoding_in_http_1_0_and_odd_versions_are_refused():
-    assert inspect(head("Transfer-Encoding: chunked", line="POST / HTTP/1.0"), b"POST", b"1.0").problem
+    assert inspect(
+        head("Transfer-Encoding: chunked", line="POST / HTTP/1.0"), b"POST", b"1.0"
+    ).problem
     assert inspect(head("Content-Length: 1", line="POST / HTTP/0.9"), b"POST", b"0.9").problem
     assert inspect(head("Host: a", line="GET / HTTP/1.2"), b"GET", b"1.2").problem is None
 

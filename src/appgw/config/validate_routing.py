@@ -9,7 +9,7 @@ import re
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from appgw.config.model import UNREWRITABLE_HEADERS, REDIRECT_STATUS
+from appgw.config.model import REDIRECT_STATUS, UNREWRITABLE_HEADERS
 
 if TYPE_CHECKING:
     from appgw.config.validate import Checks
@@ -75,15 +75,15 @@ def _rewrite_rule_sets(c: Checks) -> None:
                 ("response_headers", rule.response_headers),
             ):
                 for action in actions:
-                    message = None
+                    problem: str | None = None
                     if not re.match(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$", action.name):
-                        message = f"{action.name!r} is not a header name"
+                        problem = f"{action.name!r} is not a header name"
                     elif action.name.lower() in UNREWRITABLE_HEADERS:
-                        message = f"{action.name} is the gateway's and cannot be rewritten"
+                        problem = f"{action.name} is the gateway's and cannot be rewritten"
                     elif action.name.lower() == "host" and not action.value:
-                        message = "Host cannot be removed"
-                    if message:
-                        c.error(f"rewrite_rule_sets.*.rules.*.{key}", names, message)
+                        problem = "Host cannot be removed"
+                    if problem:
+                        c.error(f"rewrite_rule_sets.*.rules.*.{key}", names, problem)
 
 
 def _path(c: Checks, names: tuple[str, ...], path: str) -> None:

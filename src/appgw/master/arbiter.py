@@ -48,7 +48,7 @@ YOUNG = 5.0  # a worker that dies younger than this backs off its replacement
 MAX_BACKOFF = 30.0
 FAST_STOP_GRACE = 5.0
 
-SIGNAL_NAMES = {
+SIGNAL_NAMES: dict[int, str] = {
     signal.SIGHUP: "hup",
     signal.SIGTERM: "term",
     signal.SIGINT: "int",
@@ -156,8 +156,12 @@ class Arbiter:
         self._start_generation(config)
         log.info(
             "appgw master %d: %s, %d worker(s), listening on %s",
-            os.getpid(), config.source, self.wanted,
-            ", ".join(f"{s.protocol}://{s.address}:{s.port}" for s in self.sockets.for_config(config)),
+            os.getpid(),
+            config.source,
+            self.wanted,
+            ", ".join(
+                f"{s.protocol}://{s.address}:{s.port}" for s in self.sockets.for_config(config)
+            ),
         )
         try:
             self._loop()
@@ -229,8 +233,10 @@ class Arbiter:
             self._maintain()
 
     def _wait(self, timeout: float) -> None:
-        channels = [c.channel for c in self.children.values() if not c.channel.closed]
-        writers = [c for c in channels if c.wants_write]
+        channels = {
+            c.channel.fileno(): c.channel for c in self.children.values() if not c.channel.closed
+        }
+        writers = [fd for fd, channel in channels.items() if channel.wants_write]
         try:
             readable, writable, _ = select.select([self._wakeup_r, *channels], writers, [], timeout)
         except InterruptedError:
@@ -247,9 +253,9 @@ class Arbiter:
                 except BlockingIOError:
                     pass
                 continue
-            self._receive(item)
-        for channel in writable:
-            channel.flush()
+            self._receive(channels[item])
+        for fd in writable:
+            channels[fd].flush()
 
     def _receive(self, channel: MasterChannel) -> None:
         child = next((c for c in self.children.values() if c.channel is channel), None)
@@ -307,7 +313,9 @@ class Arbiter:
         fds += [self._wakeup_r, self._wakeup_w]
         if self.options.ready_fd is not None:
             fds.append(self.options.ready_fd)
-        fds += [s.sock.fileno() for s in self.sockets.sockets.values() if s.sock.fileno() not in keep]
+        fds += [
+            s.sock.fileno() for s in self.sockets.sockets.values() if s.sock.fileno() not in keep
+        ]
         return fds
 
     def _spawn_worker(self) -> None:
@@ -369,7 +377,9 @@ class Arbiter:
             log.warning("%s %d died unexpectedly (%s)", child.kind, pid, _describe(code))
             young = now - child.started < YOUNG
             if child.kind == "prober":
-                self.prober_backoff = min(max(0.5, self.prober_backoff * 2), MAX_BACKOFF) if young else 0.0
+                self.prober_backoff = (
+                    min(max(0.5, self.prober_backoff * 2), MAX_BACKOFF) if young else 0.0
+                )
                 self.next_prober = now + self.prober_backoff
                 continue
             if code == BOOT_ERROR and not child.ready:
@@ -424,11 +434,17 @@ class Arbiter:
             assert config is not None
             stall = config.gateway.stall_timeout
             if child.ready and now - child.last_beat > stall:
-                log.error("worker %d stalled (no heartbeat for %.0fs); replacing it", child.pid, now - child.last_beat)
+                log.error(
+                    "worker %d stalled (no heartbeat for %.0fs); replacing it",
+                    child.pid,
+                    now - child.last_beat,
+                )
                 child.retiring = True
                 kill(child.pid, signal.SIGKILL)
             elif not child.ready and now - child.started > BOOT_TIMEOUT:
-                log.error("worker %d did not become ready in %.0fs; replacing it", child.pid, BOOT_TIMEOUT)
+                log.error(
+                    "worker %d did not become ready in %.0fs; replacing it", child.pid, BOOT_TIMEOUT
+                )
                 kill(child.pid, signal.SIGKILL)
         if self.generation not in self.ready_generations and generation_ready(
             states, self.generation, self.wanted
@@ -456,7 +472,9 @@ class Arbiter:
                 log.info("binary upgrade: telling the old master %d to drain", self.predecessor)
                 kill(self.predecessor, signal.SIGTERM)
             self._tell_starter("ready")
-            sdnotify.notify(f"READY=1\nSTATUS=serving with {self.wanted} worker(s)\nMAINPID={os.getpid()}")
+            sdnotify.notify(
+                f"READY=1\nSTATUS=serving with {self.wanted} worker(s)\nMAINPID={os.getpid()}"
+            )
         else:
             log.info("reload complete: generation %d ready", self.generation)
             self._reload_result(True, [])
@@ -520,7 +538,9 @@ class Arbiter:
         if self.stopping:
             return
         self.reloads += 1
-        sdnotify.notify(f"RELOADING=1\nMONOTONIC_USEC={time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000}")
+        sdnotify.notify(
+            f"RELOADING=1\nMONOTONIC_USEC={time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000}"
+        )
         log.info("reloading %s", self.options.config_path)
         try:
             config = self.options.load()

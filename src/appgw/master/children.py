@@ -145,7 +145,7 @@ def _tell(sock: object, error: str) -> None:
 
 def reap() -> list[tuple[int, int]]:
     """Every child that exited: (pid, exit code; -signal when killed)."""
-    exited = []
+    exited: list[tuple[int, int]] = []
     while True:
         try:
             pid, status = os.waitpid(-1, os.WNOHANG)

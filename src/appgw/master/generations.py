@@ -44,9 +44,7 @@ def plan(workers: Iterable[WorkerState], generation: int, wanted: int) -> Plan:
         current = [w for w in current if w.pid not in retire]
     ready = sum(1 for w in current if w.ready)
     if ready >= wanted:
-        retire += [
-            w.pid for w in workers if w.generation < generation and not w.retiring
-        ]
+        retire += [w.pid for w in workers if w.generation < generation and not w.retiring]
     return Plan(start=max(0, wanted - len(current)), retire=tuple(retire))
 
 

@@ -59,7 +59,9 @@ def upgrade(arbiter: Arbiter) -> None:
         for fd in fds:
             os.set_inheritable(fd, False)
     arbiter.successor = process.pid
-    log.info("binary upgrade: new master %d started; this master drains once it is ready", process.pid)
+    log.info(
+        "binary upgrade: new master %d started; this master drains once it is ready", process.pid
+    )
 
 
 def predecessor() -> int | None:

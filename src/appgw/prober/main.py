@@ -25,7 +25,6 @@ on its own.
 from __future__ import annotations
 
 import functools
-
 import json
 import logging
 import os

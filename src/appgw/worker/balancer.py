@@ -74,7 +74,9 @@ class Balancer:
         for step in range(count):
             index = (start + step) % count
             server = servers[index]
-            if health.is_routable(pool.name, setting.name, server.host, server_port(server, setting)):
+            if health.is_routable(
+                pool.name, setting.name, server.host, server_port(server, setting)
+            ):
                 if not order:
                     self._next[key] = index + 1
                 order.append(server)

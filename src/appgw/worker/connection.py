@@ -27,9 +27,12 @@ from appgw.worker import errorpage, strict
 from appgw.worker.upstream import RECEIVE_SIZE, abort
 
 if TYPE_CHECKING:
-    from appgw.worker.main import Worker, Socket
+    from appgw.worker.main import Socket, Worker
 
 log = logs.log
+
+# What h11 hands out when asked for the next event.
+Incoming = h11.Event | type[h11.NEED_DATA] | type[h11.PAUSED]
 
 
 def _request_line_too_long(head: bytes | bytearray, limit: int) -> bool:
@@ -70,13 +73,13 @@ class ClientConnection:
 
     async def _receive(self) -> bytes:
         try:
-            data = await self.stream.receive_some(RECEIVE_SIZE)
+            data = bytes(await self.stream.receive_some(RECEIVE_SIZE))
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
             raise ClientGone(str(exc)) from None
         self.h11.receive_data(data)
         return data
 
-    async def next_event(self) -> h11.Event:
+    async def next_event(self) -> Incoming:
         """The next event from the client, reading as needed (no deadline here)."""
         while True:
             event = self.h11.next_event()
@@ -85,7 +88,7 @@ class ClientConnection:
                 continue
             return event
 
-    async def next_body_event(self) -> h11.Event:
+    async def next_body_event(self) -> Incoming:
         """The next event of a request body, within the request timeout.
 
         The timeout counts the time spent waiting for the client only, summed
@@ -156,11 +159,13 @@ class ClientConnection:
             self.h11.next_event()
         return event
 
-    def _next_head_event(self, head: bytearray) -> h11.Event:
+    def _next_head_event(self, head: bytearray) -> Incoming:
         try:
             return self.h11.next_event()
         except h11.RemoteProtocolError as exc:
-            if exc.error_status_hint == 431 and _request_line_too_long(head, self.limits.max_uri_bytes):
+            if exc.error_status_hint == 431 and _request_line_too_long(
+                head, self.limits.max_uri_bytes
+            ):
                 raise GatewayError("request line too long", status=414) from None
             if exc.error_status_hint == 501:
                 # A transfer coding other than chunked: in front of other
@@ -170,7 +175,7 @@ class ClientConnection:
 
     # -- writing -------------------------------------------------------------
 
-    async def send_bytes(self, data: bytes) -> None:
+    async def send_bytes(self, data: bytes | bytearray) -> None:
         if not data:
             return
         with trio.CancelScope(deadline=trio.current_time() + self.limits.request_timeout) as scope:
@@ -199,14 +204,17 @@ class ClientConnection:
         self, status: int, *, close: bool, extra: tuple[tuple[bytes, bytes], ...] = ()
     ) -> None:
         page = errorpage.body(status)
-        headers = [*extra,
+        headers = [
+            *extra,
             (b"content-type", b"text/html; charset=utf-8"),
             (b"content-length", str(len(page)).encode()),
             (b"cache-control", b"no-store"),
         ]
         if close or self.closing or self.worker.draining.is_set():
             headers.append((b"connection", b"close"))
-        await self.send(h11.Response(status_code=status, headers=headers, reason=errorpage.reason(status)))
+        await self.send(
+            h11.Response(status_code=status, headers=headers, reason=errorpage.reason(status))
+        )
         await self.send(h11.Data(data=page))
         await self.send(h11.EndOfMessage())
 
@@ -231,7 +239,9 @@ class ClientConnection:
                         raise BackendAborted(str(exc)) from None
                     log.info("%s %s: %s", status, self.peer[0], exc.detail or type(exc).__name__)
                     unread = self.h11.their_state is not h11.DONE
-                    await self.send_error(status, close=not exc.keep_alive or unread, extra=exc.headers)
+                    await self.send_error(
+                        status, close=not exc.keep_alive or unread, extra=exc.headers
+                    )
                 except h11.RemoteProtocolError as exc:
                     status = exc.error_status_hint
                     if self.response_started:

@@ -15,9 +15,10 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 Headers = list[tuple[bytes, bytes]]
+HeaderSeq = Sequence[tuple[bytes, bytes]]  # what h11 hands over
 
 HOP_BY_HOP = frozenset(
     {
@@ -32,9 +33,7 @@ HOP_BY_HOP = frozenset(
     }
 )
 
-FORWARDING = frozenset(
-    {b"x-forwarded-proto", b"x-forwarded-port", b"x-original-host"}
-)
+FORWARDING = frozenset({b"x-forwarded-proto", b"x-forwarded-port", b"x-original-host"})
 
 
 def connection_tokens(headers: Iterable[tuple[bytes, bytes]]) -> set[bytes]:
@@ -63,7 +62,7 @@ def _without_hop_by_hop(headers: Iterable[tuple[bytes, bytes]], drop: Iterable[b
 
 
 def request_headers(
-    headers: Headers,
+    headers: HeaderSeq,
     *,
     client_ip: str,
     scheme: str,
@@ -98,7 +97,7 @@ def request_headers(
     return out
 
 
-def response_headers(headers: Headers, *, close: bool) -> Headers:
+def response_headers(headers: HeaderSeq, *, close: bool) -> Headers:
     """The headers of a response sent to the client.
 
     Content-Length is kept (it tells the client the length, and h11 frames
@@ -113,7 +112,7 @@ def response_headers(headers: Headers, *, close: bool) -> Headers:
     return out
 
 
-def switching_headers(headers: Headers) -> Headers:
+def switching_headers(headers: HeaderSeq) -> Headers:
     """The headers of a 101 answer to a WebSocket handshake, as relayed."""
     out = _without_hop_by_hop(headers, ())
     out.append((b"connection", b"Upgrade"))
@@ -121,7 +120,7 @@ def switching_headers(headers: Headers) -> Headers:
     return out
 
 
-def wants_websocket(method: bytes, headers: Headers, http_version: bytes = b"1.1") -> bool:
+def wants_websocket(method: bytes, headers: HeaderSeq, http_version: bytes = b"1.1") -> bool:
     """Whether a request asks for a WebSocket upgrade (RFC 6455 §4.1: GET, HTTP/1.1+)."""
     if method != b"GET" or http_version < b"1.1":
         return False
@@ -134,7 +133,7 @@ def wants_websocket(method: bytes, headers: Headers, http_version: bytes = b"1.1
 _WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 
-def websocket_key_problem(headers: Headers) -> str | None:
+def websocket_key_problem(headers: HeaderSeq) -> str | None:
     """Why a WebSocket handshake request is not acceptable, or None.
 
     Only version 13 with a key that is the base64 of 16 bytes starts an
@@ -160,7 +159,7 @@ def websocket_accept(key: bytes) -> bytes:
     return base64.b64encode(hashlib.sha1(key.strip() + _WS_GUID).digest())
 
 
-def switching_problem(request: Headers, response: Headers) -> str | None:
+def switching_problem(request: HeaderSeq, response: HeaderSeq) -> str | None:
     """Why a backend's 101 must not become a tunnel, or None."""
     upgrade = header_value(response, b"upgrade")
     if upgrade is None or upgrade.strip().lower() != b"websocket":

@@ -85,7 +85,9 @@ class Worker:
         self.generation = generation
         limits = config.gateway.limits
         self.router = Router(config)
-        self.rewrites = {name: compile_rule_set(rs) for name, rs in config.rewrite_rule_sets.items()}
+        self.rewrites = {
+            name: compile_rule_set(rs) for name, rs in config.rewrite_rule_sets.items()
+        }
         self.balancer = Balancer(config)
         self.upstreams = UpstreamPool(limits.connect_timeout, limits.max_response_header_bytes)
         self.health: Health = EveryoneHealthy()
@@ -264,8 +266,11 @@ class Worker:
                 # HUP is the master's business; a worker ignores it.
 
 
-def run_worker(config: Config, sockets: list[Socket], channel_sock: socket.socket, generation: int) -> int:
+def run_worker(
+    config: Config, sockets: list[Socket], channel_sock: socket.socket, generation: int
+) -> int:
     """The worker process body (after fork). Returns the exit code."""
+
     async def main() -> None:
         channel = ChildChannel(channel_sock)
         worker = Worker(config, sockets, channel, generation)

@@ -42,7 +42,7 @@ from appgw.errors import (
 from appgw.worker import errorpage
 from appgw.worker import headers as rules
 from appgw.worker.balancer import server_port
-from appgw.worker.connection import has_body
+from appgw.worker.connection import Incoming, has_body
 from appgw.worker.relay import relay_tunnel
 from appgw.worker.rewrite import CompiledRuleSet, RequestContext, RequestRewrite
 from appgw.worker.routing import Route, backend_target, redirect_location
@@ -84,8 +84,13 @@ async def handle_request(client: ClientConnection, request: h11.Request) -> None
         raise
     finally:
         logs.access_line(
-            client.peer[0], request.method.decode("ascii", "replace"), target, status,
-            client.sent, time.monotonic() - started, upstream_label,
+            client.peer[0],
+            request.method.decode("ascii", "replace"),
+            target,
+            status,
+            client.sent,
+            time.monotonic() - started,
+            upstream_label,
             (host or b"").decode("latin-1"),
         )
 
@@ -286,8 +291,8 @@ class Exchange:
                         nursery.start_soon(self._send_body, upstream)
                         response = await self._receive_head(upstream)
                     self.status = response.status_code
-                    if response.status_code == 101:
-                        await self._tunnel(upstream, response)
+                    if isinstance(response, h11.InformationalResponse):
+                        await self._tunnel(upstream, response)  # 101: the only 1xx passed on
                         return
                     await self._respond(server, upstream, response)
                     if not self.body_done.is_set():
@@ -389,7 +394,7 @@ class Exchange:
             elif isinstance(event, h11.ConnectionClosed):
                 raise BadRequest("client closed before the request body ended")
 
-    async def _upstream_event(self, upstream: Upstream) -> h11.Event:
+    async def _upstream_event(self, upstream: Upstream) -> Incoming:
         while True:
             event = upstream.h11.next_event()
             if event is not h11.NEED_DATA:
@@ -398,7 +403,7 @@ class Exchange:
                 data = await upstream.stream.receive_some(RECEIVE_SIZE)
             except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
                 raise BadGateway(f"{upstream.label} broke the connection: {exc}") from None
-            upstream.h11.receive_data(data)
+            upstream.h11.receive_data(bytes(data))
 
     async def _receive_head(self, upstream: Upstream) -> h11.Response | h11.InformationalResponse:
         with trio.CancelScope(deadline=trio.current_time() + self.timeout) as scope:
@@ -479,7 +484,7 @@ class Exchange:
                         raise BackendAborted(f"{label} broke off the response: {exc}") from None
                 if scope.cancelled_caught:
                     raise BackendAborted(f"{label} stalled for {self.timeout:g}s mid-response")
-                backend.receive_data(data)
+                backend.receive_data(bytes(data))
                 continue
             try:
                 if isinstance(event, h11.Data):
@@ -495,7 +500,9 @@ class Exchange:
                 else:
                     raise BackendAborted(f"{label} ended the response early")
             except h11.LocalProtocolError as exc:
-                raise BackendAborted(f"{label} sent a body its head did not announce: {exc}") from None
+                raise BackendAborted(
+                    f"{label} sent a body its head did not announce: {exc}"
+                ) from None
 
     async def _tunnel(self, upstream: Upstream, response: h11.InformationalResponse) -> None:
         client = self.client

@@ -124,7 +124,7 @@ class Tunnel:
             way.tracker.feed(data)
             await self._send(way.dst, data)
 
-    async def _send(self, stream: trio.abc.Stream, data: bytes | memoryview) -> None:
+    async def _send(self, stream: trio.abc.Stream, data: bytes | bytearray | memoryview) -> None:
         # Shielded: cancelling a write half-way would cut a frame. The
         # deadline bounds how long a peer that stopped reading can hold us.
         with trio.CancelScope(shield=True, deadline=trio.current_time() + SEND_BUDGET) as scope:

@@ -61,7 +61,13 @@ from urllib.parse import quote
 
 from attrs import field, frozen
 
-from appgw.config.model import UNREWRITABLE_HEADERS, HeaderAction, RewriteCondition, RewriteRule, RewriteRuleSet
+from appgw.config.model import (
+    UNREWRITABLE_HEADERS,
+    HeaderAction,
+    RewriteCondition,
+    RewriteRule,
+    RewriteRuleSet,
+)
 
 Headers = list[tuple[bytes, bytes]]
 

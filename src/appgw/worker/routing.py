@@ -148,14 +148,26 @@ class Router:
             path_map = table.path_map
             if path_rule is None:
                 return _route(
-                    config, rule.name, entry.listener, path_map.default_pool,
-                    path_map.default_setting, path_map.default_redirect,
-                    path_map.default_rewrite_rule_set or rule.rewrite_rule_set, None, None,
+                    config,
+                    rule.name,
+                    entry.listener,
+                    path_map.default_pool,
+                    path_map.default_setting,
+                    path_map.default_redirect,
+                    path_map.default_rewrite_rule_set or rule.rewrite_rule_set,
+                    None,
+                    None,
                 )
             return _route(
-                config, rule.name, entry.listener, path_rule.pool, path_rule.setting,
-                path_rule.redirect, path_rule.rewrite_rule_set or rule.rewrite_rule_set,
-                path_rule.name, prefix,
+                config,
+                rule.name,
+                entry.listener,
+                path_rule.pool,
+                path_rule.setting,
+                path_rule.redirect,
+                path_rule.rewrite_rule_set or rule.rewrite_rule_set,
+                path_rule.name,
+                prefix,
             )
         return Route(
             rule=rule.name,
@@ -201,7 +213,7 @@ def backend_target(route: Route, target: str) -> str:
         return target
     path, sep, query = target.partition("?")
     prefix = route.matched_prefix if route.matched_prefix is not None else "/"
-    rest = path[len(prefix):] if path.startswith(prefix) else path.lstrip("/")
+    rest = path[len(prefix) :] if path.startswith(prefix) else path.lstrip("/")
     override = setting.path if setting.path.endswith("/") or not rest else setting.path + "/"
     return override + rest + (sep + query if sep else "")
 
