@@ -9,7 +9,7 @@ import pytest
 from appgw.config.model import Config, Pool, Probe, Rule, Server, Setting
 from appgw.prober import health, report
 from appgw.prober.health import Change, HealthTable, HealthView, State
-from appgw.prober.probe import close_frame, match_response, websocket_accept
+from appgw.prober.probe import match_response
 from appgw.prober.targets import probe_targets
 
 OK = health.success(200)
@@ -237,15 +237,6 @@ def test_body_match():
     )
     # Status is judged first.
     assert "Status code" in match_response(probe, 500, b"healthy").reason
-
-
-def test_websocket_helpers():
-    # RFC 6455, section 1.3.
-    assert websocket_accept(b"dGhlIHNhbXBsZSBub25jZQ==") == b"s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
-    frame = close_frame(1000)
-    assert frame[0] == 0x88 and frame[1] == 0x82 and len(frame) == 8
-    mask, payload = frame[2:6], frame[6:]
-    assert bytes(b ^ mask[i] for i, b in enumerate(payload)) == b"\x03\xe8"
 
 
 # --- reports ---

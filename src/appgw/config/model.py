@@ -79,6 +79,12 @@ class Setting:
     probe: str | None = None  # name in Config.probes; None: the default probe
     trusted_root_certificates: tuple[str, ...] = ()  # names in Config.trusted_root_certificates
 
+    @property
+    def tunnel_drain_timeout(self) -> int:
+        """How long a drain lets this setting's tunnels run: the drain timeout
+        with connection draining on, else 30 s, as in Application Gateway."""
+        return self.drain_timeout if self.connection_draining else 30
+
 
 @frozen
 class Probe:

@@ -514,7 +514,7 @@ class Arbiter:
         self.stopping = how
         if how == "graceful":
             timeouts = [
-                float(s.drain_timeout if s.connection_draining else 30)
+                float(s.tunnel_drain_timeout)
                 for config in self.configs.values()
                 for s in config.settings.values()
             ]

@@ -24,11 +24,9 @@ Every outcome is a ProbeResult; nothing here raises for a backend's fault.
 from __future__ import annotations
 
 import base64
-import hashlib
 import os
 import socket
 import ssl
-import struct
 from collections.abc import Sequence
 
 import attrs
@@ -40,6 +38,8 @@ from appgw.config.model import Probe
 from appgw.prober import health
 from appgw.prober.health import ProbeResult
 from appgw.prober.targets import Target
+from appgw.worker.frames import close_frame
+from appgw.worker.headers import websocket_accept
 
 USER_AGENT = f"appgw-health-probe/{__version__}"
 BODY_LIMIT = 64 * 1024
@@ -74,19 +74,6 @@ def match_response(probe: Probe, status: int, body: bytes | None = None) -> Prob
     if probe.match_body is not None and probe.match_body.encode() not in (body or b""):
         return health.body_mismatch(probe.match_body, status)
     return health.success(status)
-
-
-def websocket_accept(key: bytes) -> bytes:
-    """The Sec-WebSocket-Accept value a server must answer `key` with."""
-    return base64.b64encode(hashlib.sha1(key + _WEBSOCKET_GUID).digest())
-
-
-def close_frame(code: int = 1000) -> bytes:
-    """A masked WebSocket Close frame, as a client sends it."""
-    mask = os.urandom(4)
-    payload = struct.pack("!H", code)
-    masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-    return bytes([0x88, 0x80 | len(payload)]) + mask + masked
 
 
 @attrs.define
@@ -230,7 +217,7 @@ async def _websocket_exchange(
         attempt.result = health.websocket_bad_accept()
         return
     attempt.result = health.success(101)
-    await _let_backend_close(stream, scope, close_frame(1000))
+    await _let_backend_close(stream, scope, close_frame(1000, masked=True))
 
 
 async def _let_backend_close(

@@ -115,10 +115,7 @@ class Worker:
 
     def drain_timeout(self) -> float:
         """How long tunnels may outlive a drain: the longest of the settings'."""
-        timeouts = [
-            float(s.drain_timeout if s.connection_draining else 30)
-            for s in self.config.settings.values()
-        ]
+        timeouts = [float(s.tunnel_drain_timeout) for s in self.config.settings.values()]
         return max(timeouts, default=30.0)
 
     # -- lifecycle -----------------------------------------------------------

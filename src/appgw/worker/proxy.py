@@ -529,13 +529,9 @@ class Exchange:
             upstream.stream,
             bytes(backend_rest),
             idle_timeout=self.timeout,
-            drain_timeout=self._drain_timeout(),
+            drain_timeout=float(self.setting.tunnel_drain_timeout),
             label=f"{client.peer[0]} <-> {upstream.label}",
         )
-
-    def _drain_timeout(self) -> float:
-        setting = self.setting
-        return float(setting.drain_timeout if setting.connection_draining else 30)
 
 
 @attrs.frozen
