@@ -136,11 +136,13 @@ async def test_idle_tunnel_gets_1001_on_both_sides(
         backend = await nursery.start(serve_raw_ws_backend, A, backend_port, answer_close)
         config = drain_config(gateway_port, backend_port, request_timeout=timeout)
         async with open_gateway(config, tmp_path, workers=1):
+            reason: trio_websocket.CloseReason | None = None
             async with open_ws(f"ws://{GATEWAY}:{gateway_port}/ws") as ws:
                 silent_since = trio.current_time()
                 with trio.fail_after(timeout + 4):
                     try:
-                        await ws.get_message()
+                        message = await ws.get_message()
+                        raise AssertionError(f"a message on a silent tunnel: {message!r}")
                     except trio_websocket.ConnectionClosed as exc:
                         reason = exc.reason
                 silence = trio.current_time() - silent_since

@@ -37,7 +37,15 @@ from appgw.config import ConfigError, load
 from appgw.config.model import Config
 from appgw.config.overrides import apply
 from appgw.ipc import MasterChannel
-from appgw.master.children import BOOT_ERROR, BootError, drop_privileges, kill, reap, spawn
+from appgw.master.children import (
+    BOOT_ERROR,
+    BootError,
+    drop_privileges,
+    kill,
+    reap,
+    spawn,
+    unblock_signals,
+)
 from appgw.master.generations import WorkerState, generation_ready, plan
 from appgw.master.sockets import ListeningSocket, SocketSet
 
@@ -355,6 +363,7 @@ class Arbiter:
             # master's: neither may end it.
             signal.signal(signal.SIGUSR1, signal.SIG_IGN)
             signal.signal(signal.SIGHUP, signal.SIG_IGN)
+            unblock_signals()
             drop_privileges(config.gateway.user, config.gateway.group)
             run_prober(config, channel.fileno(), previous)  # type: ignore[arg-type]
             return 0

@@ -48,6 +48,18 @@ _RESET_SIGNALS = (
 )
 
 
+# What the master sends its children; blocked in a child until it is ready
+# to handle them.
+CHILD_SIGNALS = frozenset(
+    {signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGUSR1, signal.SIGHUP}
+)
+
+
+def unblock_signals() -> None:
+    """Let the signals blocked across fork in (a child calls this once ready)."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, CHILD_SIGNALS)
+
+
 class BootError(Exception):
     """A child cannot start; the message says why."""
 
@@ -98,8 +110,13 @@ def spawn(
     close_fds = list(close_fds)
     sys.stdout.flush()
     sys.stderr.flush()
+    # Signals stay blocked in the child until it has its own handling in
+    # place (unblock_signals): a TERM that arrives while a worker boots then
+    # waits for it instead of killing it with the default action.
+    saved = signal.pthread_sigmask(signal.SIG_BLOCK, CHILD_SIGNALS)
     pid = os.fork()
     if pid:
+        signal.pthread_sigmask(signal.SIG_SETMASK, saved)
         child_end.close()
         return pid, MasterChannel(master_end)
     # -- in the child ---------------------------------------------------------
@@ -109,7 +126,6 @@ def spawn(
         signal.set_wakeup_fd(-1)
         for signum in _RESET_SIGNALS:
             signal.signal(signum, signal.SIG_DFL)
-        signal.pthread_sigmask(signal.SIG_SETMASK, [])
         for fd in close_fds:
             try:
                 os.close(fd)

@@ -29,6 +29,7 @@ import trio
 from appgw import logs
 from appgw.config.model import Config, Setting
 from appgw.ipc import ChildChannel
+from appgw.master.children import unblock_signals
 from appgw.tls import backend_context, socket_context
 from appgw.worker.balancer import Balancer, EveryoneHealthy, Health
 from appgw.worker.connection import ClientConnection
@@ -253,6 +254,7 @@ class Worker:
         with trio.open_signal_receiver(
             signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGUSR1, signal.SIGHUP
         ) as signals:
+            unblock_signals()  # blocked since fork; handled from here on
             async for signum in signals:
                 if signum == signal.SIGTERM:
                     self.start_drain()
