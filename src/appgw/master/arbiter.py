@@ -223,7 +223,6 @@ class Arbiter:
 
     def _loop(self) -> None:
         while True:
-            self._wait(1.0 if not self.stopping else 0.2)
             while self.pending_signals:
                 signum = self.pending_signals.pop(0)
                 handler: Callable[[], None] = getattr(self, f"handle_{SIGNAL_NAMES[signum]}")
@@ -237,8 +236,16 @@ class Arbiter:
                         log.warning("%s %d did not stop in time; killing", child.kind, child.pid)
                         kill(child.pid, signal.SIGKILL)
                     self.stop_deadline = time.monotonic() + 5
+                self._wait(0.2)
                 continue
             self._maintain()
+            self._wait(self._until_next_spawn())
+
+    def _until_next_spawn(self) -> float:
+        """How long the loop may sleep: a second, less when a spawn is due sooner."""
+        now = time.monotonic()
+        due = [t - now for t in (self.next_spawn, self.next_prober) if t > now]
+        return min([1.0, *due]) + 0.01
 
     def _wait(self, timeout: float) -> None:
         channels = {
