@@ -99,6 +99,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="az network application-gateway show-backend-health shape",
     )
 
+    metrics = sub.add_parser("metrics", help="counters in Prometheus' text format")
+    _pid_options(metrics)
+    metrics.add_argument("--json", action="store_true", help="the raw totals as JSON")
+
     certs = sub.add_parser("certs", help="make a local CA and a localhost certificate (trustme)")
     certs.add_argument("directory")
 
@@ -390,6 +394,31 @@ def cmd_health(args: argparse.Namespace) -> int:
             except ConfigError:
                 config = None
         print(format_text(snapshot, config), end="")
+    return 0
+
+
+def cmd_metrics(args: argparse.Namespace) -> int:
+    import json
+
+    from appgw.metrics_report import prometheus
+
+    pid_file, pid = _running(args)
+    if pid is None:
+        print(f"appgw is not running ({pid_file})", file=sys.stderr)
+        return 3
+    try:
+        data = runfiles.read_json(runfiles.metrics_file(pid_file))
+    except (OSError, ValueError):
+        print("appgw: no metrics yet", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(data, indent=2))
+        return 0
+    try:
+        health = runfiles.read_json(runfiles.health_file(pid_file))
+    except (OSError, ValueError):
+        health = None
+    print(prometheus(data, health), end="")
     return 0
 
 

@@ -4,7 +4,8 @@
 - `<name>.state.json`: what the master is running (config path and
   overrides, generation, workers, the outcome of the last reload), read by
   `appgw status` and `appgw reload`;
-- `<name>.health.json`: the latest health snapshot, read by `appgw health`.
+- `<name>.health.json`: the latest health snapshot, read by `appgw health`;
+- `<name>.metrics.json`: the workers' counters, summed, read by `appgw metrics`.
 
 Each is replaced atomically (write, then rename), so a reader never sees
 half a file.
@@ -40,6 +41,10 @@ def state_file(pid_file: str) -> str:
 
 def health_file(pid_file: str) -> str:
     return sibling(pid_file, ".health.json")
+
+
+def metrics_file(pid_file: str) -> str:
+    return sibling(pid_file, ".metrics.json")
 
 
 def write_atomic(path: str, text: str) -> None:

@@ -48,6 +48,7 @@ from appgw.master.children import (
 )
 from appgw.master.generations import WorkerState, generation_ready, plan
 from appgw.master.sockets import ListeningSocket, SocketSet
+from appgw.worker.metrics import COUNTERS, add
 
 log = logs.log
 
@@ -95,6 +96,7 @@ class Child:
     ready: bool = False
     retiring: bool = False
     last_beat: float = 0.0
+    metrics: dict[str, int] = attrs.Factory(dict)
 
 
 def worker_count(config: Config) -> int:
@@ -126,6 +128,8 @@ class Arbiter:
         self._wakeup_r = -1
         self._wakeup_w = -1
         self.predecessor: int | None = None
+        self.exited_metrics: dict[str, int] = {}  # what workers that exited had counted
+        self.metrics_written = 0.0
         self.successor: int | None = None  # the new master of a binary upgrade
 
     # -- start and stop --------------------------------------------------------
@@ -204,6 +208,7 @@ class Arbiter:
             runfiles.remove(self.pid_file)
             runfiles.remove(runfiles.state_file(self.pid_file))
             runfiles.remove(runfiles.health_file(self.pid_file))
+            runfiles.remove(runfiles.metrics_file(self.pid_file))
         signal.set_wakeup_fd(-1)
         for fd in (self._wakeup_r, self._wakeup_w):
             if fd >= 0:
@@ -239,6 +244,7 @@ class Arbiter:
                 self._wait(0.2)
                 continue
             self._maintain()
+            self._write_metrics()
             self._wait(self._until_next_spawn())
 
     def _until_next_spawn(self) -> float:
@@ -282,6 +288,8 @@ class Arbiter:
             kind = message.get("type")
             if kind == "heartbeat":
                 child.last_beat = now
+                if isinstance(message.get("metrics"), dict):
+                    child.metrics = message["metrics"]
             elif kind == "ready":
                 child.ready = True
                 child.last_beat = now
@@ -387,6 +395,8 @@ class Arbiter:
             if child is None:
                 continue
             child.channel.close()
+            counted = {k: v for k, v in child.metrics.items() if k in COUNTERS}
+            self.exited_metrics = add(self.exited_metrics, counted)
             if self.stopping or child.retiring or child.generation < self.generation:
                 log.info("%s %d exited (%s)", child.kind, pid, _describe(code))
                 continue
@@ -500,6 +510,28 @@ class Arbiter:
     def _reload_result(self, ok: bool, errors: list[str]) -> None:
         self.last_reload = {"seq": self.reloads, "ok": ok, "errors": errors, "time": time.time()}
         self._write_state()
+
+    def _write_metrics(self) -> None:
+        """The workers' counters summed, for `appgw metrics` (once a second)."""
+        now = time.monotonic()
+        if not self.pid_file or now - self.metrics_written < 1.0:
+            return
+        self.metrics_written = now
+        totals = dict(self.exited_metrics)
+        workers = [c for c in self.children.values() if c.kind == "worker"]
+        for child in workers:
+            totals = add(totals, child.metrics)
+        data = {
+            "time": time.time(),
+            "generation": self.generation,
+            "workers": sum(1 for c in workers if not c.retiring),
+            "draining_workers": sum(1 for c in workers if c.retiring),
+            "metrics": totals,
+        }
+        try:
+            runfiles.write_json(runfiles.metrics_file(self.pid_file), data)
+        except OSError as exc:
+            log.warning("cannot write metrics file: %s", exc)
 
     def _write_state(self) -> None:
         if not self.pid_file or self.config is None:

@@ -232,9 +232,11 @@ class ClientConnection:
                     request = await self.read_request(first)
                     if request is None:
                         break
-                    await handle_request(self, request)
+                    await handle_request(self, request)  # counts its own exchange
                 except GatewayError as exc:
                     status = exc.status
+                    if request is None:
+                        self.worker.counters.exchange(status, 0)
                     if self.response_started:
                         raise BackendAborted(str(exc)) from None
                     log.info("%s %s: %s", status, self.peer[0], exc.detail or type(exc).__name__)
@@ -244,6 +246,8 @@ class ClientConnection:
                     )
                 except h11.RemoteProtocolError as exc:
                     status = exc.error_status_hint
+                    if request is None:
+                        self.worker.counters.exchange(status, 0)
                     if self.response_started:
                         raise BackendAborted(str(exc)) from None
                     log.info("%s from %s: %s", status, self.peer[0], exc)

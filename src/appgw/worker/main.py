@@ -33,6 +33,7 @@ from appgw.master.children import unblock_signals
 from appgw.tls import backend_context, socket_context
 from appgw.worker.balancer import Balancer, EveryoneHealthy, Health
 from appgw.worker.connection import ClientConnection
+from appgw.worker.metrics import Counters
 from appgw.worker.relay import CLOSE_REPLY_BUDGET, FINISH_FRAME_BUDGET, Tunnel
 from appgw.worker.rewrite import compile_rule_set
 from appgw.worker.routing import Router
@@ -98,6 +99,7 @@ class Worker:
         self.tunnels: set[Tunnel] = set()
         self.connections: set[ClientConnection] = set()
         self.slots = trio.Semaphore(limits.max_connections)
+        self.counters = Counters()
         self._backend_tls: dict[str, ssl.SSLContext | None] = {}
         self._accept_scope = trio.CancelScope()
         self._handlers: trio.Nursery | None = None
@@ -211,6 +213,7 @@ class Worker:
             peer = (str(address[0]), int(address[1])) if isinstance(address, tuple) else ("-", 0)
             connection = ClientConnection(self, stream, sock, peer)
             self.connections.add(connection)
+            self.counters.connections_total += 1
             try:
                 await connection.serve()
             finally:
@@ -247,7 +250,11 @@ class Worker:
 
     async def _heartbeat(self) -> None:
         while True:
-            await self.channel.send({"type": "heartbeat"}, timeout=HEARTBEAT_INTERVAL)
+            metrics = self.counters.as_dict()
+            metrics["connections_active"] = len(self.connections)
+            metrics["tunnels_active"] = len(self.tunnels)
+            message = {"type": "heartbeat", "metrics": metrics}
+            await self.channel.send(message, timeout=HEARTBEAT_INTERVAL)
             await trio.sleep(HEARTBEAT_INTERVAL)
 
     async def _signals(self) -> None:

@@ -83,6 +83,7 @@ async def handle_request(client: ClientConnection, request: h11.Request) -> None
         status = exc.status
         raise
     finally:
+        worker.counters.exchange(status, client.sent)
         logs.access_line(
             client.peer[0],
             request.method.decode("ascii", "replace"),

@@ -240,6 +240,7 @@ async def relay_tunnel(
 ) -> None:
     tunnel = Tunnel(client, backend, idle_timeout, drain_timeout, label)
     worker.tunnels.add(tunnel)
+    worker.counters.tunnels_total += 1
     if worker.draining.is_set():
         tunnel.drain(worker.drain_started)
     try:
