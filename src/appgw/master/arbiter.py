@@ -25,7 +25,6 @@ import errno
 import os
 import select
 import signal
-import socket
 import sys
 import time
 from collections.abc import Callable
@@ -37,16 +36,10 @@ from appgw.config import ConfigError, load
 from appgw.config.model import Config
 from appgw.config.overrides import apply
 from appgw.ipc import MasterChannel
-from appgw.master.children import (
-    BOOT_ERROR,
-    BootError,
-    drop_privileges,
-    kill,
-    reap,
-    spawn,
-    unblock_signals,
-)
-from appgw.master.generations import WorkerState, generation_ready, plan
+from appgw.master import signals
+from appgw.master.children import BOOT_ERROR, kill, prober_body, reap, spawn, worker_body
+from appgw.master.generations import WorkerState, generation_ready, plan, worker_count
+from appgw.master.reports import RunFiles
 from appgw.master.sockets import ListeningSocket, SocketSet
 from appgw.worker.metrics import COUNTERS, add
 
@@ -55,7 +48,6 @@ log = logs.log
 BOOT_TIMEOUT = 30.0  # seconds a new worker may take to report ready
 YOUNG = 5.0  # a worker that dies younger than this backs off its replacement
 MAX_BACKOFF = 30.0
-FAST_STOP_GRACE = 5.0
 
 SIGNAL_NAMES: dict[int, str] = {
     signal.SIGHUP: "hup",
@@ -99,10 +91,6 @@ class Child:
     metrics: dict[str, int] = attrs.Factory(dict)
 
 
-def worker_count(config: Config) -> int:
-    return config.gateway.workers or os.cpu_count() or 1
-
-
 class Arbiter:
     def __init__(self, options: RunOptions) -> None:
         self.options = options
@@ -124,7 +112,7 @@ class Arbiter:
         self.reloads = 0
         self.last_reload: dict[str, object] = {}
         self.exit_code = 0
-        self.pid_file = ""
+        self.files: RunFiles | None = None
         self._wakeup_r = -1
         self._wakeup_w = -1
         self.predecessor: int | None = None
@@ -151,16 +139,11 @@ class Arbiter:
         if errors:
             self.sockets.close()
             return self._fail("\n".join(errors))
-        self.pid_file = config.gateway.pid_file or runfiles.default_pid_file()
-        other = runfiles.read_pid(self.pid_file)
-        if other is not None and other not in (os.getpid(), self.predecessor):
+        self.files = RunFiles(config.gateway.pid_file or runfiles.default_pid_file())
+        problem = self.files.claim(self.predecessor)
+        if problem:
             self.sockets.close()
-            return self._fail(f"another gateway (pid {other}) runs with pid file {self.pid_file}")
-        try:
-            runfiles.write_atomic(self.pid_file, f"{os.getpid()}\n")
-        except OSError as exc:
-            self.sockets.close()
-            return self._fail(f"cannot write pid file {self.pid_file}: {exc}")
+            return self._fail(problem)
         self._install_signals()
         if self.predecessor:
             self._adopt_health()
@@ -204,11 +187,8 @@ class Arbiter:
             child.channel.close()
         reap()
         self.sockets.close()
-        if self.pid_file and runfiles.read_pid(self.pid_file) == os.getpid():
-            runfiles.remove(self.pid_file)
-            runfiles.remove(runfiles.state_file(self.pid_file))
-            runfiles.remove(runfiles.health_file(self.pid_file))
-            runfiles.remove(runfiles.metrics_file(self.pid_file))
+        if self.files is not None:
+            self.files.remove()
         signal.set_wakeup_fd(-1)
         for fd in (self._wakeup_r, self._wakeup_w):
             if fd >= 0:
@@ -230,8 +210,10 @@ class Arbiter:
         while True:
             while self.pending_signals:
                 signum = self.pending_signals.pop(0)
-                handler: Callable[[], None] = getattr(self, f"handle_{SIGNAL_NAMES[signum]}")
-                handler()
+                handler: Callable[[Arbiter], None] = getattr(
+                    signals, f"handle_{SIGNAL_NAMES[signum]}"
+                )
+                handler(self)
             self._reap()
             if self.stopping:
                 if not self.children:
@@ -301,10 +283,8 @@ class Arbiter:
 
     def _adopt_health(self) -> None:
         """After a binary upgrade: start from the old master's last health."""
-        try:
-            snapshot = runfiles.read_json(runfiles.health_file(self.pid_file))
-        except (OSError, ValueError):
-            return
+        assert self.files is not None
+        snapshot = self.files.read("health")
         if isinstance(snapshot, dict):
             self.health = {"type": "health", "snapshot": snapshot}
 
@@ -313,10 +293,8 @@ class Arbiter:
         for child in self.children.values():
             if child.kind == "worker" and child.generation == self.generation:
                 child.channel.send(message)
-        try:
-            runfiles.write_json(runfiles.health_file(self.pid_file), message.get("snapshot"))
-        except OSError as exc:
-            log.warning("cannot write health file: %s", exc)
+        if self.files is not None:
+            self.files.write("health", message.get("snapshot"))
 
     # -- children ----------------------------------------------------------------
 
@@ -342,47 +320,21 @@ class Arbiter:
         return fds
 
     def _spawn_worker(self) -> None:
-        from appgw.worker.main import Socket, run_worker, tls_for_sockets
-
         config = self.config
         assert config is not None
-        generation = self.generation
         listening = self.sockets.for_config(config)
-
-        def body(channel: socket.socket) -> int:
-            sockets = [Socket(s.sock, s.address, s.port, s.protocol) for s in listening]
-            try:
-                tls_for_sockets(config, sockets)
-            except (OSError, ValueError) as exc:
-                raise BootError(f"TLS: {exc}") from None
-            drop_privileges(config.gateway.user, config.gateway.group)
-            return run_worker(config, sockets, channel, generation)
-
+        body = worker_body(config, listening, self.generation)
         pid, channel = spawn("worker", body, self._close_in_child(listening))
         now = time.monotonic()
-        self.children[pid] = Child(pid, "worker", generation, channel, now, last_beat=now)
+        self.children[pid] = Child(pid, "worker", self.generation, channel, now, last_beat=now)
         if self.health is not None:
             channel.send(self.health)
-        log.info("worker %d started (generation %d)", pid, generation)
+        log.info("worker %d started (generation %d)", pid, self.generation)
 
     def _spawn_prober(self) -> None:
-        from appgw.prober.main import run_prober
-
-        config = self.config
-        assert config is not None
-
+        assert self.config is not None
         previous = self.health.get("snapshot") if self.health else None
-
-        def body(channel: socket.socket) -> int:
-            # The prober has no files of its own to reopen, and HUP is the
-            # master's: neither may end it.
-            signal.signal(signal.SIGUSR1, signal.SIG_IGN)
-            signal.signal(signal.SIGHUP, signal.SIG_IGN)
-            unblock_signals()
-            drop_privileges(config.gateway.user, config.gateway.group)
-            run_prober(config, channel.fileno(), previous)  # type: ignore[arg-type]
-            return 0
-
+        body = prober_body(self.config, previous)
         pid, channel = spawn("prober", body, self._close_in_child([]))
         now = time.monotonic()
         self.children[pid] = Child(pid, "prober", self.generation, channel, now, last_beat=now)
@@ -423,7 +375,7 @@ class Arbiter:
             log.error("workers cannot boot; stopping")
             self.exit_code = BOOT_ERROR
             self._tell_starter("error: workers cannot boot (see the log)")
-            self._begin_stop("fast")
+            signals.begin_stop(self, "fast")
             return
         # A reloaded generation that cannot boot: keep the old one serving.
         failed = self.generation
@@ -514,7 +466,7 @@ class Arbiter:
     def _write_metrics(self) -> None:
         """The workers' counters summed, for `appgw metrics` (once a second)."""
         now = time.monotonic()
-        if not self.pid_file or now - self.metrics_written < 1.0:
+        if self.files is None or now - self.metrics_written < 1.0:
             return
         self.metrics_written = now
         totals = dict(self.exited_metrics)
@@ -528,13 +480,10 @@ class Arbiter:
             "draining_workers": sum(1 for c in workers if c.retiring),
             "metrics": totals,
         }
-        try:
-            runfiles.write_json(runfiles.metrics_file(self.pid_file), data)
-        except OSError as exc:
-            log.warning("cannot write metrics file: %s", exc)
+        self.files.write("metrics", data)
 
     def _write_state(self) -> None:
-        if not self.pid_file or self.config is None:
+        if self.files is None or self.config is None:
             return
         state = {
             "pid": os.getpid(),
@@ -550,102 +499,7 @@ class Arbiter:
                 f"{s.protocol}://{s.address}:{s.port}" for s in self.sockets.for_config(self.config)
             ],
         }
-        try:
-            runfiles.write_json(runfiles.state_file(self.pid_file), state)
-        except OSError as exc:
-            log.warning("cannot write state file: %s", exc)
-
-    def _begin_stop(self, how: str) -> None:
-        signum = signal.SIGTERM if how == "graceful" else signal.SIGQUIT
-        if self.stopping == "fast" and how == "graceful":
-            return
-        self.stopping = how
-        if how == "graceful":
-            timeouts = [
-                float(s.tunnel_drain_timeout)
-                for config in self.configs.values()
-                for s in config.settings.values()
-            ]
-            budget = max(timeouts, default=30.0) + 15
-        else:
-            budget = FAST_STOP_GRACE
-        self.stop_deadline = time.monotonic() + budget
-        if not self.successor:
-            # (After a binary upgrade the service goes on under the new master.)
-            sdnotify.notify("STOPPING=1")
-        for child in self.children.values():
-            kill(child.pid, signum)
-        # Nobody will accept any more: let new connections be refused at
-        # once instead of waiting in the backlog (workers close their copies
-        # as they drain).
-        self.sockets.close()
-
-    # -- signal handlers (called from the loop, never from the signal context) --
-
-    def handle_hup(self) -> None:
-        if self.stopping:
-            return
-        self.reloads += 1
-        sdnotify.notify(
-            f"RELOADING=1\nMONOTONIC_USEC={time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000}"
-        )
-        log.info("reloading %s", self.options.config_path)
-        try:
-            config = self.options.load()
-        except ConfigError as exc:
-            log.error("reload refused, still serving the previous configuration:\n%s", exc.report())
-            self._reload_result(False, exc.errors)
-            sdnotify.notify("READY=1")
-            return
-        errors = self.sockets.ensure(config)
-        if errors:
-            for error in errors:
-                log.error("reload refused: %s", error)
-            self._reload_result(False, errors)
-            sdnotify.notify("READY=1")
-            return
-        for warning in config.warnings:
-            log.warning("%s: %s", config.source, warning)
-        if self.options.workers is None:
-            self.wanted = worker_count(config)
-        self._start_generation(config)
-
-    def handle_term(self) -> None:
-        log.info("TERM: stopping gracefully")
-        self._begin_stop("graceful")
-
-    def handle_int(self) -> None:
-        log.info("INT: stopping now")
-        self._begin_stop("fast")
-
-    def handle_quit(self) -> None:
-        log.info("QUIT: stopping now")
-        self._begin_stop("fast")
-
-    def handle_usr1(self) -> None:
-        logs.reopen()
-        for child in self.children.values():
-            kill(child.pid, signal.SIGUSR1)
-
-    def handle_usr2(self) -> None:
-        from appgw.master.upgrade import upgrade
-
-        if self.stopping:
-            return
-        upgrade(self)
-
-    def handle_ttin(self) -> None:
-        self.wanted += 1
-        log.info("TTIN: %d worker(s)", self.wanted)
-        self._write_state()
-
-    def handle_ttou(self) -> None:
-        self.wanted = max(1, self.wanted - 1)
-        log.info("TTOU: %d worker(s)", self.wanted)
-        self._write_state()
-
-    def handle_chld(self) -> None:
-        pass  # reaping happens on every pass of the loop
+        self.files.write("state", state)
 
 
 def _describe(code: int) -> str:

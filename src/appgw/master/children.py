@@ -27,9 +27,14 @@ import socket
 import sys
 import traceback
 from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
 from appgw import logs
 from appgw.ipc import MasterChannel, socketpair
+
+if TYPE_CHECKING:
+    from appgw.config.model import Config
+    from appgw.master.sockets import ListeningSocket
 
 log = logs.log
 
@@ -182,3 +187,43 @@ def kill(pid: int, signum: int) -> None:
         os.kill(pid, signum)
     except ProcessLookupError:
         pass
+
+
+# -- what each kind of child runs ----------------------------------------------
+
+
+def worker_body(
+    config: Config, listening: list[ListeningSocket], generation: int
+) -> Callable[[socket.socket], int]:
+    """A worker: TLS contexts built (as root), privileges dropped, then trio."""
+
+    def body(channel: socket.socket) -> int:
+        from appgw.worker.main import Socket, run_worker, tls_for_sockets
+
+        sockets = [Socket(s.sock, s.address, s.port, s.protocol) for s in listening]
+        try:
+            tls_for_sockets(config, sockets)
+        except (OSError, ValueError) as exc:
+            raise BootError(f"TLS: {exc}") from None
+        drop_privileges(config.gateway.user, config.gateway.group)
+        return run_worker(config, sockets, channel, generation)
+
+    return body
+
+
+def prober_body(config: Config, previous: Any) -> Callable[[socket.socket], int]:
+    """The prober, starting from the previous prober's results if any."""
+
+    def body(channel: socket.socket) -> int:
+        from appgw.prober.main import run_prober
+
+        # The prober has no files of its own to reopen, and HUP is the
+        # master's: neither may end it.
+        signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        unblock_signals()
+        drop_privileges(config.gateway.user, config.gateway.group)
+        run_prober(config, channel.fileno(), previous)
+        return 0
+
+    return body

@@ -14,9 +14,14 @@ The rules this module keeps:
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from attrs import frozen
+
+if TYPE_CHECKING:
+    from appgw.config.model import Config
 
 
 @frozen
@@ -53,3 +58,8 @@ def generation_ready(workers: Iterable[WorkerState], generation: int, wanted: in
         sum(1 for w in workers if w.generation == generation and w.ready and not w.retiring)
         >= wanted
     )
+
+
+def worker_count(config: Config) -> int:
+    """Workers a configuration asks for: gateway.workers, or one per CPU."""
+    return config.gateway.workers or os.cpu_count() or 1

@@ -1,0 +1,59 @@
+"""The master's files beside its pid file, for the commands that read them.
+
+The master claims the pid file at start (refusing when another live gateway
+holds it, except the master it replaces in a binary upgrade), keeps the
+state, health and metrics files current, and removes them all when it
+exits, unless a successor has taken the pid file over.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from appgw import logs, runfiles
+
+log = logs.log
+
+_FILES = {
+    "state": runfiles.state_file,
+    "health": runfiles.health_file,
+    "metrics": runfiles.metrics_file,
+}
+
+
+class RunFiles:
+    def __init__(self, pid_file: str) -> None:
+        self.pid_file = pid_file
+
+    def claim(self, predecessor: int | None) -> str | None:
+        """Write our pid; the reason why not, if another gateway holds the file."""
+        other = runfiles.read_pid(self.pid_file)
+        if other is not None and other not in (os.getpid(), predecessor):
+            return f"another gateway (pid {other}) runs with pid file {self.pid_file}"
+        try:
+            runfiles.write_atomic(self.pid_file, f"{os.getpid()}\n")
+        except OSError as exc:
+            return f"cannot write pid file {self.pid_file}: {exc}"
+        return None
+
+    def write(self, kind: str, data: Any) -> None:
+        """Replace the state, health or metrics file; a failure is only logged."""
+        try:
+            runfiles.write_json(_FILES[kind](self.pid_file), data)
+        except OSError as exc:
+            log.warning("cannot write the %s file: %s", kind, exc)
+
+    def read(self, kind: str) -> Any:
+        try:
+            return runfiles.read_json(_FILES[kind](self.pid_file))
+        except (OSError, ValueError):
+            return None
+
+    def remove(self) -> None:
+        """Remove every file, if the pid file is still ours."""
+        if runfiles.read_pid(self.pid_file) != os.getpid():
+            return
+        runfiles.remove(self.pid_file)
+        for path_of in _FILES.values():
+            runfiles.remove(path_of(self.pid_file))
