@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import subprocess
 import sys
 import time
 from collections.abc import Sequence
 
-from appgw import __version__, runfiles
+from appgw import __version__, control, runfiles
 from appgw.config import ConfigError, load
 from appgw.config.overrides import apply, parse_port_map
 
@@ -117,7 +116,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return run_demo(argv[1:])
     args = build_parser().parse_args(argv)
-    handler = globals()[f"cmd_{args.command}"]
+    name = f"cmd_{args.command}"
+    handler = globals().get(name) or getattr(control, name)
     try:
         return int(handler(args))
     except KeyboardInterrupt:
@@ -211,7 +211,7 @@ def cmd_start(args: argparse.Namespace) -> int:
     os.close(write_end)
     answer = _read_line(read_end, args.timeout)
     if answer == "ready":
-        state = _state(pid_file)
+        state = control.state_of(pid_file)
         listeners = ", ".join(str(item) for item in state.get("listeners", ()))  # type: ignore[attr-defined]
         print(f"appgw started (pid {process.pid}){': ' + listeners if listeners else ''}")
         return 0
@@ -244,182 +244,6 @@ def _read_line(fd: int, timeout: float) -> str | None:
     finally:
         os.close(fd)
     return data.decode(errors="replace").strip() or None
-
-
-def _pid_file(args: argparse.Namespace) -> str:
-    """The running gateway's pid file: --pid-file, the configuration's, or the default.
-
-    The configuration is only read for gateway.pid_file here: a file that no
-    longer validates must not keep `stop` or `status` from finding the
-    gateway that runs on its previous version.
-    """
-    if args.pid_file:
-        return str(args.pid_file)
-    if args.config:
-        try:
-            pid_file = load(args.config).gateway.pid_file
-        except ConfigError:
-            pid_file = _raw_pid_file(args.config)
-        if pid_file:
-            return pid_file
-    return runfiles.default_pid_file()
-
-
-def _raw_pid_file(path: str) -> str | None:
-    import tomllib
-
-    try:
-        with open(path, "rb") as f:
-            value = tomllib.load(f).get("gateway", {}).get("pid_file")
-    except (OSError, ValueError, AttributeError):
-        return None
-    if not isinstance(value, str):
-        return None
-    return os.path.join(os.path.dirname(os.path.abspath(path)), value)
-
-
-def _state(pid_file: str) -> dict[str, object]:
-    try:
-        state = runfiles.read_json(runfiles.state_file(pid_file))
-    except (OSError, ValueError):
-        return {}
-    return state if isinstance(state, dict) else {}
-
-
-def _running(args: argparse.Namespace) -> tuple[str, int | None]:
-    pid_file = _pid_file(args)
-    return pid_file, runfiles.read_pid(pid_file)
-
-
-def cmd_stop(args: argparse.Namespace) -> int:
-    pid_file, pid = _running(args)
-    if pid is None:
-        print(f"appgw: not running ({pid_file})", file=sys.stderr)
-        return 1
-    os.kill(pid, signal.SIGQUIT if args.fast else signal.SIGTERM)
-    deadline = time.monotonic() + args.timeout
-    while time.monotonic() < deadline:
-        if runfiles.read_pid(pid_file) != pid and not _alive(pid):
-            print(f"appgw stopped (pid {pid})")
-            return 0
-        time.sleep(0.05)
-    print(f"appgw: pid {pid} still running after {args.timeout:g}s", file=sys.stderr)
-    return 1
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def cmd_reload(args: argparse.Namespace) -> int:
-    pid_file, pid = _running(args)
-    if pid is None:
-        print(f"appgw: not running ({pid_file})", file=sys.stderr)
-        return 1
-    before = _state(pid_file)
-    reloads = int(before.get("reloads", 0))  # type: ignore[call-overload]
-    os.kill(pid, signal.SIGHUP)
-    deadline = time.monotonic() + args.timeout
-    while time.monotonic() < deadline:
-        state = _state(pid_file)
-        last = state.get("last_reload") or {}
-        if isinstance(last, dict) and int(last.get("seq", 0)) > reloads:
-            if last.get("ok"):
-                print(f"appgw reloaded (generation {state.get('generation')})")
-                return 0
-            print(
-                "appgw: reload refused; still serving the previous configuration:", file=sys.stderr
-            )
-            for error in last.get("errors", []):
-                print(f"  {error}", file=sys.stderr)
-            return 1
-        if not _alive(pid):
-            print("appgw: the gateway exited during the reload", file=sys.stderr)
-            return 1
-        time.sleep(0.05)
-    print(f"appgw: reload not finished after {args.timeout:g}s", file=sys.stderr)
-    return 1
-
-
-def cmd_status(args: argparse.Namespace) -> int:
-    pid_file, pid = _running(args)
-    if pid is None:
-        print(f"appgw is not running ({pid_file})")
-        return 3
-    state = _state(pid_file)
-    print(f"appgw is running (pid {pid})")
-    if state:
-        print(f"  config:     {state.get('config')}")
-        print(
-            f"  generation: {state.get('generation')}{'' if state.get('ready') else ' (starting)'}"
-        )
-        print(f"  workers:    {state.get('workers')}")
-        for listener in state.get("listeners", []):  # type: ignore[attr-defined]
-            print(f"  listening:  {listener}")
-        last = state.get("last_reload")
-        if isinstance(last, dict) and last:
-            outcome = "ok" if last.get("ok") else "refused: " + "; ".join(last.get("errors", []))
-            print(f"  last reload: {outcome}")
-    return 0
-
-
-def cmd_health(args: argparse.Namespace) -> int:
-    import json
-
-    from appgw.prober.report import as_backend_health, format_text
-
-    pid_file, pid = _running(args)
-    if pid is None:
-        print(f"appgw is not running ({pid_file})", file=sys.stderr)
-        return 3
-    try:
-        snapshot = runfiles.read_json(runfiles.health_file(pid_file))
-    except (OSError, ValueError):
-        print("appgw: no health results yet", file=sys.stderr)
-        return 1
-    if args.json:
-        print(json.dumps(as_backend_health(snapshot), indent=2))
-    else:
-        config = None
-        state = _state(pid_file)
-        if state.get("config"):
-            try:
-                config = load(str(state["config"]))
-            except ConfigError:
-                config = None
-        print(format_text(snapshot, config), end="")
-    return 0
-
-
-def cmd_metrics(args: argparse.Namespace) -> int:
-    import json
-
-    from appgw.metrics_report import prometheus
-
-    pid_file, pid = _running(args)
-    if pid is None:
-        print(f"appgw is not running ({pid_file})", file=sys.stderr)
-        return 3
-    try:
-        data = runfiles.read_json(runfiles.metrics_file(pid_file))
-    except (OSError, ValueError):
-        print("appgw: no metrics yet", file=sys.stderr)
-        return 1
-    if args.json:
-        print(json.dumps(data, indent=2))
-        return 0
-    try:
-        health = runfiles.read_json(runfiles.health_file(pid_file))
-    except (OSError, ValueError):
-        health = None
-    print(prometheus(data, health), end="")
-    return 0
 
 
 def cmd_certs(args: argparse.Namespace) -> int:

@@ -1,0 +1,204 @@
+"""The commands that act on a running gateway: stop, reload, status, health,
+metrics.
+
+They find the gateway through its pid file (`--pid-file`, the
+configuration's `gateway.pid_file`, or the default), signal the master, and
+read what it writes beside the pid file (state, health, metrics).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+from appgw import runfiles
+from appgw.config import ConfigError, load
+
+
+def _pid_file(args: argparse.Namespace) -> str:
+    """The running gateway's pid file: --pid-file, the configuration's, or the default.
+
+    The configuration is only read for gateway.pid_file here: a file that no
+    longer validates must not keep `stop` or `status` from finding the
+    gateway that runs on its previous version.
+    """
+    if args.pid_file:
+        return str(args.pid_file)
+    if args.config:
+        try:
+            pid_file = load(args.config).gateway.pid_file
+        except ConfigError:
+            pid_file = _raw_pid_file(args.config)
+        if pid_file:
+            return pid_file
+    return runfiles.default_pid_file()
+
+
+def _raw_pid_file(path: str) -> str | None:
+    import tomllib
+
+    try:
+        with open(path, "rb") as f:
+            value = tomllib.load(f).get("gateway", {}).get("pid_file")
+    except (OSError, ValueError, AttributeError):
+        return None
+    if not isinstance(value, str):
+        return None
+    return os.path.join(os.path.dirname(os.path.abspath(path)), value)
+
+
+def state_of(pid_file: str) -> dict[str, object]:
+    try:
+        state = runfiles.read_json(runfiles.state_file(pid_file))
+    except (OSError, ValueError):
+        return {}
+    return state if isinstance(state, dict) else {}
+
+
+def _running(args: argparse.Namespace) -> tuple[str, int | None]:
+    pid_file = _pid_file(args)
+    return pid_file, runfiles.read_pid(pid_file)
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    pid_file, pid = _running(args)
+    if pid is None:
+        print(f"appgw: not running ({pid_file})", file=sys.stderr)
+        return 1
+    os.kill(pid, signal.SIGQUIT if args.fast else signal.SIGTERM)
+    deadline = time.monotonic() + args.timeout
+    while time.monotonic() < deadline:
+        if runfiles.read_pid(pid_file) != pid and not _alive(pid):
+            print(f"appgw stopped (pid {pid})")
+            return 0
+        time.sleep(0.05)
+    print(f"appgw: pid {pid} still running after {args.timeout:g}s", file=sys.stderr)
+    return 1
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def cmd_reload(args: argparse.Namespace) -> int:
+    pid_file, pid = _running(args)
+    if pid is None:
+        print(f"appgw: not running ({pid_file})", file=sys.stderr)
+        return 1
+    before = state_of(pid_file)
+    reloads = int(before.get("reloads", 0))  # type: ignore[call-overload]
+    os.kill(pid, signal.SIGHUP)
+    deadline = time.monotonic() + args.timeout
+    while time.monotonic() < deadline:
+        state = state_of(pid_file)
+        last = state.get("last_reload") or {}
+        if isinstance(last, dict) and int(last.get("seq", 0)) > reloads:
+            if last.get("ok"):
+                print(f"appgw reloaded (generation {state.get('generation')})")
+                return 0
+            print(
+                "appgw: reload refused; still serving the previous configuration:", file=sys.stderr
+            )
+            for error in last.get("errors", []):
+                print(f"  {error}", file=sys.stderr)
+            return 1
+        if not _alive(pid):
+            print("appgw: the gateway exited during the reload", file=sys.stderr)
+            return 1
+        time.sleep(0.05)
+    print(f"appgw: reload not finished after {args.timeout:g}s", file=sys.stderr)
+    return 1
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    pid_file, pid = _running(args)
+    if pid is None:
+        print(f"appgw is not running ({pid_file})")
+        return 3
+    state = state_of(pid_file)
+    print(f"appgw is running (pid {pid})")
+    if state:
+        print(f"  config:     {state.get('config')}")
+        print(
+            f"  generation: {state.get('generation')}{'' if state.get('ready') else ' (starting)'}"
+        )
+        print(f"  workers:    {state.get('workers')}")
+        for listener in state.get("listeners", []):  # type: ignore[attr-defined]
+            print(f"  listening:  {listener}")
+        last = state.get("last_reload")
+        if isinstance(last, dict) and last:
+            outcome = "ok" if last.get("ok") else "refused: " + "; ".join(last.get("errors", []))
+            print(f"  last reload: {outcome}")
+    return 0
+
+
+class _Exit(Exception):
+    def __init__(self, code: int) -> None:
+        self.code = code
+
+
+def _run_file(args: argparse.Namespace, path_of: Callable[[str], str], missing: str) -> Any:
+    """What the running gateway wrote beside its pid file (health, metrics)."""
+    pid_file, pid = _running(args)
+    if pid is None:
+        print(f"appgw is not running ({pid_file})", file=sys.stderr)
+        raise _Exit(3)
+    try:
+        return runfiles.read_json(path_of(pid_file))
+    except (OSError, ValueError):
+        print(f"appgw: {missing}", file=sys.stderr)
+        raise _Exit(1) from None
+
+
+def cmd_health(args: argparse.Namespace) -> int:
+    import json
+
+    from appgw.prober.report import as_backend_health, format_text
+
+    try:
+        snapshot = _run_file(args, runfiles.health_file, "no health results yet")
+    except _Exit as exc:
+        return exc.code
+    if args.json:
+        print(json.dumps(as_backend_health(snapshot), indent=2))
+        return 0
+    config = None
+    state = state_of(_pid_file(args))
+    if state.get("config"):
+        try:
+            config = load(str(state["config"]))
+        except ConfigError:
+            config = None
+    print(format_text(snapshot, config), end="")
+    return 0
+
+
+def cmd_metrics(args: argparse.Namespace) -> int:
+    import json
+
+    from appgw.metrics_report import prometheus
+
+    try:
+        data = _run_file(args, runfiles.metrics_file, "no metrics yet")
+    except _Exit as exc:
+        return exc.code
+    if args.json:
+        print(json.dumps(data, indent=2))
+        return 0
+    try:
+        health = runfiles.read_json(runfiles.health_file(_pid_file(args)))
+    except (OSError, ValueError):
+        health = None
+    print(prometheus(data, health), end="")
+    return 0
