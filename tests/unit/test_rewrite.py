@@ -27,8 +27,6 @@ from appgw.worker.rewrite import (
     RequestContext,
     apply_header_edits,
     compile_rule_set,
-    header_errors,
-    pattern_errors,
 )
 
 EXAMPLES = Path(__file__).parents[3] / "shared" / "examples"
@@ -393,25 +391,6 @@ def test_removing_host_connection_and_framing_headers_is_never_done():
     assert edits(rules, context()) == {b"x-keep": b"k"}
 
 
-def test_header_errors_list_the_actions_that_are_ignored():
-    rule_set = RewriteRuleSet(
-        "s",
-        (
-            rule(
-                request={"Host": "", "Connection": "close", "Bad Name": "x", "X-Fine": "1"},
-                response={"Transfer-Encoding": "gzip", "Host": ""},
-            ),
-        ),
-    )
-    assert header_errors(rule_set) == [
-        "rules[0].request_headers[0]: Host cannot be removed",
-        "rules[0].request_headers[1]: Connection cannot be rewritten",
-        "rules[0].request_headers[2]: 'Bad Name' is not a header name",
-        "rules[0].response_headers[0]: Transfer-Encoding cannot be rewritten",
-        "rules[0].response_headers[1]: Host cannot be removed",
-    ]
-
-
 def test_host_can_be_set():
     rules = plan(rule(request={"Host": "backend.internal"}))
     headers = [(b"host", b"www.contoso.com"), (b"accept", b"*/*")]
@@ -587,21 +566,6 @@ def test_an_empty_rendered_path_is_the_root():
 # --- patterns that do not compile -----------------------------------------------------
 
 
-def test_pattern_errors_name_the_rule_and_condition():
-    rule_set = RewriteRuleSet(
-        "s",
-        (
-            rule("ok", 1, (cond("var_uri_path", "^/a"),)),
-            rule("bad", 2, (cond("var_uri_path", "x"), cond("http_req_A", "(unclosed"))),
-        ),
-    )
-    errors = pattern_errors(rule_set)
-    assert len(errors) == 1
-    assert errors[0].startswith("rules[1].conditions[1].pattern: invalid regular expression: ")
-    fine = RewriteRuleSet("s", (rule(conditions=(cond("var_host", "a{2}"),)),))
-    assert pattern_errors(fine) == []
-
-
 def test_a_pattern_that_does_not_compile_never_matches_and_never_raises():
     rules = plan(
         rule(
@@ -748,7 +712,6 @@ def test_random_rule_sets_never_raise(pattern, value, variable, negate, ignore_c
             ),
         ),
     )
-    assert isinstance(pattern_errors(rule_set), list)
     rules = compile_rule_set(rule_set)
     ctx = context(headers, path="/p", query="q")
     rw = rules.rewrite_request(ctx)

@@ -103,7 +103,6 @@ class Worker:
         self._backend_tls: dict[str, ssl.SSLContext | None] = {}
         self._accept_scope = trio.CancelScope()
         self._handlers: trio.Nursery | None = None
-        self._stopped = trio.Event()
 
     # -- per request helpers -------------------------------------------------
 

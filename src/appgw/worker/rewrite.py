@@ -230,39 +230,6 @@ def compile_rule_set(rule_set: RewriteRuleSet) -> CompiledRuleSet:
     )
 
 
-def pattern_errors(rule_set: RewriteRuleSet) -> list[str]:
-    """Every condition pattern that does not compile, as "rules[i].conditions[j].pattern: ..."."""
-    errors = []
-    for i, rule in enumerate(rule_set.rules):
-        for j, condition in enumerate(rule.conditions):
-            try:
-                re.compile(condition.pattern, _flags(condition))
-            except _REGEX_ERRORS as exc:
-                errors.append(
-                    f"rules[{i}].conditions[{j}].pattern: invalid regular expression: {exc}"
-                )
-    return errors
-
-
-def header_errors(rule_set: RewriteRuleSet) -> list[str]:
-    """Every header action the engine would ignore, as "rules[i].request_headers[k]: ..."."""
-    errors = []
-    for i, rule in enumerate(rule_set.rules):
-        for key, actions in (
-            ("request_headers", rule.request_headers),
-            ("response_headers", rule.response_headers),
-        ):
-            for k, action in enumerate(actions):
-                at = f"rules[{i}].{key}[{k}]"
-                if not _TOKEN.fullmatch(action.name):
-                    errors.append(f"{at}: {action.name!r} is not a header name")
-                elif action.name.lower().encode() in UNREWRITABLE:
-                    errors.append(f"{at}: {action.name} cannot be rewritten")
-                elif action.name.lower() == "host" and not action.value:
-                    errors.append(f"{at}: Host cannot be removed")
-    return errors
-
-
 def apply_header_edits(
     headers: Sequence[tuple[bytes, bytes]], edits: Sequence[tuple[bytes, bytes | None]]
 ) -> Headers:
