@@ -154,9 +154,7 @@ class Arbiter:
             os.getpid(),
             config.source,
             self.wanted,
-            ", ".join(
-                f"{s.protocol}://{s.address}:{s.port}" for s in self.sockets.for_config(config)
-            ),
+            ", ".join(s.url for s in self.sockets.for_config(config)),
         )
         try:
             self._loop()
@@ -495,9 +493,7 @@ class Arbiter:
             "workers": self.wanted,
             "reloads": self.reloads,
             "last_reload": self.last_reload,
-            "listeners": [
-                f"{s.protocol}://{s.address}:{s.port}" for s in self.sockets.for_config(self.config)
-            ],
+            "listeners": [s.url for s in self.sockets.for_config(self.config)],
         }
         self.files.write("state", state)
 

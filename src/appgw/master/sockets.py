@@ -35,6 +35,11 @@ class ListeningSocket:
     def key(self) -> SocketKey:
         return (self.address, self.port, self.protocol)
 
+    @property
+    def url(self) -> str:
+        host = f"[{self.address}]" if ":" in self.address else self.address
+        return f"{self.protocol}://{host}:{self.port}"
+
 
 def wanted(config: Config) -> list[SocketKey]:
     """The sockets a configuration needs, one per (address, port)."""
