@@ -100,8 +100,8 @@ class Tunnel:
                 if self._ending:
                     await self._close_cleanly()
                 nursery.cancel_scope.cancel()
-        except BaseExceptionGroup:
-            pass  # a side broke; both connections are closed below
+        except* (_SideGone, trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            pass  # a side broke; both connections are closed below (cancellation goes on up)
         finally:
             with trio.CancelScope(shield=True, deadline=trio.current_time() + 1):
                 await _close(self.client)
