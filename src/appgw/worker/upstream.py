@@ -15,6 +15,8 @@ response arrived and nothing of a body was sent.
 
 from __future__ import annotations
 
+import functools
+import ipaddress
 import select
 import socket
 import ssl
@@ -54,6 +56,29 @@ def abort(stream: trio.abc.Stream) -> None:
             sock.close()
     except OSError:
         pass
+
+
+@functools.lru_cache(maxsize=1024)
+def _ip_family(host: str) -> int | None:
+    """The address family of an IP literal; None for a host name."""
+    try:
+        return socket.AF_INET6 if ipaddress.ip_address(host).version == 6 else socket.AF_INET
+    except ValueError:
+        return None
+
+
+async def _open_tcp(host: str, port: int) -> trio.SocketStream:
+    """A TCP connection; IP literals skip name resolution and happy eyeballs."""
+    family = _ip_family(host)
+    if family is None:
+        return await trio.open_tcp_stream(host, port)
+    sock = trio.socket.socket(family, socket.SOCK_STREAM)
+    try:
+        await sock.connect((host, port))
+    except BaseException:
+        sock.close()
+        raise
+    return trio.SocketStream(sock)  # sets TCP_NODELAY
 
 
 class Upstream:
@@ -120,10 +145,7 @@ class UpstreamPool:
         host, port, server_name = key
         try:
             with trio.fail_after(self.connect_timeout):
-                stream: trio.abc.Stream = await trio.open_tcp_stream(host, port)
-                sock = raw_socket(stream)
-                if sock is not None:
-                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                stream: trio.abc.Stream = await _open_tcp(host, port)
                 if tls is not None:
                     stream = trio.SSLStream(
                         stream, tls, server_hostname=server_name or host, https_compatible=True
