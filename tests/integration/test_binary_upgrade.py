@@ -16,7 +16,7 @@ import trio
 
 from tests.support.backends import start_http_backends
 from tests.support.clients import open_http
-from tests.support.gateway import gateway_toml, open_gateway, pid_alive, stop_pid
+from tests.support.gateway import gateway_toml, open_gateway, pid_alive, stop_pid, wait_pid_gone
 from tests.support.load import HttpLoad, WsLoad, read_pid, workers_of
 from tests.support.ports import wait_for_port_closed
 
@@ -71,9 +71,7 @@ async def test_usr2_under_load_hands_over_to_a_new_master(
                         assert (await client.get("/")).status == 200
                     # The last tunnels, on the new master, end with its TERM.
                     os.kill(new, signal.SIGTERM)
-                    with trio.fail_after(DRAIN_TIMEOUT + 10):
-                        while pid_alive(new):
-                            await trio.sleep(0.05)
+                    await wait_pid_gone(new, DRAIN_TIMEOUT + 10)
                 await wait_for_port_closed(GATEWAY, gateway_port, 5)
             finally:
                 if new is not None and new != old:

@@ -8,7 +8,14 @@ import trio
 
 from tests.support.backends import start_http_backends
 from tests.support.clients import open_http
-from tests.support.gateway import gateway_toml, pid_alive, run_cli, stop_by_pid_file, stop_pid
+from tests.support.gateway import (
+    gateway_toml,
+    pid_alive,
+    run_cli,
+    stop_by_pid_file,
+    stop_pid,
+    wait_pid_gone,
+)
 from tests.support.ports import wait_for_port_closed
 
 GATEWAY = "127.0.0.1"
@@ -87,9 +94,7 @@ async def test_start_status_stop_through_the_pid_file(
 
             stopped = await run_cli("stop", "--pid-file", str(pid_file), cwd=tmp_path)
             assert stopped.returncode == 0, stopped
-            with trio.fail_after(15):
-                while pid_alive(pid):
-                    await trio.sleep(0.05)
+            await wait_pid_gone(pid, 15)
             await wait_for_port_closed(GATEWAY, gateway_port, 5)
 
             after = await run_cli("status", "--pid-file", str(pid_file), cwd=tmp_path)

@@ -367,8 +367,7 @@ async def stop_pid(pid: int, timeout: float = 10) -> None:
     except ProcessLookupError:
         return
     with trio.move_on_after(timeout):
-        while pid_alive(pid):
-            await trio.sleep(0.05)
+        await wait_pid_gone(pid, timeout + 1)
     if pgid is not None and pgid != os.getpgrp():
         kill_group(pgid)
     elif pid_alive(pid):
