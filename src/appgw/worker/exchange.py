@@ -41,9 +41,10 @@ from appgw.worker import headers as rules
 from appgw.worker.balancer import server_port
 from appgw.worker.connection import Incoming, has_body
 from appgw.worker.relay import relay_tunnel
-from appgw.worker.rewrite import CompiledRuleSet, RequestContext, RequestRewrite
+from appgw.worker.rewrite import CompiledRuleSet, RequestRewrite
 from appgw.worker.routing import Route, backend_target
 from appgw.worker.upstream import RECEIVE_SIZE, Upstream, abort
+from appgw.worker.variables import RequestContext
 
 if TYPE_CHECKING:
     from appgw.worker.connection import ClientConnection

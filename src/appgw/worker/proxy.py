@@ -19,8 +19,8 @@ from appgw import logs
 from appgw.errors import BadRequest, GatewayError
 from appgw.worker import headers as rules
 from appgw.worker.exchange import Exchange, Rewrite
-from appgw.worker.rewrite import RequestContext
 from appgw.worker.routing import Route, redirect_location
+from appgw.worker.variables import RequestContext
 
 if TYPE_CHECKING:
     from appgw.worker.connection import ClientConnection

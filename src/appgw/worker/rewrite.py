@@ -12,7 +12,7 @@ How a rule set runs, as Application Gateway documents it:
   `ignore_case`; `negate` inverts the outcome.
 - Variables: `http_req_<Header>` and `http_resp_<Header>` (names in any case;
   several fields of one name are joined with ", ", Cookie with "; "; a
-  missing header is ""), and `var_<server variable>` (see `_SERVER`, plus
+  missing header is ""), and `var_<server variable>` (see `variables.py`, plus
   `var_cookie_<name>`). Anything unknown is "".
 - Values are text with `{variable}` references. `{<variable>_<n>}` is group n
   of the rule's own condition on `<variable>` (spelled exactly as in the
@@ -56,7 +56,7 @@ a rule can replace those), while the URL is needed before routing.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from urllib.parse import quote
 
 from attrs import field, frozen
@@ -68,6 +68,7 @@ from appgw.config.model import (
     RewriteRule,
     RewriteRuleSet,
 )
+from appgw.worker.variables import RequestContext, Scope, latin1
 
 Headers = list[tuple[bytes, bytes]]
 
@@ -80,26 +81,6 @@ _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 _PATH_SAFE = "/!$&'()*+,;=:@%"  # RFC 3986 pchar besides the unreserved, and "%"
 _QUERY_SAFE = _PATH_SAFE + "?"
 _REGEX_ERRORS = (re.error, OverflowError, RecursionError, ValueError)
-
-
-@frozen
-class RequestContext:
-    """What variables read: one request as the gateway received it.
-
-    Text fields are as decoded by the caller; non-ASCII text is used as UTF-8.
-    Header names are lowercase, as h11 gives them.
-    """
-
-    client_ip: str
-    client_port: int
-    server_port: int
-    scheme: str  # "http" | "https"
-    method: str
-    path: str  # without the query
-    query: str  # without the "?"
-    host: str  # from the request target or the Host header, "" if neither
-    headers: Sequence[tuple[bytes, bytes]]
-    http_version: str = "1.1"
 
 
 @frozen
@@ -178,7 +159,7 @@ class CompiledRuleSet:
         """Run the request rules on a request."""
         if not self.request_rules:
             return RequestRewrite(ctx.path, ctx.query)
-        scope = _Scope(ctx)
+        scope = Scope(ctx)
         edits: dict[bytes, bytes | None] = {}
         path = query = None
         reroute = False
@@ -206,7 +187,7 @@ class CompiledRuleSet:
         """The backend's response headers after the response rules ran."""
         if not self.response_rules:
             return list(headers)
-        scope = _Scope(ctx, status, headers)
+        scope = Scope(ctx, status, headers)
         edits: dict[bytes, bytes | None] = {}
         for rule in self.response_rules:
             matches = _matches(rule, scope)
@@ -319,11 +300,11 @@ def _template(text: str, captures: dict[str, int]) -> _Template:
     at = 0
     for m in _REFERENCE.finditer(text):
         if m.start() > at:
-            parts.append(_latin1(text[at : m.start()]))
+            parts.append(latin1(text[at : m.start()]))
         parts.append(_reference(m.group(1), captures))
         at = m.end()
     if at < len(text):
-        parts.append(_latin1(text[at:]))
+        parts.append(latin1(text[at:]))
     return tuple(parts)
 
 
@@ -334,120 +315,22 @@ def _reference(token: str, captures: dict[str, int]) -> _Part:
     return _variable(token)
 
 
-def _latin1(text: str) -> str:
-    """Text as the str of its UTF-8 bytes, the form header values take here."""
-    if text.isascii():
-        return text
-    return text.encode("utf-8", "surrogatepass").decode("latin-1")
-
-
 # --- running -------------------------------------------------------------------------
 
 
-class _Scope:
-    """What variables read during one evaluation; headers grouped on first use."""
-
-    __slots__ = ("ctx", "status", "_request", "_response", "_response_headers")
-
-    def __init__(
-        self,
-        ctx: RequestContext,
-        status: int | None = None,
-        response_headers: Sequence[tuple[bytes, bytes]] = (),
-    ) -> None:
-        self.ctx = ctx
-        self.status = status
-        self._request: dict[bytes, list[bytes]] | None = None
-        self._response: dict[bytes, list[bytes]] | None = None
-        self._response_headers = response_headers
-
-    def value(self, variable: _Variable) -> str:
-        if variable.kind == _VAR:
-            return self.server(variable.key)  # type: ignore[arg-type]
-        return self.header(variable.kind == _RESP, variable.key)  # type: ignore[arg-type]
-
-    def header(self, response: bool, name: bytes) -> str:
-        if response:
-            if self._response is None:
-                self._response = _group(self._response_headers)
-            fields = self._response.get(name)
-        else:
-            if self._request is None:
-                self._request = _group(self.ctx.headers)
-            fields = self._request.get(name)
-        if not fields:
-            return ""
-        return (b"; " if name == b"cookie" else b", ").join(fields).decode("latin-1")
-
-    def server(self, name: str) -> str:
-        read = _SERVER.get(name)
-        if read is not None:
-            return read(self)
-        if name.startswith("cookie_"):
-            return _cookie(self.header(False, b"cookie"), name[7:])
-        return ""
+def _value(scope: Scope, variable: _Variable) -> str:
+    if variable.kind == _VAR:
+        return scope.server(variable.key)  # type: ignore[arg-type]
+    return scope.header(variable.kind == _RESP, variable.key)  # type: ignore[arg-type]
 
 
-def _group(headers: Sequence[tuple[bytes, bytes]]) -> dict[bytes, list[bytes]]:
-    grouped: dict[bytes, list[bytes]] = {}
-    for name, value in headers:
-        grouped.setdefault(name.lower(), []).append(value)
-    return grouped
-
-
-def _host(ctx: RequestContext) -> str:
-    host = _latin1(ctx.host.strip().lower())
-    if host.startswith("["):
-        end = host.find("]")
-        return host if end < 0 else host[: end + 1]
-    return host.partition(":")[0]
-
-
-def _forwarded_for(scope: _Scope) -> str:
-    seen = scope.header(False, b"x-forwarded-for")
-    client = _latin1(scope.ctx.client_ip)
-    return f"{seen}, {client}" if seen else client
-
-
-def _request_uri(ctx: RequestContext) -> str:
-    return _latin1(f"{ctx.path}?{ctx.query}" if ctx.query else ctx.path)
-
-
-def _cookie(header: str, name: str) -> str:
-    for part in header.split(";"):
-        key, eq, value = part.strip().partition("=")
-        if eq and key == name:
-            return value
-    return ""
-
-
-# Application Gateway's server variables that a gateway without TLS client
-# details, byte counters or authentication can know.
-_SERVER: dict[str, Callable[[_Scope], str]] = {
-    "add_x_forwarded_for_proxy": _forwarded_for,
-    "client_ip": lambda s: _latin1(s.ctx.client_ip),
-    "client_port": lambda s: str(s.ctx.client_port),
-    "host": lambda s: _host(s.ctx),
-    "http_method": lambda s: _latin1(s.ctx.method),
-    "http_status": lambda s: "" if s.status is None else str(s.status),
-    "http_version": lambda s: f"HTTP/{_latin1(s.ctx.http_version)}",
-    "query_string": lambda s: _latin1(s.ctx.query),
-    "request_query": lambda s: _latin1(s.ctx.query),
-    "request_scheme": lambda s: _latin1(s.ctx.scheme),
-    "request_uri": lambda s: _request_uri(s.ctx),
-    "server_port": lambda s: str(s.ctx.server_port),
-    "ssl_enabled": lambda s: "on" if s.ctx.scheme == "https" else "",
-    "uri_path": lambda s: _latin1(s.ctx.path),
-}
-
-
-def _matches(rule: _Rule, scope: _Scope) -> list[re.Match[str] | None] | None:
+def _matches(rule: _Rule, scope: Scope) -> list[re.Match[str] | None] | None:
     """Each condition's match (None where it holds by negate), or None: no apply."""
     matches: list[re.Match[str] | None] = []
     for condition in rule.conditions:
         if condition.regex is None:
             return None
-        m = condition.regex.search(scope.value(condition.source))
+        m = condition.regex.search(_value(scope, condition.source))
         if condition.negate:
             if m is not None:
                 return None
@@ -459,7 +342,7 @@ def _matches(rule: _Rule, scope: _Scope) -> list[re.Match[str] | None] | None:
     return matches
 
 
-def _render(template: _Template, scope: _Scope, matches: list[re.Match[str] | None]) -> str:
+def _render(template: _Template, scope: Scope, matches: list[re.Match[str] | None]) -> str:
     out = []
     for part in template:
         if isinstance(part, str):
@@ -471,14 +354,14 @@ def _render(template: _Template, scope: _Scope, matches: list[re.Match[str] | No
             except IndexError:
                 pass
         else:
-            out.append(scope.value(part))
+            out.append(_value(scope, part))
     return "".join(out)
 
 
 def _edit(
     edits: dict[bytes, bytes | None],
     actions: tuple[tuple[bytes, _Template], ...],
-    scope: _Scope,
+    scope: Scope,
     matches: list[re.Match[str] | None],
 ) -> None:
     for name, template in actions:
