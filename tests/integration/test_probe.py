@@ -24,7 +24,7 @@ import trio_websocket
 import trustme
 
 from appgw.config.model import Config, Pool, Probe, Rule, Server, Setting
-from appgw.prober import health
+from appgw.prober import results
 from appgw.prober.main import serve_prober
 from appgw.prober.probe import USER_AGENT, probe_once
 from appgw.prober.targets import Target, probe_targets
@@ -152,7 +152,7 @@ async def test_status_in_range_is_healthy(nursery):
         backend = Backend(status=204, body=b"")
         port, _ = await launch(nursery, backend)
         result = await probe_once(target_for(port))
-        assert result == health.ProbeResult(True, "Success. Received 204 status code", 204)
+        assert result == results.ProbeResult(True, "Success. Received 204 status code", 204)
         assert backend.agents == [USER_AGENT]
 
 
@@ -380,7 +380,7 @@ async def test_websocket_probe_of_a_websocket_backend(nursery):
         closes = Closes()
         port = await _start_websocket_server(nursery, closes)
         result = await probe_once(target_for(port, Probe("p", protocol="ws", path="/chat")))
-        assert result == health.ProbeResult(True, "Success. Received 101 status code", 101)
+        assert result == results.ProbeResult(True, "Success. Received 101 status code", 101)
         await closes.event.wait()  # the handler may see the close after the probe returns
         assert closes.codes == [1000]
 
@@ -561,7 +561,7 @@ async def test_routing_changes_are_published_before_the_first_round_ends(nursery
         servers = await messages.until(lambda s: not s["127.0.0.3"]["routable"])
         assert trio.current_time() - start < 1.5
         assert servers["127.0.0.4"]["state"] == "Unknown"
-        assert servers["127.0.0.4"]["reason"] == health.PENDING
+        assert servers["127.0.0.4"]["reason"] == results.PENDING
         # The silent server's timeout ends the first round.
         servers = await messages.until(lambda s: s["127.0.0.4"]["state"] != "Unknown")
         assert 2.9 < trio.current_time() - start < 4.5

@@ -7,14 +7,14 @@ import json
 import pytest
 
 from appgw.config.model import Config, Pool, Probe, Rule, Server, Setting
-from appgw.prober import health, report
+from appgw.prober import report, results
 from appgw.prober.health import Change, HealthTable, HealthView, State
 from appgw.prober.probe import match_response
 from appgw.prober.targets import probe_targets
 
-OK = health.success(200)
-DOWN = health.connect_failed("Connection refused")
-SLOW = health.timed_out()
+OK = results.success(200)
+DOWN = results.connect_failed("Connection refused")
+SLOW = results.timed_out()
 
 
 def make_config(servers=("10.0.0.4", "10.0.0.5", "10.0.0.6"), **probe_fields) -> Config:
@@ -37,7 +37,7 @@ def test_everything_starts_unknown_and_routable():
     for key in keys:
         assert table.state(key) is State.UNKNOWN
         assert table.is_routable(key)
-        assert table.reason(key) == health.PENDING
+        assert table.reason(key) == results.PENDING
 
 
 def test_one_success_makes_healthy():
@@ -247,7 +247,7 @@ def test_report_text_and_az_shape():
     targets = probe_targets(cfg)
     table = HealthTable(targets, now=1000.0)
     table.record(targets[0].key, DOWN, now=1010.0)
-    table.record(targets[1].key, health.status_mismatch("200-399", 503), now=1020.0)
+    table.record(targets[1].key, results.status_mismatch("200-399", 503), now=1020.0)
     table.record(targets[2].key, OK, now=1030.0)
     snapshot = json.loads(json.dumps(table.snapshot(now=1100.0)))
 

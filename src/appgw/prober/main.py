@@ -36,9 +36,10 @@ from typing import Any
 import trio
 
 from appgw.config.model import Config
-from appgw.prober import health
-from appgw.prober.health import Change, HealthTable, ProbeResult
+from appgw.prober import results
+from appgw.prober.health import Change, HealthTable
 from appgw.prober.probe import backend_ssl_context, probe_once
+from appgw.prober.results import ProbeResult
 from appgw.prober.targets import Target, TargetKey, probe_targets
 
 log = logging.getLogger("appgw.prober")
@@ -104,7 +105,7 @@ async def _serve_target(
                 result = await probe_once(target, context)
             except Exception as exc:  # one faulty probe must not stop the others
                 log.exception("probe of %s failed unexpectedly", _describe(target.key))
-                result = health.probe_error(repr(exc))
+                result = results.probe_error(repr(exc))
         change = table.record(target.key, result, clock())
         if Change.STATE in change:
             log.info("%s is %s: %s", _describe(target.key), table.state(target.key), result.reason)
@@ -124,7 +125,7 @@ def _ssl_contexts(
         try:
             contexts[roots] = backend_ssl_context(roots)
         except (ssl.SSLError, ValueError, UnicodeDecodeError) as exc:
-            contexts[roots] = health.probe_error(
+            contexts[roots] = results.probe_error(
                 f"the trusted root certificates cannot be loaded ({exc})"
             )
     return contexts

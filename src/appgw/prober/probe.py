@@ -35,8 +35,8 @@ import trio
 
 from appgw import __version__
 from appgw.config.model import Probe
-from appgw.prober import health
-from appgw.prober.health import ProbeResult
+from appgw.prober import results
+from appgw.prober.results import ProbeResult
 from appgw.prober.targets import Target
 from appgw.worker.frames import close_frame
 from appgw.worker.headers import websocket_accept
@@ -70,10 +70,10 @@ def backend_ssl_context(trusted_root_pems: Sequence[bytes] = ()) -> ssl.SSLConte
 def match_response(probe: Probe, status: int, body: bytes | None = None) -> ProbeResult:
     """Judge an HTTP response by the probe's status ranges and body substring."""
     if not any(lo <= status <= hi for lo, hi in probe.match_status_codes):
-        return health.status_mismatch(health.expected_statuses(probe.match_status_codes), status)
+        return results.status_mismatch(results.expected_statuses(probe.match_status_codes), status)
     if probe.match_body is not None and probe.match_body.encode() not in (body or b""):
-        return health.body_mismatch(probe.match_body, status)
-    return health.success(status)
+        return results.body_mismatch(probe.match_body, status)
+    return results.success(status)
 
 
 @attrs.define
@@ -96,8 +96,8 @@ async def probe_once(target: Target, ssl_context: ssl.SSLContext | None = None) 
     if attempt.result is not None:
         return attempt.result
     if attempt.phase == "connect":
-        return health.connect_failed("timed out")
-    return health.timed_out()
+        return results.connect_failed("timed out")
+    return results.timed_out()
 
 
 async def _probe(
@@ -109,10 +109,10 @@ async def _probe(
     try:
         tcp = await trio.open_tcp_stream(target.host, target.port)
     except socket.gaierror:
-        attempt.result = health.name_not_resolved()
+        attempt.result = results.name_not_resolved()
         return
     except OSError as exc:
-        attempt.result = health.connect_failed(_os_error_detail(exc))
+        attempt.result = results.connect_failed(_os_error_detail(exc))
         return
     stream: trio.abc.Stream = tcp
     try:
@@ -134,9 +134,9 @@ async def _probe(
             else:
                 await _http_exchange(stream, target, attempt, scope)
         except h11.RemoteProtocolError as exc:
-            attempt.result = health.invalid_response(str(exc))
+            attempt.result = results.invalid_response(str(exc))
         except (trio.BrokenResourceError, OSError) as exc:
-            attempt.result = health.connection_closed(_os_error_detail(exc))
+            attempt.result = results.connection_closed(_os_error_detail(exc))
     finally:
         await trio.aclose_forcefully(stream)
 
@@ -159,7 +159,7 @@ async def _http_exchange(
     await stream.send_all(conn.send(request) + conn.send(h11.EndOfMessage()))
     response = await _response_head(conn, stream)
     if response is None:
-        attempt.result = health.connection_closed()
+        attempt.result = results.connection_closed()
         return
     status = response.status_code
     if probe.match_body is None or not any(
@@ -208,15 +208,15 @@ async def _websocket_exchange(
                 break
             continue
         if isinstance(event, h11.Response):
-            attempt.result = health.websocket_refused(event.status_code)
+            attempt.result = results.websocket_refused(event.status_code)
             return
-        attempt.result = health.connection_closed()
+        attempt.result = results.connection_closed()
         return
     accept = dict(event.headers).get(b"sec-websocket-accept", b"")
     if accept.strip() != websocket_accept(key):
-        attempt.result = health.websocket_bad_accept()
+        attempt.result = results.websocket_bad_accept()
         return
-    attempt.result = health.success(101)
+    attempt.result = results.success(101)
     await _let_backend_close(stream, scope, close_frame(1000, masked=True))
 
 
@@ -272,15 +272,15 @@ def _tls_failure(error: BaseException | None, with_trusted_roots: bool) -> Probe
     if isinstance(error, ssl.SSLCertVerificationError):
         code = error.verify_code
         if code == _X509_HOSTNAME_MISMATCH:
-            return health.certificate_name_mismatch()
+            return results.certificate_name_mismatch()
         if code in _X509_EXPIRED:
-            return health.certificate_expired()
+            return results.certificate_expired()
         if code in _X509_UNTRUSTED:
-            return health.certificate_untrusted(with_trusted_roots)
-        return health.certificate_unverified(code)
+            return results.certificate_untrusted(with_trusted_roots)
+        return results.certificate_unverified(code)
     if error is None:
-        return health.connection_closed("during the TLS handshake")
-    return health.tls_failed(_os_error_detail(error))
+        return results.connection_closed("during the TLS handshake")
+    return results.tls_failed(_os_error_detail(error))
 
 
 def _os_error_detail(exc: BaseException) -> str:
