@@ -68,6 +68,7 @@ class ClientConnection:
         self.closing = False  # answer with Connection: close and end after this exchange
         self.waited = 0.0  # seconds spent waiting for the current request's bytes
         self.reuse_backend = True  # False: the backend connection must not serve another request
+        self.body_expected = False  # the current request announced body bytes
 
     # -- reading -------------------------------------------------------------
 
@@ -153,7 +154,8 @@ class ClientConnection:
         self.reuse_backend = verdict.reuse_backend
         if self.worker.draining.is_set():
             self.closing = True
-        if not has_body(event):
+        self.body_expected = has_body(event)
+        if not self.body_expected:
             # A request without a body ends with its head; take h11's
             # EndOfMessage now so the cycle can complete.
             self.h11.next_event()

@@ -39,7 +39,7 @@ from appgw.errors import (
 from appgw.worker import errorpage
 from appgw.worker import headers as rules
 from appgw.worker.balancer import server_port
-from appgw.worker.connection import Incoming, has_body
+from appgw.worker.connection import Incoming
 from appgw.worker.relay import relay_tunnel
 from appgw.worker.rewrite import CompiledRuleSet, RequestRewrite
 from appgw.worker.routing import Route, backend_target
@@ -96,7 +96,7 @@ class Exchange:
         length = rules.header_value(request.headers, b"content-length")
         self.chunked = rules.header_value(request.headers, b"transfer-encoding") is not None
         self.content_length = int(length) if length is not None and not self.chunked else None
-        self.has_body = has_body(request)
+        self.has_body = client.body_expected
         # The backend's head-wait deadline, pushed forward while the body moves.
         self.wait_scope: trio.CancelScope | None = None
 
