@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import functools
 import ssl
+import warnings
 
 from attrs import frozen
 
@@ -180,8 +181,10 @@ class EffectivePolicy:
 
     def apply(self, context: ssl.SSLContext) -> None:
         """Set the protocol range and cipher suites on a server context."""
-        context.minimum_version = PROTOCOLS[self.min_protocol]
-        context.maximum_version = PROTOCOLS[self.max_protocol]
+        with warnings.catch_warnings():  # TLS 1.0 and 1.1 are deprecated: the policy asks for them
+            warnings.simplefilter("ignore", DeprecationWarning)
+            context.minimum_version = PROTOCOLS[self.min_protocol]
+            context.maximum_version = PROTOCOLS[self.max_protocol]
         if self.openssl_ciphers:
             context.set_ciphers(self.openssl_ciphers)
 
