@@ -133,10 +133,15 @@ async def inspect(
     der = stream.getpeercert(binary_form=True)
     if not der:
         return ClientCertificate(ABSENT)
-    problem = await check(der, setup, ocsp)
-    if problem is None:
-        return describe(der, VERIFIED)
-    return describe(der, f"FAILED:{problem}", refused=setup.mode == "strict")
+    try:
+        problem = await check(der, setup, ocsp)
+        if problem is None:
+            return describe(der, VERIFIED)
+        return describe(der, f"FAILED:{problem}", refused=setup.mode == "strict")
+    except ValueError:  # OpenSSL took it, cryptography cannot read it
+        return ClientCertificate(
+            "FAILED:certificate cannot be parsed", refused=setup.mode == "strict"
+        )
 
 
 async def check(der: bytes, setup: ClientAuthSetup, ocsp: OcspChecker) -> str | None:

@@ -11,6 +11,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from appgw.certs import issue_client_cert
 from appgw.mtls import ClientAuthSetup, check, describe, issuer_name
 from appgw.ocsp import OcspChecker
+from appgw.worker.variables import RequestContext, Scope
 from tests.support.ocsp_responder import OcspResponder, serve_ocsp
 
 
@@ -106,3 +107,28 @@ async def test_ocsp_failures_are_failures(nursery: trio.Nursery) -> None:
         assert await checker.check(cert, [authority]) == "OCSP: no responder in the certificate"
         other = x509.load_pem_x509_certificate(stranger.cert_pem.bytes())
         assert await checker.check(cert, [other]) == "OCSP: the issuer is not a trusted client CA"
+
+
+def test_rewrite_variables_read_the_connection_certificate() -> None:
+    ca = trustme.CA()
+    client = issue_client_cert(ca, "bob")
+    base = dict(
+        client_ip="127.0.0.1",
+        client_port=5000,
+        server_port=443,
+        scheme="https",
+        method="GET",
+        path="/",
+        query="",
+        host="localhost",
+        headers=[],
+    )
+    with_cert = Scope(
+        RequestContext(**base, client_certificate=describe(der(client.cert_pem), "SUCCESS"))
+    )  # type: ignore[arg-type]
+    assert with_cert.server("client_certificate_subject") == "CN=bob,O=appgw"
+    assert with_cert.server("client_certificate_verification") == "SUCCESS"
+    assert with_cert.server("client_certificate_serial") == f"{client.serial:X}"
+    without = Scope(RequestContext(**base))  # type: ignore[arg-type]
+    assert without.server("client_certificate_verification") == ""
+    assert without.server("client_certificate") == ""
