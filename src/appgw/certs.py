@@ -6,7 +6,9 @@ for localhost signed by it (localhost.pem with its chain, localhost-key.pem).
 The CA is made once and kept: a browser or system that trusts it keeps
 trusting the demo across runs. The server certificate is reissued by the same
 CA when it is missing, expires soon, or does not cover the names asked for.
-Keys are written with mode 0600.
+Keys are written with mode 0600. `issue_client_cert` makes client
+certificates from a CA (this one, or a trustme CA in tests), for trying
+mutual TLS listeners.
 """
 
 from __future__ import annotations
@@ -24,9 +26,12 @@ import trustme
 from attrs import frozen
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import (
     Encoding,
+    NoEncryption,
+    PrivateFormat,
     PublicFormat,
     load_pem_private_key,
 )
@@ -256,3 +261,59 @@ def _write(path: Path, data: bytes, *, private: bool = False) -> None:
     with os.fdopen(fd, "wb") as file:
         file.write(data)
     os.replace(tmp, path)
+
+
+@frozen
+class ClientCert:
+    """A client certificate for trying mutual TLS, as PEM."""
+
+    cert_pem: bytes
+    key_pem: bytes
+    serial: int
+
+
+def issue_client_cert(
+    ca: trustme.CA,
+    common_name: str,
+    *,
+    ocsp_url: str | None = None,
+    days: int = 30,
+) -> ClientCert:
+    """A client certificate signed by `ca` (clientAuth usage), optionally
+    naming an OCSP responder, for mutual TLS listeners in development and tests."""
+    ca_cert = x509.load_pem_x509_certificate(ca.cert_pem.bytes())
+    ca_key = load_pem_private_key(ca.private_key_pem.bytes(), password=None)
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.UTC)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(
+            x509.Name(
+                [
+                    x509.NameAttribute(x509.oid.NameOID.ORGANIZATION_NAME, CA_ORGANIZATION),
+                    x509.NameAttribute(x509.oid.NameOID.COMMON_NAME, common_name),
+                ]
+            )
+        )
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(days=days))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False
+        )
+    )
+    if ocsp_url is not None:
+        access = x509.AccessDescription(
+            x509.oid.AuthorityInformationAccessOID.OCSP, x509.UniformResourceIdentifier(ocsp_url)
+        )
+        builder = builder.add_extension(x509.AuthorityInformationAccess([access]), critical=False)
+    assert isinstance(ca_key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey)
+    cert = builder.sign(ca_key, hashes.SHA256())
+    return ClientCert(
+        cert_pem=cert.public_bytes(Encoding.PEM),
+        key_pem=key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()),
+        serial=cert.serial_number,
+    )

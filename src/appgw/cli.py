@@ -16,8 +16,9 @@ import time
 from collections.abc import Sequence
 
 from appgw import __version__, control, runfiles
-from appgw.config import ConfigError, load
+from appgw.config import Config, ConfigError, load
 from appgw.config.overrides import apply, parse_port_map
+from appgw.config.validate_tls import effective_policy
 
 DEFAULT_CONFIG = "conf/appgw.toml"
 
@@ -162,7 +163,31 @@ def cmd_check(args: argparse.Namespace) -> int:
         f"{args.config}: ok ({len(config.listeners)} listener(s), {len(config.pools)} pool(s), "
         f"{len(config.settings)} setting(s), {len(config.rules)} rule(s))"
     )
+    for line in tls_summary(config):
+        print(line)
     return 0
+
+
+def tls_summary(config: Config) -> list[str]:
+    """`appgw check`'s lines about each HTTPS listener: its effective TLS
+    policy and, with mutual TLS, its client authentication."""
+    lines = []
+    for name, listener in config.listeners.items():
+        if listener.protocol != "https":
+            continue
+        lines.append(
+            f"  listener {name}: TLS policy {effective_policy(config, listener).describe()}"
+        )
+        profile = config.ssl_profiles.get(listener.ssl_profile or "")
+        if profile is not None and profile.mutual_tls:
+            auth = profile.client_auth
+            checks = [f"{auth.mode} client certificates"]
+            if auth.verify_issuer_dn:
+                checks.append("issuer DN checked")
+            if auth.verify_revocation == "ocsp":
+                checks.append("revocation checked by OCSP")
+            lines.append(f"  listener {name}: mutual TLS, " + ", ".join(checks))
+    return lines
 
 
 def cmd_start(args: argparse.Namespace) -> int:

@@ -11,12 +11,11 @@ from __future__ import annotations
 import os
 import ssl
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
 from appgw.config.model import Certificate, Setting
-
-# Listener policy: TLS 1.2 and 1.3, modern AEAD ciphers, ALPN http/1.1.
-_CIPHERS_TLS12 = "ECDHE+AESGCM:ECDHE+CHACHA20:DHE+AESGCM:!aNULL:!MD5:!DSS"
+from appgw.mtls import ClientAuthSetup
+from appgw.tls_policy import DEFAULT_POLICY, EffectivePolicy, effective
 
 
 def _load_chain(context: ssl.SSLContext, cert_pem: bytes, key_pem: bytes) -> None:
@@ -41,14 +40,24 @@ def _load_chain(context: ssl.SSLContext, cert_pem: bytes, key_pem: bytes) -> Non
         context.load_cert_chain(cert_path, key_path)
 
 
-def listener_context(certificate: Certificate) -> ssl.SSLContext:
-    """A server context for one certificate."""
+def listener_context(
+    certificate: Certificate,
+    policy: EffectivePolicy | None = None,
+    client_auth: ClientAuthSetup | None = None,
+) -> ssl.SSLContext:
+    """A server context for one certificate, under a TLS policy (default:
+    AppGwSslPolicy20220101), asking for client certificates when the
+    listener's SSL profile says so (see mtls.py)."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.set_ciphers(_CIPHERS_TLS12)
+    (policy or effective("predefined", DEFAULT_POLICY, None, ())).apply(context)
     context.set_alpn_protocols(["http/1.1"])
     context.options |= ssl.OP_NO_COMPRESSION | ssl.OP_NO_RENEGOTIATION
+    context.options |= ssl.OP_CIPHER_SERVER_PREFERENCE  # the policy's order decides
     _load_chain(context, certificate.cert_pem, certificate.key_pem)
+    if client_auth is not None:
+        if client_auth.ca_pem:
+            context.load_verify_locations(cadata=client_auth.ca_pem.decode("ascii"))
+        context.verify_mode = client_auth.verify_mode
     return context
 
 
@@ -64,16 +73,22 @@ def socket_context(
     choices: Iterable[tuple[tuple[str, ...], str]],
     *,
     require_sni: bool = False,
+    policy: EffectivePolicy | None = None,
+    client_auth: ClientAuthSetup | None = None,
 ) -> ssl.SSLContext:
     """A server context for one listening socket shared by several listeners.
 
     `choices` lists (host names, certificate name) per listener on the socket,
     most specific first. The first listener's certificate is the default; an
     SNI server name that matches another listener's host names switches to
-    that listener's certificate.
+    that listener's certificate. The listeners share one TLS policy and
+    client authentication (validation makes sure): OpenSSL keeps the first
+    context's protocol range, ciphers and verify mode when SNI switches.
     """
     choices = list(choices)
-    contexts = {name: listener_context(certificates[name]) for _, name in choices}
+    contexts = {
+        name: listener_context(certificates[name], policy, client_auth) for _, name in choices
+    }
     default = contexts[choices[0][1]]
     if len(contexts) > 1 or require_sni:
 
@@ -96,14 +111,29 @@ def backend_context(setting: Setting, trusted_roots: Mapping[str, bytes]) -> ssl
 
     With trusted root certificates configured, backends must present a chain
     to one of them (Application Gateway's end-to-end TLS); otherwise the
-    system's trust store applies.
+    system's trust store applies. validateCertChainAndExpiry off accepts any
+    certificate (its name is then not checked either: Python's ssl module
+    checks names only on verified chains); validateSNI off keeps the chain
+    check and skips the name.
     """
-    if setting.trusted_root_certificates:
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        for name in setting.trusted_root_certificates:
-            context.load_verify_locations(cadata=trusted_roots[name].decode("ascii"))
-    else:
-        context = ssl.create_default_context()
+    roots = [trusted_roots[name] for name in setting.trusted_root_certificates]
+    return backend_client_context(
+        roots, setting.validate_cert_chain_and_expiry, setting.validate_sni
+    )
+
+
+def backend_client_context(
+    trusted_root_pems: Sequence[bytes] = (),
+    validate_chain: bool = True,
+    validate_name: bool = True,
+) -> ssl.SSLContext:
+    """A client context toward backends (the worker's and the prober's)."""
+    cadata = "\n".join(pem.decode("ascii") for pem in trusted_root_pems) or None
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cadata=cadata)
+    if not validate_chain or not validate_name:
+        context.check_hostname = False
+    if not validate_chain:
+        context.verify_mode = ssl.CERT_NONE
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.set_alpn_protocols(["http/1.1"])
     return context

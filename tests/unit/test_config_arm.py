@@ -442,7 +442,6 @@ def test_azure_keys_are_accepted_or_warned_about(tmp_path: Path) -> None:
         "firewallPolicy: not implemented by appgw, ignored",
         "httpListeners.web.customErrorConfigurations: not implemented by appgw, ignored",
         "routingRules: not implemented by appgw, ignored",
-        "sslPolicy: not implemented by appgw, ignored",
     ]
 
 

@@ -53,6 +53,8 @@ AZURE_ONLY: dict[str, frozenset[str]] = {
         "probeEnabled requestRoutingRules urlPathMaps pathRules"
     ),
     "probes": _keys("backendHttpSettings"),
+    "sslProfiles": _keys("httpListeners listeners"),
+    "trustedClientCertificates": _keys("validatedCertData clientCertIssuerDN"),
     "redirectConfigurations": _keys("requestRoutingRules urlPathMaps pathRules"),
 }
 
@@ -60,18 +62,14 @@ AZURE_ONLY: dict[str, frozenset[str]] = {
 # implement: loaded with a warning when set (an empty list or false is quiet).
 NOT_IMPLEMENTED: dict[str, frozenset[str]] = {
     "gateway": _keys(
-        "sslPolicy webApplicationFirewallConfiguration firewallPolicy customErrorConfigurations"
-        " sslProfiles authenticationCertificates privateLinkConfigurations listeners"
-        " routingRules backendSettingsCollection trustedClientCertificates"
+        "webApplicationFirewallConfiguration firewallPolicy customErrorConfigurations"
+        " authenticationCertificates privateLinkConfigurations listeners"
+        " routingRules backendSettingsCollection"
         " loadDistributionPolicies globalConfiguration"
     ),
-    "httpListeners": _keys("customErrorConfigurations firewallPolicy sslProfile"),
+    "httpListeners": _keys("customErrorConfigurations firewallPolicy"),
     "backendAddressPools": _keys("backendIPConfigurations"),
-    "backendHttpSettingsCollection": _keys(
-        "authenticationCertificates dedicatedBackendConnection validateCertChainAndExpiry"
-        " validateSNI sniName"
-    ),
-    "probes": _keys("pickHostNameFromBackendSettings"),
+    "backendHttpSettingsCollection": _keys("authenticationCertificates dedicatedBackendConnection"),
     "urlPathMaps": _keys("defaultLoadDistributionPolicy"),
     "pathRules": _keys("firewallPolicy loadDistributionPolicy"),
     "requestRoutingRules": _keys("loadDistributionPolicy"),

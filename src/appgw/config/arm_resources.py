@@ -12,6 +12,7 @@ import base64
 import binascii
 from typing import TYPE_CHECKING
 
+from appgw.config.arm_tls import ssl_policy, ssl_profile, trusted_client_certificate
 from appgw.config.certs import CertError, ca_to_pem, pfx_to_pem
 from appgw.config.fields import Section, join, read_status_codes
 from appgw.config.model import (
@@ -50,6 +51,12 @@ def build_config(arm: ArmReader, p: Section, source: str) -> Config:
         trusted_root_certificates={
             n: _trusted_root(arm, s) for n, s in arm.resources(p, "trustedRootCertificates")
         },
+        ssl_policy=ssl_policy(arm, p.get_section("sslPolicy")),
+        trusted_client_certificates={
+            n: trusted_client_certificate(arm, n, s)
+            for n, s in arm.resources(p, "trustedClientCertificates")
+        },
+        ssl_profiles={n: ssl_profile(arm, n, s) for n, s in arm.resources(p, "sslProfiles")},
         listeners={
             n: _listener(arm, n, s, ports, ips) for n, s in arm.resources(p, "httpListeners")
         },
@@ -173,6 +180,7 @@ def _listener(
         host_names=host_names,
         certificate=arm.ref(s, "sslCertificate", "sslCertificates"),
         require_sni=s.get_bool("requireServerNameIndication", False),
+        ssl_profile=arm.ref(s, "sslProfile", "sslProfiles"),
     )
     arm.finish(s, "httpListeners")
     return listener
@@ -221,6 +229,9 @@ def _setting(arm: ArmReader, name: str, s: Section) -> Setting:
         drain_timeout=drain_timeout,
         probe=arm.ref(s, "probe", "probes"),
         trusted_root_certificates=arm.refs(s, "trustedRootCertificates", "trustedRootCertificates"),
+        validate_cert_chain_and_expiry=s.get_bool("validateCertChainAndExpiry", True),
+        validate_sni=s.get_bool("validateSNI", True),
+        sni_name=s.get_opt_str("sniName") or None,
     )
     arm.finish(s, "backendHttpSettingsCollection")
     return setting
@@ -238,7 +249,9 @@ def _probe(arm: ArmReader, name: str, s: Section) -> Probe:
         name=name,
         protocol=s.get_str("protocol", d.protocol).lower(),
         host=s.get_opt_str("host") or None,
-        pick_host_name_from_settings=s.get_bool("pickHostNameFromBackendHttpSettings", False),
+        # pickHostNameFromBackendSettings: the name in API versions with backendSettingsCollection.
+        pick_host_name_from_settings=s.get_bool("pickHostNameFromBackendHttpSettings", False)
+        or s.get_bool("pickHostNameFromBackendSettings", False),
         path=s.get_str("path", d.path),
         port=s.get_opt_int("port"),
         interval=s.get_int("interval", d.interval),

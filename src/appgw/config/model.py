@@ -40,6 +40,7 @@ class Listener:
     host_names: tuple[str, ...] = ()  # empty: a basic listener, any Host
     certificate: str | None = None  # name in Config.certificates; https only
     require_sni: bool = False
+    ssl_profile: str | None = None  # name in Config.ssl_profiles; https only
 
 
 @frozen
@@ -78,12 +79,56 @@ class Setting:
     drain_timeout: int = 30  # seconds, used when connection_draining is on
     probe: str | None = None  # name in Config.probes; None: the default probe
     trusted_root_certificates: tuple[str, ...] = ()  # names in Config.trusted_root_certificates
+    # https backends: check the certificate's chain and dates, and its name
+    # against the SNI name; sni_name replaces the name sent (default: the Host).
+    validate_cert_chain_and_expiry: bool = True
+    validate_sni: bool = True
+    sni_name: str | None = None
 
     @property
     def tunnel_drain_timeout(self) -> int:
         """How long a drain lets this setting's tunnels run: the drain timeout
         with connection draining on, else 30 s, as in Application Gateway."""
         return self.drain_timeout if self.connection_draining else 30
+
+
+@frozen
+class SslPolicy:
+    """A TLS policy: predefined by name, or Custom/CustomV2 with a floor and suites.
+
+    policy_type "" is ARM's older form that only lists disabled protocols.
+    """
+
+    policy_type: str = "predefined"  # "predefined" | "custom" | "customv2" | ""
+    policy_name: str | None = None  # predefined: None is AppGwSslPolicy20220101
+    min_protocol_version: str | None = None  # "TLSv1_0" .. "TLSv1_3"
+    cipher_suites: tuple[str, ...] = ()  # IANA names, in priority order
+    disabled_protocols: tuple[str, ...] = ()
+
+
+@frozen
+class ClientAuth:
+    """Mutual TLS on the listeners of an SSL profile."""
+
+    mode: str = "strict"  # "strict" | "passthrough"
+    verify_issuer_dn: bool = False  # the client's issuer must be the uploaded chain's last CA
+    verify_revocation: str = "none"  # "none" | "ocsp"
+
+
+@frozen
+class SslProfile:
+    """Listener-specific TLS: a policy and client authentication."""
+
+    name: str
+    ssl_policy: SslPolicy | None = None  # None: the gateway's policy
+    trusted_client_certificates: tuple[str, ...] = ()  # names in Config.trusted_client_certificates
+    client_auth: ClientAuth = attrs.Factory(ClientAuth)
+
+    @property
+    def mutual_tls(self) -> bool:
+        """Whether clients are asked for a certificate: trusted client CAs
+        (strict), or passthrough mode, which needs none."""
+        return bool(self.trusted_client_certificates) or self.client_auth.mode == "passthrough"
 
 
 @frozen
@@ -246,6 +291,9 @@ class Config:
     gateway: Gateway = attrs.Factory(Gateway)
     certificates: Mapping[str, Certificate] = attrs.Factory(dict)
     trusted_root_certificates: Mapping[str, bytes] = attrs.Factory(dict)  # name -> PEM
+    ssl_policy: SslPolicy = attrs.Factory(SslPolicy)  # the gateway's TLS policy
+    ssl_profiles: Mapping[str, SslProfile] = attrs.Factory(dict)
+    trusted_client_certificates: Mapping[str, bytes] = attrs.Factory(dict)  # name -> CA PEM chain
     listeners: Mapping[str, Listener] = attrs.Factory(dict)
     pools: Mapping[str, Pool] = attrs.Factory(dict)
     settings: Mapping[str, Setting] = attrs.Factory(dict)

@@ -25,6 +25,44 @@ TOML_NOUNS = {
     "rewrite_rule_sets": "rewrite rule set",
     "path_maps": "path map",
     "rules": "rule",
+    "ssl_profiles": "SSL profile",
+    "trusted_client_certificates": "trusted client certificate",
+}
+
+# TLS resources (validate_tls.py): the policy's keys, at the gateway and in profiles.
+_POLICY_KEYS = {
+    "policy_type": "policyType",
+    "policy_name": "policyName",
+    "min_protocol_version": "minProtocolVersion",
+    "cipher_suites": "cipherSuites",
+}
+_TLS_PATHS = {
+    "ssl_policy": "sslPolicy",
+    **{f"ssl_policy.{k}": f"sslPolicy.{v}" for k, v in _POLICY_KEYS.items()},
+    "ssl_profiles": "sslProfiles",
+    "ssl_profiles.*.ssl_policy": "sslProfiles.*.sslPolicy",
+    **{
+        f"ssl_profiles.*.ssl_policy.{k}": f"sslProfiles.*.sslPolicy.{v}"
+        for k, v in _POLICY_KEYS.items()
+    },
+    "ssl_profiles.*.trusted_client_certificates": "sslProfiles.*.trustedClientCertificates",
+    "ssl_profiles.*.client_auth": "sslProfiles.*.clientAuthConfiguration",
+    "ssl_profiles.*.client_auth.mode": "sslProfiles.*.clientAuthConfiguration.verifyClientAuthMode",
+    "ssl_profiles.*.client_auth.verify_issuer_dn": "sslProfiles.*.clientAuthConfiguration"
+    ".verifyClientCertIssuerDN",
+    "ssl_profiles.*.client_auth.verify_revocation": "sslProfiles.*.clientAuthConfiguration"
+    ".verifyClientRevocation",
+    "trusted_client_certificates": "trustedClientCertificates",
+    "trusted_client_certificates.*.cert": "trustedClientCertificates.*.data",
+    "listeners.*.ssl_profile": "httpListeners.*.sslProfile",
+    "settings.*.sni_name": "backendHttpSettingsCollection.*.sniName",
+}
+_POLICY_TYPES = {"predefined": "Predefined", "custom": "Custom", "customv2": "CustomV2"}
+_TLS_VALUES = {
+    "ssl_policy.policy_type": _POLICY_TYPES,
+    "ssl_profiles.*.ssl_policy.policy_type": _POLICY_TYPES,
+    "ssl_profiles.*.client_auth.mode": {"strict": "Strict", "passthrough": "Passthrough"},
+    "ssl_profiles.*.client_auth.verify_revocation": {"none": "None", "ocsp": "OCSP"},
 }
 
 
@@ -128,6 +166,7 @@ ARM_NAMING = Naming(
         "rules.*.redirect": "requestRoutingRules.*.redirectConfiguration",
         "rules.*.path_map": "requestRoutingRules.*.urlPathMap",
         "rules.*.rewrite_rule_set": "requestRoutingRules.*.rewriteRuleSet",
+        **_TLS_PATHS,
     },
     nouns={
         "certificates": "sslCertificates entry",
@@ -140,6 +179,8 @@ ARM_NAMING = Naming(
         "rewrite_rule_sets": "rewriteRuleSets entry",
         "path_maps": "urlPathMaps entry",
         "rules": "requestRoutingRules entry",
+        "ssl_profiles": "sslProfiles entry",
+        "trusted_client_certificates": "trustedClientCertificates entry",
     },
     values={
         "rules.*.kind": {"basic": "Basic", "path": "PathBasedRouting"},
@@ -152,5 +193,6 @@ ARM_NAMING = Naming(
             "seeother": "SeeOther",
             "temporary": "Temporary",
         },
+        **_TLS_VALUES,
     },
 )

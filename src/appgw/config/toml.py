@@ -16,6 +16,7 @@ from typing import Any
 
 import attrs
 
+from appgw.config import toml_tls
 from appgw.config.certs import CertError, ca_to_pem, pem_pair, pfx_to_pem
 from appgw.config.draft import Draft
 from appgw.config.fields import Invalid, Section, join, read_status_codes
@@ -46,11 +47,12 @@ def build(data: Mapping[str, Any], source: str) -> Draft:
     reader = _Reader(source)
     root = Section(data, "", reader.errors, quiet=reader.quiet)
     gateway = reader.gateway(root.get_section("gateway"))
+    policy = toml_tls.ssl_policy(root.get_section("ssl_policy"))
     collections: dict[str, Any] = {}
     for key, read in reader.collections().items():
         collections[key] = {name: read(name, s) for name, s in reader.named(root, key)}
     root.reject_unused()
-    config = Config(source=source, gateway=gateway, **collections)
+    config = Config(source=source, gateway=gateway, ssl_policy=policy, **collections)
     return Draft(config, tuple(reader.errors), frozenset(reader.quiet))
 
 
@@ -86,6 +88,10 @@ class _Reader:
         return {
             "certificates": self.certificate,
             "trusted_root_certificates": self.trusted_root,
+            "trusted_client_certificates": lambda name, s: toml_tls.trusted_client_certificate(
+                self, name, s
+            ),
+            "ssl_profiles": toml_tls.ssl_profile,
             "listeners": self.listener,
             "pools": self.pool,
             "settings": self.setting,
@@ -201,6 +207,7 @@ class _Reader:
             host_names=s.get_strs("host_names"),
             certificate=s.get_opt_str("certificate"),
             require_sni=s.get_bool("require_sni", False),
+            ssl_profile=s.get_opt_str("ssl_profile"),
         )
         s.reject_unused()
         return listener
@@ -233,6 +240,9 @@ class _Reader:
             drain_timeout=s.get_int("drain_timeout", d.drain_timeout),
             probe=s.get_opt_str("probe"),
             trusted_root_certificates=s.get_strs("trusted_root_certificates"),
+            validate_cert_chain_and_expiry=s.get_bool("validate_cert_chain_and_expiry", True),
+            validate_sni=s.get_bool("validate_sni", True),
+            sni_name=s.get_opt_str("sni_name"),
         )
         s.reject_unused()
         return setting

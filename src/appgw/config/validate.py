@@ -23,6 +23,7 @@ from appgw.config.certs import ca_problem, pair_problem
 from appgw.config.model import Config, Limits, Listener
 from appgw.config.naming import TOML_NAMING, Naming
 from appgw.config.validate_routing import check_routing
+from appgw.config.validate_tls import check_tls
 
 LISTENER_PROTOCOLS = ("http", "https")
 SETTING_PROTOCOLS = ("http", "https")
@@ -43,6 +44,8 @@ COLLECTIONS = (
     "rewrite_rule_sets",
     "path_maps",
     "rules",
+    "ssl_profiles",
+    "trusted_client_certificates",
 )
 
 
@@ -58,6 +61,7 @@ def validate(config: Config, naming: Naming = TOML_NAMING) -> list[str]:
     checks.settings()
     checks.probes()
     check_routing(checks)
+    check_tls(checks)
     return checks.errors
 
 

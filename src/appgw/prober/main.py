@@ -40,7 +40,7 @@ from appgw.prober import results
 from appgw.prober.health import Change, HealthTable
 from appgw.prober.probe import backend_ssl_context, probe_once
 from appgw.prober.results import ProbeResult
-from appgw.prober.targets import Target, TargetKey, probe_targets
+from appgw.prober.targets import Target, TargetKey, TlsKey, probe_targets
 
 log = logging.getLogger("appgw.prober")
 
@@ -90,12 +90,12 @@ async def serve_prober(
 
 async def _serve_target(
     target: Target,
-    contexts: dict[tuple[bytes, ...], ssl.SSLContext | ProbeResult],
+    contexts: dict[TlsKey, ssl.SSLContext | ProbeResult],
     table: HealthTable,
     publisher: _Publisher,
     clock: Callable[[], float],
 ) -> None:
-    context = contexts.get(target.trusted_root_certificates) if target.uses_tls else None
+    context = contexts.get(target.tls_key) if target.uses_tls else None
     while True:
         started = trio.current_time()
         if isinstance(context, ProbeResult):  # the trusted roots could not be loaded
@@ -115,15 +115,15 @@ async def _serve_target(
 
 def _ssl_contexts(
     targets: list[Target],
-) -> dict[tuple[bytes, ...], ssl.SSLContext | ProbeResult]:
-    """One SSL context per distinct set of trusted roots (or why it failed)."""
-    contexts: dict[tuple[bytes, ...], ssl.SSLContext | ProbeResult] = {}
+) -> dict[TlsKey, ssl.SSLContext | ProbeResult]:
+    """One SSL context per distinct backend TLS setup (or why it failed)."""
+    contexts: dict[TlsKey, ssl.SSLContext | ProbeResult] = {}
     for target in targets:
-        roots = target.trusted_root_certificates
+        roots = target.tls_key
         if not target.uses_tls or roots in contexts:
             continue
         try:
-            contexts[roots] = backend_ssl_context(roots)
+            contexts[roots] = backend_ssl_context(*roots)
         except (ssl.SSLError, ValueError, UnicodeDecodeError) as exc:
             contexts[roots] = results.probe_error(
                 f"the trusted root certificates cannot be loaded ({exc})"

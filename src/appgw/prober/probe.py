@@ -38,6 +38,7 @@ from appgw.config.model import Probe
 from appgw.prober import results
 from appgw.prober.results import ProbeResult
 from appgw.prober.targets import Target
+from appgw.tls import backend_client_context
 from appgw.worker.frames import close_frame
 from appgw.worker.headers import websocket_accept
 
@@ -54,17 +55,17 @@ _X509_UNTRUSTED = {2, 18, 19, 20, 21}  # no issuer / self-signed / not trusted
 _X509_HOSTNAME_MISMATCH = 62
 
 
-def backend_ssl_context(trusted_root_pems: Sequence[bytes] = ()) -> ssl.SSLContext:
-    """A client SSL context for connections to backends.
+def backend_ssl_context(
+    trusted_root_pems: Sequence[bytes] = (), validate_chain: bool = True, validate_name: bool = True
+) -> ssl.SSLContext:
+    """A client SSL context for connections to backends, as requests use (tls.py).
 
     With trusted root certificates (PEM), a backend must chain to one of them;
-    without, to the system's default store. Host names are checked.
+    without, to the system's default store. Host names are checked unless the
+    setting turns validateSNI off; nothing is when it turns
+    validateCertChainAndExpiry off.
     """
-    cadata = "\n".join(pem.decode("ascii") for pem in trusted_root_pems) or None
-    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cadata=cadata)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.set_alpn_protocols(["http/1.1"])
-    return context
+    return backend_client_context(trusted_root_pems, validate_chain, validate_name)
 
 
 def match_response(probe: Probe, status: int, body: bytes | None = None) -> ProbeResult:
@@ -89,7 +90,7 @@ async def probe_once(target: Target, ssl_context: ssl.SSLContext | None = None) 
     trusted root certificates (pass one to reuse it across probes).
     """
     if target.uses_tls and ssl_context is None:
-        ssl_context = backend_ssl_context(target.trusted_root_certificates)
+        ssl_context = backend_ssl_context(*target.tls_key)
     attempt = _Attempt()
     with trio.move_on_after(target.probe.timeout) as scope:
         await _probe(target, ssl_context, attempt, scope)

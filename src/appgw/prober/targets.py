@@ -24,7 +24,9 @@ the protocol's default):
 TLS (https, wss) verifies the backend certificate against the name above,
 except that when it fell back to 127.0.0.1 the server's own address is used,
 so a backend whose certificate names its address verifies without a host
-name in the configuration.
+name in the configuration. The setting's backend TLS options apply as to
+requests: `sni_name` replaces that name, `validate_sni` off skips the name
+check, `validate_cert_chain_and_expiry` off skips the certificate checks.
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ from appgw.config.model import Config, Probe, Server, Setting
 
 # (pool name, setting name, server host, traffic port): how health is keyed.
 TargetKey = tuple[str, str, str, int]
+# (trusted root PEMs, validate the chain, validate the name): one SSL context each.
+TlsKey = tuple[tuple[bytes, ...], bool, bool]
 
 DEFAULT_PROBE_HOST = "127.0.0.1"
 DEFAULT_PROBE_NAME = "(default)"
@@ -72,6 +76,12 @@ class Target:
     host_name: str  # Host header, without a port
     tls_server_name: str | None  # https/wss: the name the certificate must carry
     trusted_root_certificates: tuple[bytes, ...] = ()  # PEM; empty: the system store
+    validate_chain: bool = True  # the setting's validate_cert_chain_and_expiry
+    validate_name: bool = True  # the setting's validate_sni
+
+    @property
+    def tls_key(self) -> TlsKey:
+        return (self.trusted_root_certificates, self.validate_chain, self.validate_name)
 
     @property
     def key(self) -> TargetKey:
@@ -152,6 +162,7 @@ def make_target(config: Config, pool: str, setting: Setting, server: Server) -> 
     roots: tuple[bytes, ...] = ()
     if probe.protocol in TLS_PROTOCOLS:
         tls_name = server.host if host_name == DEFAULT_PROBE_HOST else host_name
+        tls_name = setting.sni_name or tls_name
         roots = tuple(
             config.trusted_root_certificates[n] for n in setting.trusted_root_certificates
         )
@@ -166,6 +177,8 @@ def make_target(config: Config, pool: str, setting: Setting, server: Server) -> 
         host_name=host_name,
         tls_server_name=tls_name,
         trusted_root_certificates=roots,
+        validate_chain=setting.validate_cert_chain_and_expiry,
+        validate_name=setting.validate_sni,
     )
 
 

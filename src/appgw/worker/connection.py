@@ -27,6 +27,7 @@ from appgw.worker import errorpage, strict
 from appgw.worker.upstream import RECEIVE_SIZE, abort
 
 if TYPE_CHECKING:
+    from appgw.mtls import ClientCertificate
     from appgw.worker.main import Socket, Worker
 
 log = logs.log
@@ -69,6 +70,8 @@ class ClientConnection:
         self.waited = 0.0  # seconds spent waiting for the current request's bytes
         self.reuse_backend = True  # False: the backend connection must not serve another request
         self.body_expected = False  # the current request announced body bytes
+        # Mutual TLS listeners: the client's certificate, set once the handshake is done.
+        self.client_certificate: ClientCertificate | None = None
 
     # -- reading -------------------------------------------------------------
 

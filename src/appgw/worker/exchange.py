@@ -141,7 +141,10 @@ class Exchange:
         replayable = not self.has_body and self.request.method in _IDEMPOTENT
         failure: BadGateway | None = None
         for server in candidates:
-            name = (self._host_header(server) or server.host.encode()).decode()
+            name = (
+                self.setting.sni_name
+                or (self._host_header(server) or server.host.encode()).decode()
+            )
             try:
                 upstream = await self.worker.upstreams.acquire(
                     server.host, server_port(server, self.setting), tls, name

@@ -28,8 +28,12 @@ import trio
 
 from appgw import logs
 from appgw.config.model import Config, Setting
+from appgw.config.validate_tls import effective_policy
 from appgw.ipc import ChildChannel
 from appgw.master.children import unblock_signals
+from appgw.mtls import ClientAuthSetup, ClientCertificate, client_auth_setup
+from appgw.mtls import inspect as inspect_client
+from appgw.ocsp import OcspChecker
 from appgw.tls import backend_context, socket_context
 from appgw.worker.balancer import Balancer, EveryoneHealthy, Health
 from appgw.worker.connection import ClientConnection
@@ -53,6 +57,7 @@ class Socket:
     port: int
     protocol: str  # "http" | "https"
     tls: ssl.SSLContext | None = None
+    client_auth: ClientAuthSetup | None = None  # mutual TLS (its listeners' SSL profile)
 
     @property
     def bound(self) -> tuple[str, int]:
@@ -74,7 +79,16 @@ def tls_for_sockets(config: Config, sockets: list[Socket]) -> None:
         listeners.sort(key=lambda listener: 1 if listener.host_names else 0)
         choices = [(listener.host_names, listener.certificate or "") for listener in listeners]
         require_sni = any(listener.require_sni for listener in listeners)
-        sock.tls = socket_context(config.certificates, choices, require_sni=require_sni)
+        # Listeners sharing a socket share their TLS policy and client
+        # authentication (validate_tls.py): the first listener's apply.
+        sock.client_auth = client_auth_setup(config, listeners[0])
+        sock.tls = socket_context(
+            config.certificates,
+            choices,
+            require_sni=require_sni,
+            policy=effective_policy(config, listeners[0]),
+            client_auth=sock.client_auth,
+        )
 
 
 class Worker:
@@ -101,6 +115,7 @@ class Worker:
         self.slots = trio.Semaphore(limits.max_connections)
         self.counters = Counters()
         self._backend_tls: dict[str, ssl.SSLContext | None] = {}
+        self.ocsp = OcspChecker()
         self._accept_scope = trio.CancelScope()
         self._handlers: trio.Nursery | None = None
 
@@ -207,10 +222,17 @@ class Worker:
             except OSError:
                 pass
             stream: trio.abc.Stream = trio.SocketStream(conn)
+            client_certificate = None
             if sock.tls is not None:
                 stream = trio.SSLStream(stream, sock.tls, server_side=True, https_compatible=True)
+                if sock.client_auth is not None:
+                    client_certificate = await self._client_certificate(stream, sock.client_auth)
+                    if client_certificate is None:
+                        await trio.aclose_forcefully(stream)
+                        return
             peer = (str(address[0]), int(address[1])) if isinstance(address, tuple) else ("-", 0)
             connection = ClientConnection(self, stream, sock, peer)
+            connection.client_certificate = client_certificate
             self.connections.add(connection)
             self.counters.connections_total += 1
             try:
@@ -222,6 +244,22 @@ class Worker:
             conn.close()
         finally:
             self.slots.release()
+
+    async def _client_certificate(
+        self, stream: trio.SSLStream[trio.abc.Stream], setup: ClientAuthSetup
+    ) -> ClientCertificate | None:
+        """Mutual TLS: the handshake now, then the profile's checks (mtls.py).
+
+        None when the handshake failed (a client refused by strict mode) or
+        took longer than a request head may.
+        """
+        with trio.move_on_after(self.config.gateway.limits.header_timeout):
+            try:
+                await stream.do_handshake()
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                return None
+            return await inspect_client(stream, setup, self.ocsp)
+        return None
 
     async def _control(self) -> None:
         while True:

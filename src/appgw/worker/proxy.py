@@ -38,6 +38,9 @@ async def handle_request(client: ClientConnection, request: h11.Request) -> None
     if len(target) > client.limits.max_uri_bytes:
         raise GatewayError("request URI too long", status=414)
     path = target.partition("?")[0]
+    certificate = client.client_certificate
+    if certificate is not None and certificate.refused:  # mutual TLS, strict: see mtls.py
+        raise BadRequest(f"client certificate {certificate.verification}")
     route = worker.router.route(client.socket.bound, host, path)
     status = 0
     upstream_label = ""
@@ -92,6 +95,7 @@ def _rewrite(
         host=(host or b"").decode("latin-1"),
         headers=list(request.headers),
         http_version=request.http_version.decode("ascii", "replace"),
+        client_certificate=client.client_certificate,
     )
     rule_set = client.worker.rewrites[route.rewrite_rule_set.name]
     result = rule_set.rewrite_request(context)

@@ -10,8 +10,12 @@ response's fields, joined as one value. Anything unknown is "".
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from attrs import frozen
+
+if TYPE_CHECKING:
+    from appgw.mtls import ClientCertificate
 
 
 @frozen
@@ -32,6 +36,7 @@ class RequestContext:
     host: str  # from the request target or the Host header, "" if neither
     headers: Sequence[tuple[bytes, bytes]]
     http_version: str = "1.1"
+    client_certificate: ClientCertificate | None = None  # mutual TLS listeners only
 
 
 def latin1(text: str) -> str:
@@ -113,9 +118,32 @@ def _cookie(header: str, name: str) -> str:
     return ""
 
 
-# Application Gateway's server variables that a gateway without TLS client
-# details, byte counters or authentication can know.
+def _client_certificate(field: str) -> Callable[[Scope], str]:
+    """A client_certificate* variable: "" without mutual TLS; on a mutual TLS
+    listener without a certificate, only _verification says something (NONE)."""
+
+    def read(scope: Scope) -> str:
+        certificate = scope.ctx.client_certificate
+        return "" if certificate is None else str(getattr(certificate, field))
+
+    return read
+
+
+_CLIENT_CERTIFICATE = {
+    "client_certificate": "pem",
+    "client_certificate_subject": "subject",
+    "client_certificate_issuer": "issuer",
+    "client_certificate_serial": "serial",
+    "client_certificate_fingerprint": "fingerprint",
+    "client_certificate_start_date": "start_date",
+    "client_certificate_end_date": "end_date",
+    "client_certificate_verification": "verification",
+}
+
+# Application Gateway's server variables that a gateway without byte
+# counters or authentication can know.
 _SERVER: dict[str, Callable[[Scope], str]] = {
+    **{name: _client_certificate(field) for name, field in _CLIENT_CERTIFICATE.items()},
     "add_x_forwarded_for_proxy": _forwarded_for,
     "client_ip": lambda s: latin1(s.ctx.client_ip),
     "client_port": lambda s: str(s.ctx.client_port),
