@@ -272,7 +272,9 @@ class Arbiter:
         for child, outcome in self.children.reap(time.monotonic(), wanted):
             counted = {k: v for k, v in child.metrics.items() if k in COUNTERS}
             self.exited_metrics = add(self.exited_metrics, counted)
-            if outcome is Outcome.BOOT_FAILED:
+            # (Once for a generation: its other workers fail alike.)
+            failed = outcome is Outcome.BOOT_FAILED and child.generation == self.generation
+            if failed and not self.stopping:
                 self._boot_failed()
 
     def _boot_failed(self) -> None:
