@@ -50,6 +50,14 @@ def _gateway_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _watch_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--watch",
+        action="store_true",
+        help="reload when the configuration file changes (also gateway.watch = true)",
+    )
+
+
 def _pid_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-c", "--config", help="find the pid file through this configuration")
     parser.add_argument("--pid-file", help="the running gateway's pid file")
@@ -64,10 +72,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run the gateway in the foreground")
     _gateway_options(run)
+    _watch_option(run)
     run.add_argument("--ready-fd", type=int, help=argparse.SUPPRESS)
 
     start = sub.add_parser("start", help="start the gateway in the background")
     _gateway_options(start)
+    _watch_option(start)
     start.add_argument(
         "--log-file",
         help="where the master logs (default: gateway.error_log, or beside the pid file)",
@@ -137,7 +147,8 @@ def _overrides(args: argparse.Namespace) -> dict[str, object]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from appgw.master.arbiter import Arbiter, RunOptions
+    from appgw.master.arbiter import Arbiter
+    from appgw.master.options import RunOptions
 
     overrides = _overrides(args)
     options = RunOptions(
@@ -147,6 +158,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         bind=args.bind,
         ports=overrides["ports"],  # type: ignore[arg-type]
         ready_fd=args.ready_fd,
+        watch=args.watch,
     )
     return Arbiter(options).run()
 
@@ -224,6 +236,8 @@ def cmd_start(args: argparse.Namespace) -> int:
         command += ["--bind", args.bind]
     for item in args.port:
         command += ["--port", item]
+    if args.watch:
+        command.append("--watch")
     with open(log_file, "ab") as log:
         process = subprocess.Popen(
             command,

@@ -129,7 +129,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     state = state_of(pid_file)
     print(f"appgw is running (pid {pid})")
     if state:
-        print(f"  config:     {state.get('config')}")
+        watched = " (watched: reloads when it changes)" if state.get("watch") else ""
+        print(f"  config:     {state.get('config')}{watched}")
         print(
             f"  generation: {state.get('generation')}{'' if state.get('ready') else ' (starting)'}"
         )

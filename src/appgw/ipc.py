@@ -1,10 +1,22 @@
-"""Framed messages between the master and its children.
+"""Messages between the master and its children, and the channels that carry them.
 
-Each child has one AF_UNIX stream socketpair to the master. A message is one
-JSON object on one line. The master side is synchronous and never blocks
-(non-blocking sends with a bounded per-child outbox); the child side is
-trio. Either side tolerates a peer that died: EOF or a broken pipe ends the
-channel, it does not raise into the caller's main loop.
+Each child has one AF_UNIX stream socketpair to the master. A message is a
+typed value (an attrs frozen class below); on the wire it is one JSON object
+on one line, its kind under "type":
+
+    {"type":"ready"}                      child -> master: serving
+    {"type":"heartbeat","metrics":{...}}  worker -> master, every second
+    {"type":"health","snapshot":{...}}    prober -> master -> workers
+    {"type":"boot-error","error":"..."}   child -> master: it cannot start
+
+encode() and decode() are the only places that know this format. A line
+that is not a valid message (bad JSON, an unknown type, a missing or
+mistyped field) is dropped and logged, never raised into a loop.
+
+The master side is synchronous and never blocks (non-blocking sends with a
+bounded per-child outbox); the child side is trio. Either side tolerates a
+peer that died: EOF or a broken pipe ends the channel, it does not raise
+into the caller's main loop.
 """
 
 from __future__ import annotations
@@ -13,19 +25,83 @@ import errno
 import json
 import socket
 from collections import deque
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
+import attrs
 import trio
+from attrs import frozen
+from attrs.validators import deep_mapping, instance_of
 
-Message = dict[str, Any]
+from appgw import logs
+
+log = logs.log
+
+_JSON_OBJECT = deep_mapping(key_validator=instance_of(str), mapping_validator=instance_of(dict))
+
+
+@frozen
+class Ready:
+    """A child serves: a worker accepts, the prober probes."""
+
+    TYPE: ClassVar[str] = "ready"
+
+
+@frozen
+class Heartbeat:
+    """A worker's event loop is alive; its counters so far."""
+
+    TYPE: ClassVar[str] = "heartbeat"
+    metrics: Mapping[str, Any] = attrs.field(factory=dict, validator=_JSON_OBJECT)
+
+
+@frozen
+class Health:
+    """The prober's snapshot of every server's health (HealthTable.snapshot)."""
+
+    TYPE: ClassVar[str] = "health"
+    snapshot: Mapping[str, Any] = attrs.field(validator=_JSON_OBJECT)
+
+
+@frozen
+class BootFailure:
+    """A child cannot start, and why (it exits with BOOT_ERROR next)."""
+
+    TYPE: ClassVar[str] = "boot-error"
+    error: str = attrs.field(validator=instance_of(str))
+
+
+Message = Ready | Heartbeat | Health | BootFailure
+
+_KINDS: dict[str, Any] = {kind.TYPE: kind for kind in (Ready, Heartbeat, Health, BootFailure)}
 
 
 def encode(message: Message) -> bytes:
-    return json.dumps(message, separators=(",", ":")).encode() + b"\n"
+    """One line of JSON, newline included."""
+    fields = attrs.asdict(message, recurse=False)
+    return json.dumps({"type": message.TYPE, **fields}, separators=(",", ":")).encode() + b"\n"
+
+
+def decode(line: bytes) -> Message:
+    """The message on one line (without its newline); ValueError if it is none."""
+    try:
+        data = json.loads(line)
+    except ValueError as exc:
+        raise ValueError(f"not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ValueError("not a JSON object")
+    name = data.pop("type", None)
+    kind = _KINDS.get(name) if isinstance(name, str) else None
+    if kind is None:
+        raise ValueError("unknown message type")
+    try:
+        return kind(**data)
+    except TypeError as exc:  # a missing or unexpected field, or a mistyped one
+        raise ValueError(str(exc)) from None
 
 
 class LineDecoder:
-    """Splits a byte stream into JSON messages; bad lines are dropped."""
+    """Splits a byte stream into messages; lines that are none are dropped."""
 
     def __init__(self, max_line: int = 16 * 1024 * 1024) -> None:
         self._buffer = bytearray()
@@ -38,16 +114,15 @@ class LineDecoder:
             end = self._buffer.find(b"\n")
             if end < 0:
                 if len(self._buffer) > self._max_line:
+                    log.warning("dropping an IPC line longer than %d bytes", self._max_line)
                     self._buffer.clear()
                 return messages
             line = bytes(self._buffer[:end])
             del self._buffer[: end + 1]
             try:
-                message = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(message, dict):
-                messages.append(message)
+                messages.append(decode(line))
+            except ValueError as exc:
+                log.warning("dropping a malformed IPC message (%s): %.200r", exc, line)
 
 
 class MasterChannel:

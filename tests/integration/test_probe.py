@@ -438,19 +438,27 @@ async def _collect(stream: trio.abc.ReceiveStream, into: bytearray) -> None:
 
 
 class Messages:
-    """JSON lines from a pipe."""
+    """The prober's messages from a pipe, as JSON objects; its Ready comes first."""
 
     def __init__(self, fd: int) -> None:
         self.stream = trio.lowlevel.FdStream(fd)
         self.buffer = b""
+        self.ready = False
 
     async def next(self) -> dict:
-        while b"\n" not in self.buffer:
-            data = await self.stream.receive_some(65536)
-            assert data, "the prober closed its pipe"
-            self.buffer += data
-        line, _, self.buffer = self.buffer.partition(b"\n")
-        return json.loads(line)
+        while True:
+            while b"\n" not in self.buffer:
+                data = await self.stream.receive_some(65536)
+                assert data, "the prober closed its pipe"
+                self.buffer += data
+            line, _, self.buffer = self.buffer.partition(b"\n")
+            message = json.loads(line)
+            if message == {"type": "ready"}:
+                assert not self.ready, "the prober said ready twice"
+                self.ready = True
+                continue
+            assert self.ready, "a message before the prober said ready"
+            return message
 
     async def until(self, predicate) -> dict:
         while True:

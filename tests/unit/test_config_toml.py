@@ -524,3 +524,11 @@ def test_pfx_certificate(tmp_path: Path, pems: trustme.LeafCert, ca: trustme.CA)
 )
 def test_parse_server(text: str, server: Server) -> None:
     assert parse_server(text) == server
+
+
+def test_gateway_watch(tmp_path: Path) -> None:
+    assert load(write(tmp_path, MINIMAL)).gateway.watch is False
+    on = write(tmp_path, "[gateway]\nwatch = true\n" + textwrap.dedent(MINIMAL), name="on.toml")
+    assert load(on).gateway.watch is True
+    bad = write(tmp_path, '[gateway]\nwatch = "yes"\n' + textwrap.dedent(MINIMAL), name="bad.toml")
+    assert any(e.startswith("gateway.watch") for e in errors_of(bad)), errors_of(bad)

@@ -14,7 +14,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from appgw.worker.frames import FrameTracker, close_frame, parse_close_payload
+from appgw.websocket import close_frame
+from appgw.worker.frames import FrameTracker
 
 CONT, TEXT, BINARY, CLOSE, PING, PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
 KEY = b"\x37\xfa\x21\x3d"
@@ -325,52 +326,6 @@ def test_first_close_code_is_kept() -> None:
     tracker = FrameTracker()
     tracker.feed(encode(CLOSE, (1000).to_bytes(2, "big")) + encode(CLOSE, b"\x0f\xa0"))
     assert tracker.frames == 2 and tracker.close_code == 1000
-
-
-def test_close_frame_round_trip() -> None:
-    for masked in (False, True):
-        for code, reason in [(1001, ""), (1000, "done"), (4000, "ünïcödé ✓")]:
-            frame = close_frame(code, reason, masked=masked)
-            opcode, fin, key, payload = decode_one(frame)
-            assert (opcode, fin, key is not None) == (CLOSE, True, masked)
-            assert parse_close_payload(payload) == (code, reason)
-            tracker = FrameTracker(masked=masked)
-            tracker.feed(frame)
-            assert tracker.at_boundary and tracker.close_code == code
-
-
-def test_close_frame_default_is_going_away() -> None:
-    assert decode_one(close_frame(masked=False)) == (CLOSE, True, None, b"\x03\xe9")
-
-
-def test_close_frame_keys_are_random() -> None:
-    keys = {decode_one(close_frame(masked=True))[2] for _ in range(8)}
-    assert len(keys) > 1
-
-
-def test_close_frame_truncates_a_long_reason_at_a_character_boundary() -> None:
-    for reason in ["x" * 500, "é" * 200, "✓" * 100, "a" + "😀" * 40, "ab" + "😀" * 40]:
-        for masked in (False, True):
-            frame = close_frame(1001, reason, masked=masked)
-            _, _, _, payload = decode_one(frame)
-            assert len(payload) <= 125
-            text = payload[2:].decode("utf-8")  # strict: valid UTF-8
-            assert reason.startswith(text) and len(payload[2:]) > 125 - 2 - 4
-            assert parse_close_payload(payload) == (1001, text)
-
-
-def test_close_frame_refuses_codes_that_cannot_be_sent() -> None:
-    for code in (0, 999, 1004, 1005, 1006, 1015, 5000, -1):
-        with pytest.raises(ValueError):
-            close_frame(code, masked=False)
-
-
-def test_parse_close_payload() -> None:
-    assert parse_close_payload(b"") == (None, "")
-    assert parse_close_payload(b"\x03") == (None, "")
-    assert parse_close_payload(b"\x03\xe8") == (1000, "")
-    assert parse_close_payload(memoryview(b"\x03\xe9ok")) == (1001, "ok")
-    assert parse_close_payload(b"\x03\xe9\xff") == (1001, "\ufffd")
 
 
 # --- losing sync ------------------------------------------------------------------------

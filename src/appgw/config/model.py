@@ -277,6 +277,7 @@ class Gateway:
     access_log: str | None = None  # None: no access log
     drain_grace: float = 1.0  # seconds an idle keep-alive connection stays open on drain
     stall_timeout: float = 15.0  # seconds without a worker heartbeat before it is replaced
+    watch: bool = False  # reload when the configuration file changes (config watch)
     # Signs cookie-based affinity cookies; instances that share it route a
     # session alike. Empty: derived from the pools (not secret).
     affinity_secret: str = ""

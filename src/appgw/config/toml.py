@@ -142,6 +142,7 @@ class _Reader:
             access_log=self.opt_path(s, "access_log"),
             drain_grace=s.get_float("drain_grace", d.drain_grace),
             stall_timeout=s.get_float("stall_timeout", d.stall_timeout),
+            watch=s.get_bool("watch", d.watch),
             affinity_secret=s.get_str("affinity_secret", d.affinity_secret),
             limits=self.limits(s.get_section("limits")),
         )

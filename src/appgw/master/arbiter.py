@@ -3,17 +3,20 @@
 The master binds the listening sockets, forks the prober and the workers,
 and then only waits: on its signal wakeup pipe and on its children's
 channels, with a short timeout. Signal handlers just queue the signal
-number; the loop dispatches them to handle_<name> methods. Each pass of the
-loop then reaps children that exited, reads what children said (ready,
-heartbeat, health), and makes the set of children match the plan
-(generations.py): start missing workers, retire old or extra ones,
-replace the dead (with a back-off when they die young), kill the stalled.
+number; the loop dispatches them (signals.py) to the public verbs below:
+reload, stop, reopen_logs, add_worker, remove_worker, upgrade. Each pass
+of the loop then reaps children that exited, reads what children said
+(ipc's Ready, Heartbeat, Health), and makes the set of children match the
+plan (generations.py): start missing workers, retire old or extra ones,
+replace the dead, kill the overdue. What a child's message, a timeout or
+its exit means for it, and the back-off of replacements, are the rules of
+lifecycle.py; this loop carries them out.
 
-Reload (HUP) loads the configuration again; if it is valid a new
-generation of workers and a new prober start, and once every new worker is
-ready the old generation drains. The listening sockets never close in
-between, so no connection is refused. An invalid configuration leaves
-everything as it is.
+Reload (HUP, or a change of the configuration file with config watch)
+loads the configuration again; if it is valid a new generation of workers
+and a new prober start, and once every new worker is ready the old
+generation drains. The listening sockets never close in between, so no
+connection is refused. An invalid configuration leaves everything as it is.
 
 The master never runs trio, and never blocks on a child: every write to a
 channel is non-blocking with a bounded outbox.
@@ -21,74 +24,30 @@ channel is non-blocking with a bounded outbox.
 
 from __future__ import annotations
 
-import errno
 import os
-import select
 import signal
 import sys
 import time
-from collections.abc import Callable
-
-import attrs
 
 from appgw import logs, runfiles, sdnotify
-from appgw.config import ConfigError, load
+from appgw.config import ConfigError
 from appgw.config.model import Config
-from appgw.config.overrides import apply
-from appgw.ipc import MasterChannel
-from appgw.master import signals
-from appgw.master.children import BOOT_ERROR, kill, prober_body, reap, spawn, worker_body
-from appgw.master.generations import WorkerState, generation_ready, plan, worker_count
-from appgw.master.reports import RunFiles
+from appgw.ipc import Health
+from appgw.master import lifecycle, signals
+from appgw.master.brood import Brood, Child
+from appgw.master.children import kill
+from appgw.master.generations import drain_budget, generation_ready, plan, worker_count
+from appgw.master.lifecycle import Event, Outcome
+from appgw.master.options import RunOptions
+from appgw.master.reports import RunFiles, Starter
 from appgw.master.sockets import ListeningSocket, SocketSet
+from appgw.master.upgrade import predecessor, start_successor
+from appgw.master.watch import ConfigWatch
 from appgw.worker.metrics import COUNTERS, add
 
 log = logs.log
 
-BOOT_TIMEOUT = 30.0  # seconds a new worker may take to report ready
-YOUNG = 5.0  # a worker that dies younger than this backs off its replacement
-MAX_BACKOFF = 30.0
-
-SIGNAL_NAMES: dict[int, str] = {
-    signal.SIGHUP: "hup",
-    signal.SIGTERM: "term",
-    signal.SIGINT: "int",
-    signal.SIGQUIT: "quit",
-    signal.SIGUSR1: "usr1",
-    signal.SIGUSR2: "usr2",
-    signal.SIGTTIN: "ttin",
-    signal.SIGTTOU: "ttou",
-    signal.SIGCHLD: "chld",
-}
-
-
-@attrs.define
-class RunOptions:
-    config_path: str
-    workers: int | None = None
-    pid_file: str | None = None
-    bind: str | None = None
-    ports: dict[int, int] = attrs.Factory(dict)
-    ready_fd: int | None = None
-
-    def load(self) -> Config:
-        config = load(self.config_path)
-        return apply(
-            config, bind=self.bind, ports=self.ports, workers=self.workers, pid_file=self.pid_file
-        )
-
-
-@attrs.define(eq=False)
-class Child:
-    pid: int
-    kind: str  # "worker" | "prober"
-    generation: int
-    channel: MasterChannel
-    started: float
-    ready: bool = False
-    retiring: bool = False
-    last_beat: float = 0.0
-    metrics: dict[str, int] = attrs.Factory(dict)
+FAST_STOP_GRACE = 5.0  # seconds children get after QUIT, before KILL
 
 
 class Arbiter:
@@ -97,34 +56,28 @@ class Arbiter:
         self.config: Config | None = None
         self.generation = 0
         self.configs: dict[int, Config] = {}
-        self.children: dict[int, Child] = {}
+        self.children = Brood()
         self.sockets = SocketSet()
-        self.pending_signals: list[int] = []
+        self.signals: signals.SignalQueue | None = None
+        self.watch = ConfigWatch(options.config_path)
         self.wanted = 1
         self.stopping: str | None = None
         self.stop_deadline = 0.0
-        self.backoff = 0.0
-        self.next_spawn = 0.0
-        self.prober_backoff = 0.0
-        self.next_prober = 0.0
-        self.health: dict[str, object] | None = None
+        self.health: Health | None = None
         self.ready_generations: set[int] = set()
         self.reloads = 0
         self.last_reload: dict[str, object] = {}
         self.exit_code = 0
         self.files: RunFiles | None = None
-        self._wakeup_r = -1
-        self._wakeup_w = -1
+        self.starter = Starter(options.ready_fd)
         self.predecessor: int | None = None
         self.exited_metrics: dict[str, int] = {}  # what workers that exited had counted
         self.metrics_written = 0.0
         self.successor: int | None = None  # the new master of a binary upgrade
 
-    # -- start and stop --------------------------------------------------------
+    # -- the verbs: start, and what signals ask for --------------------------------
 
     def run(self) -> int:
-        from appgw.master.upgrade import predecessor
-
         self.predecessor = predecessor()
         try:
             config = self.options.load()
@@ -144,17 +97,19 @@ class Arbiter:
         if problem:
             self.sockets.close()
             return self._fail(problem)
-        self._install_signals()
-        if self.predecessor:
-            self._adopt_health()
+        self.signals = signals.SignalQueue()
+        snapshot = self.files.read("health") if self.predecessor else None
+        if isinstance(snapshot, dict):  # a binary upgrade: the old master's last health
+            self.health = Health(snapshot)
         self.wanted = worker_count(config)
         self._start_generation(config)
         log.info(
-            "appgw master %d: %s, %d worker(s), listening on %s",
+            "appgw master %d: %s, %d worker(s), listening on %s%s",
             os.getpid(),
             config.source,
             self.wanted,
             ", ".join(s.url for s in self.sockets.for_config(config)),
+            "; watching the configuration file" if self.watching else "",
         )
         try:
             self._loop()
@@ -162,137 +117,138 @@ class Arbiter:
             self._cleanup()
         return self.exit_code
 
+    def reload(self) -> None:
+        """Read the configuration again; start a new generation if it is valid."""
+        if self.stopping:
+            return
+        self.reloads += 1
+        sdnotify.notify(
+            f"RELOADING=1\nMONOTONIC_USEC={time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000}"
+        )
+        log.info("reloading %s", self.options.config_path)
+        self.watch.rebase()
+        try:
+            config = self.options.load()
+        except ConfigError as exc:
+            log.error("reload refused, still serving the previous configuration:\n%s", exc.report())
+            self._reload_result(False, exc.errors)
+            return
+        errors = self.sockets.ensure(config)
+        if errors:
+            for error in errors:
+                log.error("reload refused: %s", error)
+            self._reload_result(False, errors)
+            return
+        for warning in config.warnings:
+            log.warning("%s: %s", config.source, warning)
+        if self.options.workers is None:
+            self.wanted = worker_count(config)
+        self._start_generation(config)
+
+    def stop(self, how: str) -> None:
+        """Stop "graceful" (drain, TERM) or "fast" (QUIT); a fast stop is never slowed."""
+        if self.stopping == "fast" and how == "graceful":
+            return
+        self.stopping = how
+        budget = drain_budget(self.configs.values()) if how == "graceful" else FAST_STOP_GRACE
+        now = time.monotonic()
+        self.stop_deadline = now + budget
+        if not self.successor:
+            # (After a binary upgrade the service goes on under the new master.)
+            sdnotify.notify("STOPPING=1")
+        event = Event.RETIRE if how == "graceful" else Event.ABANDON
+        self.children.apply(event, now)
+        # Nobody will accept any more: let new connections be refused at
+        # once instead of waiting in the backlog (workers close their copies
+        # as they drain).
+        self.sockets.close()
+
+    def reopen_logs(self) -> None:
+        logs.reopen()
+        for child in self.children:
+            kill(child.pid, signal.SIGUSR1)
+
+    def add_worker(self) -> None:
+        self.wanted += 1
+        log.info("TTIN: %d worker(s)", self.wanted)
+        self._write_state()
+
+    def remove_worker(self) -> None:
+        self.wanted = max(1, self.wanted - 1)
+        log.info("TTOU: %d worker(s)", self.wanted)
+        self._write_state()
+
+    def upgrade(self) -> None:
+        """Binary upgrade: start a new master on the same sockets (upgrade.py)."""
+        if not self.stopping:
+            self.successor = start_successor(self.sockets) or self.successor
+
+    @property
+    def watching(self) -> bool:
+        """Config watch: --watch, or gateway.watch in the current configuration."""
+        return self.options.watch or (self.config is not None and self.config.gateway.watch)
+
+    # -- start and stop --------------------------------------------------------
+
     def _fail(self, message: str) -> int:
         print(f"appgw: {message}", file=sys.stderr, flush=True)
-        self._tell_starter(f"error: {message}")
+        self.starter.tell(f"error: {message}")
         return 1
 
-    def _tell_starter(self, line: str) -> None:
-        fd = self.options.ready_fd
-        if fd is None:
-            return
-        self.options.ready_fd = None
-        try:
-            os.write(fd, (line.rstrip("\n") + "\n").encode())
-        except OSError:
-            pass
-        finally:
-            os.close(fd)
-
     def _cleanup(self) -> None:
-        for child in list(self.children.values()):
-            kill(child.pid, signal.SIGKILL)
-            child.channel.close()
-        reap()
+        self.children.kill_all(signal.SIGKILL)
         self.sockets.close()
         if self.files is not None:
             self.files.remove()
-        signal.set_wakeup_fd(-1)
-        for fd in (self._wakeup_r, self._wakeup_w):
-            if fd >= 0:
-                os.close(fd)
+        if self.signals is not None:
+            self.signals.close()
         log.info("appgw master %d: exit %d", os.getpid(), self.exit_code)
-
-    def _install_signals(self) -> None:
-        self._wakeup_r, self._wakeup_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        signal.set_wakeup_fd(self._wakeup_w, warn_on_full_buffer=False)
-        for signum in SIGNAL_NAMES:
-            signal.signal(signum, self._on_signal)
-
-    def _on_signal(self, signum: int, frame: object) -> None:
-        self.pending_signals.append(signum)
 
     # -- the loop --------------------------------------------------------------
 
     def _loop(self) -> None:
+        assert self.signals is not None
         while True:
-            while self.pending_signals:
-                signum = self.pending_signals.pop(0)
-                handler: Callable[[Arbiter], None] = getattr(
-                    signals, f"handle_{SIGNAL_NAMES[signum]}"
-                )
-                handler(self)
+            for signum in self.signals.take():
+                signals.dispatch(self, signum)
             self._reap()
             if self.stopping:
                 if not self.children:
                     return
-                if time.monotonic() >= self.stop_deadline:
-                    for child in self.children.values():
-                        log.warning("%s %d did not stop in time; killing", child.kind, child.pid)
-                        kill(child.pid, signal.SIGKILL)
-                    self.stop_deadline = time.monotonic() + 5
+                now = time.monotonic()
+                if now >= self.stop_deadline:
+                    self.children.kill_all_overdue(now)
+                    self.stop_deadline = now + FAST_STOP_GRACE
                 self._wait(0.2)
                 continue
             self._maintain()
+            if self.watching and self.watch.poll(time.monotonic()):
+                log.info("%s changed", self.options.config_path)
+                self.reload()
             self._write_metrics()
-            self._wait(self._until_next_spawn())
+            self._wait(self._until_next_due())
 
-    def _until_next_spawn(self) -> float:
-        """How long the loop may sleep: a second, less when a spawn is due sooner."""
+    def _until_next_due(self) -> float:
+        """How long the loop may sleep: a second, less when a spawn or a look is due."""
         now = time.monotonic()
-        due = [t - now for t in (self.next_spawn, self.next_prober) if t > now]
-        return min([1.0, *due]) + 0.01
+        due = [1.0, self.watch.due_in(now) if self.watching else 1.0]
+        spawn = self.children.next_spawn_in(now)
+        return min(due if spawn is None else [*due, spawn]) + 0.01
 
     def _wait(self, timeout: float) -> None:
-        channels = {
-            c.channel.fileno(): c.channel for c in self.children.values() if not c.channel.closed
-        }
-        writers = [fd for fd, channel in channels.items() if channel.wants_write]
-        try:
-            readable, writable, _ = select.select([self._wakeup_r, *channels], writers, [], timeout)
-        except InterruptedError:
-            return
-        except OSError as exc:
-            if exc.errno in (errno.EBADF, errno.EINTR):
-                return
-            raise
-        for item in readable:
-            if item == self._wakeup_r:
-                try:
-                    while os.read(self._wakeup_r, 4096):
-                        pass
-                except BlockingIOError:
-                    pass
-                continue
-            self._receive(channels[item])
-        for fd in writable:
-            channels[fd].flush()
+        assert self.signals is not None
+        woken, health = self.children.wait(timeout, self.signals.fileno())
+        if woken:
+            self.signals.clear()
+        for child, message in health:
+            if child.kind == "prober" and child.generation == self.generation:
+                self._publish_health(message)
 
-    def _receive(self, channel: MasterChannel) -> None:
-        child = next((c for c in self.children.values() if c.channel is channel), None)
-        messages = channel.receive()
-        if child is None or messages is None:
-            return
-        now = time.monotonic()
-        for message in messages:
-            kind = message.get("type")
-            if kind == "heartbeat":
-                child.last_beat = now
-                if isinstance(message.get("metrics"), dict):
-                    child.metrics = message["metrics"]
-            elif kind == "ready":
-                child.ready = True
-                child.last_beat = now
-            elif kind == "health" and child.kind == "prober":
-                if child.generation == self.generation:
-                    self._publish_health(message)
-            elif kind == "boot-error":
-                log.error("%s %d: %s", child.kind, child.pid, message.get("error"))
-
-    def _adopt_health(self) -> None:
-        """After a binary upgrade: start from the old master's last health."""
-        assert self.files is not None
-        snapshot = self.files.read("health")
-        if isinstance(snapshot, dict):
-            self.health = {"type": "health", "snapshot": snapshot}
-
-    def _publish_health(self, message: dict[str, object]) -> None:
+    def _publish_health(self, message: Health) -> None:
         self.health = message
-        for child in self.children.values():
-            if child.kind == "worker" and child.generation == self.generation:
-                child.channel.send(message)
+        self.children.publish(message, self.generation)
         if self.files is not None:
-            self.files.write("health", message.get("snapshot"))
+            self.files.write("health", message.snapshot)
 
     # -- children ----------------------------------------------------------------
 
@@ -300,88 +256,39 @@ class Arbiter:
         self.generation += 1
         self.config = config
         self.configs[self.generation] = config
-        self.backoff = 0.0
-        self.next_spawn = 0.0
-        self.prober_backoff = 0.0
-        self.next_prober = 0.0
+        self.children.reset_backoff()
         self._write_state()
 
     def _close_in_child(self, sockets: list[ListeningSocket]) -> list[int]:
-        keep = {s.sock.fileno() for s in sockets}
-        fds = [c.channel.fileno() for c in self.children.values() if not c.channel.closed]
-        fds += [self._wakeup_r, self._wakeup_w]
-        if self.options.ready_fd is not None:
-            fds.append(self.options.ready_fd)
-        fds += [
-            s.sock.fileno() for s in self.sockets.sockets.values() if s.sock.fileno() not in keep
-        ]
-        return fds
-
-    def _spawn_worker(self) -> None:
-        config = self.config
-        assert config is not None
-        listening = self.sockets.for_config(config)
-        body = worker_body(config, listening, self.generation)
-        pid, channel = spawn("worker", body, self._close_in_child(listening))
-        now = time.monotonic()
-        self.children[pid] = Child(pid, "worker", self.generation, channel, now, last_beat=now)
-        if self.health is not None:
-            channel.send(self.health)
-        log.info("worker %d started (generation %d)", pid, self.generation)
-
-    def _spawn_prober(self) -> None:
-        assert self.config is not None
-        previous = self.health.get("snapshot") if self.health else None
-        body = prober_body(self.config, previous)
-        pid, channel = spawn("prober", body, self._close_in_child([]))
-        now = time.monotonic()
-        self.children[pid] = Child(pid, "prober", self.generation, channel, now, last_beat=now)
-        log.info("prober %d started (generation %d)", pid, self.generation)
+        """The master's fds a new child must not hold, besides other children's channels."""
+        fds = self.signals.fds() if self.signals is not None else []
+        fds += [] if self.starter.fd is None else [self.starter.fd]
+        return fds + self.sockets.fds_except(sockets)
 
     def _reap(self) -> None:
-        now = time.monotonic()
-        for pid, code in reap():
-            child = self.children.pop(pid, None)
-            if child is None:
-                continue
-            child.channel.close()
+        def wanted(child: Child) -> bool:
+            return not self.stopping and child.generation == self.generation
+
+        for child, outcome in self.children.reap(time.monotonic(), wanted):
             counted = {k: v for k, v in child.metrics.items() if k in COUNTERS}
             self.exited_metrics = add(self.exited_metrics, counted)
-            if self.stopping or child.retiring or child.generation < self.generation:
-                log.info("%s %d exited (%s)", child.kind, pid, _describe(code))
-                continue
-            log.warning("%s %d died unexpectedly (%s)", child.kind, pid, _describe(code))
-            young = now - child.started < YOUNG
-            if child.kind == "prober":
-                self.prober_backoff = (
-                    min(max(0.5, self.prober_backoff * 2), MAX_BACKOFF) if young else 0.0
-                )
-                self.next_prober = now + self.prober_backoff
-                continue
-            if code == BOOT_ERROR and not child.ready:
+            # (Once for a generation: its other workers fail alike.)
+            failed = outcome is Outcome.BOOT_FAILED and child.generation == self.generation
+            if failed and not self.stopping:
                 self._boot_failed()
-                continue
-            if young or not child.ready:
-                self.backoff = min(max(0.5, self.backoff * 2), MAX_BACKOFF)
-                self.next_spawn = now + self.backoff
-                log.warning("replacing it in %.1fs", self.backoff)
-            else:
-                self.backoff = 0.0
 
     def _boot_failed(self) -> None:
         if self.generation in self.ready_generations or self.generation == 1:
             log.error("workers cannot boot; stopping")
-            self.exit_code = BOOT_ERROR
-            self._tell_starter("error: workers cannot boot (see the log)")
-            signals.begin_stop(self, "fast")
+            self.exit_code = lifecycle.BOOT_ERROR
+            self.starter.tell("error: workers cannot boot (see the log)")
+            self.stop("fast")
             return
         # A reloaded generation that cannot boot: keep the old one serving.
         failed = self.generation
         log.error("reload to generation %d failed: workers cannot boot", failed)
-        for child in list(self.children.values()):
-            if child.generation == failed:
-                child.retiring = True
-                kill(child.pid, signal.SIGQUIT)
+        failing = [c for c in self.children if c.generation == failed]
+        self.children.apply(Event.ABANDON, time.monotonic(), failing)
         self.generation -= 1
         self.config = self.configs[self.generation]
         self.configs.pop(failed, None)
@@ -389,46 +296,38 @@ class Arbiter:
 
     def _maintain(self) -> None:
         now = time.monotonic()
-        workers = [c for c in self.children.values() if c.kind == "worker"]
-        states = [WorkerState(c.pid, c.generation, c.ready, c.retiring, c.started) for c in workers]
+        workers = self.children.of_kind("worker")
+        states = [c.worker_state() for c in workers]
         current_plan = plan(states, self.generation, self.wanted)
         for pid in current_plan.retire:
             child = self.children[pid]
-            child.retiring = True
             log.info("retiring worker %d (generation %d)", pid, child.generation)
-            kill(pid, signal.SIGTERM)
-        if current_plan.start and now >= self.next_spawn:
+            child.apply(Event.RETIRE, now)
+        config = self.config
+        assert config is not None
+        if current_plan.start and self.children.may_spawn("worker", now):
+            listening = self.sockets.for_config(config)
+            close = self._close_in_child(listening)
             for _ in range(current_plan.start):
-                self._spawn_worker()
-        probers = [c for c in self.children.values() if c.kind == "prober"]
-        if not any(p.generation == self.generation for p in probers) and now >= self.next_prober:
-            self._spawn_prober()
-        for child in workers:
-            if child.retiring:
-                continue
-            config = self.configs.get(child.generation) or self.config
-            assert config is not None
-            stall = config.gateway.stall_timeout
-            if child.ready and now - child.last_beat > stall:
-                log.error(
-                    "worker %d stalled (no heartbeat for %.0fs); replacing it",
-                    child.pid,
-                    now - child.last_beat,
+                self.children.spawn_worker(
+                    config, self.generation, listening, close, self.health, now
                 )
-                child.retiring = True
-                kill(child.pid, signal.SIGKILL)
-            elif not child.ready and now - child.started > BOOT_TIMEOUT:
-                log.error(
-                    "worker %d did not become ready in %.0fs; replacing it", child.pid, BOOT_TIMEOUT
-                )
-                kill(child.pid, signal.SIGKILL)
+        probers = self.children.of_kind("prober")
+        if not any(p.generation == self.generation for p in probers):
+            if self.children.may_spawn("prober", now):
+                close = self._close_in_child([])
+                self.children.spawn_prober(config, self.generation, close, self.health, now)
+
+        def stall_of(child: Child) -> float | None:
+            gateway = (self.configs.get(child.generation) or config).gateway
+            return gateway.stall_timeout if child.kind == "worker" else None
+
+        self.children.kill_overdue(now, stall_of)
         if self.generation not in self.ready_generations and generation_ready(
             states, self.generation, self.wanted
         ):
             self._generation_ready()
-        if len(self.configs) > 1 and not any(
-            c.generation < self.generation for c in self.children.values()
-        ):
+        if len(self.configs) > 1 and not any(c.generation < self.generation for c in self.children):
             for old in [g for g in self.configs if g < self.generation]:
                 self.configs.pop(old)
 
@@ -438,27 +337,25 @@ class Arbiter:
         # a listener the new configuration dropped stops accepting now (its
         # draining workers have closed their own references already).
         self.sockets.retire_unused([self.configs[self.generation]])
-        for child in self.children.values():
-            if child.kind == "prober" and child.generation < self.generation:
-                child.retiring = True
-                kill(child.pid, signal.SIGTERM)
+        old = [c for c in self.children.of_kind("prober") if c.generation < self.generation]
+        self.children.apply(Event.RETIRE, time.monotonic(), old)
         if self.generation == 1:
             log.info("gateway ready: %d worker(s), pid %d", self.wanted, os.getpid())
             if self.predecessor:
                 log.info("binary upgrade: telling the old master %d to drain", self.predecessor)
                 kill(self.predecessor, signal.SIGTERM)
-            self._tell_starter("ready")
+            self.starter.tell("ready")
             sdnotify.notify(
                 f"READY=1\nSTATUS=serving with {self.wanted} worker(s)\nMAINPID={os.getpid()}"
             )
         else:
             log.info("reload complete: generation %d ready", self.generation)
             self._reload_result(True, [])
-            sdnotify.notify("READY=1")
         self._write_state()
 
     def _reload_result(self, ok: bool, errors: list[str]) -> None:
         self.last_reload = {"seq": self.reloads, "ok": ok, "errors": errors, "time": time.time()}
+        sdnotify.notify("READY=1")
         self._write_state()
 
     def _write_metrics(self) -> None:
@@ -468,14 +365,14 @@ class Arbiter:
             return
         self.metrics_written = now
         totals = dict(self.exited_metrics)
-        workers = [c for c in self.children.values() if c.kind == "worker"]
+        workers = self.children.of_kind("worker")
         for child in workers:
             totals = add(totals, child.metrics)
         data = {
             "time": time.time(),
             "generation": self.generation,
-            "workers": sum(1 for c in workers if not c.retiring),
-            "draining_workers": sum(1 for c in workers if c.retiring),
+            "workers": sum(1 for c in workers if c.life.live),
+            "draining_workers": sum(1 for c in workers if not c.life.live),
             "metrics": totals,
         }
         self.files.write("metrics", data)
@@ -493,15 +390,7 @@ class Arbiter:
             "workers": self.wanted,
             "reloads": self.reloads,
             "last_reload": self.last_reload,
+            "watch": self.watching,
             "listeners": [s.url for s in self.sockets.for_config(self.config)],
         }
         self.files.write("state", state)
-
-
-def _describe(code: int) -> str:
-    if code < 0:
-        try:
-            return f"killed by {signal.Signals(-code).name}"
-        except ValueError:
-            return f"killed by signal {-code}"
-    return f"exit code {code}"

@@ -7,7 +7,7 @@ A child is forked from the master (which never runs trio), then:
   channels, the master's wakeup pipe, the start command's ready pipe) is
   closed;
 - it drops to the configured user and group, after whatever needs root
-  (building TLS contexts) is done;
+  (building TLS contexts) is done (appgw.process, shared with the worker);
 - it runs its body and leaves with os._exit, never returning into the
   master's code.
 
@@ -18,10 +18,7 @@ forever), anything else a crash.
 
 from __future__ import annotations
 
-import grp
-import importlib
 import os
-import pwd
 import signal
 import socket
 import sys
@@ -30,15 +27,14 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from appgw import logs
-from appgw.ipc import MasterChannel, socketpair
+from appgw.ipc import BootFailure, MasterChannel, encode, socketpair
+from appgw.process import BOOT_ERROR, CHILD_SIGNALS, BootError, drop_privileges, unblock_signals
 
 if TYPE_CHECKING:
     from appgw.config.model import Config
     from appgw.master.sockets import ListeningSocket
 
 log = logs.log
-
-BOOT_ERROR = 3
 
 _RESET_SIGNALS = (
     signal.SIGHUP,
@@ -51,54 +47,6 @@ _RESET_SIGNALS = (
     signal.SIGTTOU,
     signal.SIGCHLD,
 )
-
-
-# What the master sends its children; blocked in a child until it is ready
-# to handle them.
-CHILD_SIGNALS = frozenset(
-    {signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGUSR1, signal.SIGHUP}
-)
-
-
-def unblock_signals() -> None:
-    """Let the signals blocked across fork in (a child calls this once ready)."""
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, CHILD_SIGNALS)
-
-
-class BootError(Exception):
-    """A child cannot start; the message says why."""
-
-
-# Modules a child may import lazily later (codecs looked up on first use,
-# imports inside functions). After a drop to an unprivileged user the Python
-# installation may no longer be readable, so they are loaded before.
-PRELOAD = (
-    "encodings.idna",
-    "appgw.prober.health",
-    "appgw.worker.proxy",
-    "appgw.worker.rewrite",
-)
-
-
-def drop_privileges(user: str | None, group: str | None) -> None:
-    if not user and not group:
-        return
-    for module in PRELOAD:
-        importlib.import_module(module)
-    if os.geteuid() != 0:
-        return  # not root: nothing to drop (the master warned at start)
-    try:
-        gid = grp.getgrnam(group).gr_gid if group else None
-        entry = pwd.getpwnam(user) if user else None
-    except KeyError as exc:
-        raise BootError(f"no such user or group: {exc}") from None
-    if entry is not None:
-        gid = gid if gid is not None else entry.pw_gid
-        os.initgroups(entry.pw_name, gid)
-    if gid is not None:
-        os.setgid(gid)
-    if entry is not None:
-        os.setuid(entry.pw_uid)
 
 
 def spawn(
@@ -154,12 +102,10 @@ def spawn(
             os._exit(code)
 
 
-def _tell(sock: object, error: str) -> None:
-    from appgw.ipc import encode
-
+def _tell(sock: socket.socket, error: str) -> None:
     try:
-        sock.setblocking(True)  # type: ignore[attr-defined]
-        sock.sendall(encode({"type": "boot-error", "error": error}))  # type: ignore[attr-defined]
+        sock.setblocking(True)
+        sock.sendall(encode(BootFailure(error)))
     except OSError:
         pass
 

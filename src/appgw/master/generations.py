@@ -63,3 +63,11 @@ def generation_ready(workers: Iterable[WorkerState], generation: int, wanted: in
 def worker_count(config: Config) -> int:
     """Workers a configuration asks for: gateway.workers, or one per CPU."""
     return config.gateway.workers or os.cpu_count() or 1
+
+
+def drain_budget(configs: Iterable[Config]) -> float:
+    """Seconds a graceful stop may take: the longest tunnel drain timeout, plus 15."""
+    timeouts = [
+        float(s.tunnel_drain_timeout) for config in configs for s in config.settings.values()
+    ]
+    return max(timeouts, default=30.0) + 15

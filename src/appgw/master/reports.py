@@ -1,4 +1,7 @@
-"""The master's files beside its pid file, for the commands that read them.
+"""What the master tells the commands that started it or look at it.
+
+The `start` command waits on a pipe for one line: "ready" or the error
+that stopped the gateway (Starter).
 
 The master claims the pid file at start (refusing when another live gateway
 holds it, except the master it replaces in a binary upgrade), keeps the
@@ -57,3 +60,21 @@ class RunFiles:
         runfiles.remove(self.pid_file)
         for path_of in _FILES.values():
             runfiles.remove(path_of(self.pid_file))
+
+
+class Starter:
+    """The `start` command's ready pipe: told "ready" or "error: ..." once."""
+
+    def __init__(self, fd: int | None) -> None:
+        self.fd = fd
+
+    def tell(self, line: str) -> None:
+        fd, self.fd = self.fd, None
+        if fd is None:
+            return
+        try:
+            os.write(fd, (line.rstrip("\n") + "\n").encode())
+        except OSError:
+            pass
+        finally:
+            os.close(fd)

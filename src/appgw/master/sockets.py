@@ -115,6 +115,11 @@ class SocketSet:
     def for_config(self, config: Config) -> list[ListeningSocket]:
         return [self.sockets[key] for key in wanted(config) if key in self.sockets]
 
+    def fds_except(self, keep: list[ListeningSocket]) -> list[int]:
+        """Every listening fd but those of `keep` (what a new child must close)."""
+        kept = {s.sock.fileno() for s in keep}
+        return [s.sock.fileno() for s in self.sockets.values() if s.sock.fileno() not in kept]
+
     def retire_unused(self, configs: list[Config]) -> None:
         """Close the sockets no running configuration uses any more."""
         used = {key for config in configs for key in wanted(config)}

@@ -13,13 +13,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from typing import TYPE_CHECKING
 
 from appgw import logs
-from appgw.master.sockets import ENV_FDS
-
-if TYPE_CHECKING:
-    from appgw.master.arbiter import Arbiter
+from appgw.master.sockets import ENV_FDS, SocketSet
 
 log = logs.log
 
@@ -44,24 +40,25 @@ def new_master_command() -> list[str]:
     return command
 
 
-def upgrade(arbiter: Arbiter) -> None:
+def start_successor(sockets: SocketSet) -> int | None:
+    """Start the new master with `sockets`; its pid, None if it could not start."""
     env = dict(os.environ)
-    env[ENV_FDS] = arbiter.sockets.export()
+    env[ENV_FDS] = sockets.export()
     env[ENV_UPGRADE_FROM] = str(os.getpid())
-    fds = tuple(s.sock.fileno() for s in arbiter.sockets.sockets.values())
+    fds = tuple(s.sock.fileno() for s in sockets.sockets.values())
     command = new_master_command()
     try:
         process = subprocess.Popen(command, env=env, pass_fds=fds, stdin=subprocess.DEVNULL)
     except OSError as exc:
         log.error("binary upgrade failed to start %s: %s", command[0], exc)
-        return
+        return None
     finally:
         for fd in fds:
             os.set_inheritable(fd, False)
-    arbiter.successor = process.pid
     log.info(
         "binary upgrade: new master %d started; this master drains once it is ready", process.pid
     )
+    return process.pid
 
 
 def predecessor() -> int | None:

@@ -6,9 +6,8 @@ every interval (start to start; a probe that takes longer than the interval
 is followed by the next one immediately), so targets with different
 intervals never move in lockstep. Each result goes into the HealthTable.
 
-Publishing: the whole snapshot, one JSON object per line on out_fd:
-
-    {"type": "health", "snapshot": {"time": ..., "servers": [...]}}
+Publishing, in ipc's messages on out_fd: Ready once the probes are
+started, then the whole snapshot in Health messages:
 
 - first once every target has its first result, or once the longest probe
   timeout has passed, whichever comes first; earlier if some server's
@@ -25,7 +24,6 @@ on its own.
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import os
 import ssl
@@ -36,6 +34,7 @@ from typing import Any
 import trio
 
 from appgw.config.model import Config
+from appgw.ipc import Health, Ready, encode
 from appgw.prober import results
 from appgw.prober.health import Change, HealthTable
 from appgw.prober.probe import backend_ssl_context, probe_once
@@ -161,6 +160,9 @@ class _Publisher:
             self._changed.set()
 
     async def serve(self, initial_wait: float, scope: trio.CancelScope) -> None:
+        if not await self._send(encode(Ready())):
+            scope.cancel()
+            return
         with trio.move_on_after(initial_wait):
             await self._initial.wait()
         while True:
@@ -172,8 +174,9 @@ class _Publisher:
             await self._changed.wait()
 
     async def _publish(self) -> bool:
-        message = {"type": "health", "snapshot": self._table.snapshot(self._clock())}
-        data = (json.dumps(message, separators=(",", ":")) + "\n").encode()
+        return await self._send(encode(Health(self._table.snapshot(self._clock()))))
+
+    async def _send(self, data: bytes) -> bool:
         with trio.move_on_after(WRITE_TIMEOUT):
             try:
                 await self._out.send_all(data)

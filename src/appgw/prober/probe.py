@@ -39,8 +39,7 @@ from appgw.prober import results
 from appgw.prober.results import ProbeResult
 from appgw.prober.targets import Target
 from appgw.tls import backend_client_context
-from appgw.worker.frames import close_frame
-from appgw.worker.headers import websocket_accept
+from appgw.websocket import accept_key, close_frame
 
 USER_AGENT = f"appgw-health-probe/{__version__}"
 BODY_LIMIT = 64 * 1024
@@ -214,7 +213,7 @@ async def _websocket_exchange(
         attempt.result = results.connection_closed()
         return
     accept = dict(event.headers).get(b"sec-websocket-accept", b"")
-    if accept.strip() != websocket_accept(key):
+    if accept.strip() != accept_key(key):
         attempt.result = results.websocket_bad_accept()
         return
     attempt.result = results.success(101)

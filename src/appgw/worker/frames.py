@@ -35,8 +35,8 @@ API::
     t.close_seen          # a whole Close frame has been relayed
     t.close_code          # its status code, None if it had none (first Close only)
     t.broken, t.error     # lost sync: the stream is not WebSocket framing
-    close_frame(code=1001, reason="", *, masked)   # a Close frame to inject
-    parse_close_payload(payload) -> (code | None, reason)
+
+The Close frame the relay injects is built by appgw.websocket.close_frame.
 
 Extension bits (RSV1-3, e.g. permessage-deflate) and reserved opcodes are
 tracked like any frame: they do not change where a frame ends. The tracker
@@ -51,13 +51,11 @@ it. A broken tracker has no boundary: the relay then closes the connection.
 
 from __future__ import annotations
 
-import os
+from appgw.websocket import MAX_CONTROL_PAYLOAD as _MAX_CONTROL_PAYLOAD
 
-__all__ = ["FrameTracker", "close_frame", "parse_close_payload"]
+__all__ = ["FrameTracker"]
 
 _MAX_HEADER = 14  # 2 + 8 (64-bit length) + 4 (masking key)
-_MAX_CONTROL_PAYLOAD = 125
-_CLOSE_REASON_BYTES = _MAX_CONTROL_PAYLOAD - 2
 
 # What the first header byte means, given whether a fragmented message is open.
 _PLAIN = 0  # no state change: a whole data message, a middle fragment
@@ -330,44 +328,3 @@ class FrameTracker:
                 self._close_code = ((got[0] ^ key[0]) << 8) | (got[1] ^ key[1])
         self._close_key = None
         got.clear()
-
-
-def _sendable_close_code(code: int) -> bool:
-    # RFC 6455 7.4: 1000-2999 for the protocol, 3000-4999 registered / private;
-    # 1005, 1006 and 1015 must never be sent, 1004 is reserved.
-    return 1000 <= code <= 4999 and code not in (1004, 1005, 1006, 1015)
-
-
-def close_frame(code: int = 1001, reason: str = "", *, masked: bool) -> bytes:
-    """A complete Close frame with `code` and `reason`.
-
-    `masked` must be True for frames sent to a backend (a client's frames are
-    masked, with a random key) and False towards a client. The reason is cut
-    at a character boundary to fit the 125-byte control frame.
-    """
-    if not _sendable_close_code(code):
-        raise ValueError(f"close code {code} cannot be sent in a Close frame")
-    raw = reason.encode("utf-8", "replace")
-    if len(raw) > _CLOSE_REASON_BYTES:
-        cut = _CLOSE_REASON_BYTES
-        while (raw[cut] & 0xC0) == 0x80:  # a UTF-8 continuation byte
-            cut -= 1
-        raw = raw[:cut]
-    payload = code.to_bytes(2, "big") + raw
-    if not masked:
-        return bytes((0x88, len(payload))) + payload
-    key = os.urandom(4)
-    body = bytes(byte ^ key[i & 3] for i, byte in enumerate(payload))
-    return bytes((0x88, 0x80 | len(payload))) + key + body
-
-
-def parse_close_payload(payload: bytes | bytearray | memoryview) -> tuple[int | None, str]:
-    """The status code and reason of an unmasked Close payload.
-
-    An empty (or 1-byte, malformed) payload has no code: ``(None, "")``.
-    A reason that is not valid UTF-8 is decoded with replacement characters.
-    """
-    if len(payload) < 2:
-        return None, ""
-    data = bytes(payload)
-    return int.from_bytes(data[:2], "big"), data[2:].decode("utf-8", "replace")

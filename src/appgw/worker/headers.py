@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 from collections.abc import Iterable, Sequence
+
+from appgw.websocket import accept_key
 
 Headers = list[tuple[bytes, bytes]]
 HeaderSeq = Sequence[tuple[bytes, bytes]]  # what h11 hands over
@@ -130,9 +131,6 @@ def wants_websocket(method: bytes, headers: HeaderSeq, http_version: bytes = b"1
     return upgrade is not None and upgrade.strip().lower() == b"websocket"
 
 
-_WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-
-
 def websocket_key_problem(headers: HeaderSeq) -> str | None:
     """Why a WebSocket handshake request is not acceptable, or None.
 
@@ -154,11 +152,6 @@ def websocket_key_problem(headers: HeaderSeq) -> str | None:
     return None
 
 
-def websocket_accept(key: bytes) -> bytes:
-    """The Sec-WebSocket-Accept value that answers a key."""
-    return base64.b64encode(hashlib.sha1(key.strip() + _WS_GUID).digest())
-
-
 def switching_problem(request: HeaderSeq, response: HeaderSeq) -> str | None:
     """Why a backend's 101 must not become a tunnel, or None."""
     upgrade = header_value(response, b"upgrade")
@@ -166,6 +159,6 @@ def switching_problem(request: HeaderSeq, response: HeaderSeq) -> str | None:
         return "101 without Upgrade: websocket"
     key = header_value(request, b"sec-websocket-key") or b""
     accept = header_value(response, b"sec-websocket-accept")
-    if accept is None or accept.strip() != websocket_accept(key):
+    if accept is None or accept.strip() != accept_key(key):
         return "101 with a wrong Sec-WebSocket-Accept"
     return None

@@ -8,11 +8,11 @@ a drain is two steps: cancel the accept scope, then give the handler
 nursery a deadline (the longest drain timeout) after which whatever is left
 is cancelled.
 
-The control channel to the master carries health snapshots and commands
-(drain, stop) in, and readiness and a heartbeat out. The heartbeat is sent
-from inside the event loop, so a loop that stalls stops beating and the
-master replaces the worker. When the channel closes (the master is gone),
-the worker drains and exits.
+The control channel to the master carries health snapshots in, and
+readiness and a heartbeat out (appgw.ipc's messages); drain and stop come
+as signals. The heartbeat is sent from inside the event loop, so a loop
+that stalls stops beating and the master replaces the worker. When the
+channel closes (the master is gone), the worker drains and exits.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import errno
 import signal
 import socket
 import ssl
+from collections.abc import Mapping
 from typing import Any
 
 import attrs
@@ -29,11 +30,12 @@ import trio
 from appgw import logs
 from appgw.config.model import Config, Setting
 from appgw.config.validate_tls import effective_policy
-from appgw.ipc import ChildChannel
-from appgw.master.children import unblock_signals
+from appgw.ipc import ChildChannel, Heartbeat, Ready
+from appgw.ipc import Health as HealthMessage
 from appgw.mtls import ClientAuthSetup, ClientCertificate, client_auth_setup
 from appgw.mtls import inspect as inspect_client
 from appgw.ocsp import OcspChecker
+from appgw.process import unblock_signals
 from appgw.tls import backend_context, socket_context
 from appgw.worker.balancer import Balancer, EveryoneHealthy, Health
 from appgw.worker.connection import ClientConnection
@@ -148,7 +150,7 @@ class Worker:
                     async with trio.open_nursery() as acceptors:
                         for sock in self.sockets:
                             await acceptors.start(self._accept_loop, sock, handlers)
-                        await self.channel.send({"type": "ready", "generation": self.generation})
+                        await self.channel.send(Ready())
                         log.debug("worker ready")
                 # Accepting has stopped: the handler nursery ends when the
                 # last connection does, or at the drain deadline.
@@ -269,15 +271,10 @@ class Worker:
                 self.start_drain()
                 return
             for message in messages:
-                kind = message.get("type")
-                if kind == "health":
-                    self._update_health(message.get("snapshot") or {})
-                elif kind == "drain":
-                    self.start_drain()
-                elif kind == "stop":
-                    self.stop_now()
+                if isinstance(message, HealthMessage):
+                    self._update_health(message.snapshot)
 
-    def _update_health(self, snapshot: dict[str, Any]) -> None:
+    def _update_health(self, snapshot: Mapping[str, Any]) -> None:
         from appgw.prober.health import HealthView
 
         try:
@@ -290,8 +287,7 @@ class Worker:
             metrics = self.counters.as_dict()
             metrics["connections_active"] = len(self.connections)
             metrics["tunnels_active"] = len(self.tunnels)
-            message = {"type": "heartbeat", "metrics": metrics}
-            await self.channel.send(message, timeout=HEARTBEAT_INTERVAL)
+            await self.channel.send(Heartbeat(metrics), timeout=HEARTBEAT_INTERVAL)
             await trio.sleep(HEARTBEAT_INTERVAL)
 
     async def _signals(self) -> None:

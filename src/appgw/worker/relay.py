@@ -29,7 +29,8 @@ from typing import TYPE_CHECKING
 import trio
 
 from appgw import logs
-from appgw.worker.frames import FrameTracker, close_frame
+from appgw.websocket import close_frame
+from appgw.worker.frames import FrameTracker
 from appgw.worker.upstream import RECEIVE_SIZE, abort
 
 if TYPE_CHECKING:
