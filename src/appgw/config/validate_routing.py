@@ -118,10 +118,11 @@ def _path_maps(c: Checks) -> None:
                 c.error("path_maps.*.rules.*.paths", names, "required")
             for path in rule.paths:
                 _path(c, names, path)
-                if path in owners and owners[path] != rule.name:
-                    message = f"{path!r} is already a path of rule {owners[path]!r}"
+                folded = path.lower()  # paths match case-insensitively
+                if folded in owners and owners[folded] != rule.name:
+                    message = f"{path!r} is already a path of rule {owners[folded]!r}"
                     c.error("path_maps.*.rules.*.paths", names, message)
-                owners.setdefault(path, rule.name)
+                owners.setdefault(folded, rule.name)
             c.target("path_maps.*.rules.*", names, rule.pool, rule.setting, rule.redirect)
             c.ref(
                 "path_maps.*.rules.*.rewrite_rule_set",
