@@ -38,7 +38,7 @@ AZURE_ONLY: dict[str, frozenset[str]] = {
     ),
     "gateway": _keys(
         "sku autoscaleConfiguration zones location tags etag id type provisioningState"
-        " resourceGuid operationalState gatewayIPConfigurations enableHttp2 enableFips"
+        " resourceGuid operationalState gatewayIPConfigurations enableFips"
         " privateEndpointConnections defaultPredefinedSslPolicy forceFirewallPolicyAssociation"
     ),
     "*": _keys("name id etag type resourceGroup provisioningState"),
@@ -60,12 +60,12 @@ AZURE_ONLY: dict[str, frozenset[str]] = {
 # implement: loaded with a warning when set (an empty list or false is quiet).
 NOT_IMPLEMENTED: dict[str, frozenset[str]] = {
     "gateway": _keys(
-        "sslPolicy webApplicationFirewallConfiguration firewallPolicy customErrorConfigurations"
+        "sslPolicy webApplicationFirewallConfiguration firewallPolicy"
         " sslProfiles authenticationCertificates privateLinkConfigurations listeners"
         " routingRules backendSettingsCollection trustedClientCertificates"
-        " loadDistributionPolicies globalConfiguration"
+        " loadDistributionPolicies globalConfiguration enableHttp2"
     ),
-    "httpListeners": _keys("customErrorConfigurations firewallPolicy sslProfile"),
+    "httpListeners": _keys("firewallPolicy sslProfile"),
     "backendAddressPools": _keys("backendIPConfigurations"),
     "backendHttpSettingsCollection": _keys(
         "authenticationCertificates dedicatedBackendConnection validateCertChainAndExpiry"

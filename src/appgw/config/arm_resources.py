@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from appgw.config.certs import CertError, ca_to_pem, pfx_to_pem
+from appgw.config.error_pages import read_arm as read_error_pages
 from appgw.config.fields import Section, join, read_status_codes
 from appgw.config.model import (
     Certificate,
@@ -44,6 +46,7 @@ def build_config(arm: ArmReader, p: Section, source: str) -> Config:
     """The gateway's properties -> Config (without warnings)."""
     ports = {n: _frontend_port(arm, s) for n, s in arm.resources(p, "frontendPorts")}
     ips = {n: _frontend_ip(arm, s) for n, s in arm.resources(p, "frontendIPConfigurations")}
+    base = Path(source).absolute().parent  # file paths of custom error pages
     return Config(
         source=source,
         certificates={n: _certificate(arm, n, s) for n, s in arm.resources(p, "sslCertificates")},
@@ -51,7 +54,7 @@ def build_config(arm: ArmReader, p: Section, source: str) -> Config:
             n: _trusted_root(arm, s) for n, s in arm.resources(p, "trustedRootCertificates")
         },
         listeners={
-            n: _listener(arm, n, s, ports, ips) for n, s in arm.resources(p, "httpListeners")
+            n: _listener(arm, n, s, ports, ips, base) for n, s in arm.resources(p, "httpListeners")
         },
         pools={n: _pool(arm, n, s) for n, s in arm.resources(p, "backendAddressPools")},
         settings={
@@ -64,6 +67,7 @@ def build_config(arm: ArmReader, p: Section, source: str) -> Config:
         },
         path_maps={n: _path_map(arm, n, s) for n, s in arm.resources(p, "urlPathMaps")},
         rules={n: _rule(arm, n, s) for n, s in arm.resources(p, "requestRoutingRules")},
+        error_pages=read_error_pages(arm, p, base),
     )
 
 
@@ -143,6 +147,7 @@ def _listener(
     s: Section,
     ports: dict[str, int | None],
     ips: dict[str, str],
+    base: Path,
 ) -> Listener:
     port = 0
     port_name = arm.ref(s, "frontendPort", "frontendPorts")
@@ -173,6 +178,7 @@ def _listener(
         host_names=host_names,
         certificate=arm.ref(s, "sslCertificate", "sslCertificates"),
         require_sni=s.get_bool("requireServerNameIndication", False),
+        error_pages=read_error_pages(arm, s, base),
     )
     arm.finish(s, "httpListeners")
     return listener

@@ -18,6 +18,7 @@ import attrs
 
 from appgw.config.certs import CertError, ca_to_pem, pem_pair, pfx_to_pem
 from appgw.config.draft import Draft
+from appgw.config.error_pages import read_toml as read_error_pages
 from appgw.config.fields import Invalid, Section, join, read_status_codes
 from appgw.config.model import (
     Certificate,
@@ -46,11 +47,12 @@ def build(data: Mapping[str, Any], source: str) -> Draft:
     reader = _Reader(source)
     root = Section(data, "", reader.errors, quiet=reader.quiet)
     gateway = reader.gateway(root.get_section("gateway"))
+    error_pages = read_error_pages(root.get_section("error_pages"), reader.base)
     collections: dict[str, Any] = {}
     for key, read in reader.collections().items():
         collections[key] = {name: read(name, s) for name, s in reader.named(root, key)}
     root.reject_unused()
-    config = Config(source=source, gateway=gateway, **collections)
+    config = Config(source=source, gateway=gateway, error_pages=error_pages, **collections)
     return Draft(config, tuple(reader.errors), frozenset(reader.quiet))
 
 
@@ -201,6 +203,7 @@ class _Reader:
             host_names=s.get_strs("host_names"),
             certificate=s.get_opt_str("certificate"),
             require_sni=s.get_bool("require_sni", False),
+            error_pages=read_error_pages(s.get_section("error_pages"), self.base),
         )
         s.reject_unused()
         return listener

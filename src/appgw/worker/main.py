@@ -33,6 +33,7 @@ from appgw.master.children import unblock_signals
 from appgw.tls import backend_context, socket_context
 from appgw.worker.balancer import Balancer, EveryoneHealthy, Health
 from appgw.worker.connection import ClientConnection
+from appgw.worker.custom_errors import CustomErrorPages
 from appgw.worker.metrics import Counters
 from appgw.worker.relay import CLOSE_REPLY_BUDGET, FINISH_FRAME_BUDGET, Tunnel
 from appgw.worker.rewrite import compile_rule_set
@@ -87,6 +88,7 @@ class Worker:
         self.generation = generation
         limits = config.gateway.limits
         self.router = Router(config)
+        self.error_pages = CustomErrorPages(config, self.router)
         self.rewrites = {
             name: compile_rule_set(rs) for name, rs in config.rewrite_rule_sets.items()
         }

@@ -147,10 +147,19 @@ class Router:
 
     def route(self, bound: BoundAddress, host: bytes | None, path: str) -> Route | None:
         """The route for a request, or None when no listener takes its host."""
+        entry = self._entry(bound, host)
+        return None if entry is None else self._target(entry, path)
+
+    def listener(self, bound: BoundAddress, host: bytes | None) -> Listener | None:
+        """The listener that takes a request for `host` on a socket, if any."""
+        entry = self._entry(bound, host)
+        return None if entry is None else entry.listener
+
+    def _entry(self, bound: BoundAddress, host: bytes | None) -> _Entry | None:
         name = request_host(host)
         for entry in self.sockets.get(bound, ()):
             if entry.hosts is None or entry.hosts.fullmatch(name):
-                return self._target(entry, path)
+                return entry
         return None
 
     def _target(self, entry: _Entry, path: str) -> Route:
