@@ -75,7 +75,6 @@ NOT_IMPLEMENTED: dict[str, frozenset[str]] = {
     "urlPathMaps": _keys("defaultLoadDistributionPolicy"),
     "pathRules": _keys("firewallPolicy loadDistributionPolicy"),
     "requestRoutingRules": _keys("loadDistributionPolicy"),
-    "headerConfigurations": _keys("headerValueMatcher"),
 }
 
 # Keys of a sub-resource around its `properties`.

@@ -33,6 +33,7 @@ from appgw.config.model import (
     Server,
     Setting,
     UrlAction,
+    ValueMatcher,
 )
 
 if TYPE_CHECKING:
@@ -274,8 +275,19 @@ def _redirect(arm: ArmReader, name: str, s: Section) -> Redirect:
 def _headers(arm: ArmReader, s: Section, key: str) -> tuple[HeaderAction, ...]:
     actions = []
     for h in s.get_sections(key):
+        matcher = None
+        m = h.get_section("headerValueMatcher")
+        if m is not None:
+            matcher = ValueMatcher(
+                pattern=m.get_str("pattern", "", required=True),
+                ignore_case=m.get_bool("ignoreCase", False),
+                negate=m.get_bool("negate", False),
+            )
+            arm.finish(m, "headerValueMatcher")
         actions.append(
-            HeaderAction(h.get_str("headerName", "", required=True), h.get_str("headerValue", ""))
+            HeaderAction(
+                h.get_str("headerName", "", required=True), h.get_str("headerValue", ""), matcher
+            )
         )
         arm.finish(h, "headerConfigurations")
     return tuple(actions)

@@ -150,11 +150,26 @@ UNREWRITABLE_HEADERS = frozenset({"connection", "upgrade", "content-length", "tr
 
 
 @frozen
+class ValueMatcher:
+    """Application Gateway's headerValueMatcher: which fields of a header an
+    action rewrites (Set-Cookie on responses only)."""
+
+    pattern: str  # an RE2 regular expression
+    ignore_case: bool = False
+    negate: bool = False
+
+
+@frozen
 class HeaderAction:
-    """Set a header to a value; an empty value removes the header."""
+    """Set a header to a value; an empty value removes the header.
+
+    With a matcher, only the fields whose value the matcher selects are
+    rewritten (each on its own), and the value may use the matcher's groups.
+    """
 
     name: str
     value: str
+    matcher: ValueMatcher | None = None
 
 
 @frozen

@@ -39,6 +39,7 @@ from appgw.config.model import (
     Server,
     Setting,
     UrlAction,
+    ValueMatcher,
 )
 
 
@@ -362,6 +363,27 @@ def _sub_name(s: Section, parent: str, key: str) -> str:
 
 
 def _headers(s: Section | None) -> tuple[HeaderAction, ...]:
+    """Header name = value, or = { value = ..., matcher = { pattern = ... } }."""
     if s is None:
         return ()
-    return tuple(HeaderAction(name, s.get_str(name, "")) for name in s.keys())
+    actions = []
+    for name in s.keys():
+        if not isinstance(s.data[name], Mapping):
+            actions.append(HeaderAction(name, s.get_str(name, "")))
+            continue
+        h = s.sub(s.data[name], s.key_path(name))
+        if h is None:
+            continue
+        value = h.get_str("value", "")
+        matcher = None
+        m = h.get_section("matcher")
+        if m is not None:
+            matcher = ValueMatcher(
+                pattern=m.get_str("pattern", "", required=True),
+                ignore_case=m.get_bool("ignore_case", False),
+                negate=m.get_bool("negate", False),
+            )
+            m.reject_unused()
+        h.reject_unused()
+        actions.append(HeaderAction(name, value, matcher))
+    return tuple(actions)
