@@ -135,16 +135,17 @@ class Exchange:
         tls = self.worker.backend_tls(self.setting)
         replayable = not self.has_body and self.request.method in _IDEMPOTENT
         failure: BadGateway | None = None
+        balancer = self.worker.balancer
         for server in candidates:
             name = (self._host_header(server) or server.host.encode()).decode()
+            port = server_port(server, self.setting)
             try:
-                upstream = await self.worker.upstreams.acquire(
-                    server.host, server_port(server, self.setting), tls, name
-                )
+                upstream = await self.worker.upstreams.acquire(server.host, port, tls, name)
             except BadGateway as exc:
-                log.warning("pool %s: %s", self.pool.name, exc.detail)
+                balancer.connect_failed(self.pool, server.host, port, exc.detail)
                 failure = exc
                 continue
+            balancer.connected(self.pool, server.host, port)
             self.upstream_label = upstream.label
             try:
                 upstream, response = await self._start(server, upstream)

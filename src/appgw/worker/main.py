@@ -21,6 +21,7 @@ import errno
 import signal
 import socket
 import ssl
+import time
 from typing import Any
 
 import attrs
@@ -92,7 +93,7 @@ class Worker:
         self.rewrites = {
             name: compile_rule_set(rs) for name, rs in config.rewrite_rule_sets.items()
         }
-        self.balancer = Balancer(config)
+        self.balancer = Balancer(config, clock=trio.current_time)
         self.upstreams = UpstreamPool(limits.connect_timeout, limits.max_response_header_bytes)
         self.health: Health = EveryoneHealthy()
         self.draining = trio.Event()
@@ -254,6 +255,9 @@ class Worker:
             metrics = self.counters.as_dict()
             metrics["connections_active"] = len(self.connections)
             metrics["tunnels_active"] = len(self.tunnels)
+            metrics["passive_servers"] = self.balancer.passive.snapshot(  # type: ignore[assignment]
+                trio.current_time(), time.time()
+            )
             message = {"type": "heartbeat", "metrics": metrics}
             await self.channel.send(message, timeout=HEARTBEAT_INTERVAL)
             await trio.sleep(HEARTBEAT_INTERVAL)
