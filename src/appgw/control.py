@@ -171,8 +171,12 @@ def cmd_health(args: argparse.Namespace) -> int:
         snapshot = _run_file(args, runfiles.health_file, "no health results yet")
     except _Exit as exc:
         return exc.code
+    try:  # servers passed over after failed connects, from the workers
+        passive = runfiles.read_json(runfiles.metrics_file(_pid_file(args))).get("passive")
+    except (OSError, ValueError, AttributeError):
+        passive = None
     if args.json:
-        print(json.dumps(as_backend_health(snapshot), indent=2))
+        print(json.dumps(as_backend_health(snapshot, passive=passive), indent=2))
         return 0
     config = None
     state = state_of(_pid_file(args))
@@ -181,7 +185,7 @@ def cmd_health(args: argparse.Namespace) -> int:
             config = load(str(state["config"]))
         except ConfigError:
             config = None
-    print(format_text(snapshot, config), end="")
+    print(format_text(snapshot, config, passive=passive), end="")
     return 0
 
 

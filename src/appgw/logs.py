@@ -93,12 +93,13 @@ def access_line(
     duration: float,
     upstream: str,
     host: str,
+    transaction_id: str = "",
 ) -> None:
     if access.disabled or not access.handlers:
         return
     stamp = time.strftime("%d/%b/%Y:%H:%M:%S %z")
     access.info(
-        '%s [%s] "%s %s" %d %d %.3f %s %s',
+        '%s [%s] "%s %s" %d %d %.3f %s %s %s',
         client,
         stamp,
         method,
@@ -108,4 +109,5 @@ def access_line(
         duration,
         upstream or "-",
         host or "-",
+        transaction_id or "-",
     )

@@ -436,11 +436,10 @@ def test_azure_keys_are_accepted_or_warned_about(tmp_path: Path) -> None:
     listener = doc["properties"]["httpListeners"][0]
     listener["etag"] = "x"
     listener["properties"]["provisioningState"] = "Succeeded"
-    listener["properties"]["customErrorConfigurations"] = [{"statusCode": "HttpStatus502"}]
     config = load(write(tmp_path, doc))
     assert sorted(config.warnings) == [
+        "enableHttp2: not implemented by appgw, ignored",
         "firewallPolicy: not implemented by appgw, ignored",
-        "httpListeners.web.customErrorConfigurations: not implemented by appgw, ignored",
         "routingRules: not implemented by appgw, ignored",
     ]
 

@@ -427,7 +427,7 @@ def test_rewrite_rules() -> None:
     assert errors[0] == "rewrite_rule_sets.rw.rules.r: duplicate name"
     assert errors[1] == "rewrite_rule_sets.rw.rules.r.sequence: must be 1..1000"
     assert errors[2].startswith(
-        "rewrite_rule_sets.rw.rules.r.conditions[0].pattern: not a regular expression"
+        "rewrite_rule_sets.rw.rules.r.conditions[0].pattern: not an RE2 regular expression"
     )
     assert errors[3] == (
         "rewrite_rule_sets.rw.rules.r.conditions[1].variable: 'user_agent' is not "

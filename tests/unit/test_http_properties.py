@@ -4,9 +4,9 @@ Header handling (appgw.worker.headers): whatever a client sends, the
 request towards the backend carries exactly the framing the gateway will
 send (one Content-Length, or chunked, or neither), no hop-by-hop header and
 no header its Connection names; responses likewise. Routing
-(appgw.worker.routing): host and path lookups never raise, an exact path
-beats any wildcard, the longest wildcard prefix wins, and host patterns
-match exactly the names they describe. WebSocket: only version 13 with a
+(appgw.worker.routing): host and path lookups never raise, the first path
+pattern in list order that matches wins (case-insensitively), and host
+patterns match exactly the names they describe. WebSocket: only version 13 with a
 key that is the base64 of 16 bytes passes, and a 101 passes only with the
 accept value of RFC 6455 for that key.
 """
@@ -226,28 +226,29 @@ paths = st.text("/abcxyz-._~%0123456789", max_size=30).map(lambda p: "/" + p.lst
 
 
 @given(
-    exact=st.lists(paths, max_size=5),
-    prefixes=st.lists(paths, max_size=5),
+    patterns=st.lists(st.tuples(paths, st.booleans()), max_size=8),
     path=paths,
 )
-@example(exact=["/api/v1"], prefixes=["/api/"], path="/api/v1")
-def test_exact_beats_wildcard_and_longest_prefix_wins(exact, prefixes, path) -> None:
+@example(patterns=[("/api/", True), ("/api/v1", False)], path="/api/v1")
+@example(patterns=[("/api/v1", False), ("/api/", True)], path="/API/V1")
+def test_the_first_matching_pattern_in_list_order_wins(patterns, path) -> None:
     rules_ = tuple(
-        [PathRule(f"e{i}", (p,), pool="p", setting="s") for i, p in enumerate(exact)]
-        + [PathRule(f"w{i}", (p + "*",), pool="p", setting="s") for i, p in enumerate(prefixes)]
+        PathRule(f"r{i}", (p + "*" if wild else p,), pool="p", setting="s")
+        for i, (p, wild) in enumerate(patterns)
     )
     table = PathTable(PathMap("m", rules=rules_, default_pool="p", default_setting="s"))
-    rule, prefix = table.match(path)
-    if path in exact:
-        assert rule is not None and rule.name == f"e{exact.index(path)}" and prefix is None
+    rule, matched = table.match(path)
+    folded = path.lower()
+    expected = None
+    for i, (p, wild) in enumerate(patterns):
+        if (wild and folded.startswith(p.lower())) or (not wild and folded == p.lower()):
+            expected = i
+            break
+    if expected is None:
+        assert rule is None and matched is None
         return
-    matching = [p for p in prefixes if path.startswith(p)]
-    if not matching:
-        assert rule is None
-        return
-    assert rule is not None and prefix is not None
-    assert prefix == max(matching, key=len)
-    assert rule.name.startswith("w")
+    assert rule is not None and rule.name == f"r{expected}"
+    assert matched is not None and path.lower().startswith(matched.lower())
 
 
 def router() -> Router:

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import pytest
+
 from appgw.config.model import (
     Config,
     Listener,
@@ -11,7 +13,13 @@ from appgw.config.model import (
     Server,
     Setting,
 )
-from appgw.worker.routing import Router, backend_target, redirect_location, request_host
+from appgw.worker.routing import (
+    PathTable,
+    Router,
+    backend_target,
+    redirect_location,
+    request_host,
+)
 
 
 def multisite() -> Config:
@@ -109,12 +117,13 @@ def test_without_priorities_multisite_listeners_go_before_basic_ones():
     assert router.route(("0.0.0.0", 443), b"nobody.example", "/").pool.name == "fallback"
 
 
-def test_path_map_exact_then_longest_wildcard_then_default():
+def test_path_map_first_match_in_list_order_then_default():
     router = Router(multisite())
     bound = ("0.0.0.0", 443)
     host = b"www.contoso.com"
     assert router.route(bound, host, "/api/users").pool.name == "api"
-    assert router.route(bound, host, "/api/v/1").pool.name == "chat"
+    # "/api/*" is listed before "/api/v/*", so it takes "/api/v/1" too.
+    assert router.route(bound, host, "/api/v/1").pool.name == "api"
     assert router.route(bound, host, "/live").pool.name == "chat"
     assert router.route(bound, host, "/live/feed").pool.name == "chat"
     assert router.route(bound, host, "/liveness").pool.name == "static"
@@ -146,3 +155,111 @@ def test_redirects():
         "https://new.contoso.com/?a=1"
     )
     assert old.redirect.status == 302
+
+
+# -- path maps, from Application Gateway's documentation -------------------------
+#
+# "URL Path Based Routing overview": rules are processed in the order they are
+# listed; a wildcard listed first takes priority even over a more specific
+# path listed after it. Path patterns match case-insensitively, on the path
+# without the query; "*" may end a pattern, with or without "/" before it.
+
+
+def table(*patterns: tuple[str, ...]) -> PathTable:
+    rules = tuple(
+        PathRule(f"r{i}", paths, pool="p", setting="s") for i, paths in enumerate(patterns)
+    )
+    return PathTable(PathMap("m", rules=rules, default_pool="p", default_setting="s"))
+
+
+PATH_CASES = [
+    # (patterns in list order, request path, rule expected (None: default), matched part)
+    ((("/video/*",), ("/images/*",)), "/video/a.mp4", "r0", "/video/"),
+    ((("/video/*",), ("/images/*",)), "/images/a.png", "r1", "/images/"),
+    ((("/video/*",), ("/images/*",)), "/other", None, None),
+    # The documentation's example: the wildcard listed first catches the longer path.
+    ((("/master-dev*",), ("/master-dev/api-core/",)), "/master-dev/api-core/", "r0", "/master-dev"),
+    ((("/master-dev/api-core/",), ("/master-dev*",)), "/master-dev/api-core/", "r0", None),
+    ((("/master-dev/api-core/",), ("/master-dev*",)), "/master-dev/other", "r1", "/master-dev"),
+    # An exact path listed after a wildcard that covers it never wins.
+    ((("/api/*",), ("/api/live",)), "/api/live", "r0", "/api/"),
+    # Both wildcard forms.
+    ((("/images*",),), "/images", "r0", "/images"),
+    ((("/images*",),), "/imagesX/a", "r0", "/images"),
+    ((("/images/*",),), "/images", None, None),
+    ((("/images/*",),), "/images/", "r0", "/images/"),
+    # Case-insensitive, the matched part as the client wrote it.
+    ((("/api/*",),), "/API/x", "r0", "/API/"),
+    ((("/Live",),), "/lIVE", "r0", None),
+    # Several patterns of one rule count at their own positions.
+    ((("/a", "/b/*"), ("/b/c",)), "/b/c", "r0", "/b/"),
+    ((("/*",), ("/api/*",)), "/api/x", "r0", "/"),
+]
+
+
+@pytest.mark.parametrize(("patterns", "path", "expected", "matched"), PATH_CASES)
+def test_path_rules_first_match_in_list_order(patterns, path, expected, matched):
+    rule, part = table(*patterns).match(path)
+    assert (rule.name if rule else None) == expected
+    if expected is not None:
+        assert part == (matched if matched is not None else path)
+
+
+def test_path_rules_ignore_the_query():
+    router = Router(multisite())
+    # The proxy routes on the path alone; a query that looks like a path
+    # does not change the match.
+    route = router.route(("0.0.0.0", 443), b"www.contoso.com", "/index.html")
+    assert route.pool.name == "static" and route.path_rule is None
+
+
+OVERRIDE_CASES = [
+    # "Override backend path" in the backend settings documentation:
+    # (rule kind, path pattern, override, request path, path to the backend)
+    ("basic", None, "/override/", "/home/", "/override/home/"),
+    ("basic", None, "/override/", "/home/secondhome/", "/override/home/secondhome/"),
+    ("path", "/pathrule/home/", "/override/", "/pathrule/home/", "/override/"),
+    ("path", "/pathrule/home*", "/override/", "/pathrule/home/", "/override/"),
+    (
+        "path",
+        "/pathrule/home*",
+        "/override/",
+        "/pathrule/home/secondhome/",
+        "/override/secondhome/",
+    ),
+    ("path", "/pathrule/home/*", "/override/", "/pathrule/home/", "/override/"),
+    (
+        "path",
+        "/pathrule/home/*",
+        "/override/",
+        "/pathrule/home/secondhome/",
+        "/override/secondhome/",
+    ),
+    ("path", "/pathrule/home/*", "/override", "/pathrule/home/a", "/override/a"),
+    ("path", "/pathrule/*", "/override/", "/PathRule/Home", "/override/Home"),
+]
+
+
+@pytest.mark.parametrize(("kind", "pattern", "override", "path", "expected"), OVERRIDE_CASES)
+def test_backend_path_override_as_documented(kind, pattern, override, path, expected):
+    listeners = {"l": Listener("l", "http", 80)}
+    pools = {"p": Pool("p", (Server("127.0.0.2"),))}
+    settings = {"s": Setting("s", 80, path=override)}
+    if kind == "basic":
+        rules = {"r": Rule("r", "l", pool="p", setting="s")}
+        maps = {}
+    else:
+        maps = {
+            "m": PathMap(
+                "m",
+                rules=(PathRule("pr", (pattern,), pool="p", setting="s"),),
+                default_pool="p",
+                default_setting="s",
+            )
+        }
+        rules = {"r": Rule("r", "l", kind="path", path_map="m")}
+    config = Config(
+        source="t", listeners=listeners, pools=pools, settings=settings, path_maps=maps, rules=rules
+    )
+    route = Router(config).route(("0.0.0.0", 80), b"x", path)
+    assert backend_target(route, path + "?q=1") == expected + "?q=1"

@@ -38,7 +38,7 @@ AZURE_ONLY: dict[str, frozenset[str]] = {
     ),
     "gateway": _keys(
         "sku autoscaleConfiguration zones location tags etag id type provisioningState"
-        " resourceGuid operationalState gatewayIPConfigurations enableHttp2 enableFips"
+        " resourceGuid operationalState gatewayIPConfigurations enableFips"
         " privateEndpointConnections defaultPredefinedSslPolicy forceFirewallPolicyAssociation"
     ),
     "*": _keys("name id etag type resourceGroup provisioningState"),
@@ -62,18 +62,17 @@ AZURE_ONLY: dict[str, frozenset[str]] = {
 # implement: loaded with a warning when set (an empty list or false is quiet).
 NOT_IMPLEMENTED: dict[str, frozenset[str]] = {
     "gateway": _keys(
-        "webApplicationFirewallConfiguration firewallPolicy customErrorConfigurations"
+        "webApplicationFirewallConfiguration firewallPolicy"
         " authenticationCertificates privateLinkConfigurations listeners"
         " routingRules backendSettingsCollection"
-        " loadDistributionPolicies globalConfiguration"
+        " loadDistributionPolicies globalConfiguration enableHttp2"
     ),
-    "httpListeners": _keys("customErrorConfigurations firewallPolicy"),
+    "httpListeners": _keys("firewallPolicy"),
     "backendAddressPools": _keys("backendIPConfigurations"),
     "backendHttpSettingsCollection": _keys("authenticationCertificates dedicatedBackendConnection"),
     "urlPathMaps": _keys("defaultLoadDistributionPolicy"),
     "pathRules": _keys("firewallPolicy loadDistributionPolicy"),
     "requestRoutingRules": _keys("loadDistributionPolicy"),
-    "headerConfigurations": _keys("headerValueMatcher"),
 }
 
 # Keys of a sub-resource around its `properties`.

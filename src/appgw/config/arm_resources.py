@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from appgw.config.arm_tls import ssl_policy, ssl_profile, trusted_client_certificate
 from appgw.config.certs import CertError, ca_to_pem, pfx_to_pem
+from appgw.config.error_pages import read_arm as read_error_pages
 from appgw.config.fields import Section, join, read_status_codes
 from appgw.config.model import (
     Certificate,
@@ -32,6 +34,7 @@ from appgw.config.model import (
     Server,
     Setting,
     UrlAction,
+    ValueMatcher,
 )
 
 if TYPE_CHECKING:
@@ -45,6 +48,7 @@ def build_config(arm: ArmReader, p: Section, source: str) -> Config:
     """The gateway's properties -> Config (without warnings)."""
     ports = {n: _frontend_port(arm, s) for n, s in arm.resources(p, "frontendPorts")}
     ips = {n: _frontend_ip(arm, s) for n, s in arm.resources(p, "frontendIPConfigurations")}
+    base = Path(source).absolute().parent  # file paths of custom error pages
     return Config(
         source=source,
         certificates={n: _certificate(arm, n, s) for n, s in arm.resources(p, "sslCertificates")},
@@ -58,7 +62,7 @@ def build_config(arm: ArmReader, p: Section, source: str) -> Config:
         },
         ssl_profiles={n: ssl_profile(arm, n, s) for n, s in arm.resources(p, "sslProfiles")},
         listeners={
-            n: _listener(arm, n, s, ports, ips) for n, s in arm.resources(p, "httpListeners")
+            n: _listener(arm, n, s, ports, ips, base) for n, s in arm.resources(p, "httpListeners")
         },
         pools={n: _pool(arm, n, s) for n, s in arm.resources(p, "backendAddressPools")},
         settings={
@@ -71,6 +75,7 @@ def build_config(arm: ArmReader, p: Section, source: str) -> Config:
         },
         path_maps={n: _path_map(arm, n, s) for n, s in arm.resources(p, "urlPathMaps")},
         rules={n: _rule(arm, n, s) for n, s in arm.resources(p, "requestRoutingRules")},
+        error_pages=read_error_pages(arm, p, base),
     )
 
 
@@ -150,6 +155,7 @@ def _listener(
     s: Section,
     ports: dict[str, int | None],
     ips: dict[str, str],
+    base: Path,
 ) -> Listener:
     port = 0
     port_name = arm.ref(s, "frontendPort", "frontendPorts")
@@ -181,6 +187,7 @@ def _listener(
         certificate=arm.ref(s, "sslCertificate", "sslCertificates"),
         require_sni=s.get_bool("requireServerNameIndication", False),
         ssl_profile=arm.ref(s, "sslProfile", "sslProfiles"),
+        error_pages=read_error_pages(arm, s, base),
     )
     arm.finish(s, "httpListeners")
     return listener
@@ -281,8 +288,19 @@ def _redirect(arm: ArmReader, name: str, s: Section) -> Redirect:
 def _headers(arm: ArmReader, s: Section, key: str) -> tuple[HeaderAction, ...]:
     actions = []
     for h in s.get_sections(key):
+        matcher = None
+        m = h.get_section("headerValueMatcher")
+        if m is not None:
+            matcher = ValueMatcher(
+                pattern=m.get_str("pattern", "", required=True),
+                ignore_case=m.get_bool("ignoreCase", False),
+                negate=m.get_bool("negate", False),
+            )
+            arm.finish(m, "headerValueMatcher")
         actions.append(
-            HeaderAction(h.get_str("headerName", "", required=True), h.get_str("headerValue", ""))
+            HeaderAction(
+                h.get_str("headerName", "", required=True), h.get_str("headerValue", ""), matcher
+            )
         )
         arm.finish(h, "headerConfigurations")
     return tuple(actions)

@@ -29,6 +29,21 @@ class Certificate:
     source: str  # where it came from, for messages ("certs/site.pem", "sslCertificates[0]")
 
 
+# The statuses whose page Application Gateway lets a configuration replace.
+CUSTOM_ERROR_STATUSES = (400, 403, 405, 408, 500, 502, 503, 504)
+
+
+@frozen
+class ErrorPage:
+    """A custom error page: what the gateway answers instead of its own page
+    for one status. Fetched once, when the configuration loads."""
+
+    status: int  # one of CUSTOM_ERROR_STATUSES
+    url: str  # as configured: http://, https://, file: or a file path
+    body: bytes = b""
+    content_type: str = "text/html; charset=utf-8"
+
+
 @frozen
 class Listener:
     """An HTTP or HTTPS listener: where clients connect."""
@@ -41,6 +56,7 @@ class Listener:
     certificate: str | None = None  # name in Config.certificates; https only
     require_sni: bool = False
     ssl_profile: str | None = None  # name in Config.ssl_profiles; https only
+    error_pages: tuple[ErrorPage, ...] = ()  # these win over the gateway's
 
 
 @frozen
@@ -179,11 +195,26 @@ UNREWRITABLE_HEADERS = frozenset({"connection", "upgrade", "content-length", "tr
 
 
 @frozen
+class ValueMatcher:
+    """Application Gateway's headerValueMatcher: which fields of a header an
+    action rewrites (Set-Cookie on responses only)."""
+
+    pattern: str  # an RE2 regular expression
+    ignore_case: bool = False
+    negate: bool = False
+
+
+@frozen
 class HeaderAction:
-    """Set a header to a value; an empty value removes the header."""
+    """Set a header to a value; an empty value removes the header.
+
+    With a matcher, only the fields whose value the matcher selects are
+    rewritten (each on its own), and the value may use the matcher's groups.
+    """
 
     name: str
     value: str
+    matcher: ValueMatcher | None = None
 
 
 @frozen
@@ -303,5 +334,6 @@ class Config:
     rewrite_rule_sets: Mapping[str, RewriteRuleSet] = attrs.Factory(dict)
     path_maps: Mapping[str, PathMap] = attrs.Factory(dict)
     rules: Mapping[str, Rule] = attrs.Factory(dict)
+    error_pages: tuple[ErrorPage, ...] = ()  # for every listener without its own
     # Things loaded but worth telling the operator (Azure-only keys ignored, ...).
     warnings: tuple[str, ...] = ()

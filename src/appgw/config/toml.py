@@ -19,6 +19,7 @@ import attrs
 from appgw.config import toml_tls
 from appgw.config.certs import CertError, ca_to_pem, pem_pair, pfx_to_pem
 from appgw.config.draft import Draft
+from appgw.config.error_pages import read_toml as read_error_pages
 from appgw.config.fields import Invalid, Section, join, read_status_codes
 from appgw.config.model import (
     Certificate,
@@ -39,6 +40,7 @@ from appgw.config.model import (
     Server,
     Setting,
     UrlAction,
+    ValueMatcher,
 )
 
 
@@ -48,11 +50,14 @@ def build(data: Mapping[str, Any], source: str) -> Draft:
     root = Section(data, "", reader.errors, quiet=reader.quiet)
     gateway = reader.gateway(root.get_section("gateway"))
     policy = toml_tls.ssl_policy(root.get_section("ssl_policy"))
+    error_pages = read_error_pages(root.get_section("error_pages"), reader.base)
     collections: dict[str, Any] = {}
     for key, read in reader.collections().items():
         collections[key] = {name: read(name, s) for name, s in reader.named(root, key)}
     root.reject_unused()
-    config = Config(source=source, gateway=gateway, ssl_policy=policy, **collections)
+    config = Config(
+        source=source, gateway=gateway, ssl_policy=policy, error_pages=error_pages, **collections
+    )
     return Draft(config, tuple(reader.errors), frozenset(reader.quiet))
 
 
@@ -209,6 +214,7 @@ class _Reader:
             certificate=s.get_opt_str("certificate"),
             require_sni=s.get_bool("require_sni", False),
             ssl_profile=s.get_opt_str("ssl_profile"),
+            error_pages=read_error_pages(s.get_section("error_pages"), self.base),
         )
         s.reject_unused()
         return listener
@@ -370,6 +376,27 @@ def _sub_name(s: Section, parent: str, key: str) -> str:
 
 
 def _headers(s: Section | None) -> tuple[HeaderAction, ...]:
+    """Header name = value, or = { value = ..., matcher = { pattern = ... } }."""
     if s is None:
         return ()
-    return tuple(HeaderAction(name, s.get_str(name, "")) for name in s.keys())
+    actions = []
+    for name in s.keys():
+        if not isinstance(s.data[name], Mapping):
+            actions.append(HeaderAction(name, s.get_str(name, "")))
+            continue
+        h = s.sub(s.data[name], s.key_path(name))
+        if h is None:
+            continue
+        value = h.get_str("value", "")
+        matcher = None
+        m = h.get_section("matcher")
+        if m is not None:
+            matcher = ValueMatcher(
+                pattern=m.get_str("pattern", "", required=True),
+                ignore_case=m.get_bool("ignore_case", False),
+                negate=m.get_bool("negate", False),
+            )
+            m.reject_unused()
+        h.reject_unused()
+        actions.append(HeaderAction(name, value, matcher))
+    return tuple(actions)

@@ -9,7 +9,8 @@ import re
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from appgw.config.model import REDIRECT_STATUS, UNREWRITABLE_HEADERS
+from appgw.config.model import REDIRECT_STATUS, UNREWRITABLE_HEADERS, HeaderAction
+from appgw.patterns import PatternError, compile_pattern
 
 if TYPE_CHECKING:
     from appgw.config.validate import Checks
@@ -66,9 +67,9 @@ def _rewrite_rule_sets(c: Checks) -> None:
                     )
                     c.error("rewrite_rule_sets.*.rules.*.conditions[*].variable", at, message)
                 try:
-                    re.compile(condition.pattern, re.IGNORECASE if condition.ignore_case else 0)
-                except re.error as e:
-                    message = f"not a regular expression: {e}"
+                    compile_pattern(condition.pattern, condition.ignore_case)
+                except PatternError as e:
+                    message = f"not an RE2 regular expression: {e}"
                     c.error("rewrite_rule_sets.*.rules.*.conditions[*].pattern", at, message)
             for key, actions in (
                 ("request_headers", rule.request_headers),
@@ -82,8 +83,22 @@ def _rewrite_rule_sets(c: Checks) -> None:
                         problem = f"{action.name} is the gateway's and cannot be rewritten"
                     elif action.name.lower() == "host" and not action.value:
                         problem = "Host cannot be removed"
+                    if problem is None and action.matcher is not None:
+                        problem = _matcher_problem(key, action)
                     if problem:
                         c.error(f"rewrite_rule_sets.*.rules.*.{key}", names, problem)
+
+
+def _matcher_problem(key: str, action: HeaderAction) -> str | None:
+    """What is wrong with a header action's value matcher, or None."""
+    assert action.matcher is not None
+    if key != "response_headers" or action.name.lower() != "set-cookie":
+        return f"{action.name}: a value matcher is for the Set-Cookie response header only"
+    try:
+        compile_pattern(action.matcher.pattern, action.matcher.ignore_case)
+    except PatternError as e:
+        return f"{action.name}: value matcher: not an RE2 regular expression: {e}"
+    return None
 
 
 def _path(c: Checks, names: tuple[str, ...], path: str) -> None:
@@ -118,10 +133,11 @@ def _path_maps(c: Checks) -> None:
                 c.error("path_maps.*.rules.*.paths", names, "required")
             for path in rule.paths:
                 _path(c, names, path)
-                if path in owners and owners[path] != rule.name:
-                    message = f"{path!r} is already a path of rule {owners[path]!r}"
+                folded = path.lower()  # paths match case-insensitively
+                if folded in owners and owners[folded] != rule.name:
+                    message = f"{path!r} is already a path of rule {owners[folded]!r}"
                     c.error("path_maps.*.rules.*.paths", names, message)
-                owners.setdefault(path, rule.name)
+                owners.setdefault(folded, rule.name)
             c.target("path_maps.*.rules.*", names, rule.pool, rule.setting, rule.redirect)
             c.ref(
                 "path_maps.*.rules.*.rewrite_rule_set",

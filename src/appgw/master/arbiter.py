@@ -374,6 +374,8 @@ class Arbiter:
             "workers": sum(1 for c in workers if c.life.live),
             "draining_workers": sum(1 for c in workers if not c.life.live),
             "metrics": totals,
+            # Servers the workers pass over after failed connects (worker/passive.py).
+            "passive": [s for c in workers for s in c.metrics.get("passive_servers", ())],
         }
         self.files.write("metrics", data)
 

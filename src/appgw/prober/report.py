@@ -15,13 +15,17 @@ and the reason. as_backend_health() gives the same data in the shape of
 
 `port`, `since` and `routable` are appgw's additions (a pool may hold one
 host on several ports; `routable` shows servers kept in rotation by
-min_servers). Both functions take a snapshot as the prober publishes it.
+min_servers), and so is `passive`: when workers pass a server over after
+failed connects (passive health, worker/passive.py), its reason, the
+failures counted and the end of the back-off; else null. Both functions
+take a snapshot as the prober publishes it, and the workers' passive
+entries as the master collects them.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -31,9 +35,14 @@ from appgw.prober.targets import Target, probe_targets
 ARM_PREFIX = "/providers/Microsoft.Network/applicationGateways"
 
 
-def format_text(snapshot: Mapping[str, Any], config: Config | None = None) -> str:
+def format_text(
+    snapshot: Mapping[str, Any],
+    config: Config | None = None,
+    passive: Iterable[Mapping[str, Any]] | None = None,
+) -> str:
     """A readable report; with `config`, each group also names its probe."""
     now = float(snapshot.get("time") or time.time())
+    backoff = passive_by_server(passive, time.time())
     groups = _groups(snapshot)
     lines = [f"Backend health at {_local(now)}"]
     if not groups:
@@ -55,7 +64,7 @@ def format_text(snapshot: Mapping[str, Any], config: Config | None = None) -> st
                 _address(s),
                 _state_text(s),
                 f"since {_local(float(s['since']))} ({_age(now - float(s['since']))})",
-                str(s.get("reason", "")),
+                str(s.get("reason", "")) + _passive_text(backoff.get(_key(s))),
             )
             for s in servers
         ]
@@ -67,10 +76,14 @@ def format_text(snapshot: Mapping[str, Any], config: Config | None = None) -> st
 
 
 def as_backend_health(
-    snapshot: Mapping[str, Any], *, gateway_name: str = "appgw"
+    snapshot: Mapping[str, Any],
+    *,
+    gateway_name: str = "appgw",
+    passive: Iterable[Mapping[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """The snapshot shaped like `az network application-gateway show-backend-health`."""
     base = f"{ARM_PREFIX}/{gateway_name}"
+    backoff = passive_by_server(passive, time.time())
     pools: dict[str, dict[str, list[dict[str, Any]]]] = {}
     for (pool, setting), servers in _groups(snapshot).items():
         pools.setdefault(pool, {})[setting] = [
@@ -82,6 +95,7 @@ def as_backend_health(
                 "port": s["port"],
                 "since": _iso(float(s["since"])),
                 "routable": bool(s.get("routable", s["state"] != "Unhealthy")),
+                "passive": _passive_json(backoff.get(_key(s))),
             }
             for s in servers
         ]
@@ -101,6 +115,57 @@ def as_backend_health(
             }
             for pool, settings in pools.items()
         ]
+    }
+
+
+def passive_by_server(
+    entries: Iterable[Mapping[str, Any]] | None, now: float
+) -> dict[tuple[str, int], dict[str, Any]]:
+    """The workers' passive back-offs still running, one per server: the
+    latest end, the failures of every worker added up, the latest reason."""
+    merged: dict[tuple[str, int], dict[str, Any]] = {}
+    for entry in entries or ():
+        try:
+            key = (str(entry["host"]), int(entry["port"]))
+            until, failures = float(entry["until"]), int(entry.get("failures", 1))
+        except (KeyError, TypeError, ValueError):
+            continue
+        if until <= now:
+            continue
+        seen = merged.get(key)
+        if seen is None:
+            merged[key] = {
+                "reason": str(entry.get("reason", "")),
+                "until": until,
+                "failures": failures,
+            }
+            continue
+        seen["failures"] += failures
+        if until > seen["until"]:
+            seen["until"], seen["reason"] = until, str(entry.get("reason", ""))
+    return merged
+
+
+def _key(server: Mapping[str, Any]) -> tuple[str, int]:
+    return (str(server["host"]), int(server["port"]))
+
+
+def _passive_text(entry: Mapping[str, Any] | None) -> str:
+    if entry is None:
+        return ""
+    return (
+        f"; passed over until {_local(entry['until'])} after {entry['failures']} failed "
+        f"connect{'s' if entry['failures'] != 1 else ''}: {entry['reason']}"
+    )
+
+
+def _passive_json(entry: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    if entry is None:
+        return None
+    return {
+        "reason": entry["reason"],
+        "failures": entry["failures"],
+        "until": _iso(entry["until"]),
     }
 
 

@@ -6,6 +6,10 @@ unhealthy server's share spreads over all the others instead of doubling
 its neighbour's. The rest of the routable servers follow as failover
 candidates, for when a connection cannot be made.
 
+Servers in passive back-off (passive.py: a connect to them just failed) go
+to the end of that order, after the pinned server of an affinity cookie
+too: they get a request only when no other server can be reached.
+
 Cookie-based affinity: the cookie names a server by an HMAC of the pool and
 server under the gateway's affinity secret, so it reveals no address, cannot
 be forged to pick an arbitrary host, and any instance sharing the secret
@@ -16,9 +20,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import time
+from collections.abc import Callable
 from typing import Protocol
 
+from appgw import logs
 from appgw.config.model import Config, Pool, Server, Setting
+from appgw.worker.passive import PassiveHealth
 
 
 class Health(Protocol):
@@ -48,7 +56,14 @@ def affinity_secret(config: Config) -> bytes:
 
 
 class Balancer:
-    def __init__(self, config: Config) -> None:
+    def __init__(
+        self,
+        config: Config,
+        passive: PassiveHealth | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.passive = passive if passive is not None else PassiveHealth()
+        self.clock = clock
         self._next: dict[tuple[str, str], int] = {}
         secret = affinity_secret(config)
         self._cookies: dict[tuple[str, str], Server] = {}
@@ -85,7 +100,23 @@ class Balancer:
             if pinned is not None and pinned in order:
                 order.remove(pinned)
                 order.insert(0, pinned)
+        if self.passive.any_failing:
+            now = self.clock()
+            order.sort(key=lambda s: self.passive.backed_off(s.host, server_port(s, setting), now))
         return order
+
+    def connect_failed(self, pool: Pool, host: str, port: int, reason: str) -> None:
+        """A connect to a server failed: back-off, and a log line when one is due."""
+        line = self.passive.connect_failed(host, port, reason, self.clock())
+        if line is not None:
+            logs.log.warning("pool %s: %s", pool.name, line)
+
+    def connected(self, pool: Pool, host: str, port: int) -> None:
+        """A connect to a server succeeded (or a kept connection was reused)."""
+        if self.passive.any_failing:
+            line = self.passive.connected(host, port, self.clock())
+            if line is not None:
+                logs.log.info("pool %s: %s", pool.name, line)
 
     def cookie_value(self, pool: Pool, server: Server) -> str:
         return self._values[(pool.name, server)]

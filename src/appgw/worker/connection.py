@@ -41,6 +41,11 @@ def _request_line_too_long(head: bytes | bytearray, limit: int) -> bool:
     return b"\n" not in head[: limit + 16] and len(head) > limit
 
 
+def _host(request: h11.Request | None) -> bytes | None:
+    """The Host of a request, for choosing its listener's error page."""
+    return None if request is None else dict(request.headers).get(b"host")
+
+
 def has_body(request: h11.Request) -> bool:
     """Whether a request's framing announces body bytes."""
     length = None
@@ -206,12 +211,20 @@ class ClientConnection:
         return self.h11.our_state not in (h11.IDLE, h11.SEND_RESPONSE)
 
     async def send_error(
-        self, status: int, *, close: bool, extra: tuple[tuple[bytes, bytes], ...] = ()
+        self,
+        status: int,
+        *,
+        close: bool,
+        extra: tuple[tuple[bytes, bytes], ...] = (),
+        host: bytes | None = None,
     ) -> None:
-        page = errorpage.body(status)
+        page, content_type = self.worker.error_pages.page(self.socket.bound, host, status) or (
+            errorpage.body(status),
+            b"text/html; charset=utf-8",
+        )
         headers = [
             *extra,
-            (b"content-type", b"text/html; charset=utf-8"),
+            (b"content-type", content_type),
             (b"content-length", str(len(page)).encode()),
             (b"cache-control", b"no-store"),
         ]
@@ -247,7 +260,10 @@ class ClientConnection:
                     log.info("%s %s: %s", status, self.peer[0], exc.detail or type(exc).__name__)
                     unread = self.h11.their_state is not h11.DONE
                     await self.send_error(
-                        status, close=not exc.keep_alive or unread, extra=exc.headers
+                        status,
+                        close=not exc.keep_alive or unread,
+                        extra=exc.headers,
+                        host=_host(request),
                     )
                 except h11.RemoteProtocolError as exc:
                     status = exc.error_status_hint
@@ -256,7 +272,7 @@ class ClientConnection:
                     if self.response_started:
                         raise BackendAborted(str(exc)) from None
                     log.info("%s from %s: %s", status, self.peer[0], exc)
-                    await self.send_error(status, close=True)
+                    await self.send_error(status, close=True, host=_host(request))
                 first = False
                 if self.closing or not self._next_cycle():
                     break

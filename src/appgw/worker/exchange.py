@@ -36,7 +36,7 @@ from appgw.errors import (
     GatewayTimeout,
     first_error,
 )
-from appgw.worker import errorpage
+from appgw.worker import errorpage, forwarding
 from appgw.worker import headers as rules
 from appgw.worker.balancer import server_port
 from appgw.worker.connection import Incoming
@@ -74,10 +74,12 @@ class Exchange:
         host: bytes | None,
         target: str,
         rewrite: Rewrite | None = None,
+        trace: forwarding.Trace | None = None,
     ) -> None:
         if route.pool is None or route.setting is None:
             raise GatewayError(f"rule {route.rule} has no backend for this request", status=404)
         self.rewrite = rewrite
+        self.trace = trace
         self.client = client
         self.worker = client.worker
         self.request = request
@@ -105,14 +107,7 @@ class Exchange:
     def _sticky(self) -> str | None:
         if not self.setting.cookie_based_affinity:
             return None
-        name = self.setting.affinity_cookie_name.encode()
-        for key, value in self.request.headers:
-            if key == b"cookie":
-                for part in value.split(b";"):
-                    cookie_name, _, cookie_value = part.strip().partition(b"=")
-                    if cookie_name == name:
-                        return cookie_value.decode("latin-1")
-        return None
+        return forwarding.affinity_cookie(self.request.headers, self.setting.affinity_cookie_name)
 
     def _host_header(self, server: Server) -> bytes | None:
         if self.setting.host_name:
@@ -140,19 +135,20 @@ class Exchange:
         tls = self.worker.backend_tls(self.setting)
         replayable = not self.has_body and self.request.method in _IDEMPOTENT
         failure: BadGateway | None = None
+        balancer = self.worker.balancer
         for server in candidates:
             name = (
                 self.setting.sni_name
                 or (self._host_header(server) or server.host.encode()).decode()
             )
+            port = server_port(server, self.setting)
             try:
-                upstream = await self.worker.upstreams.acquire(
-                    server.host, server_port(server, self.setting), tls, name
-                )
+                upstream = await self.worker.upstreams.acquire(server.host, port, tls, name)
             except BadGateway as exc:
-                log.warning("pool %s: %s", self.pool.name, exc.detail)
+                balancer.connect_failed(self.pool, server.host, port, exc.detail)
                 failure = exc
                 continue
+            balancer.connected(self.pool, server.host, port)
             self.upstream_label = upstream.label
             try:
                 upstream, response = await self._start(server, upstream)
@@ -260,6 +256,7 @@ class Exchange:
             chunked=self.chunked,
             websocket=self.websocket,
         )
+        built = forwarding.add_request_headers(built, self.trace)
         if self.rewrite is not None:
             built = self.rewrite.result.apply(built)
         return h11.Request(method=self.request.method, target=self.target.encode(), headers=built)
@@ -338,10 +335,10 @@ class Exchange:
         if self.setting.cookie_based_affinity:
             value = self.worker.balancer.cookie_value(self.pool, server)
             if self._sticky() != value:
-                cookie = f"{self.setting.affinity_cookie_name}={value}; Path=/; HttpOnly"
-                if client.scheme == "https":
-                    cookie += "; Secure"
-                out.append((b"set-cookie", cookie.encode()))
+                cookies = forwarding.affinity_set_cookies(
+                    self.setting.affinity_cookie_name, value, client.scheme == "https"
+                )
+                out.extend((b"set-cookie", cookie) for cookie in cookies)
         if self.rewrite is not None:
             out = self.rewrite.rule_set.rewrite_response(
                 self.rewrite.context, response.status_code, out

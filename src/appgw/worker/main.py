@@ -21,6 +21,7 @@ import errno
 import signal
 import socket
 import ssl
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -39,6 +40,7 @@ from appgw.process import unblock_signals
 from appgw.tls import backend_context, socket_context
 from appgw.worker.balancer import Balancer, EveryoneHealthy, Health
 from appgw.worker.connection import ClientConnection
+from appgw.worker.custom_errors import CustomErrorPages
 from appgw.worker.metrics import Counters
 from appgw.worker.relay import CLOSE_REPLY_BUDGET, FINISH_FRAME_BUDGET, Tunnel
 from appgw.worker.rewrite import compile_rule_set
@@ -103,10 +105,11 @@ class Worker:
         self.generation = generation
         limits = config.gateway.limits
         self.router = Router(config)
+        self.error_pages = CustomErrorPages(config, self.router)
         self.rewrites = {
             name: compile_rule_set(rs) for name, rs in config.rewrite_rule_sets.items()
         }
-        self.balancer = Balancer(config)
+        self.balancer = Balancer(config, clock=trio.current_time)
         self.upstreams = UpstreamPool(limits.connect_timeout, limits.max_response_header_bytes)
         self.health: Health = EveryoneHealthy()
         self.draining = trio.Event()
@@ -287,6 +290,9 @@ class Worker:
             metrics = self.counters.as_dict()
             metrics["connections_active"] = len(self.connections)
             metrics["tunnels_active"] = len(self.tunnels)
+            metrics["passive_servers"] = self.balancer.passive.snapshot(  # type: ignore[assignment]
+                trio.current_time(), time.time()
+            )
             await self.channel.send(Heartbeat(metrics), timeout=HEARTBEAT_INTERVAL)
             await trio.sleep(HEARTBEAT_INTERVAL)
 

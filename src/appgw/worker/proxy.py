@@ -19,6 +19,7 @@ from appgw import logs
 from appgw.errors import BadRequest, GatewayError
 from appgw.worker import headers as rules
 from appgw.worker.exchange import Exchange, Rewrite
+from appgw.worker.forwarding import Trace
 from appgw.worker.routing import Route, redirect_location
 from appgw.worker.variables import RequestContext
 
@@ -37,6 +38,7 @@ async def handle_request(client: ClientConnection, request: h11.Request) -> None
         target, host = _origin_form(target, host)
     if len(target) > client.limits.max_uri_bytes:
         raise GatewayError("request URI too long", status=414)
+    trace = Trace.new(target)
     path = target.partition("?")[0]
     certificate = client.client_certificate
     if certificate is not None and certificate.refused:  # mutual TLS, strict: see mtls.py
@@ -53,7 +55,7 @@ async def handle_request(client: ClientConnection, request: h11.Request) -> None
         if route.redirect is not None:
             status = await _redirect(client, route, host, target)
             return
-        exchange = Exchange(client, request, route, host, target, rewrite)
+        exchange = Exchange(client, request, route, host, target, rewrite, trace)
         await exchange.run()
         status, upstream_label = exchange.status, exchange.upstream_label
     except GatewayError as exc:
@@ -70,6 +72,7 @@ async def handle_request(client: ClientConnection, request: h11.Request) -> None
             time.monotonic() - started,
             upstream_label,
             (host or b"").decode("latin-1"),
+            trace.trace_id,
         )
 
 

@@ -36,10 +36,15 @@ How a rule set runs, as Application Gateway documents it:
   and "" clears it. The path gets a leading "/"; characters a request target
   cannot hold (and "?", "#" in the path) are percent-encoded as UTF-8.
   `reroute` tells the caller to match the path map again with the new path.
-- A pattern that does not compile makes its condition false; it never
-  raises here. Configuration validation finds it first (`pattern_errors`).
-  Patterns are Python regular expressions (Application Gateway uses RE2;
-  the common syntax is the same).
+- A response header action with a value matcher (Application Gateway's
+  `headerValueMatcher`, for Set-Cookie) rewrites only the fields whose value
+  the matcher selects, each on its own; `{http_resp_<Header>_<n>}` in its
+  value is group n of the matcher's match on that field. An empty value
+  removes the selected fields; the others stay as they are.
+- Patterns are RE2's (appgw.patterns), as in Application Gateway: matching
+  takes linear time whatever the pattern and the value. A pattern that
+  does not compile makes its condition false; it never raises here.
+  Configuration validation reports it first.
 
 Use:
 
@@ -64,10 +69,10 @@ from attrs import field, frozen
 from appgw.config.model import (
     UNREWRITABLE_HEADERS,
     HeaderAction,
-    RewriteCondition,
     RewriteRule,
     RewriteRuleSet,
 )
+from appgw.patterns import Match, Pattern, PatternError, compile_pattern
 from appgw.worker.variables import RequestContext, Scope, latin1
 
 Headers = list[tuple[bytes, bytes]]
@@ -80,7 +85,6 @@ _REFERENCE = re.compile(r"\{((?:http_req_|http_resp_|var_)[^{}\s]+)\}")
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 _PATH_SAFE = "/!$&'()*+,;=:@%"  # RFC 3986 pchar besides the unreserved, and "%"
 _QUERY_SAFE = _PATH_SAFE + "?"
-_REGEX_ERRORS = (re.error, OverflowError, RecursionError, ValueError)
 
 
 @frozen
@@ -131,7 +135,17 @@ _Template = tuple[_Part, ...]
 @frozen
 class _Condition:
     source: _Variable
-    regex: re.Pattern[str] | None  # None: the pattern did not compile
+    regex: Pattern | None  # None: the pattern did not compile
+    negate: bool
+
+
+@frozen
+class _MatchedAction:
+    """A header action with a value matcher: it rewrites the fields it selects."""
+
+    name: bytes
+    template: _Template  # group references to the matcher: _Capture(len(conditions), n)
+    regex: Pattern | None
     negate: bool
 
 
@@ -141,6 +155,7 @@ class _Rule:
     conditions: tuple[_Condition, ...]
     request_headers: tuple[tuple[bytes, _Template], ...]
     response_headers: tuple[tuple[bytes, _Template], ...]
+    matched_headers: tuple[_MatchedAction, ...]
     path: _Template | None
     query: _Template | None
     reroute: bool
@@ -189,11 +204,16 @@ class CompiledRuleSet:
             return list(headers)
         scope = Scope(ctx, status, headers)
         edits: dict[bytes, bytes | None] = {}
+        matched: list[tuple[_MatchedAction, list[Match | None]]] = []
         for rule in self.response_rules:
             matches = _matches(rule, scope)
             if matches is not None:
                 _edit(edits, rule.response_headers, scope, matches)
-        return apply_header_edits(headers, tuple(edits.items()))
+                matched.extend((action, matches) for action in rule.matched_headers)
+        out = apply_header_edits(headers, tuple(edits.items()))
+        for action, matches in matched:
+            out = _edit_matching(out, action, scope, matches)
+        return out
 
 
 def compile_rule_set(rule_set: RewriteRuleSet) -> CompiledRuleSet:
@@ -207,7 +227,7 @@ def compile_rule_set(rule_set: RewriteRuleSet) -> CompiledRuleSet:
             if (r.request_headers or r.path is not None or r.query is not None)
             and not r.reads_response
         ),
-        response_rules=tuple(r for r in rules if r.response_headers),
+        response_rules=tuple(r for r in rules if r.response_headers or r.matched_headers),
     )
 
 
@@ -238,26 +258,28 @@ def apply_header_edits(
 # --- compiling -----------------------------------------------------------------------
 
 
-def _flags(condition: RewriteCondition) -> int:
-    return re.IGNORECASE if condition.ignore_case else 0
+def _pattern(pattern: str, ignore_case: bool) -> Pattern | None:
+    try:
+        return compile_pattern(pattern, ignore_case)
+    except PatternError:
+        return None
 
 
 def _compile_rule(rule: RewriteRule) -> _Rule:
     conditions = []
     captures: dict[str, int] = {}  # condition variable as written -> its last condition
     for i, c in enumerate(rule.conditions):
-        try:
-            regex: re.Pattern[str] | None = re.compile(c.pattern, _flags(c))
-        except _REGEX_ERRORS:
-            regex = None
+        regex = _pattern(c.pattern, c.ignore_case)
         conditions.append(_Condition(_variable(c.variable), regex, c.negate))
         captures[c.variable] = i
     url = rule.url
+    plain = [a for a in rule.response_headers if a.matcher is None]
     return _Rule(
         name=rule.name,
         conditions=tuple(conditions),
         request_headers=_header_actions(rule.request_headers, captures),
-        response_headers=_header_actions(rule.response_headers, captures),
+        response_headers=_header_actions(plain, captures),
+        matched_headers=_matched_actions(rule.response_headers, captures, len(conditions)),
         path=_template(url.path, captures) if url is not None and url.path else None,
         query=(
             _template(url.query_string, captures)
@@ -282,6 +304,23 @@ def _header_actions(
         if name in UNREWRITABLE or (name == b"host" and not action.value):
             continue
         out.append((name, _template(action.value, captures)))
+    return tuple(out)
+
+
+def _matched_actions(
+    actions: Sequence[HeaderAction], captures: dict[str, int], index: int
+) -> tuple[_MatchedAction, ...]:
+    out = []
+    for action in actions:
+        matcher = action.matcher
+        if matcher is None or not _TOKEN.fullmatch(action.name):
+            continue
+        name = action.name.lower().encode("ascii")
+        if name in UNREWRITABLE or name == b"host":
+            continue
+        own = captures | {f"http_resp_{action.name}": index}
+        regex = _pattern(matcher.pattern, matcher.ignore_case)
+        out.append(_MatchedAction(name, _template(action.value, own), regex, matcher.negate))
     return tuple(out)
 
 
@@ -324,9 +363,9 @@ def _value(scope: Scope, variable: _Variable) -> str:
     return scope.header(variable.kind == _RESP, variable.key)  # type: ignore[arg-type]
 
 
-def _matches(rule: _Rule, scope: Scope) -> list[re.Match[str] | None] | None:
+def _matches(rule: _Rule, scope: Scope) -> list[Match | None] | None:
     """Each condition's match (None where it holds by negate), or None: no apply."""
-    matches: list[re.Match[str] | None] = []
+    matches: list[Match | None] = []
     for condition in rule.conditions:
         if condition.regex is None:
             return None
@@ -342,7 +381,7 @@ def _matches(rule: _Rule, scope: Scope) -> list[re.Match[str] | None] | None:
     return matches
 
 
-def _render(template: _Template, scope: Scope, matches: list[re.Match[str] | None]) -> str:
+def _render(template: _Template, scope: Scope, matches: Sequence[Match | None]) -> str:
     out = []
     for part in template:
         if isinstance(part, str):
@@ -362,7 +401,7 @@ def _edit(
     edits: dict[bytes, bytes | None],
     actions: tuple[tuple[bytes, _Template], ...],
     scope: Scope,
-    matches: list[re.Match[str] | None],
+    matches: list[Match | None],
 ) -> None:
     for name, template in actions:
         value = _CONTROL.sub(" ", _render(template, scope, matches)).strip(" \t")
@@ -370,6 +409,27 @@ def _edit(
             edits[name] = value.encode("latin-1")
         elif name != b"host":
             edits[name] = None
+
+
+def _edit_matching(
+    headers: Headers, action: _MatchedAction, scope: Scope, matches: list[Match | None]
+) -> Headers:
+    """`headers` with each field the action's matcher selects rewritten."""
+    if action.regex is None:
+        return headers
+    out: Headers = []
+    for name, value in headers:
+        if name.lower() != action.name:
+            out.append((name, value))
+            continue
+        m = action.regex.search(value.decode("latin-1"))
+        if (m is None) != action.negate:
+            out.append((name, value))
+            continue
+        new = _CONTROL.sub(" ", _render(action.template, scope, [*matches, m])).strip(" \t")
+        if new:
+            out.append((name, new.encode("latin-1")))
+    return out
 
 
 def _target_path(value: str) -> str:

@@ -8,8 +8,11 @@ ones), and the first whose listener matches the host wins. A listener's host
 names may hold `*` (any run of characters) and `?` (one character).
 
 A basic rule names a pool and setting, or a redirect. A path-based rule
-names a path map: exact paths ("/live") win over wildcard paths
-("/api/*"), and among wildcards the longest prefix wins; nothing matched
+names a path map, whose rules are tried as Application Gateway v2 documents
+them: in list order, the first match wins (a wildcard listed first takes
+precedence over a more specific path listed after it), case-insensitively,
+on the path without the query. A pattern is an exact path ("/live") or ends
+with `*` ("/api/*", "/images*": any rest, including none). Nothing matched
 falls to the map's defaults.
 
 The tables are built once per configuration; a lookup walks only the few
@@ -49,7 +52,7 @@ class Route:
     redirect: Redirect | None = None
     rewrite_rule_set: RewriteRuleSet | None = None
     path_rule: str | None = None
-    matched_prefix: str | None = None  # the part of the path a wildcard path rule matched
+    matched_prefix: str | None = None  # the part of the path a path rule matched
 
 
 def host_pattern(names: Sequence[str]) -> re.Pattern[str] | None:
@@ -74,28 +77,40 @@ def request_host(host: bytes | None) -> str:
 
 
 class PathTable:
-    """A path map's rules, indexed for lookup."""
+    """A path map's rules, indexed for lookup.
+
+    Exact paths are one dictionary lookup; wildcards are tried in list order
+    only up to the position of an exact hit, so the first rule in the list
+    that matches wins either way.
+    """
 
     def __init__(self, path_map: PathMap) -> None:
         self.path_map = path_map
-        self.exact: dict[str, PathRule] = {}
-        wildcards: list[tuple[str, PathRule]] = []
+        self.exact: dict[str, tuple[int, PathRule]] = {}
+        self.wildcards: list[tuple[int, str, PathRule]] = []
+        position = 0
         for rule in path_map.rules:
             for pattern in rule.paths:
-                if pattern.endswith("*"):
-                    wildcards.append((pattern[:-1], rule))
+                folded = pattern.lower()
+                if folded.endswith("*"):
+                    self.wildcards.append((position, folded[:-1], rule))
                 else:
-                    self.exact.setdefault(pattern, rule)
-        wildcards.sort(key=lambda item: len(item[0]), reverse=True)
-        self.wildcards = wildcards
+                    self.exact.setdefault(folded, (position, rule))
+                position += 1
 
     def match(self, path: str) -> tuple[PathRule | None, str | None]:
-        rule = self.exact.get(path)
-        if rule is not None:
-            return rule, None
-        for prefix, rule in self.wildcards:
-            if path.startswith(prefix):
-                return rule, prefix
+        """The first rule whose pattern matches `path`, and the part of the
+        path it matched (the whole path for an exact pattern)."""
+        folded = path.lower()
+        exact = self.exact.get(folded)
+        limit = exact[0] if exact is not None else float("inf")
+        for position, prefix, rule in self.wildcards:
+            if position > limit:
+                break
+            if folded.startswith(prefix):
+                return rule, path[: len(prefix)]
+        if exact is not None:
+            return exact[1], path
         return None, None
 
 
@@ -132,10 +147,19 @@ class Router:
 
     def route(self, bound: BoundAddress, host: bytes | None, path: str) -> Route | None:
         """The route for a request, or None when no listener takes its host."""
+        entry = self._entry(bound, host)
+        return None if entry is None else self._target(entry, path)
+
+    def listener(self, bound: BoundAddress, host: bytes | None) -> Listener | None:
+        """The listener that takes a request for `host` on a socket, if any."""
+        entry = self._entry(bound, host)
+        return None if entry is None else entry.listener
+
+    def _entry(self, bound: BoundAddress, host: bytes | None) -> _Entry | None:
         name = request_host(host)
         for entry in self.sockets.get(bound, ()):
             if entry.hosts is None or entry.hosts.fullmatch(name):
-                return self._target(entry, path)
+                return entry
         return None
 
     def _target(self, entry: _Entry, path: str) -> Route:
@@ -207,15 +231,27 @@ def _rule_order(rule: Rule) -> tuple[float, str]:
 
 
 def backend_target(route: Route, target: str) -> str:
-    """The request target sent to the backend, after the setting's path override."""
+    """The request target sent to the backend, after the setting's path override.
+
+    As in Application Gateway: the part of the path a path rule matched is
+    replaced by the override ("/images/*" or "/images*" with override "/s/":
+    "/images/a.png" -> "/s/a.png"; an exact path: the whole path), and a
+    basic rule or a map's default keeps the path after the override
+    ("/home/" -> "/s/home/"). The two parts are joined by one "/".
+    """
     setting = route.setting
     if setting is None or not setting.path:
         return target
     path, sep, query = target.partition("?")
-    prefix = route.matched_prefix if route.matched_prefix is not None else "/"
-    rest = path[len(prefix) :] if path.startswith(prefix) else path.lstrip("/")
-    override = setting.path if setting.path.endswith("/") or not rest else setting.path + "/"
-    return override + rest + (sep + query if sep else "")
+    matched = route.matched_prefix
+    if matched is not None and len(path) >= len(matched):
+        rest = path[len(matched) :]
+    else:
+        rest = path
+    override = setting.path
+    if rest:
+        override = override.rstrip("/") + "/" + rest.lstrip("/")
+    return override + (sep + query if sep else "")
 
 
 def redirect_location(
