@@ -3,7 +3,10 @@ metrics.
 
 They find the gateway through its pid file (`--pid-file`, the
 configuration's `gateway.pid_file`, or the default), signal the master, and
-read what it writes beside the pid file (state, health, metrics).
+read what it writes beside the pid file (state, health, metrics). With
+neither option, a gateway running on the default pid file comes first, then
+one that `appgw demo` runs from the current directory (`.appgw-demo/`), so
+the demo's reload works as the README writes it.
 """
 
 from __future__ import annotations
@@ -21,7 +24,8 @@ from appgw.config import ConfigError, load
 
 
 def _pid_file(args: argparse.Namespace) -> str:
-    """The running gateway's pid file: --pid-file, the configuration's, or the default.
+    """The running gateway's pid file: --pid-file, the configuration's, or the default
+    (or the demo's, when only the demo runs).
 
     The configuration is only read for gateway.pid_file here: a file that no
     longer validates must not keep `stop` or `status` from finding the
@@ -36,7 +40,15 @@ def _pid_file(args: argparse.Namespace) -> str:
             pid_file = _raw_pid_file(args.config)
         if pid_file:
             return pid_file
-    return runfiles.default_pid_file()
+    return _default_or_demo()
+
+
+def _default_or_demo() -> str:
+    """The default pid file, unless no gateway runs there but the demo here does."""
+    default = runfiles.default_pid_file()
+    if runfiles.read_pid(default) is None and runfiles.read_pid(runfiles.DEMO_PID_FILE):
+        return os.path.abspath(runfiles.DEMO_PID_FILE)
+    return default
 
 
 def _raw_pid_file(path: str) -> str | None:

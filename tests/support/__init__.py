@@ -33,6 +33,7 @@ from tests.support.gateway import (
     write_certificates,
 )
 from tests.support.ports import free_port, wait_for_port, wait_for_port_closed
+from tests.support.waiting import NeverHappened, wait_until
 from tests.support.wsecho import WsEchoServer, serve_ws_echo
 
 __all__ = [
@@ -43,6 +44,7 @@ __all__ = [
     "HttpBackend",
     "HttpClient",
     "IncompleteResponse",
+    "NeverHappened",
     "RecordedRequest",
     "Response",
     "SilentBackend",
@@ -66,5 +68,6 @@ __all__ = [
     "stop_pid",
     "wait_for_port",
     "wait_for_port_closed",
+    "wait_until",
     "write_certificates",
 ]

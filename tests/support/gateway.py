@@ -27,6 +27,8 @@ from typing import Any, BinaryIO
 import attrs
 import trio
 
+from tests.support.waiting import wait_until
+
 APPGW = (sys.executable, "-m", "appgw")
 READY_LINE = "gateway ready"
 _counter = itertools.count(1)
@@ -140,9 +142,7 @@ def kill_group(pgid: int) -> None:
 
 async def wait_pid_gone(pid: int, timeout: float) -> None:
     """Wait until `pid` (not necessarily our child) has exited; TooSlowError after timeout."""
-    with trio.fail_after(timeout):
-        while pid_alive(pid):
-            await trio.sleep(0.05)
+    await wait_until(lambda: not pid_alive(pid), timeout, f"pid {pid} exits")
 
 
 # -- the gateway process ------------------------------------------------------

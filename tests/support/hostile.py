@@ -752,6 +752,14 @@ class FloodStats:
     opened: int = 0
     failed_to_connect: int = 0
     cut_off: int = 0  # connections the gateway ended
+    # The shortest time from connecting to seeing the gateway end a
+    # connection (its header timeout ran out some time before).
+    shortest_hold: float | None = None
+
+    def record_cut_off(self, held: float) -> None:
+        self.cut_off += 1
+        if self.shortest_hold is None or held < self.shortest_hold:
+            self.shortest_hold = held
 
 
 async def slowloris(
@@ -766,7 +774,7 @@ async def slowloris(
     """`count` connections that trickle one header byte every `interval` s, until cancelled.
 
     Reports started once every connection was attempted; a connection the
-    gateway ends is opened again.
+    gateway ends is opened again, `interval` s later.
     """
 
     async def one(started: trio.Event | None) -> None:
@@ -782,6 +790,7 @@ async def slowloris(
                 await trio.sleep(interval)
                 continue
             stats.opened += 1
+            connected = trio.current_time()
             if first and started is not None:
                 started.set()
             first = False
@@ -791,9 +800,10 @@ async def slowloris(
                     await trio.sleep(interval)
                     await stream.send_all(b"s")
             except PEER_ERRORS:
-                stats.cut_off += 1
+                stats.record_cut_off(trio.current_time() - connected)
             finally:
                 await trio.aclose_forcefully(stream)
+            await trio.sleep(interval)  # then back again
 
     async with trio.open_nursery() as nursery:
         for _ in range(count):

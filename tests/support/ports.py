@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import errno
 import socket
+from functools import partial
 
 import trio
+
+from tests.support.waiting import wait_until
 
 
 def free_port(*hosts: str, attempts: int = 50) -> int:
@@ -46,15 +49,19 @@ async def port_accepts(host: str, port: int) -> bool:
     return True
 
 
+async def port_refuses(host: str, port: int) -> bool:
+    return not await port_accepts(host, port)
+
+
 async def wait_for_port(host: str, port: int, timeout: float) -> None:
     """Wait until host:port accepts TCP connections; TooSlowError after `timeout` s."""
-    with trio.fail_after(timeout):
-        while not await port_accepts(host, port):
-            await trio.sleep(0.02)
+    await wait_until(
+        partial(port_accepts, host, port), timeout, f"{host}:{port} accepts connections"
+    )
 
 
 async def wait_for_port_closed(host: str, port: int, timeout: float) -> None:
     """Wait until host:port refuses TCP connections; TooSlowError after `timeout` s."""
-    with trio.fail_after(timeout):
-        while await port_accepts(host, port):
-            await trio.sleep(0.02)
+    await wait_until(
+        partial(port_refuses, host, port), timeout, f"{host}:{port} refuses connections"
+    )

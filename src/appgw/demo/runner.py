@@ -32,6 +32,7 @@ import attrs
 import trio
 from attrs import frozen
 
+from appgw import runfiles
 from appgw.certs import CertPaths, make_local_ca, trust_instructions
 
 APP_INSTANCES = (("app-1", "127.0.0.2"), ("app-2", "127.0.0.3"))
@@ -77,8 +78,8 @@ def parse_args(argv: Sequence[str]) -> DemoOptions:
     )
     parser.add_argument(
         "--dir",
-        default=".appgw-demo",
-        help="state directory: CA, config, pid file (default: ./.appgw-demo)",
+        default=runfiles.DEMO_DIRECTORY,
+        help=f"state directory: CA, config, pid file (default: ./{runfiles.DEMO_DIRECTORY})",
     )
     parser.add_argument("--http-port", type=int, default=8080, help="HTTP port (default 8080)")
     parser.add_argument("--https-port", type=int, default=8443, help="HTTPS port (default 8443)")
@@ -111,12 +112,25 @@ def parse_args(argv: Sequence[str]) -> DemoOptions:
     )
 
 
+def reload_command(options: DemoOptions) -> str:
+    """How to reload the demo from the current directory.
+
+    `appgw reload` with no options finds a demo in ./.appgw-demo; one kept
+    elsewhere (--dir) is named by its pid file.
+    """
+    if options.directory == Path(runfiles.DEMO_DIRECTORY).resolve():
+        return "scripts/appgw reload"
+    return f"scripts/appgw reload --pid-file {options.pid_file}"
+
+
 def demo_config(options: DemoOptions, certs: CertPaths) -> str:
     """The demo's gateway configuration, in appgw's TOML format."""
     servers = ", ".join(f'"{address}"' for _, address in APP_INSTANCES)
     return f"""\
 # The appgw demo, written by `appgw demo` on every start (edits are lost then).
 # While the demo runs, edit this file and apply it with
+#   scripts/appgw reload          (from the directory the demo runs in)
+# or, from anywhere,
 #   scripts/appgw reload --pid-file {options.pid_file}
 
 [gateway]
@@ -525,7 +539,7 @@ Processes:
 
 Pid file: {options.pid_file}
 Reload the gateway (edit {options.config_path.name} first, or not; open chats stay):
-  scripts/appgw reload --pid-file {options.pid_file}
+  {reload_command(options)}
 
 {trust_instructions(certs.ca, url=https)}
 Press Ctrl-C to stop.
