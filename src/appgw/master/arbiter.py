@@ -28,6 +28,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable
+from typing import Any
 
 import attrs
 
@@ -41,7 +42,7 @@ from appgw.master.children import BOOT_ERROR, kill, prober_body, reap, spawn, wo
 from appgw.master.generations import WorkerState, generation_ready, plan, worker_count
 from appgw.master.reports import RunFiles
 from appgw.master.sockets import ListeningSocket, SocketSet
-from appgw.worker.metrics import COUNTERS, add
+from appgw.metrics import MasterTotals
 
 log = logs.log
 
@@ -70,11 +71,19 @@ class RunOptions:
     bind: str | None = None
     ports: dict[int, int] = attrs.Factory(dict)
     ready_fd: int | None = None
+    admin: str | None = None  # --admin ADDR:PORT
+    access_log: str | None = None  # --access-log PATH
 
     def load(self) -> Config:
         config = load(self.config_path)
         return apply(
-            config, bind=self.bind, ports=self.ports, workers=self.workers, pid_file=self.pid_file
+            config,
+            bind=self.bind,
+            ports=self.ports,
+            workers=self.workers,
+            pid_file=self.pid_file,
+            admin=self.admin,
+            access_log=self.access_log,
         )
 
 
@@ -88,7 +97,7 @@ class Child:
     ready: bool = False
     retiring: bool = False
     last_beat: float = 0.0
-    metrics: dict[str, int] = attrs.Factory(dict)
+    metrics: dict[str, Any] = attrs.Factory(dict)  # a worker's last heartbeat (metrics.py)
 
 
 class Arbiter:
@@ -116,7 +125,7 @@ class Arbiter:
         self._wakeup_r = -1
         self._wakeup_w = -1
         self.predecessor: int | None = None
-        self.exited_metrics: dict[str, int] = {}  # what workers that exited had counted
+        self.totals = MasterTotals()  # exited workers' counts, reloads (metrics.py)
         self.metrics_written = 0.0
         self.successor: int | None = None  # the new master of a binary upgrade
 
@@ -345,8 +354,8 @@ class Arbiter:
             if child is None:
                 continue
             child.channel.close()
-            counted = {k: v for k, v in child.metrics.items() if k in COUNTERS}
-            self.exited_metrics = add(self.exited_metrics, counted)
+            if child.kind == "worker":
+                self.totals.worker_exited(child.metrics)
             if self.stopping or child.retiring or child.generation < self.generation:
                 log.info("%s %d exited (%s)", child.kind, pid, _describe(code))
                 continue
@@ -459,6 +468,7 @@ class Arbiter:
 
     def _reload_result(self, ok: bool, errors: list[str]) -> None:
         self.last_reload = {"seq": self.reloads, "ok": ok, "errors": errors, "time": time.time()}
+        self.totals.reload(ok)
         self._write_state()
 
     def _write_metrics(self) -> None:
@@ -467,17 +477,13 @@ class Arbiter:
         if self.files is None or now - self.metrics_written < 1.0:
             return
         self.metrics_written = now
-        totals = dict(self.exited_metrics)
         workers = [c for c in self.children.values() if c.kind == "worker"]
-        for child in workers:
-            totals = add(totals, child.metrics)
-        data = {
-            "time": time.time(),
-            "generation": self.generation,
-            "workers": sum(1 for c in workers if not c.retiring),
-            "draining_workers": sum(1 for c in workers if c.retiring),
-            "metrics": totals,
-        }
+        data = self.totals.document(
+            [c.metrics for c in workers],
+            generation=self.generation,
+            workers=sum(1 for c in workers if not c.retiring),
+            draining=sum(1 for c in workers if c.retiring),
+        )
         self.files.write("metrics", data)
 
     def _write_state(self) -> None:
@@ -490,6 +496,7 @@ class Arbiter:
             "ports": {str(k): v for k, v in self.options.ports.items()},
             "generation": self.generation,
             "ready": self.generation in self.ready_generations,
+            "stopping": self.stopping,
             "workers": self.wanted,
             "reloads": self.reloads,
             "last_reload": self.last_reload,

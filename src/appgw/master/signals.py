@@ -39,6 +39,7 @@ def begin_stop(arbiter: Arbiter, how: str) -> None:
     if arbiter.stopping == "fast" and how == "graceful":
         return
     arbiter.stopping = how
+    arbiter._write_state()  # the admin listener's /healthz answers 503 from here on
     if how == "graceful":
         timeouts = [
             float(s.tunnel_drain_timeout)

@@ -27,13 +27,14 @@ import attrs
 import trio
 
 from appgw import logs
+from appgw.admin.server import serve_admin
 from appgw.config.model import Config, Setting
 from appgw.ipc import ChildChannel
 from appgw.master.children import unblock_signals
+from appgw.metrics import WorkerMetrics
 from appgw.tls import backend_context, socket_context
 from appgw.worker.balancer import Balancer, EveryoneHealthy, Health
 from appgw.worker.connection import ClientConnection
-from appgw.worker.metrics import Counters
 from appgw.worker.relay import CLOSE_REPLY_BUDGET, FINISH_FRAME_BUDGET, Tunnel
 from appgw.worker.rewrite import compile_rule_set
 from appgw.worker.routing import Router
@@ -99,7 +100,7 @@ class Worker:
         self.tunnels: set[Tunnel] = set()
         self.connections: set[ClientConnection] = set()
         self.slots = trio.Semaphore(limits.max_connections)
-        self.counters = Counters()
+        self.metrics = WorkerMetrics()
         self._backend_tls: dict[str, ssl.SSLContext | None] = {}
         self._accept_scope = trio.CancelScope()
         self._handlers: trio.Nursery | None = None
@@ -127,17 +128,23 @@ class Worker:
             system.start_soon(self._control)
             system.start_soon(self._heartbeat)
             system.start_soon(self._signals)
+            for sock in self.sockets:
+                if sock.protocol == "admin":  # served through drains too (/healthz: 503)
+                    await system.start(serve_admin, self, sock.sock)
             async with trio.open_nursery() as handlers:
                 self._handlers = handlers
                 with self._accept_scope:
                     async with trio.open_nursery() as acceptors:
                         for sock in self.sockets:
-                            await acceptors.start(self._accept_loop, sock, handlers)
+                            if sock.protocol != "admin":
+                                await acceptors.start(self._accept_loop, sock, handlers)
                         await self.channel.send({"type": "ready", "generation": self.generation})
                         log.debug("worker ready")
                 # Accepting has stopped: the handler nursery ends when the
                 # last connection does, or at the drain deadline.
             self.upstreams.close_all()
+            # The last counts, so the master's totals miss nothing of this worker.
+            await self.channel.send(self._beat(), timeout=HEARTBEAT_INTERVAL)
             system.cancel_scope.cancel()
 
     def start_drain(self) -> None:
@@ -212,7 +219,7 @@ class Worker:
             peer = (str(address[0]), int(address[1])) if isinstance(address, tuple) else ("-", 0)
             connection = ClientConnection(self, stream, sock, peer)
             self.connections.add(connection)
-            self.counters.connections_total += 1
+            self.metrics.connections_total += 1
             try:
                 await connection.serve()
             finally:
@@ -247,13 +254,13 @@ class Worker:
         except (KeyError, TypeError, ValueError) as exc:
             log.warning("ignoring a malformed health snapshot: %s", exc)
 
+    def _beat(self) -> dict[str, Any]:
+        metrics = self.metrics.snapshot(len(self.connections), len(self.tunnels))
+        return {"type": "heartbeat", "metrics": metrics}
+
     async def _heartbeat(self) -> None:
         while True:
-            metrics = self.counters.as_dict()
-            metrics["connections_active"] = len(self.connections)
-            metrics["tunnels_active"] = len(self.tunnels)
-            message = {"type": "heartbeat", "metrics": metrics}
-            await self.channel.send(message, timeout=HEARTBEAT_INTERVAL)
+            await self.channel.send(self._beat(), timeout=HEARTBEAT_INTERVAL)
             await trio.sleep(HEARTBEAT_INTERVAL)
 
     async def _signals(self) -> None:
