@@ -88,12 +88,16 @@ def _exchanged(
     sent = client.sent
     if isinstance(failure, GatewayError) and not client.response_started:
         sent = len(errorpage.body(status))  # the error page about to be sent
-    tls_protocol = tls_cipher = ""
-    if isinstance(client.stream, trio.SSLStream):
-        tls_protocol = client.stream.version() or ""
-        cipher = client.stream.cipher()
-        tls_cipher = cipher[0] if cipher else ""
     headers = request.headers
+    # What only the access log shows is looked up only when there is one.
+    tls_protocol = tls_cipher = user_agent = trace_id = ""
+    if logs.access_log.enabled:
+        if isinstance(client.stream, trio.SSLStream):
+            tls_protocol = client.stream.version() or ""
+            cipher = client.stream.cipher()
+            tls_cipher = cipher[0] if cipher else ""
+        user_agent = (rules.header_value(headers, b"user-agent") or b"").decode("latin-1")
+        trace_id = (rules.header_value(headers, b"x-appgw-trace-id") or b"").decode("latin-1")
     original_host = (host or b"").decode("latin-1")
     forwarded_host = original_host
     if exchange is not None and exchange.setting.host_name:
@@ -111,7 +115,7 @@ def _exchanged(
         original_uri=original,
         host=forwarded_host,
         original_host=original_host,
-        user_agent=(rules.header_value(headers, b"user-agent") or b"").decode("latin-1"),
+        user_agent=user_agent,
         http_version="HTTP/" + request.http_version.decode("ascii", "replace"),
         received_bytes=received,
         sent_bytes=sent + (tunnel.bytes_from_backend if tunnel else 0),
@@ -126,7 +130,7 @@ def _exchanged(
         server_latency=exchange.latency if exchange is not None else None,
         connect_seconds=exchange.connect_seconds if exchange is not None else None,
         upstream_port=exchange.source_port if exchange is not None else 0,
-        trace_id=(rules.header_value(headers, b"x-appgw-trace-id") or b"").decode("latin-1"),
+        trace_id=trace_id,
         failure=failure,
         tunnel=tunnel,
     )
