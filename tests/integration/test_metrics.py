@@ -142,6 +142,9 @@ async def test_metrics_add_up_over_workers_and_survive_a_reload_and_a_killed_wor
             assert sample(samples, "appgw_config_reloads_total", result="failed") == 0
 
             # A killed worker: what it had reported stays counted.
+            with trio.fail_after(15):  # the old generation gone: two workers, one prober
+                while len(gw.children()) != 3:
+                    await trio.sleep(0.05)
             victim = max(gw.worker_pids(GATEWAY, gateway_port))
             mark = len(gw.log())
             os.kill(victim, signal.SIGKILL)
