@@ -48,6 +48,16 @@ def _gateway_options(parser: argparse.ArgumentParser) -> None:
         metavar="FRONT=LOCAL",
         help="serve configured frontend port FRONT on local port LOCAL (repeatable)",
     )
+    parser.add_argument(
+        "--admin",
+        metavar="ADDR:PORT",
+        help="serve /metrics, /healthz, /backend-health and the status page here",
+    )
+    parser.add_argument(
+        "--access-log",
+        metavar="PATH",
+        help="write the access log (JSON lines) to PATH, '-' for stdout",
+    )
 
 
 def _watch_option(parser: argparse.ArgumentParser) -> None:
@@ -143,7 +153,18 @@ def _overrides(args: argparse.Namespace) -> dict[str, object]:
         ports = parse_port_map(args.port)
     except ValueError as exc:
         raise SystemExit(f"appgw: {exc}") from None
-    return {"bind": args.bind, "ports": ports, "workers": args.workers, "pid_file": args.pid_file}
+    return {
+        "bind": args.bind,
+        "ports": ports,
+        "workers": args.workers,
+        "pid_file": args.pid_file,
+        "admin": args.admin,
+        "access_log": _absolute(args.access_log),
+    }
+
+
+def _absolute(path: str | None) -> str | None:
+    return path if path in (None, "", "-") else os.path.abspath(path)  # type: ignore[type-var]
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -159,6 +180,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         ports=overrides["ports"],  # type: ignore[arg-type]
         ready_fd=args.ready_fd,
         watch=args.watch,
+        admin=args.admin,
+        access_log=overrides["access_log"],  # type: ignore[arg-type]
     )
     return Arbiter(options).run()
 
@@ -238,6 +261,10 @@ def cmd_start(args: argparse.Namespace) -> int:
         command += ["--port", item]
     if args.watch:
         command.append("--watch")
+    if args.admin:
+        command += ["--admin", args.admin]
+    if args.access_log:
+        command += ["--access-log", str(_absolute(args.access_log))]
     with open(log_file, "ab") as log:
         process = subprocess.Popen(
             command,

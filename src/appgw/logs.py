@@ -1,20 +1,26 @@
 """Error and access logging.
 
-Plain synchronous stdlib logging, set up once per process. The error log goes
-to stderr or a file; USR1 makes every process reopen its files (for
-logrotate). The access log is one line per exchange in a fixed,
-space-separated format, written by the worker that served it.
+Plain synchronous stdlib logging for the error log, set up once per
+process, to stderr or a file. The access log is not stdlib logging: one
+JSON object per line, with Application Gateway's access-log field names,
+written by the worker that served the request straight to its file (one
+write per line, no lock, no formatting layers). USR1 makes every process
+reopen its files (for logrotate).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
 import time
+from typing import IO, TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from appgw.worker.observe import Exchanged
 
 log = logging.getLogger("appgw")
-access = logging.getLogger("appgw.access")
 
 FORMAT = "%(asctime)s [%(process)d] %(levelname)s %(message)s"
 
@@ -47,13 +53,12 @@ class ReopenableFileHandler(logging.StreamHandler):  # type: ignore[type-arg]
             self.release()
 
 
-def setup(error_log: str | None, access_log: str | None, *, debug: bool = False) -> None:
+def setup(error_log: str | None, access_log_path: str | None, *, debug: bool = False) -> None:
     """(Re)configure this process's logging."""
-    for logger in (log, access):
-        for handler in list(logger.handlers):
-            logger.removeHandler(handler)
-            if isinstance(handler, ReopenableFileHandler):
-                handler.close()
+    for handler in list(log.handlers):
+        log.removeHandler(handler)
+        if isinstance(handler, ReopenableFileHandler):
+            handler.close()
     error_handler: logging.Handler = (
         ReopenableFileHandler(error_log)
         if error_log and error_log != "-"
@@ -63,51 +68,128 @@ def setup(error_log: str | None, access_log: str | None, *, debug: bool = False)
     log.addHandler(error_handler)
     log.setLevel(logging.DEBUG if debug or os.environ.get("APPGW_DEBUG") else logging.INFO)
     log.propagate = False
-    access.propagate = False
-    access.setLevel(logging.INFO)
-    if access_log:
-        access_handler: logging.Handler = (
-            logging.StreamHandler(sys.stdout)
-            if access_log == "-"
-            else ReopenableFileHandler(access_log)
-        )
-        access_handler.setFormatter(logging.Formatter("%(message)s"))
-        access.addHandler(access_handler)
-    access.disabled = not access_log
+    access_log.open(access_log_path)
 
 
 def reopen() -> None:
     """Reopen every log file (USR1)."""
-    for logger in (log, access):
-        for handler in logger.handlers:
-            if isinstance(handler, ReopenableFileHandler):
-                handler.reopen()
+    for handler in log.handlers:
+        if isinstance(handler, ReopenableFileHandler):
+            handler.reopen()
+    access_log.reopen()
 
 
-def access_line(
-    client: str,
-    method: str,
-    target: str,
-    status: int,
-    sent: int,
-    duration: float,
-    upstream: str,
-    host: str,
-    transaction_id: str = "",
-) -> None:
-    if access.disabled or not access.handlers:
-        return
-    stamp = time.strftime("%d/%b/%Y:%H:%M:%S %z")
-    access.info(
-        '%s [%s] "%s %s" %d %d %.3f %s %s %s',
-        client,
-        stamp,
-        method,
-        target,
-        status,
-        sent,
-        duration,
-        upstream or "-",
-        host or "-",
-        transaction_id or "-",
+class AccessLog:
+    """The access log: a path ("-" for stdout) opened line-buffered, or nothing."""
+
+    def __init__(self) -> None:
+        self.path: str | None = None
+        self.stream: IO[str] | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return self.stream is not None
+
+    def open(self, path: str | None) -> None:
+        self.close()
+        self.path = path or None
+        if self.path is None:
+            return
+        if self.path == "-":
+            self.stream = sys.stdout
+            return
+        try:
+            self.stream = self._open(self.path)
+        except OSError as exc:
+            log.error("cannot open the access log %s: %s", self.path, exc)
+
+    @staticmethod
+    def _open(path: str) -> IO[str]:
+        directory = os.path.dirname(path)
+        if directory:
+            os.makedirs(directory, exist_ok=True)
+        return open(path, "a", buffering=1, encoding="utf-8")
+
+    def reopen(self) -> None:
+        if self.path in (None, "-"):
+            return
+        assert self.path is not None
+        try:
+            stream = self._open(self.path)
+        except OSError as exc:
+            log.error("cannot reopen the access log %s: %s", self.path, exc)
+            return
+        old, self.stream = self.stream, stream
+        if old is not None:
+            old.close()
+
+    def close(self) -> None:
+        if self.stream is not None and self.stream is not sys.stdout:
+            self.stream.close()
+        self.stream = None
+
+    def write(self, entry: dict[str, object]) -> None:
+        stream = self.stream
+        if stream is None:
+            return
+        try:
+            # Line-buffered: the newline makes this one write.
+            stream.write(json.dumps(entry, separators=(",", ":"), default=str) + "\n")
+        except (OSError, ValueError) as exc:  # a full disk must not fail the request
+            log.warning("access log: %s", exc)
+            if stream is not sys.stdout:
+                self.close()
+
+
+access_log = AccessLog()
+
+
+def _stamp(when: float) -> str:
+    seconds = int(when)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + (
+        f".{int((when - seconds) * 1e6):06d}Z"
     )
+
+
+def access_entry(r: Exchanged, error_info: str) -> dict[str, object]:
+    """One exchange as an access-log object, with Application Gateway's field names.
+
+    Azure's fields come first; a tunnel's line adds appgw's own `tunnel*`
+    fields (Azure has none for a WebSocket session).
+    """
+    entry: dict[str, object] = {
+        "timeStamp": _stamp(r.time),
+        "clientIP": r.client_ip,
+        "clientPort": r.client_port,
+        "httpMethod": r.method,
+        "requestUri": r.uri,
+        "originalRequestUriWithArgs": r.original_uri,
+        "originalHost": r.original_host,
+        "host": r.host,
+        "userAgent": r.user_agent,
+        "httpStatus": r.status,
+        "httpVersion": r.http_version,
+        "receivedBytes": r.received_bytes,
+        "sentBytes": r.sent_bytes,
+        "timeTaken": round(r.seconds, 6),
+        "sslEnabled": "on" if r.tls_protocol else "off",
+        "sslProtocol": r.tls_protocol,
+        "sslCipher": r.tls_cipher,
+        "listenerName": r.listener,
+        "ruleName": r.rule,
+        "backendPoolName": r.pool,
+        "backendSettingName": r.setting,
+        "serverRouted": r.server,
+        "serverStatus": str(r.server_status) if r.server_status else "",
+        "serverResponseLatency": ("" if r.server_latency is None else f"{r.server_latency:.3f}"),
+        "upstreamSourcePort": str(r.upstream_port) if r.upstream_port else "",
+        "transactionId": r.trace_id,
+        "error_info": error_info,
+    }
+    if r.tunnel is not None:
+        entry["tunnelDuration"] = round(r.tunnel.seconds, 6)
+        entry["tunnelBytesFromClient"] = r.tunnel.bytes_from_client
+        entry["tunnelBytesFromBackend"] = r.tunnel.bytes_from_backend
+        entry["tunnelClosedBy"] = r.tunnel.closed_by
+        entry["tunnelCloseCode"] = r.tunnel.code
+    return entry

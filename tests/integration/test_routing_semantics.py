@@ -9,6 +9,7 @@ pins the client to its server.
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -126,7 +127,7 @@ async def test_original_url_and_trace_id_reach_the_backend_and_the_log(
     assert handshake.header("x-original-url") == "/api/ws/chat"
     assert re.fullmatch(r"[0-9a-f]{32}", handshake.header("x-appgw-trace-id") or "")
     line = next(line for line in log.read_text().splitlines() if "/api/echo" in line)
-    assert line.endswith(" " + trace)
+    assert json.loads(line)["transactionId"] == trace
 
 
 async def wait_for_text(path: Path, text: str) -> None:

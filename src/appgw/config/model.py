@@ -297,6 +297,15 @@ class Limits:
 
 
 @frozen
+class Admin:
+    """The admin listener (no Application Gateway equivalent): metrics, health, status."""
+
+    port: int
+    address: str = "127.0.0.1"
+    public: bool = False  # allow a non-loopback address
+
+
+@frozen
 class Gateway:
     """Process-wide options (no Application Gateway equivalent)."""
 
@@ -313,6 +322,7 @@ class Gateway:
     # session alike. Empty: derived from the pools (not secret).
     affinity_secret: str = ""
     limits: Limits = attrs.Factory(Limits)
+    admin: Admin | None = None  # None: no admin listener
 
 
 @frozen

@@ -11,7 +11,9 @@ from collections.abc import Mapping
 
 import attrs
 
-from appgw.config.model import Config
+from appgw.config.admin import admin_problems, parse_admin
+from appgw.config.errors import ConfigError
+from appgw.config.model import Admin, Config
 
 
 def apply(
@@ -21,7 +23,10 @@ def apply(
     ports: Mapping[int, int] | None = None,
     workers: int | None = None,
     pid_file: str | None = None,
+    admin: str | None = None,
+    access_log: str | None = None,
 ) -> Config:
+    """`config` with the command line's overrides; ConfigError if the admin address is refused."""
     ports = ports or {}
     listeners = {
         name: attrs.evolve(
@@ -36,6 +41,20 @@ def apply(
         gateway = attrs.evolve(gateway, workers=workers)
     if pid_file is not None:
         gateway = attrs.evolve(gateway, pid_file=pid_file)
+    if access_log is not None:
+        gateway = attrs.evolve(gateway, access_log=access_log)
+    if admin is not None:
+        try:
+            address, port = parse_admin(admin)
+        except ValueError as exc:
+            raise ConfigError(config.source, [str(exc)]) from None
+        public = gateway.admin.public if gateway.admin is not None else False
+        gateway = attrs.evolve(gateway, admin=Admin(port=port, address=address, public=public))
+    if gateway.admin is not None and (admin is not None or bind or ports):
+        where = f"--admin {admin}" if admin is not None else "gateway.admin"
+        problems = admin_problems(gateway.admin, listeners.values())
+        if problems:
+            raise ConfigError(config.source, [f"{where}: {message}" for _, message in problems])
     return attrs.evolve(config, listeners=listeners, gateway=gateway)
 
 

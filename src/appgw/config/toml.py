@@ -22,6 +22,7 @@ from appgw.config.draft import Draft
 from appgw.config.error_pages import read_toml as read_error_pages
 from appgw.config.fields import Invalid, Section, join, read_status_codes
 from appgw.config.model import (
+    Admin,
     Certificate,
     Config,
     Gateway,
@@ -150,9 +151,21 @@ class _Reader:
             watch=s.get_bool("watch", d.watch),
             affinity_secret=s.get_str("affinity_secret", d.affinity_secret),
             limits=self.limits(s.get_section("limits")),
+            admin=self.admin(s.get_section("admin")),
         )
         s.reject_unused()
         return gateway
+
+    def admin(self, s: Section | None) -> Admin | None:
+        if s is None:
+            return None
+        admin = Admin(
+            port=s.get_int("port", 0, required=True),
+            address=s.get_str("address", "127.0.0.1"),
+            public=s.get_bool("public", False),
+        )
+        s.reject_unused()
+        return admin
 
     def limits(self, s: Section | None) -> Limits:
         if s is None:

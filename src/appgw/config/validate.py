@@ -19,6 +19,7 @@ from typing import Any
 
 import attrs
 
+from appgw.config.admin import admin_problems
 from appgw.config.certs import ca_problem, pair_problem
 from appgw.config.model import Config, Limits, Listener
 from appgw.config.naming import TOML_NAMING, Naming
@@ -173,6 +174,9 @@ class Checks:
         self.range("gateway.workers", (), g.workers, 0, 1024)
         self.at_least("gateway.drain_grace", (), g.drain_grace, 0)
         self.range("gateway.stall_timeout", (), g.stall_timeout, 1, 3600)
+        if g.admin is not None:
+            for key, message in admin_problems(g.admin, self.config.listeners.values()):
+                self.error(f"gateway.admin.{key}", (), message)
         for field in attrs.fields(Limits):
             value = getattr(g.limits, field.name)
             if field.name == "max_body_bytes":  # 0: no limit

@@ -43,7 +43,7 @@ from appgw.master.reports import RunFiles, Starter
 from appgw.master.sockets import ListeningSocket, SocketSet
 from appgw.master.upgrade import predecessor, start_successor
 from appgw.master.watch import ConfigWatch
-from appgw.worker.metrics import COUNTERS, add
+from appgw.metrics import MasterTotals
 
 log = logs.log
 
@@ -71,7 +71,7 @@ class Arbiter:
         self.files: RunFiles | None = None
         self.starter = Starter(options.ready_fd)
         self.predecessor: int | None = None
-        self.exited_metrics: dict[str, int] = {}  # what workers that exited had counted
+        self.totals = MasterTotals()  # exited workers' counts, reloads (metrics.py)
         self.metrics_written = 0.0
         self.successor: int | None = None  # the new master of a binary upgrade
 
@@ -150,6 +150,7 @@ class Arbiter:
         if self.stopping == "fast" and how == "graceful":
             return
         self.stopping = how
+        self._write_state()  # the admin listener's /healthz answers 503 from here on
         budget = drain_budget(self.configs.values()) if how == "graceful" else FAST_STOP_GRACE
         now = time.monotonic()
         self.stop_deadline = now + budget
@@ -270,8 +271,8 @@ class Arbiter:
             return not self.stopping and child.generation == self.generation
 
         for child, outcome in self.children.reap(time.monotonic(), wanted):
-            counted = {k: v for k, v in child.metrics.items() if k in COUNTERS}
-            self.exited_metrics = add(self.exited_metrics, counted)
+            if child.kind == "worker":
+                self.totals.worker_exited(child.metrics)
             # (Once for a generation: its other workers fail alike.)
             failed = outcome is Outcome.BOOT_FAILED and child.generation == self.generation
             if failed and not self.stopping:
@@ -356,6 +357,7 @@ class Arbiter:
     def _reload_result(self, ok: bool, errors: list[str]) -> None:
         self.last_reload = {"seq": self.reloads, "ok": ok, "errors": errors, "time": time.time()}
         sdnotify.notify("READY=1")
+        self.totals.reload(ok)
         self._write_state()
 
     def _write_metrics(self) -> None:
@@ -364,19 +366,15 @@ class Arbiter:
         if self.files is None or now - self.metrics_written < 1.0:
             return
         self.metrics_written = now
-        totals = dict(self.exited_metrics)
         workers = self.children.of_kind("worker")
-        for child in workers:
-            totals = add(totals, child.metrics)
-        data = {
-            "time": time.time(),
-            "generation": self.generation,
-            "workers": sum(1 for c in workers if c.life.live),
-            "draining_workers": sum(1 for c in workers if not c.life.live),
-            "metrics": totals,
-            # Servers the workers pass over after failed connects (worker/passive.py).
-            "passive": [s for c in workers for s in c.metrics.get("passive_servers", ())],
-        }
+        data = self.totals.document(
+            [c.metrics for c in workers],
+            generation=self.generation,
+            workers=sum(1 for c in workers if c.life.live),
+            draining=sum(1 for c in workers if not c.life.live),
+        )
+        # Servers the workers pass over after failed connects (worker/passive.py).
+        data["passive"] = [s for c in workers for s in c.metrics.get("passive_servers", ())]
         self.files.write("metrics", data)
 
     def _write_state(self) -> None:
@@ -389,6 +387,7 @@ class Arbiter:
             "ports": {str(k): v for k, v in self.options.ports.items()},
             "generation": self.generation,
             "ready": self.generation in self.ready_generations,
+            "stopping": self.stopping,
             "workers": self.wanted,
             "reloads": self.reloads,
             "last_reload": self.last_reload,

@@ -23,10 +23,18 @@ class RunOptions:
     ports: dict[int, int] = attrs.Factory(dict)
     ready_fd: int | None = None
     watch: bool = False  # --watch: reload when the configuration file changes
+    admin: str | None = None  # --admin ADDR:PORT
+    access_log: str | None = None  # --access-log PATH
 
     def load(self) -> Config:
         """The configuration with the overrides applied; ConfigError if it is invalid."""
         config = load(self.config_path)
         return apply(
-            config, bind=self.bind, ports=self.ports, workers=self.workers, pid_file=self.pid_file
+            config,
+            bind=self.bind,
+            ports=self.ports,
+            workers=self.workers,
+            pid_file=self.pid_file,
+            admin=self.admin,
+            access_log=self.access_log,
         )

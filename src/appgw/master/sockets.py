@@ -38,6 +38,8 @@ class ListeningSocket:
     @property
     def url(self) -> str:
         host = f"[{self.address}]" if ":" in self.address else self.address
+        if self.protocol == "admin":
+            return f"http://{host}:{self.port}/ (admin)"
         return f"{self.protocol}://{host}:{self.port}"
 
 
@@ -46,6 +48,9 @@ def wanted(config: Config) -> list[SocketKey]:
     keys: dict[tuple[str, int], str] = {}
     for listener in config.listeners.values():
         keys.setdefault((listener.address, listener.port), listener.protocol)
+    admin = config.gateway.admin
+    if admin is not None:  # served by the workers' admin server (admin/server.py)
+        keys.setdefault((admin.address, admin.port), "admin")
     return [(address, port, protocol) for (address, port), protocol in keys.items()]
 
 

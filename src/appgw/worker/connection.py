@@ -16,6 +16,7 @@ finishes its exchange with `Connection: close`.
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING
 
 import h11
@@ -24,6 +25,7 @@ import trio
 from appgw import logs
 from appgw.errors import BackendAborted, BadRequest, ClientGone, GatewayError, RequestTimeout
 from appgw.worker import errorpage, strict
+from appgw.worker.observe import Exchanged, observe
 from appgw.worker.upstream import RECEIVE_SIZE, abort
 
 if TYPE_CHECKING:
@@ -77,6 +79,8 @@ class ClientConnection:
         self.body_expected = False  # the current request announced body bytes
         # Mutual TLS listeners: the client's certificate, set once the handshake is done.
         self.client_certificate: ClientCertificate | None = None
+        self.received = 0  # bytes read from the client for the current request
+        self.arrived = 0.0  # when the current request's first byte was read (trio clock)
 
     # -- reading -------------------------------------------------------------
 
@@ -86,6 +90,7 @@ class ClientConnection:
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
             raise ClientGone(str(exc)) from None
         self.h11.receive_data(data)
+        self.received += len(data)
         return data
 
     async def next_event(self) -> Incoming:
@@ -126,6 +131,8 @@ class ClientConnection:
         self.waited = 0.0
         self.reuse_backend = True
         raw = bytearray(self.h11.trailing_data[0])
+        self.received = len(raw)
+        self.arrived = trio.current_time()
         event = self._next_head_event(raw)
         if event is h11.NEED_DATA:
             # Idle: wait for the first byte with the keep-alive timeout (the
@@ -141,7 +148,7 @@ class ClientConnection:
                     self.idle_scope = None
             if scope.cancelled_caught:
                 return None
-            started = trio.current_time()
+            started = self.arrived = trio.current_time()
             cap = self.limits.max_header_bytes + RECEIVE_SIZE
             with trio.CancelScope(deadline=started + self.limits.header_timeout) as scope:
                 while (event := self._next_head_event(raw)) is h11.NEED_DATA:
@@ -254,7 +261,7 @@ class ClientConnection:
                 except GatewayError as exc:
                     status = exc.status
                     if request is None:
-                        self.worker.counters.exchange(status, 0)
+                        self._observe_rejected(status, exc)
                     if self.response_started:
                         raise BackendAborted(str(exc)) from None
                     log.info("%s %s: %s", status, self.peer[0], exc.detail or type(exc).__name__)
@@ -268,7 +275,7 @@ class ClientConnection:
                 except h11.RemoteProtocolError as exc:
                     status = exc.error_status_hint
                     if request is None:
-                        self.worker.counters.exchange(status, 0)
+                        self._observe_rejected(status, exc)
                     if self.response_started:
                         raise BackendAborted(str(exc)) from None
                     log.info("%s from %s: %s", status, self.peer[0], exc)
@@ -282,6 +289,23 @@ class ClientConnection:
         except BackendAborted as exc:
             log.info("aborting client %s: %s", self.peer[0], exc)
             abort(self.stream)
+
+    def _observe_rejected(self, status: int, failure: BaseException) -> None:
+        """A request refused before it was read whole: counted and logged."""
+        seconds = trio.current_time() - self.arrived if self.arrived else 0.0
+        observe(
+            self.worker,
+            Exchanged(
+                time=time.time() - seconds,
+                client_ip=self.peer[0],
+                client_port=self.peer[1],
+                status=status,
+                seconds=seconds,
+                received_bytes=self.received,
+                sent_bytes=len(errorpage.body(status)),
+                failure=failure,
+            ),
+        )
 
     def _next_cycle(self) -> bool:
         if self.h11.our_state is h11.DONE and self.h11.their_state is h11.DONE:

@@ -40,10 +40,11 @@ from appgw.worker import errorpage, forwarding
 from appgw.worker import headers as rules
 from appgw.worker.balancer import server_port
 from appgw.worker.connection import Incoming
+from appgw.worker.observe import TunnelSummary, tunnel_summary
 from appgw.worker.relay import relay_tunnel
 from appgw.worker.rewrite import CompiledRuleSet, RequestRewrite
 from appgw.worker.routing import Route, backend_target
-from appgw.worker.upstream import RECEIVE_SIZE, Upstream, abort
+from appgw.worker.upstream import RECEIVE_SIZE, Upstream, abort, raw_socket
 from appgw.worker.variables import RequestContext
 
 if TYPE_CHECKING:
@@ -101,6 +102,13 @@ class Exchange:
         self.has_body = client.body_expected
         # The backend's head-wait deadline, pushed forward while the body moves.
         self.wait_scope: trio.CancelScope | None = None
+        # -- for observe.Exchanged (the access log and metrics) --
+        self.server = ""  # "host:port" of the server reached
+        self.connect_seconds: float | None = None  # a new connection's connect time
+        self.head_sent = 0.0
+        self.latency: float | None = None  # head sent -> response head
+        self.source_port = 0
+        self.tunnel: TunnelSummary | None = None
 
     # -- choosing and reaching a server --------------------------------------
 
@@ -142,6 +150,7 @@ class Exchange:
                 or (self._host_header(server) or server.host.encode()).decode()
             )
             port = server_port(server, self.setting)
+            began = trio.current_time()
             try:
                 upstream = await self.worker.upstreams.acquire(server.host, port, tls, name)
             except BadGateway as exc:
@@ -150,6 +159,7 @@ class Exchange:
                 continue
             balancer.connected(self.pool, server.host, port)
             self.upstream_label = upstream.label
+            self._observe_upstream(upstream, began)
             try:
                 upstream, response = await self._start(server, upstream)
             except BadGateway as exc:
@@ -161,6 +171,16 @@ class Exchange:
             return server, upstream, response
         assert failure is not None
         raise failure
+
+    def _observe_upstream(self, upstream: Upstream, began: float) -> None:
+        self.server = upstream.label
+        self.connect_seconds = None if upstream.reused else trio.current_time() - began
+        if logs.access_log.enabled:
+            sock = raw_socket(upstream.stream)
+            try:
+                self.source_port = int(sock.getsockname()[1]) if sock is not None else 0
+            except (OSError, IndexError, TypeError, ValueError):
+                self.source_port = 0
 
     # -- the exchange --------------------------------------------------------
 
@@ -219,6 +239,7 @@ class Exchange:
         once more on a fresh connection to the same server.
         """
         head = self._backend_head(server)
+        self.head_sent = trio.current_time()
         for attempt in (1, 2):
             sent = False
             try:
@@ -316,6 +337,7 @@ class Exchange:
                     continue  # 100 Continue (answered by the gateway itself), 103 ...
                 if isinstance(event, h11.Response | h11.InformationalResponse):
                     self.wait_scope = None
+                    self.latency = trio.current_time() - self.head_sent
                     size = len(event.reason) + sum(len(k) + len(v) + 4 for k, v in event.headers)
                     if size > self.client.limits.max_response_header_bytes:
                         raise BadGateway(f"{upstream.label} sent a response head of {size} bytes")
@@ -421,7 +443,8 @@ class Exchange:
         client_rest, _ = client.h11.trailing_data
         backend_rest, _ = upstream.h11.trailing_data
         client.closing = True
-        await relay_tunnel(
+        began = trio.current_time()
+        tunnel = await relay_tunnel(
             self.worker,
             client.stream,
             bytes(client_rest),
@@ -431,3 +454,4 @@ class Exchange:
             drain_timeout=float(self.setting.tunnel_drain_timeout),
             label=f"{client.peer[0]} <-> {upstream.label}",
         )
+        self.tunnel = tunnel_summary(tunnel, trio.current_time() - began)

@@ -29,10 +29,12 @@ import attrs
 import trio
 
 from appgw import logs
+from appgw.admin.server import serve_admin
 from appgw.config.model import Config, Setting
 from appgw.config.validate_tls import effective_policy
 from appgw.ipc import ChildChannel, Heartbeat, Ready
 from appgw.ipc import Health as HealthMessage
+from appgw.metrics import WorkerMetrics
 from appgw.mtls import ClientAuthSetup, ClientCertificate, client_auth_setup
 from appgw.mtls import inspect as inspect_client
 from appgw.ocsp import OcspChecker
@@ -41,7 +43,6 @@ from appgw.tls import backend_context, socket_context
 from appgw.worker.balancer import Balancer, EveryoneHealthy, Health
 from appgw.worker.connection import ClientConnection
 from appgw.worker.custom_errors import CustomErrorPages
-from appgw.worker.metrics import Counters
 from appgw.worker.relay import CLOSE_REPLY_BUDGET, FINISH_FRAME_BUDGET, Tunnel
 from appgw.worker.rewrite import compile_rule_set
 from appgw.worker.routing import Router
@@ -118,7 +119,7 @@ class Worker:
         self.tunnels: set[Tunnel] = set()
         self.connections: set[ClientConnection] = set()
         self.slots = trio.Semaphore(limits.max_connections)
-        self.counters = Counters()
+        self.metrics = WorkerMetrics()
         self._backend_tls: dict[str, ssl.SSLContext | None] = {}
         self.ocsp = OcspChecker()
         self._accept_scope = trio.CancelScope()
@@ -147,17 +148,23 @@ class Worker:
             system.start_soon(self._control)
             system.start_soon(self._heartbeat)
             system.start_soon(self._signals)
+            for sock in self.sockets:
+                if sock.protocol == "admin":  # served through drains too (/healthz: 503)
+                    await system.start(serve_admin, self, sock.sock)
             async with trio.open_nursery() as handlers:
                 self._handlers = handlers
                 with self._accept_scope:
                     async with trio.open_nursery() as acceptors:
                         for sock in self.sockets:
-                            await acceptors.start(self._accept_loop, sock, handlers)
+                            if sock.protocol != "admin":
+                                await acceptors.start(self._accept_loop, sock, handlers)
                         await self.channel.send(Ready())
                         log.debug("worker ready")
                 # Accepting has stopped: the handler nursery ends when the
                 # last connection does, or at the drain deadline.
             self.upstreams.close_all()
+            # The last counts, so the master's totals miss nothing of this worker.
+            await self.channel.send(self._beat(), timeout=HEARTBEAT_INTERVAL)
             system.cancel_scope.cancel()
 
     def start_drain(self) -> None:
@@ -239,7 +246,7 @@ class Worker:
             connection = ClientConnection(self, stream, sock, peer)
             connection.client_certificate = client_certificate
             self.connections.add(connection)
-            self.counters.connections_total += 1
+            self.metrics.connections_total += 1
             try:
                 await connection.serve()
             finally:
@@ -285,15 +292,16 @@ class Worker:
         except (KeyError, TypeError, ValueError) as exc:
             log.warning("ignoring a malformed health snapshot: %s", exc)
 
+    def _beat(self) -> Heartbeat:
+        metrics = self.metrics.snapshot(len(self.connections), len(self.tunnels))
+        metrics["passive_servers"] = self.balancer.passive.snapshot(
+            trio.current_time(), time.time()
+        )
+        return Heartbeat(metrics)
+
     async def _heartbeat(self) -> None:
         while True:
-            metrics = self.counters.as_dict()
-            metrics["connections_active"] = len(self.connections)
-            metrics["tunnels_active"] = len(self.tunnels)
-            metrics["passive_servers"] = self.balancer.passive.snapshot(  # type: ignore[assignment]
-                trio.current_time(), time.time()
-            )
-            await self.channel.send(Heartbeat(metrics), timeout=HEARTBEAT_INTERVAL)
+            await self.channel.send(self._beat(), timeout=HEARTBEAT_INTERVAL)
             await trio.sleep(HEARTBEAT_INTERVAL)
 
     async def _signals(self) -> None:

@@ -17,9 +17,11 @@ import trio
 
 from appgw import logs
 from appgw.errors import BadRequest, GatewayError
+from appgw.worker import errorpage
 from appgw.worker import headers as rules
 from appgw.worker.exchange import Exchange, Rewrite
 from appgw.worker.forwarding import Trace
+from appgw.worker.observe import Exchanged, observe
 from appgw.worker.routing import Route, redirect_location
 from appgw.worker.variables import RequestContext
 
@@ -32,21 +34,24 @@ log = logs.log
 async def handle_request(client: ClientConnection, request: h11.Request) -> None:
     started = time.monotonic()
     worker = client.worker
-    target = request.target.decode("ascii", "replace")
+    original = target = request.target.decode("ascii", "replace")
     host = rules.header_value(request.headers, b"host")
-    if not target.startswith("/"):
-        target, host = _origin_form(target, host)
-    if len(target) > client.limits.max_uri_bytes:
-        raise GatewayError("request URI too long", status=414)
-    trace = Trace.new(target)
-    path = target.partition("?")[0]
-    certificate = client.client_certificate
-    if certificate is not None and certificate.refused:  # mutual TLS, strict: see mtls.py
-        raise BadRequest(f"client certificate {certificate.verification}")
-    route = worker.router.route(client.socket.bound, host, path)
+    route: Route | None = None
+    exchange: Exchange | None = None
+    trace: Trace | None = None
     status = 0
-    upstream_label = ""
+    failure: BaseException | None = None
     try:
+        if not target.startswith("/"):
+            target, host = _origin_form(target, host)
+        if len(target) > client.limits.max_uri_bytes:
+            raise GatewayError("request URI too long", status=414)
+        trace = Trace.new(target)
+        path = target.partition("?")[0]
+        certificate = client.client_certificate
+        if certificate is not None and certificate.refused:  # mutual TLS, strict: see mtls.py
+            raise BadRequest(f"client certificate {certificate.verification}")
+        route = worker.router.route(client.socket.bound, host, path)
         if route is None:
             raise GatewayError(f"no listener for host {host!r}", status=404)
         rewrite = None
@@ -57,23 +62,86 @@ async def handle_request(client: ClientConnection, request: h11.Request) -> None
             return
         exchange = Exchange(client, request, route, host, target, rewrite, trace)
         await exchange.run()
-        status, upstream_label = exchange.status, exchange.upstream_label
+        status = exchange.status
     except GatewayError as exc:
-        status = exc.status
+        status, failure = exc.status, exc
+        raise
+    except BaseException as exc:
+        failure = exc
+        if exchange is not None and client.response_started:
+            status = exchange.status
         raise
     finally:
-        worker.counters.exchange(status, client.sent)
-        logs.access_line(
-            client.peer[0],
-            request.method.decode("ascii", "replace"),
-            target,
-            status,
-            client.sent,
-            time.monotonic() - started,
-            upstream_label,
-            (host or b"").decode("latin-1"),
-            trace.trace_id,
+        # -- observability: one record, one call (worker/observe.py) --
+        observe(
+            worker,
+            _exchanged(
+                client, request, started, status, failure, route, exchange, original, host, trace
+            ),
         )
+
+
+def _exchanged(
+    client: ClientConnection,
+    request: h11.Request,
+    started: float,
+    status: int,
+    failure: BaseException | None,
+    route: Route | None,
+    exchange: Exchange | None,
+    original: str,
+    host: bytes | None,
+    trace: Trace | None,
+) -> Exchanged:
+    """What the access log and the metrics need to know of this request."""
+    sent = client.sent
+    if isinstance(failure, GatewayError) and not client.response_started:
+        sent = len(errorpage.body(status))  # the error page about to be sent
+    headers = request.headers
+    # What only the access log shows is looked up only when there is one.
+    tls_protocol = tls_cipher = user_agent = ""
+    if logs.access_log.enabled:
+        if isinstance(client.stream, trio.SSLStream):
+            tls_protocol = client.stream.version() or ""
+            cipher = client.stream.cipher()
+            tls_cipher = cipher[0] if cipher else ""
+        user_agent = (rules.header_value(headers, b"user-agent") or b"").decode("latin-1")
+    original_host = (host or b"").decode("latin-1")
+    forwarded_host = original_host
+    if exchange is not None and exchange.setting.host_name:
+        forwarded_host = exchange.setting.host_name
+    tunnel = exchange.tunnel if exchange is not None else None
+    received = client.received + (tunnel.bytes_from_client if tunnel else 0)
+    return Exchanged(
+        time=time.time() - (time.monotonic() - started),
+        client_ip=client.peer[0],
+        client_port=client.peer[1],
+        status=status,
+        seconds=time.monotonic() - started,
+        method=request.method.decode("ascii", "replace"),
+        uri=exchange.target if exchange is not None else original,
+        original_uri=original,
+        host=forwarded_host,
+        original_host=original_host,
+        user_agent=user_agent,
+        http_version="HTTP/" + request.http_version.decode("ascii", "replace"),
+        received_bytes=received,
+        sent_bytes=sent + (tunnel.bytes_from_backend if tunnel else 0),
+        tls_protocol=tls_protocol,
+        tls_cipher=tls_cipher,
+        listener=route.listener.name if route is not None else "",
+        rule=route.rule if route is not None else "",
+        pool=route.pool.name if route is not None and route.pool is not None else "",
+        setting=route.setting.name if route is not None and route.setting is not None else "",
+        server=exchange.server if exchange is not None else "",
+        server_status=exchange.status if exchange is not None else 0,
+        server_latency=exchange.latency if exchange is not None else None,
+        connect_seconds=exchange.connect_seconds if exchange is not None else None,
+        upstream_port=exchange.source_port if exchange is not None else 0,
+        trace_id=trace.trace_id if trace is not None else "",
+        failure=failure,
+        tunnel=tunnel,
+    )
 
 
 def _rewrite(

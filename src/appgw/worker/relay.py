@@ -45,7 +45,7 @@ GOING_AWAY = 1001
 
 
 class _Direction:
-    __slots__ = ("src", "dst", "tracker", "masked", "eof", "name")
+    __slots__ = ("src", "dst", "tracker", "masked", "eof", "name", "moved")
 
     def __init__(self, src: trio.abc.Stream, dst: trio.abc.Stream, masked: bool, name: str) -> None:
         self.src = src
@@ -54,6 +54,7 @@ class _Direction:
         self.masked = masked  # frames we inject towards dst must be masked
         self.eof = False
         self.name = name
+        self.moved = 0  # bytes relayed (observability)
 
 
 class Tunnel:
@@ -77,6 +78,7 @@ class Tunnel:
         self._wake = trio.Event()
         self._pumps = trio.CancelScope()
         self.reason = ""
+        self.first_close: _Direction | None = None  # whose Close came first (observability)
 
     def drain(self, started: float) -> None:
         """The worker is draining: end this tunnel at its drain deadline."""
@@ -111,6 +113,7 @@ class Tunnel:
     async def _pump(self, way: _Direction, rest: bytes) -> None:
         if rest:
             way.tracker.feed(rest)
+            way.moved += len(rest)
             await self._send(way.dst, rest)
         while True:
             try:
@@ -123,6 +126,9 @@ class Tunnel:
                 return
             self.last_activity = trio.current_time()
             way.tracker.feed(data)
+            way.moved += len(data)
+            if self.first_close is None and way.tracker.close_seen:
+                self.first_close = way
             await self._send(way.dst, data)
 
     async def _send(self, stream: trio.abc.Stream, data: bytes | bytearray | memoryview) -> None:
@@ -238,13 +244,15 @@ async def relay_tunnel(
     idle_timeout: float,
     drain_timeout: float,
     label: str,
-) -> None:
+) -> Tunnel:
+    """Relay until the tunnel ends; the Tunnel, for its account (observe.tunnel_summary)."""
     tunnel = Tunnel(client, backend, idle_timeout, drain_timeout, label)
     worker.tunnels.add(tunnel)
-    worker.counters.tunnels_total += 1
+    worker.metrics.tunnels_total += 1
     if worker.draining.is_set():
         tunnel.drain(worker.drain_started)
     try:
         await tunnel.run(client_rest, backend_rest)
     finally:
         worker.tunnels.discard(tunnel)
+    return tunnel

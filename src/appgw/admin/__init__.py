@@ -1,0 +1,1 @@
+"""The admin listener: /metrics, /healthz, /backend-health and the status page."""

@@ -1,0 +1,362 @@
+"""The gateway's metrics: what is counted, by whom, and how it adds up.
+
+A worker counts into plain dicts keyed by label tuples (WorkerMetrics):
+no lock, no allocation beyond a new label set, one bisect per histogram
+observation. Once a second, with its heartbeat, it sends a snapshot of
+everything it counted since it started (the wire form below). The master
+keeps the last snapshot of each worker and, when a worker exits, folds its
+counts into a running total of exited workers (MasterTotals), so the sums
+survive a worker restart and a reload. Gauges (open connections, tunnels)
+are summed over live workers only.
+
+Wire form, JSON-friendly: {"counters": {family: [[labels, value], ...]},
+"gauges": {...}, "histograms": {family: [[labels, bucket counts, sum],
+...]}}, where bucket counts are per bucket (not cumulative), one more than
+BUCKETS for +Inf.
+
+FAMILIES fixes names, kinds and labels; metrics_report.py turns a total into
+Prometheus' text format.
+"""
+
+from __future__ import annotations
+
+import time
+from bisect import bisect_left
+from collections import deque
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import attrs
+
+# Upper bounds (seconds) of the time histograms' buckets.
+BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+RECENT_WINDOW = 60.0  # seconds of history kept for the status page
+
+
+@attrs.frozen
+class Family:
+    name: str
+    kind: str  # "counter" | "gauge" | "histogram"
+    help: str
+    labels: tuple[str, ...] = ()
+
+
+FAMILIES = (
+    Family(
+        "appgw_requests_total",
+        "counter",
+        "Requests answered, by listener, rule, backend pool and status class.",
+        ("listener", "rule", "pool", "code_class"),
+    ),
+    Family(
+        "appgw_failed_requests_total",
+        "counter",
+        "Requests answered with a 5xx status or broken off.",
+        ("listener", "rule", "pool"),
+    ),
+    Family(
+        "appgw_backend_responses_total",
+        "counter",
+        "Responses received from backend servers, by status class.",
+        ("pool", "server", "code_class"),
+    ),
+    Family("appgw_connections_current", "gauge", "Client connections open now."),
+    Family("appgw_connections_total", "counter", "Client connections accepted."),
+    Family("appgw_tunnels_current", "gauge", "WebSocket tunnels open now."),
+    Family("appgw_tunnels_total", "counter", "WebSocket tunnels opened."),
+    Family("appgw_received_bytes_total", "counter", "Bytes received from clients."),
+    Family("appgw_sent_bytes_total", "counter", "Bytes sent to clients."),
+    Family("appgw_healthy_hosts", "gauge", "Backend servers the probes find healthy.", ("pool",)),
+    Family(
+        "appgw_unhealthy_hosts", "gauge", "Backend servers the probes find unhealthy.", ("pool",)
+    ),
+    Family(
+        "appgw_total_time_seconds",
+        "histogram",
+        "Time from the request's first byte to the response's last (tunnels excluded).",
+        ("listener", "rule"),
+    ),
+    Family(
+        "appgw_backend_connect_time_seconds",
+        "histogram",
+        "Time to open a new connection to a backend server (TLS included).",
+        ("pool",),
+    ),
+    Family(
+        "appgw_backend_first_byte_seconds",
+        "histogram",
+        "Time from the request sent to a backend to its response head.",
+        ("pool",),
+    ),
+    Family("appgw_workers", "gauge", "Worker processes serving the current configuration."),
+    Family("appgw_generation", "gauge", "Configurations loaded since start (1 + reloads)."),
+    Family(
+        "appgw_config_reloads_total", "counter", "Configuration reloads, by result.", ("result",)
+    ),
+)
+FAMILY = {family.name: family for family in FAMILIES}
+
+Labels = tuple[str, ...]
+
+
+def code_class(status: int) -> str:
+    """ "2xx" for 200; "0xx" for an exchange that ended without an answer."""
+    return f"{status // 100}xx" if 100 <= status < 600 else "0xx"
+
+
+class Histogram:
+    __slots__ = ("counts", "sum")
+
+    def __init__(self) -> None:
+        self.counts = [0] * (len(BUCKETS) + 1)
+        self.sum = 0.0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect_left(BUCKETS, value)] += 1
+        self.sum += value
+
+
+class WorkerMetrics:
+    """One worker's counts since it started. Only the worker's loop touches it."""
+
+    def __init__(self) -> None:
+        self.requests: dict[Labels, int] = {}
+        self.failed: dict[Labels, int] = {}
+        self.backend_responses: dict[Labels, int] = {}
+        self.total_time: dict[Labels, Histogram] = {}
+        self.connect_time: dict[Labels, Histogram] = {}
+        self.first_byte: dict[Labels, Histogram] = {}
+        self.connections_total = 0
+        self.tunnels_total = 0
+        self.received_bytes = 0
+        self.sent_bytes = 0
+
+    def request(
+        self, listener: str, rule: str, pool: str, status: int, failed: bool, seconds: float | None
+    ) -> None:
+        """One answered (or broken-off) request; `seconds` None keeps it out of the timings."""
+        key = (listener, rule, pool, code_class(status))
+        self.requests[key] = self.requests.get(key, 0) + 1
+        if failed:
+            short = (listener, rule, pool)
+            self.failed[short] = self.failed.get(short, 0) + 1
+        if seconds is not None:
+            _observe(self.total_time, (listener, rule), seconds)
+
+    def backend(
+        self, pool: str, server: str, status: int, connect: float | None, first_byte: float | None
+    ) -> None:
+        """What one backend server did for a request."""
+        if status:
+            key = (pool, server, code_class(status))
+            self.backend_responses[key] = self.backend_responses.get(key, 0) + 1
+        if connect is not None:
+            _observe(self.connect_time, (pool,), connect)
+        if first_byte is not None:
+            _observe(self.first_byte, (pool,), first_byte)
+
+    def snapshot(self, connections: int, tunnels: int) -> dict[str, Any]:
+        """Everything counted so far, in the wire form."""
+        return {
+            "counters": {
+                "appgw_requests_total": _pairs(self.requests),
+                "appgw_failed_requests_total": _pairs(self.failed),
+                "appgw_backend_responses_total": _pairs(self.backend_responses),
+                "appgw_connections_total": [[[], self.connections_total]],
+                "appgw_tunnels_total": [[[], self.tunnels_total]],
+                "appgw_received_bytes_total": [[[], self.received_bytes]],
+                "appgw_sent_bytes_total": [[[], self.sent_bytes]],
+            },
+            "gauges": {
+                "appgw_connections_current": [[[], connections]],
+                "appgw_tunnels_current": [[[], tunnels]],
+            },
+            "histograms": {
+                "appgw_total_time_seconds": _histograms(self.total_time),
+                "appgw_backend_connect_time_seconds": _histograms(self.connect_time),
+                "appgw_backend_first_byte_seconds": _histograms(self.first_byte),
+            },
+        }
+
+
+def _observe(table: dict[Labels, Histogram], key: Labels, value: float) -> None:
+    histogram = table.get(key)
+    if histogram is None:
+        histogram = table[key] = Histogram()
+    histogram.observe(value)
+
+
+def _pairs(table: Mapping[Labels, int]) -> list[list[Any]]:
+    return [[list(key), value] for key, value in table.items()]
+
+
+def _histograms(table: Mapping[Labels, Histogram]) -> list[list[Any]]:
+    return [[list(key), list(h.counts), h.sum] for key, h in table.items()]
+
+
+# -- adding up (the master) ----------------------------------------------------
+
+
+def merge(snapshots: Iterable[Mapping[str, Any]], *, gauges: bool = True) -> dict[str, Any]:
+    """The sum of several snapshots in the wire form; malformed parts are skipped."""
+    counters: dict[str, dict[Labels, float]] = {}
+    gauge_sums: dict[str, dict[Labels, float]] = {}
+    histograms: dict[str, dict[Labels, tuple[list[int], float]]] = {}
+    for snapshot in snapshots:
+        if not isinstance(snapshot, Mapping):
+            continue
+        _add_values(counters, snapshot.get("counters"))
+        if gauges:
+            _add_values(gauge_sums, snapshot.get("gauges"))
+        for name, items in _families(snapshot.get("histograms")):
+            table = histograms.setdefault(name, {})
+            for item in items:
+                try:
+                    labels, counts, total = item
+                    key = tuple(str(label) for label in labels)
+                    counts = [int(c) for c in counts]
+                    total = float(total)
+                except (TypeError, ValueError):
+                    continue
+                if len(counts) != len(BUCKETS) + 1:
+                    continue
+                old = table.get(key)
+                if old is not None:
+                    counts = [a + b for a, b in zip(old[0], counts, strict=True)]
+                    total += old[1]
+                table[key] = (counts, total)
+    return {
+        "counters": {name: _pairs(table) for name, table in counters.items()},  # type: ignore[arg-type]
+        "gauges": {name: _pairs(table) for name, table in gauge_sums.items()},  # type: ignore[arg-type]
+        "histograms": {
+            name: [[list(key), counts, total] for key, (counts, total) in table.items()]
+            for name, table in histograms.items()
+        },
+    }
+
+
+def _families(part: Any) -> Iterable[tuple[str, list[Any]]]:
+    if not isinstance(part, Mapping):
+        return ()
+    return [
+        (name, items) for name, items in part.items() if name in FAMILY and isinstance(items, list)
+    ]
+
+
+def _add_values(into: dict[str, dict[Labels, float]], part: Any) -> None:
+    for name, items in _families(part):
+        table = into.setdefault(name, {})
+        for item in items:
+            try:
+                labels, value = item
+                key = tuple(str(label) for label in labels)
+                number = float(value)
+            except (TypeError, ValueError):
+                continue
+            table[key] = table.get(key, 0) + (int(number) if number.is_integer() else number)
+
+
+def value(total: Mapping[str, Any], name: str, labels: Labels = ()) -> float:
+    """One counter's or gauge's value in a total (0 if absent)."""
+    kind = "gauges" if FAMILY[name].kind == "gauge" else "counters"
+    for item_labels, item_value in total.get(kind, {}).get(name, ()):
+        if tuple(item_labels) == labels:
+            return float(item_value)
+    return 0.0
+
+
+def family_sum(total: Mapping[str, Any], name: str) -> float:
+    """A counter family summed over all its label sets."""
+    return float(sum(item[1] for item in total.get("counters", {}).get(name, ())))
+
+
+class MasterTotals:
+    """What the master adds up: exited workers' counts, reloads, the last minute."""
+
+    def __init__(self) -> None:
+        self.exited: dict[str, Any] = merge([])
+        self.reloads = {"ok": 0, "failed": 0}
+        self.recent: deque[list[Any]] = deque()
+
+    def worker_exited(self, snapshot: Mapping[str, Any]) -> None:
+        """Keep what a worker counted; its gauges go with it."""
+        if snapshot:
+            self.exited = merge([self.exited, snapshot], gauges=False)
+
+    def reload(self, ok: bool) -> None:
+        self.reloads["ok" if ok else "failed"] += 1
+
+    def document(
+        self,
+        live: Iterable[Mapping[str, Any]],
+        *,
+        generation: int,
+        workers: int,
+        draining: int,
+        now: float | None = None,
+    ) -> dict[str, Any]:
+        """The metrics file's content: totals over every worker, plus the master's own."""
+        now = time.time() if now is None else now
+        total = merge([self.exited, *live])
+        self._remember(total, now)
+        return {
+            "time": now,
+            "generation": generation,
+            "workers": workers,
+            "draining_workers": draining,
+            "reloads": dict(self.reloads),
+            "metrics": total,
+            "last_minute": last_minute(list(self.recent)),
+        }
+
+    def _remember(self, total: Mapping[str, Any], now: float) -> None:
+        counts = [0] * (len(BUCKETS) + 1)
+        time_sum = 0.0
+        for _labels, bucket_counts, bucket_sum in total["histograms"].get(
+            "appgw_total_time_seconds", ()
+        ):
+            counts = [a + b for a, b in zip(counts, bucket_counts, strict=True)]
+            time_sum += bucket_sum
+        requests = family_sum(total, "appgw_requests_total")
+        failed = family_sum(total, "appgw_failed_requests_total")
+        self.recent.append([now, requests, failed, counts, time_sum])
+        while len(self.recent) > 2 and now - self.recent[1][0] >= RECENT_WINDOW:
+            self.recent.popleft()
+
+
+def last_minute(samples: list[list[Any]]) -> dict[str, Any]:
+    """Rates and latency between the oldest and newest sample (about a minute)."""
+    if len(samples) < 2:
+        return {
+            "seconds": 0.0,
+            "requests_per_second": 0.0,
+            "failed_per_second": 0.0,
+            "mean_seconds": None,
+            "p95_seconds": None,
+        }
+    first, last = samples[0], samples[-1]
+    span = max(last[0] - first[0], 1e-9)
+    buckets = [max(0, b - a) for a, b in zip(first[3], last[3], strict=True)]
+    timed = sum(buckets)
+    return {
+        "seconds": round(span, 1),
+        "requests_per_second": max(0.0, last[1] - first[1]) / span,
+        "failed_per_second": max(0.0, last[2] - first[2]) / span,
+        "mean_seconds": (last[4] - first[4]) / timed if timed else None,
+        "p95_seconds": quantile(buckets, 0.95),
+    }
+
+
+def quantile(buckets: list[int], q: float) -> float | None:
+    """The bucket bound under which a fraction q of observations fall (None: no data)."""
+    total = sum(buckets)
+    if not total:
+        return None
+    seen = 0
+    # Past the last bound counts as that bound (JSON has no infinity).
+    for bound, count in zip((*BUCKETS, BUCKETS[-1]), buckets, strict=False):
+        seen += count
+        if seen >= q * total:
+            return bound
+    return BUCKETS[-1]

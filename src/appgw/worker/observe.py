@@ -1,0 +1,170 @@
+"""What an exchange leaves behind: one record, counted and logged.
+
+The request path builds one `Exchanged` value when a request is over
+(answered, refused, broken off, or its tunnel closed) and calls
+`observe(worker, record)` once. That is the whole surface between the
+engine and observability:
+- the worker's metrics (metrics.WorkerMetrics) are updated in memory;
+- the access log gets one JSON line (logs.access_entry), if configured.
+Nothing else is written, nothing is locked, nothing waits.
+
+Fields the engine does not know are left at their defaults ("" / 0 /
+None). Times are seconds. `failure` is the exception that ended the
+exchange, if any; error_info() turns it into Application Gateway's
+ERRORINFO_* code.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import attrs
+
+from appgw import logs
+from appgw.errors import (
+    BackendAborted,
+    BadGateway,
+    BadRequest,
+    ClientGone,
+    GatewayError,
+    GatewayTimeout,
+    RequestTimeout,
+)
+
+if TYPE_CHECKING:
+    from appgw.worker.main import Worker
+
+
+@attrs.frozen(slots=True)
+class TunnelSummary:
+    """How a WebSocket tunnel ended."""
+
+    seconds: float  # from the 101 to the close
+    bytes_from_client: int
+    bytes_from_backend: int
+    closed_by: str  # "client" | "backend" | "gateway"
+    code: int | None = None  # the first Close frame's status code, if any
+
+
+@attrs.frozen(slots=True)
+class Exchanged:
+    """One request as the access log and the metrics see it."""
+
+    time: float  # wall clock (time.time()) when the request arrived
+    client_ip: str
+    client_port: int
+    status: int  # sent to the client; 0 if nothing was
+    seconds: float  # from the request's arrival to its end (the tunnel's end for a 101)
+    method: str = ""
+    uri: str = ""  # as sent on (after URL rewrites), path and query
+    original_uri: str = ""  # as the client sent it
+    host: str = ""  # as sent to the backend (after host overrides)
+    original_host: str = ""  # as the client sent it
+    user_agent: str = ""
+    http_version: str = ""
+    received_bytes: int = 0  # from the client: head, body (and tunnel)
+    sent_bytes: int = 0  # to the client: body (and tunnel)
+    tls_protocol: str = ""  # "" on plain HTTP
+    tls_cipher: str = ""
+    listener: str = ""
+    rule: str = ""
+    pool: str = ""
+    setting: str = ""
+    server: str = ""  # "host:port" of the backend server that answered
+    server_status: int = 0
+    server_latency: float | None = None  # request sent -> response head received
+    connect_seconds: float | None = None  # only when a new connection was opened
+    upstream_port: int = 0  # the gateway's source port towards the server
+    trace_id: str = ""
+    failure: BaseException | None = None
+    tunnel: TunnelSummary | None = None
+
+
+def observe(worker: Worker, record: Exchanged) -> None:
+    """Count and log one finished exchange."""
+    metrics = worker.metrics
+    metrics.received_bytes += record.received_bytes
+    metrics.sent_bytes += record.sent_bytes
+    failed = record.status >= 500 or isinstance(record.failure, BackendAborted)
+    timed = None if record.tunnel is not None else record.seconds
+    metrics.request(record.listener, record.rule, record.pool, record.status, failed, timed)
+    if record.server:
+        metrics.backend(
+            record.pool,
+            record.server,
+            record.server_status,
+            record.connect_seconds,
+            record.server_latency,
+        )
+    access = logs.access_log
+    if access.enabled:
+        access.write(logs.access_entry(record, error_info(record)))
+
+
+# Application Gateway's error_info codes, by what went wrong.
+NO_ERROR = "ERRORINFO_NO_ERROR"
+_BY_STATUS = {
+    400: "ERRORINFO_INVALID_REQUEST",
+    404: "ERRORINFO_INVALID_HOST",
+    405: "ERRORINFO_INVALID_METHOD",
+    408: "ERRORINFO_CLIENT_TIMED_OUT",
+    411: "ERRORINFO_INVALID_CONTENT_LENGTH",
+    413: "ERRORINFO_REQUEST_ENTITY_TOO_LARGE",
+    414: "ERRORINFO_REQUEST_URI_TOO_LONG",
+    426: "ERRORINFO_INVALID_REQUEST",
+    431: "ERRORINFO_INVALID_HEADER",
+    502: "ERRORINFO_UPSTREAM_CLOSED_CONNECTION",
+    504: "ERRORINFO_UPSTREAM_TIMED_OUT",
+}
+
+
+def error_info(record: Exchanged) -> str:
+    failure = record.failure
+    if failure is None:
+        return NO_ERROR
+    if isinstance(failure, BadGateway) and not record.server:
+        return "ERRORINFO_UPSTREAM_NO_LIVE"  # no server could be reached
+    if isinstance(failure, GatewayTimeout):
+        return "ERRORINFO_UPSTREAM_TIMED_OUT"
+    if isinstance(failure, RequestTimeout):
+        return "ERRORINFO_CLIENT_TIMED_OUT"
+    if isinstance(failure, BadRequest):
+        return "ERRORINFO_INVALID_REQUEST"
+    if isinstance(failure, GatewayError):
+        return _BY_STATUS.get(failure.status, "ERRORINFO_INVALID_REQUEST")
+    if isinstance(failure, BackendAborted):
+        return "ERRORINFO_UPSTREAM_CLOSED_CONNECTION"
+    if isinstance(failure, ClientGone):
+        return "ERRORINFO_CLIENT_CLOSED_REQUEST"
+    if record.status in _BY_STATUS:  # a protocol error of the client's request
+        return _BY_STATUS[record.status]
+    return "ERRORINFO_INVALID_REQUEST" if 400 <= record.status < 500 else NO_ERROR
+
+
+def tunnel_summary(end: object, seconds: float) -> TunnelSummary | None:
+    """The facts of a finished tunnel, from what the relay hands back.
+
+    The one place that maps the relay's account of a tunnel to the log's:
+    `end` is the relay's Tunnel (bytes moved each way, the direction whose
+    Close frame came first, the reason the gateway closed it, if it did).
+    """
+    up = getattr(end, "up", None)
+    down = getattr(end, "down", None)
+    if up is None or down is None:
+        return None
+    first_close = getattr(end, "first_close", None)  # the direction whose Close came first
+    if getattr(end, "reason", ""):
+        closed_by: str = "gateway"
+        code: int | None = 1001
+    elif first_close is not None:
+        closed_by = "client" if first_close is up else "backend"
+        code = first_close.tracker.close_code
+    else:
+        closed_by, code = ("client" if up.eof and not down.eof else "backend"), None
+    return TunnelSummary(
+        seconds=seconds,
+        bytes_from_client=int(getattr(up, "moved", 0)),
+        bytes_from_backend=int(getattr(down, "moved", 0)),
+        closed_by=closed_by,
+        code=code,
+    )
