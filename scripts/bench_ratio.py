@@ -61,9 +61,10 @@ def summarise(runs: list[dict], scenario: str, key: str, unit: str, target: floa
     appgw = [figure(run, APPGW, scenario, key) for run in runs]
     if all(v is None for v in floor + appgw):
         return None
-    ratios = [a / f if a is not None and f else None for a, f in zip(appgw, floor)]
+    ratios = [a / f if a is not None and f else None for a, f in zip(appgw, floor, strict=True)]
     present = [r for r in ratios if r is not None]
     mid = median(ratios)
+    spread = (max(present) - min(present)) / mid if len(present) > 1 and mid else None
     out: dict = {
         "figure": key,
         "unit": unit,
@@ -75,9 +76,7 @@ def summarise(runs: list[dict], scenario: str, key: str, unit: str, target: floa
         "ratio_median": round(mid, 3) if mid is not None else None,
         "ratio_min": round(min(present), 3) if present else None,
         "ratio_max": round(max(present), 3) if present else None,
-        "ratio_spread_pct": (
-            round(100 * (max(present) - min(present)) / mid, 1) if len(present) > 1 and mid else None
-        ),
+        "ratio_spread_pct": round(100 * spread, 1) if spread is not None else None,
         "other_cpu_s": {
             FLOOR: [other_cpu(run, FLOOR, scenario) for run in runs],
             APPGW: [other_cpu(run, APPGW, scenario) for run in runs],
@@ -114,7 +113,9 @@ def busy(values: list[float | None]) -> str:
 
 
 def table(summary: dict, nruns: int) -> str:
-    how = "medians; ratio = appgw / trio-floor within a run" if nruns > 1 else "ratio = appgw / trio-floor"
+    how = "ratio = appgw / trio-floor"
+    if nruns > 1:
+        how = "medians; ratio = appgw / trio-floor within a run"
     lines = [
         f"appgw against trio-floor, {nruns} run{'s' if nruns > 1 else ''} ({how})",
         f"{'scenario':<14}{'unit':<16}{FLOOR:>11}{APPGW:>9}{'ratio':>8}{'range':>13}{'spread':>8}"
@@ -122,7 +123,9 @@ def table(summary: dict, nruns: int) -> str:
     ]
     for scenario, row in summary.items():
         spread = row["ratio_spread_pct"]
-        rng = f"{cell(row['ratio_min'])}-{cell(row['ratio_max'])}" if nruns > 1 and row["ratio_min"] else ""
+        rng = ""
+        if nruns > 1 and row["ratio_min"] is not None:
+            rng = f"{cell(row['ratio_min'])}-{cell(row['ratio_max'])}"
         target = row["target"].replace(" per tunnel (appgw)", "")
         met = {True: "yes", False: "no", None: "-"}[row["meets_target"]]
         others = f"{busy(row['other_cpu_s'][FLOOR])}; {busy(row['other_cpu_s'][APPGW])}"
