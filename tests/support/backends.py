@@ -13,6 +13,7 @@ exactly which headers the gateway forwarded. Its endpoints:
                             N pseudo-random bytes (pattern_blocks), Content-Length
                             or chunked
     /status/N               an answer with status N
+    /healthz, /status       200 "ok" (the custom probes of the shared example files)
     /slow?delay=S           answers after S seconds
     /garbage                writes bytes that are not HTTP, then closes
     /close-mid-body         announces 1000000 bytes, sends 100000, closes
@@ -349,6 +350,8 @@ async def _answer(
 
     if path == "/":
         await respond(200, f"backend {backend.name}\n".encode())
+    elif path in ("/healthz", "/status"):
+        await respond(200, b"ok\n")
     elif path == "/echo":
         await respond_json(
             {

@@ -552,3 +552,14 @@ def test_rule_target_errors_use_arm_names(tmp_path: Path) -> None:
         "requestRoutingRules.rule: needs backendAddressPool and backendHttpSettings,"
         " or redirectConfiguration"
     ]
+
+
+@pytest.mark.parametrize(
+    "key", ["pickHostNameFromBackendSettings", "pickHostNameFromBackendHttpSettings"]
+)
+def test_probe_host_with_a_picked_host_names_the_key_used(tmp_path: Path, key: str) -> None:
+    doc = gateway()
+    probe = {"protocol": "Http", "path": "/", "host": "probe.contoso.com", key: True}
+    doc["properties"]["probes"] = [{"name": "p", "properties": probe}]
+    props(doc, "backendHttpSettingsCollection")["probe"] = ref("probes", "p")
+    assert errors_of(write(tmp_path, doc)) == [f"probes.p.host: cannot be set with {key}"]

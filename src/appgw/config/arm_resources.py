@@ -252,13 +252,18 @@ def _probe(arm: ArmReader, name: str, s: Section) -> Probe:
         codes = read_status_codes(m, "statusCodes", m.get_strs("statusCodes"), codes)
         body = m.get_opt_str("body")
         arm.finish(m, "match")
+    host = s.get_opt_str("host") or None
+    # pickHostNameFromBackendSettings: the name in API versions with backendSettingsCollection.
+    pick_http = s.get_bool("pickHostNameFromBackendHttpSettings", False)
+    pick = s.get_bool("pickHostNameFromBackendSettings", False)
+    if host is not None and pick and not pick_http:
+        # Validation would name pickHostNameFromBackendHttpSettings: name the key in the file.
+        s.error("host", "cannot be set with pickHostNameFromBackendSettings", placeholder=True)
     probe = Probe(
         name=name,
         protocol=s.get_str("protocol", d.protocol).lower(),
-        host=s.get_opt_str("host") or None,
-        # pickHostNameFromBackendSettings: the name in API versions with backendSettingsCollection.
-        pick_host_name_from_settings=s.get_bool("pickHostNameFromBackendHttpSettings", False)
-        or s.get_bool("pickHostNameFromBackendSettings", False),
+        host=host,
+        pick_host_name_from_settings=pick_http or pick,
         path=s.get_str("path", d.path),
         port=s.get_opt_int("port"),
         interval=s.get_int("interval", d.interval),
