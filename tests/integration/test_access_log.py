@@ -17,6 +17,7 @@ import trio
 from tests.support.backends import start_http_backends
 from tests.support.clients import open_http, open_ws, raw_exchange, status_of
 from tests.support.gateway import open_gateway, toml_table
+from tests.support.waiting import wait_until
 
 GATEWAY = "127.0.0.1"
 A = "127.0.0.2"
@@ -96,12 +97,13 @@ def entries(path: Path) -> list[dict[str, Any]]:
 
 async def line_for(path: Path, match: dict[str, Any], timeout: float = 10) -> dict[str, Any]:
     """The first access-log entry whose fields include `match`, once it is written."""
-    with trio.fail_after(timeout):
-        while True:
-            for entry in entries(path):
-                if all(entry.get(key) == value for key, value in match.items()):
-                    return entry
-            await trio.sleep(0.05)
+
+    def found() -> dict[str, Any] | None:
+        return next(
+            (e for e in entries(path) if all(e.get(k) == v for k, v in match.items())), None
+        )
+
+    return await wait_until(found, timeout, f"an access-log entry with {match}")
 
 
 async def test_access_log_lines_for_each_kind_of_exchange(

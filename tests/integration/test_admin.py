@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import signal
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
@@ -18,6 +19,7 @@ from tests.support.backends import start_http_backends
 from tests.support.clients import get
 from tests.support.gateway import gateway_toml, open_gateway, run_cli
 from tests.support.ports import free_port
+from tests.support.waiting import wait_until
 
 GATEWAY = "127.0.0.1"
 A = "127.0.0.2"
@@ -81,12 +83,12 @@ async def test_admin_endpoints_and_healthz_while_stopping(
             nursery.start_soon(slow_request)
             await backend.wait_for_request("/slow", 10)
             gw.send_signal(signal.SIGTERM)
-            with trio.fail_after(10):
-                while True:
-                    answer = await admin_get(admin_port, "/healthz")
-                    if answer.status == 503:
-                        break
-                    await trio.sleep(0.05)
+
+            async def stopping() -> Any:
+                answer = await admin_get(admin_port, "/healthz")
+                return answer if answer.status == 503 else None
+
+            answer = await wait_until(stopping, 10, "/healthz answers 503")
             assert answer.text() == "stopping\n"
             with trio.fail_after(10):
                 await slow.wait()

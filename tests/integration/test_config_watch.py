@@ -25,6 +25,7 @@ from tests.support.gateway import (
     stop_by_pid_file,
     wait_pid_gone,
 )
+from tests.support.waiting import wait_until
 
 GATEWAY = "127.0.0.1"
 A = "127.0.0.2"
@@ -101,7 +102,10 @@ async def test_a_broken_file_is_refused_and_logged(
                 replace_file(gw.config_path, broken)
                 await gw.wait_for_log("reload refused", 20, start=offset)
                 assert "settings.web.request_timeout" in gw.log()[offset:]
-                last = state_of(gw.pid_file)["last_reload"]
+                # (The state file follows the log line.)
+                last = await wait_until(
+                    lambda: state_of(gw.pid_file)["last_reload"], 10, "the reload's outcome"
+                )
                 assert isinstance(last, dict) and last["ok"] is False, last
                 assert state_of(gw.pid_file)["generation"] == 1
                 # Still serving the previous configuration, old and new connections.
@@ -152,8 +156,11 @@ async def test_a_configmap_symlink_swap_is_noticed(
 
 
 async def _wait_for_generation(pid_file: Path, generation: int) -> None:
-    while state_of(pid_file).get("generation") != generation:
-        await trio.sleep(0.05)
+    await wait_until(
+        lambda: state_of(pid_file).get("generation") == generation,
+        20,
+        f"generation {generation} in the state file",
+    )
 
 
 async def test_start_passes_watch_on(

@@ -23,11 +23,13 @@ import trio_websocket
 
 from appgw.worker import errorpage
 from tests.support.backends import serve_http_backend
-from tests.support.clients import open_http, open_ws
+from tests.support.clients import Response, open_http, open_ws
 from tests.support.gateway import GatewayProcess, open_gateway, pid_alive, run_cli, toml_table
 from tests.support.health import (
     FAST_PROBE,
     ProbedBackend,
+    answered_by_each,
+    answered_only_by,
     basic_rule,
     http_listener,
     leave_rotation_bound,
@@ -41,6 +43,7 @@ from tests.support.health import (
     wait_for_snapshot,
     wait_for_state,
     wait_for_states,
+    wait_for_workers,
 )
 from tests.support.ports import free_port
 from tests.support.wsecho import serve_ws_echo
@@ -112,6 +115,16 @@ async def test_a_server_that_stops_answering_leaves_rotation_and_comes_back(
 
             # Out of rotation: the gateway does not even try it any more
             # (a try would log a failed connect to it before failing over).
+            # (Each round's requests came after the previous look at the log.)
+            looked = [len(gw.log())]
+
+            def not_tried(responses: list[Response]) -> bool:
+                log = gw.log()
+                tried = f"connect to {A}:{backend_port}" in log[looked[0] :]
+                looked[0] = len(log)
+                return answered_only_by("b")(responses) and not tried
+
+            await wait_for_workers(gw, GATEWAY, gateway_port, not_tried, "passes a over")
             log_mark = len(gw.log())
             assert await answered_by(gateway_port, 12) == Counter(b=12)
             assert f"connect to {A}:{backend_port}" not in gw.log()[log_mark:]
@@ -125,6 +138,7 @@ async def test_a_server_that_stops_answering_leaves_rotation_and_comes_back(
             assert elapsed < return_bound(), f"back in rotation after {elapsed:.2f} s"
             assert snapshot.routable(A)
             assert snapshot.entry(A)["reason"] == "Success. Received 200 status code"
+            await wait_for_workers(gw, GATEWAY, gateway_port, answered_by_each("a", "b"), "uses a")
             names = await answered_on_one_connection(gateway_port, 6)
             assert names.count("a") == 3 and names.count("b") == 3, names
             assert len(a.traffic_since(mark)) >= 3
@@ -192,11 +206,15 @@ async def test_status_ranges_decide_health_and_traffic_follows(
                 "Status code of the backend's HTTP response did not match the probe setting."
                 " Expected:200,418-419 Received:302."
             )
+            await wait_for_workers(
+                gw, GATEWAY, gateway_port, answered_only_by("a"), "passes b over"
+            )
             assert await answered_by(gateway_port, 8) == Counter(a=8)
             assert set(await answered_on_one_connection(gateway_port, 4)) == {"a"}
 
             b.set_probe_answer(419)
             await wait_for_state(gw, B, "Healthy", return_bound() + 2)
+            await wait_for_workers(gw, GATEWAY, gateway_port, answered_by_each("a", "b"), "uses b")
             assert set(await answered_on_one_connection(gateway_port, 4)) == {"a", "b"}
 
 
@@ -219,11 +237,16 @@ async def test_body_match_decides_health_and_traffic_follows(
                 "Body of the backend's HTTP response did not match the probe setting."
                 " Received response body doesn't contain ready."
             )
+            await wait_for_workers(
+                gw, GATEWAY, gateway_port, answered_only_by("a"), "passes b over"
+            )
+            mark_b = len(b.requests)
             assert await answered_by(gateway_port, 8) == Counter(a=8)
-            assert b.requests == []
+            assert b.traffic_since(mark_b) == []
 
             b.set_probe_answer(200, b"status: ready\n")
             await wait_for_state(gw, B, "Healthy", return_bound() + 2)
+            await wait_for_workers(gw, GATEWAY, gateway_port, answered_by_each("a", "b"), "uses b")
             assert set(await answered_on_one_connection(gateway_port, 4)) == {"a", "b"}
 
 
@@ -264,10 +287,14 @@ async def test_probe_host_header_choice_decides_health(
         async with open_gateway(config, tmp_path) as gw:
             snapshot = await wait_for_states(gw, {A: "Healthy", B: "Unhealthy"}, FIRST_HEALTH)
             assert snapshot.entry(B)["reason"].endswith("Expected:200-399 Received:404.")
+            await wait_for_workers(
+                gw, GATEWAY, gateway_port, answered_only_by("a"), "passes b over"
+            )
+            mark_b = len(b.requests)
             assert await answered_by(gateway_port, 6) == Counter(a=6)
     hosts = {(p.header("host") or "").rsplit(":", 1)[0] for p in a.probes}
     assert hosts == {expected_host}, [p.header("host") for p in a.probes]
-    assert b.requests == []
+    assert b.traffic_since(mark_b) == []
 
 
 async def test_custom_probe_port_decides_health(
@@ -291,11 +318,17 @@ async def test_custom_probe_port_decides_health(
             snapshot = await wait_for_states(gw, {A: "Healthy", B: "Unhealthy"}, FIRST_HEALTH)
             # Health is keyed by the traffic port, whatever port the probe used.
             assert snapshot.entry(B)["port"] == backend_port
+            await wait_for_workers(
+                gw, GATEWAY, gateway_port, answered_only_by("a"), "passes b over"
+            )
             assert await answered_by(gateway_port, 6) == Counter(a=6)
 
             probe_b.set_probe_answer(200)
             probe_a.stop()  # a's traffic server still runs; its probe port is closed
             await wait_for_states(gw, {A: "Unhealthy", B: "Healthy"}, leave_rotation_bound() + 2)
+            await wait_for_workers(
+                gw, GATEWAY, gateway_port, answered_only_by("b"), "passes a over"
+            )
             assert await answered_by(gateway_port, 6) == Counter(b=6)
     assert traffic_a.probes == [] and traffic_b.probes == []
     assert probe_a.probes and probe_b.probes
@@ -316,16 +349,25 @@ async def test_502_with_the_error_page_when_no_server_is_healthy(
         config = probed_toml(servers=[A, B], backend_port=backend_port, http_port=gateway_port)
         async with open_gateway(config, tmp_path) as gw:
             await wait_for_states(gw, {A: "Unhealthy", B: "Unhealthy"}, FIRST_HEALTH)
+            await wait_for_workers(
+                gw,
+                GATEWAY,
+                gateway_port,
+                lambda responses: all(r.status == 502 for r in responses),
+                "answers 502",
+            )
+            marks = len(a.requests), len(b.requests)
             for _ in range(4):
                 async with open_http(GATEWAY, gateway_port) as client:
                     response = await client.get("/route")
                 assert response.status == 502
                 assert (response.header("content-type") or "").startswith("text/html")
                 assert response.body == errorpage.body(502)
-            assert a.requests == [] and b.requests == []
+            assert a.traffic_since(marks[0]) == [] and b.traffic_since(marks[1]) == []
 
             a.set_probe_answer(200)
             await wait_for_state(gw, A, "Healthy", return_bound() + 2)
+            await wait_for_workers(gw, GATEWAY, gateway_port, answered_only_by("a"), "uses a")
             assert await answered_by(gateway_port, 4) == Counter(a=4)
 
 
@@ -346,6 +388,9 @@ async def test_min_servers_keeps_servers_in_rotation(
             snapshot = await wait_for_state(gw, A, "Unhealthy", leave_rotation_bound() + 2)
             # One server is still healthy: min_servers keeps nobody else.
             assert not snapshot.routable(A)
+            await wait_for_workers(
+                gw, GATEWAY, gateway_port, answered_only_by("b"), "passes a over"
+            )
             assert await answered_by(gateway_port, 6) == Counter(b=6)
 
             b.set_probe_answer(503)
@@ -393,11 +438,15 @@ async def test_websocket_handshakes_never_reach_an_unhealthy_server(
         )
         async with open_gateway(config, tmp_path) as gw:
             await wait_for_states(gw, {A: "Healthy", B: "Unhealthy"}, FIRST_HEALTH)
+            await wait_for_workers(
+                gw, GATEWAY, gateway_port, answered_only_by("a"), "passes b over", target="/"
+            )
+            mark_b = len(b.requests)
             for i in range(8):
                 async with open_ws(f"ws://{GATEWAY}:{gateway_port}/ws/{i}") as ws:
                     await echo(ws, f"hello {i}")
     assert len(a.ws.handshakes) == 8
-    assert b.ws.handshakes == [] and b.requests == []
+    assert b.ws.handshakes == [] and b.requests[mark_b:] == []
 
 
 async def test_an_open_tunnel_survives_its_server_turning_unhealthy(
@@ -422,6 +471,14 @@ async def test_an_open_tunnel_survives_its_server_turning_unhealthy(
 
                 probes[index].set_probe_answer(503)
                 await wait_for_state(gw, host, "Unhealthy", leave_rotation_bound() + 2)
+                await wait_for_workers(
+                    gw,
+                    GATEWAY,
+                    gateway_port,
+                    answered_only_by(other.name),
+                    f"passes {host} over",
+                    target="/",
+                )
                 for i in range(5):
                     await echo(tunnel, f"still here {i}")
                 # New handshakes go to the other server only.
@@ -466,6 +523,14 @@ async def test_a_websocket_probe_marks_a_websocket_only_backend_healthy(
             assert snapshot.entry(A, setting="ws")["reason"] == "Success. Received 101 status code"
             assert snapshot.routable(A, setting="ws")
             assert not snapshot.routable(A, setting="plain")
+            await wait_for_workers(
+                gw,
+                GATEWAY,
+                plain_port,
+                lambda responses: all(r.status == 502 for r in responses),
+                "answers 502 on the http-probed setting",
+                target="/chat",
+            )
 
             async with open_ws(f"ws://{GATEWAY}:{gateway_port}/chat") as ws:
                 await echo(ws, "through the ws-probed setting")
@@ -493,6 +558,9 @@ async def test_a_killed_prober_is_restarted_and_routing_goes_on(
             await wait_for_states(gw, {A: "Healthy", B: "Healthy"}, FIRST_HEALTH)
             b.set_probe_answer(503)
             await wait_for_state(gw, B, "Unhealthy", leave_rotation_bound(probe) + 2)
+            await wait_for_workers(
+                gw, GATEWAY, gateway_port, answered_only_by("a"), "passes b over"
+            )
             old_prober = await wait_for_prober(gw, 5)
             assert old_prober in gw.children()
 
@@ -543,6 +611,9 @@ async def test_a_restarted_prober_keeps_unhealthy_servers_out_of_rotation(
             await wait_for_states(gw, {A: "Healthy", B: "Healthy"}, FIRST_HEALTH)
             b.set_probe_answer(503)
             await wait_for_state(gw, B, "Unhealthy", leave_rotation_bound(probe) + 2)
+            await wait_for_workers(
+                gw, GATEWAY, gateway_port, answered_only_by("a"), "passes b over"
+            )
             old_prober = await wait_for_prober(gw, 5)
             seen_routable: list[dict] = []
 

@@ -19,6 +19,7 @@ from tests.support.backends import start_http_backends
 from tests.support.clients import open_http
 from tests.support.gateway import gateway_toml, open_gateway, run_cli
 from tests.support.ports import free_port
+from tests.support.waiting import wait_until
 
 GATEWAY = "127.0.0.1"
 A = "127.0.0.2"
@@ -142,9 +143,11 @@ async def test_metrics_add_up_over_workers_and_survive_a_reload_and_a_killed_wor
             assert sample(samples, "appgw_config_reloads_total", result="failed") == 0
 
             # A killed worker: what it had reported stays counted.
-            with trio.fail_after(15):  # the old generation gone: two workers, one prober
-                while len(gw.children()) != 3:
-                    await trio.sleep(0.05)
+            await wait_until(
+                lambda: len(gw.children()) == 3,
+                15,
+                lambda: f"the old generation gone: two workers, one prober ({gw.children()})",
+            )
             victim = max(gw.worker_pids(GATEWAY, gateway_port))
             mark = len(gw.log())
             os.kill(victim, signal.SIGKILL)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import trio
 
@@ -14,6 +15,7 @@ from tests.support.backends import start_http_backends
 from tests.support.clients import open_http
 from tests.support.gateway import GatewayProcess, open_gateway, run_cli, toml_table
 from tests.support.health import basic_rule, http_listener
+from tests.support.waiting import wait_until
 
 GATEWAY = "127.0.0.1"
 A, B = "127.0.0.2", "127.0.0.3"  # nothing listens on B
@@ -51,10 +53,14 @@ async def test_a_refusing_server_is_passed_over_logged_once_and_shown(
                 answers = [await client.get("/") for _ in range(20)]
             async with open_http(GATEWAY, https_port) as client:
                 refused = await client.get("/")
+
             # The master publishes the workers' back-offs with their heartbeats.
-            while "passed over until" not in (shown := await health(gw, tmp_path)):
-                await trio.sleep(0.2)
-            document = json.loads(await health(gw, tmp_path, "--json"))
+            async def published() -> tuple[str, Any] | None:
+                shown = await health(gw, tmp_path)
+                document = json.loads(await health(gw, tmp_path, "--json"))
+                return (shown, document) if "passed over until" in shown else None
+
+            shown, document = await wait_until(published, 30, "B shown passed over")
             log = gw.log_path.read_text()
     assert [a.status for a in answers] == [200] * 20
     assert {a.header("x-backend") for a in answers} == {A}

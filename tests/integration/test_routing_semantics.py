@@ -18,6 +18,7 @@ import trio
 from tests.support.backends import start_http_backends
 from tests.support.clients import open_http, open_ws_at
 from tests.support.gateway import open_gateway
+from tests.support.waiting import wait_until
 
 GATEWAY = "127.0.0.1"
 A, B = "127.0.0.2", "127.0.0.3"
@@ -132,8 +133,7 @@ async def test_original_url_and_trace_id_reach_the_backend_and_the_log(
 
 async def wait_for_text(path: Path, text: str) -> None:
     """Wait until `text` is in the file (the access log is written after the answer)."""
-    while not (path.exists() and text in path.read_text()):
-        await trio.sleep(0.02)
+    await wait_until(lambda: path.exists() and text in path.read_text(), 10, f"{text!r} in {path}")
 
 
 async def test_affinity_cookie_and_its_cors_twin(

@@ -111,6 +111,27 @@ def listening_inodes(host: str, port: int) -> set[int]:
     return inodes
 
 
+def connection_holder(
+    pids: Sequence[int], server: tuple[str, int], client: tuple[str, int]
+) -> int | None:
+    """Which of `pids` holds the server end of the TCP connection client -> server.
+
+    Asked while the connection is open (a worker that served a request on
+    it, before the client closes); None if no process of `pids` holds it.
+    """
+    local, remote = _proc_net_address(*server), _proc_net_address(*client)
+    try:
+        lines = Path("/proc/net/tcp").read_text().splitlines()[1:]
+    except FileNotFoundError:
+        return None
+    inodes = {
+        int(fields[9])
+        for fields in (line.split() for line in lines)
+        if len(fields) > 9 and fields[1] == local and fields[2] == remote
+    }
+    return next((pid for pid in pids if socket_inodes_of(pid) & inodes), None)
+
+
 def _proc_net_address(host: str, port: int) -> str:
     octets = [int(o) for o in host.split(".")]
     return "".join(f"{o:02X}" for o in reversed(octets)) + f":{port:04X}"

@@ -12,6 +12,9 @@
 - Traffic: a few client tasks looping GETs through the gateway for as long
   as a block runs, counting every failure and which backend answered.
 - The prober's pid, from the master's log line "prober N started".
+- wait_for_workers: until every worker routes by a health change (the
+  health file changes once the master has sent the change to the workers,
+  not once they have applied it).
 - probed_toml: gateway_toml with a custom probe on the setting.
 """
 
@@ -31,8 +34,9 @@ import trio
 
 from appgw import runfiles
 from tests.support.backends import PEER_ERRORS, RecordedRequest, listening_port
-from tests.support.clients import HttpClient, IncompleteResponse
-from tests.support.gateway import GatewayProcess, gateway_toml, toml_table
+from tests.support.clients import HttpClient, IncompleteResponse, Response, open_http
+from tests.support.gateway import GatewayProcess, connection_holder, gateway_toml, toml_table
+from tests.support.waiting import wait_until
 
 BLOCK = 64 * 1024
 PROBE_PATH = "/health"
@@ -345,6 +349,64 @@ def server_line(text: str, address: str) -> str:
     if len(lines) != 1:
         raise AssertionError(f"{len(lines)} lines for {address} in:\n{text}")
     return lines[0]
+
+
+# -- workers applying a health change -------------------------------------------------
+
+WORKERS_FOLLOW = 15.0  # seconds every worker has to apply a health change
+
+
+async def wait_for_workers(
+    gw: GatewayProcess,
+    host: str,
+    port: int,
+    follows: Callable[[list[Response]], bool],
+    what: str,
+    *,
+    requests: int = 4,
+    target: str = "/route",
+) -> None:
+    """Wait until every worker routes as `follows` expects.
+
+    The master sends a health change to each worker, then writes the health
+    file; a worker applies it when its control task next runs, so a request
+    made as soon as the file changed may still be routed by the previous
+    snapshot. Each round makes `requests` requests on a fresh connection
+    and notes the worker that served them when `follows(responses)`; a
+    worker never goes back to an older snapshot, so once every worker was
+    seen following, all of them route by the change.
+    """
+    workers = set(gw.worker_pids(host, port))
+    following: set[int] = set()
+
+    async def every_worker_follows() -> bool:
+        async with open_http(host, port) as client:
+            responses = [await client.get(f"{target}?settle={i}") for i in range(requests)]
+            worker = connection_holder(sorted(workers), (host, port), client.local_address)
+        if worker is not None and follows(responses):
+            following.add(worker)
+        return workers <= following
+
+    await wait_until(
+        every_worker_follows,
+        WORKERS_FOLLOW,
+        lambda: f"every worker {what} (seen in {sorted(following)} of {sorted(workers)})",
+    )
+
+
+def answered_only_by(*names: str) -> Callable[[list[Response]], bool]:
+    """`follows` for wait_for_workers: every answer 200, from one of `names`."""
+    return lambda responses: all(
+        r.status == 200 and r.header("x-backend") in names for r in responses
+    )
+
+
+def answered_by_each(*names: str) -> Callable[[list[Response]], bool]:
+    """`follows` for wait_for_workers: all 200, and each of `names` answered."""
+    return lambda responses: (
+        all(r.status == 200 for r in responses)
+        and {r.header("x-backend") for r in responses} == set(names)
+    )
 
 
 # -- the prober --------------------------------------------------------------------

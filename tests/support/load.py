@@ -10,7 +10,9 @@
 - WebSocket frames on the wire: encode_frame, FrameParser, a raw client
   (open_raw_ws) and a raw backend (serve_raw_ws_backend) that record every
   byte, so tests can check that what arrives parses as whole frames.
-- The gateway's command line and files: reload(), read_pid(), workers_of().
+- The gateway's command line and files: reload(), read_pid(), workers_of();
+  from its log, which workers a reload retired and when each began to
+  drain (wait_for_draining), the events reload tests wait for.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import re
 import struct
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -38,6 +41,7 @@ from tests.support.gateway import (
     socket_inodes_of,
     toml_table,
 )
+from tests.support.waiting import wait_until
 
 WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 REQUEST_BUDGET = 10.0  # seconds one request (or echo) may take before it counts as failed
@@ -82,6 +86,51 @@ def workers_of(master: int, host: str, port: int) -> list[int]:
     return [pid for pid in child_pids(master) if socket_inodes_of(pid) & inodes]
 
 
+_RETIRING = re.compile(r"retiring worker (\d+) \(generation (\d+)\)")
+_STARTED = re.compile(r"worker (\d+) started \(generation (\d+)\)")
+_ENDED = re.compile(r"worker (\d+) (?:exited|died unexpectedly)")
+
+
+def retired_workers(log: str, start: int = 0) -> list[int]:
+    """Workers the master logged as retired after offset `start` of its log."""
+    return [int(m.group(1)) for m in _RETIRING.finditer(log, start)]
+
+
+def generation_workers(log: str, generation: int) -> list[int]:
+    """Workers of `generation` the master started and has not seen exit."""
+    ended = {int(m.group(1)) for m in _ENDED.finditer(log)}
+    return [
+        int(m.group(1))
+        for m in _STARTED.finditer(log)
+        if int(m.group(2)) == generation and int(m.group(1)) not in ended
+    ]
+
+
+def draining_workers(log: str, start: int = 0) -> set[int]:
+    """Workers that logged the start of their drain after offset `start`."""
+    return {int(m.group(1)) for m in re.finditer(r"\[(\d+)\] INFO draining:", log[start:])}
+
+
+async def wait_for_draining(
+    gw: GatewayProcess, pids: Sequence[int], start: int, timeout: float
+) -> float:
+    """Wait until every worker of `pids` has logged that it drains (after log
+    offset `start`); the trio time that was seen.
+
+    A worker logs this once it has stopped accepting and marked its
+    connections to close: from then on it takes no new request on a
+    keep-alive connection but the one already on its way, and its tunnels
+    have their drain deadline.
+    """
+    wanted = set(pids)
+    await wait_until(
+        lambda: wanted <= draining_workers(gw.log(), start),
+        timeout,
+        lambda: f"workers {sorted(wanted - draining_workers(gw.log(), start))} drain",
+    )
+    return trio.current_time()
+
+
 def listener_toml(
     name: str,
     port: int,
@@ -114,6 +163,7 @@ class Served:
     status: int
     backend: str | None  # X-Backend
     closed: bool  # the response said Connection: close
+    connection: int = 0  # which of the load's connections (numbered from 1) carried it
 
 
 @attrs.define(eq=False)
@@ -159,12 +209,14 @@ class HttpLoad:
 
     async def _client(self, n: int, first: trio.Event) -> None:
         client: HttpClient | None = None
+        connection = 0
         try:
             while not self._stopping:
                 if client is None:
                     try:
                         client = await HttpClient.open(self.host, self.port)
                         self.connections += 1
+                        connection = self.connections
                     except OSError as exc:
                         self.refused.append(f"client {n}: connect: {exc!r}")
                         await trio.sleep(0.05)
@@ -188,6 +240,7 @@ class HttpLoad:
                         response.status,
                         response.header("x-backend"),
                         closed,
+                        connection,
                     )
                 )
                 first.set()
@@ -211,7 +264,8 @@ class WsSession:
     """One WebSocket connection of a WsLoad."""
 
     client: int
-    opened: float
+    opened: float  # the handshake done
+    connecting: float = 0.0  # the handshake begun (the gateway accepted it in between)
     closed: float | None = None
     code: int | None = None  # the close code received (1006: no Close frame)
     echoes: int = 0
@@ -251,9 +305,10 @@ class WsLoad:
     async def _client(self, n: int, opened: trio.Event) -> None:
         try:
             while not self._stopping:
+                connecting = trio.current_time()
                 try:
                     async with open_ws(f"{self.url}/{n}") as ws:
-                        session = WsSession(n, trio.current_time())
+                        session = WsSession(n, trio.current_time(), connecting)
                         self.sessions.append(session)
                         opened.set()
                         await self._exchange(ws, session)
@@ -278,7 +333,11 @@ class WsLoad:
                     session.errors.append(f"echo {echo!r} for {message!r}")
                 session.echoes += 1
                 count += 1
-                await trio.sleep(self.interval)
+                # The pause between two messages listens too, so a Close is
+                # seen (and `closed` noted) as soon as it arrives.
+                with trio.move_on_after(self.interval):
+                    extra = await ws.get_message()
+                    session.errors.append(f"unexpected message {extra!r}")
         except trio_websocket.ConnectionClosed as exc:
             session.closed = trio.current_time()
             session.code = exc.reason.code if exc.reason is not None else None
