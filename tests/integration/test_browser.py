@@ -99,7 +99,7 @@ async def test_two_browser_tabs_chat_through_the_gateway_over_wss(tmp_path):
     problem = chromium_missing()
     assert problem is None, problem
     with trio.fail_after(90):
-        async with open_demo(tmp_path / "demo") as demo:
+        async with open_demo(tmp_path, tmp_path / "demo") as demo:
             pin = spki_sha256(demo.directory / "localhost.pem")
             flags = [f"--ignore-certificate-errors-spki-list={pin}"]
             async with open_browser(tmp_path / "profile", flags) as browser:

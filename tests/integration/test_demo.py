@@ -234,6 +234,18 @@ async def control(demo: Demo, command: str, cwd: Path) -> str:
     return output
 
 
+async def reload(demo: Demo) -> None:
+    """`appgw reload` on the demo's pid file (the browser test reloads between chats)."""
+    result = await trio.run_process(
+        [sys.executable, "-m", "appgw", "reload", "--pid-file", str(demo.directory / "appgw.pid")],
+        capture_stdout=True,
+        capture_stderr=True,
+        check=False,
+    )
+    output = (result.stdout + result.stderr).decode(errors="replace")
+    assert result.returncode == 0, f"reload failed:\n{output}\n{demo.log()}"
+
+
 def process_group_members(pgid: int) -> list[int]:
     """Live (non-zombie) processes in process group `pgid`, from /proc."""
     members = []
