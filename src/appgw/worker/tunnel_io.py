@@ -104,7 +104,11 @@ async def relay_sockets(tunnel: Tunnel) -> None:
     assert isinstance(client, trio.SocketStream) and isinstance(backend, trio.SocketStream)
     cfd = up.src_fd = down.dst_fd = client.socket.fileno()
     bfd = down.src_fd = up.dst_fd = backend.socket.fileno()
-    ready = select.epoll()
+    try:
+        ready = select.epoll()
+    except OSError:  # out of file descriptors: the pumps need none
+        await relay_streams(tunnel)
+        return
     try:
         ready.register(cfd, 0)
         ready.register(bfd, 0)
