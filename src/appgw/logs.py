@@ -187,9 +187,9 @@ def access_entry(r: Exchanged, error_info: str) -> dict[str, object]:
         "error_info": error_info,
     }
     if r.tunnel is not None:
-        entry["tunnelDuration"] = round(r.tunnel.seconds, 6)
-        entry["tunnelBytesFromClient"] = r.tunnel.bytes_from_client
-        entry["tunnelBytesFromBackend"] = r.tunnel.bytes_from_backend
+        entry["tunnelDuration"] = round(r.tunnel.duration, 6)
+        entry["tunnelBytesFromClient"] = r.tunnel.client_bytes
+        entry["tunnelBytesFromBackend"] = r.tunnel.backend_bytes
         entry["tunnelClosedBy"] = r.tunnel.closed_by
         entry["tunnelCloseCode"] = r.tunnel.code
     return entry

@@ -8,7 +8,8 @@ import pytest
 
 from appgw.errors import BackendAborted, BadGateway, BadRequest, ClientGone, GatewayTimeout
 from appgw.logs import access_entry
-from appgw.worker.observe import Exchanged, TunnelSummary, error_info
+from appgw.worker.observe import Exchanged, error_info
+from appgw.worker.relay import TunnelEnd
 
 
 def record(**fields) -> Exchanged:
@@ -53,8 +54,13 @@ def test_an_entry_has_azures_fields_in_json() -> None:
 
 
 def test_a_tunnel_entry_adds_its_account() -> None:
-    tunnel = TunnelSummary(
-        seconds=12.5, bytes_from_client=10, bytes_from_backend=20, closed_by="backend", code=1000
+    tunnel = TunnelEnd(
+        duration=12.5,
+        client_bytes=10,
+        backend_bytes=20,
+        closed_by="backend",
+        code=1000,
+        reason="close handshake",
     )
     entry = access_entry(record(status=101, tunnel=tunnel), "ERRORINFO_NO_ERROR")
     assert entry["tunnelDuration"] == 12.5

@@ -1,24 +1,37 @@
-"""The tunnel's clean close, over in-memory streams and a virtual clock.
+"""How a tunnel ends, over in-memory streams or socket pairs, and a virtual clock.
 
-A Tunnel relays between two memory stream pairs: the test plays the client
+A Tunnel relays between two stream pairs, trio's in-memory streams (the
+relay's pump tasks) or socket pairs (its one-task loop on non-blocking
+calls); every test runs on both. The test plays the client
 and the backend, collecting every byte each receives. Every test takes the
 autojump clock (virtual time that jumps ahead whenever all tasks wait), so
 the relay's budgets of several seconds cost nothing. The clean close (idle
 timeout, drain deadline, close_now) must send a Close frame with 1001 to
 each side at a frame boundary of that direction: after the frame in flight,
-before the next one, never in the middle.
+before the next one, never in the middle. A side that goes away without a
+Close frame gets the other side a Close at a frame boundary: 1014 towards
+the client when the backend went, 1001 towards the backend when the client
+went; none if it went in the middle of a frame.
 """
 
 from __future__ import annotations
 
 import os
+import socket
+import struct
 
 import attrs
 import pytest
 import trio
 import trio.testing
 
-from appgw.worker.relay import CLOSE_REPLY_BUDGET, FINISH_FRAME_BUDGET, Tunnel
+from appgw.worker.relay import (
+    CLOSE_REPLY_BUDGET,
+    FINISH_FRAME_BUDGET,
+    SEND_BUDGET,
+    Tunnel,
+    TunnelEnd,
+)
 from tests.support.load import (
     OP_BINARY,
     OP_CLOSE,
@@ -97,23 +110,39 @@ class Running:
     backend: Side  # the test as the backend
     ended: trio.Event
     ended_at: float | None = None
+    end: TunnelEnd | None = None
+
+
+@pytest.fixture(params=["memory", "socket"])
+def transport(request: pytest.FixtureRequest) -> str:
+    """memory: trio's in-memory streams (the pump tasks); socket: socket pairs
+    (the one-task relay on non-blocking system calls)."""
+    return str(request.param)
+
+
+def stream_pair(transport: str) -> tuple[trio.abc.Stream, trio.abc.Stream]:
+    if transport == "memory":
+        return trio.testing.memory_stream_pair()
+    a, b = trio.socket.socketpair()
+    return trio.SocketStream(a), trio.SocketStream(b)
 
 
 async def start_tunnel(
     nursery: trio.Nursery,
+    transport: str,
     *,
     idle: float = IDLE,
     drain: float = DRAIN,
     client_rest: bytes = b"",
     backend_rest: bytes = b"",
 ) -> Running:
-    client_app, client_gw = trio.testing.memory_stream_pair()
-    backend_gw, backend_app = trio.testing.memory_stream_pair()
+    client_app, client_gw = stream_pair(transport)
+    backend_gw, backend_app = stream_pair(transport)
     tunnel = Tunnel(client_gw, backend_gw, idle, drain, "test")
     running = Running(tunnel, Side(client_app), Side(backend_app), trio.Event())
 
     async def run() -> None:
-        await tunnel.run(client_rest, backend_rest)
+        running.end = await tunnel.run(client_rest, backend_rest)
         running.ended_at = trio.current_time()
         running.ended.set()
 
@@ -133,10 +162,10 @@ def masked(opcode: int, payload: bytes, *, fin: bool = True, key: bytes = b"k3y!
 
 
 async def test_idle_tunnel_gets_1001_on_both_sides(
-    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock, transport: str
 ) -> None:
     start = trio.current_time()
-    t = await start_tunnel(nursery, idle=5)
+    t = await start_tunnel(nursery, transport, idle=5)
     to_client = await t.client.wait_for_close()
     closed_at = trio.current_time() - start
     to_backend = await t.backend.wait_for_close()
@@ -152,9 +181,9 @@ async def test_idle_tunnel_gets_1001_on_both_sides(
 
 
 async def test_traffic_keeps_a_tunnel_open_past_the_idle_timeout(
-    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock, transport: str
 ) -> None:
-    t = await start_tunnel(nursery, idle=5)
+    t = await start_tunnel(nursery, transport, idle=5)
     for n in range(10):
         await trio.sleep(2)
         await t.client.send(masked(OP_TEXT, f"tick {n}".encode()))
@@ -168,9 +197,9 @@ async def test_traffic_keeps_a_tunnel_open_past_the_idle_timeout(
 
 
 async def test_drain_closes_at_the_deadline_despite_traffic(
-    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock, transport: str
 ) -> None:
-    t = await start_tunnel(nursery, drain=7)
+    t = await start_tunnel(nursery, transport, drain=7)
     started = trio.current_time()
     t.tunnel.drain(started)
     sent = 0
@@ -190,9 +219,9 @@ async def test_drain_closes_at_the_deadline_despite_traffic(
 
 
 async def test_close_now_is_prompt_and_answers_end_the_tunnel_early(
-    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock, transport: str
 ) -> None:
-    t = await start_tunnel(nursery)
+    t = await start_tunnel(nursery, transport)
     start = trio.current_time()
     t.tunnel.close_now()
     await t.client.wait_for_close()
@@ -209,10 +238,10 @@ async def test_close_now_is_prompt_and_answers_end_the_tunnel_early(
 
 
 async def test_close_waits_for_the_end_of_a_backend_frame_in_flight(
-    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock, transport: str
 ) -> None:
     big = os.urandom(100 * KiB)
-    t = await start_tunnel(nursery)
+    t = await start_tunnel(nursery, transport)
     await t.backend.send(frame_header(OP_BINARY, len(big)) + big[: 10 * KiB])
     await t.client.wait_for_bytes(10 * KiB)
     t.tunnel.close_now()
@@ -231,12 +260,12 @@ async def test_close_waits_for_the_end_of_a_backend_frame_in_flight(
 
 
 async def test_close_goes_between_the_fragments_of_a_client_message(
-    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock, transport: str
 ) -> None:
     first, second = os.urandom(50 * KiB), os.urandom(80 * KiB)
     second_frame = masked(OP_CONTINUATION, second, fin=False)
     cut = 30 * KiB
-    t = await start_tunnel(nursery)
+    t = await start_tunnel(nursery, transport)
     head = masked(OP_BINARY, first, fin=False) + masked(OP_PING, b"between")
     await t.client.send(head + second_frame[:cut])
     await t.backend.wait_for_bytes(len(head) + cut)
@@ -260,11 +289,11 @@ async def test_close_goes_between_the_fragments_of_a_client_message(
 
 
 async def test_a_header_split_across_reads_is_finished_before_the_close(
-    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock, transport: str
 ) -> None:
     payload = os.urandom(70 * KiB)  # a 64-bit length: a 10-byte header
     frame = encode_frame(OP_BINARY, payload)
-    t = await start_tunnel(nursery)
+    t = await start_tunnel(nursery, transport)
     await t.backend.send(frame[:5])  # half a header
     await t.client.wait_for_bytes(5)
     t.tunnel.close_now()
@@ -278,12 +307,12 @@ async def test_a_header_split_across_reads_is_finished_before_the_close(
 
 
 async def test_bytes_read_before_the_tunnel_count_for_the_boundary(
-    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock, transport: str
 ) -> None:
     """Bytes the handshake parser read past the 101 (half a frame) are relayed first."""
     payload = os.urandom(20 * KiB)
     frame = encode_frame(OP_BINARY, payload)
-    t = await start_tunnel(nursery, backend_rest=frame[:100])
+    t = await start_tunnel(nursery, transport, backend_rest=frame[:100])
     await t.client.wait_for_bytes(100)
     t.tunnel.close_now()
     await trio.sleep(1)
@@ -295,9 +324,9 @@ async def test_bytes_read_before_the_tunnel_count_for_the_boundary(
 
 
 async def test_a_frame_never_finished_gets_no_close_only_the_end(
-    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock, transport: str
 ) -> None:
-    t = await start_tunnel(nursery)
+    t = await start_tunnel(nursery, transport)
     await t.client.send(masked(OP_BINARY, os.urandom(10 * KiB))[: 4 * KiB])
     await t.backend.wait_for_bytes(4 * KiB)
     start = trio.current_time()
@@ -315,12 +344,168 @@ async def test_a_frame_never_finished_gets_no_close_only_the_end(
 
 
 async def test_a_side_that_already_closed_gets_no_second_close(
-    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock, transport: str
 ) -> None:
-    t = await start_tunnel(nursery)
+    t = await start_tunnel(nursery, transport)
     await t.backend.send(encode_frame(OP_CLOSE, close_payload(1000, "bye")))
     assert (await t.client.wait_for_close()).close_code == 1000
     t.tunnel.close_now()
     assert (await t.backend.wait_for_close()).close_code == 1001
     await t.ended.wait()
     assert [f.close_code for f in t.client.closes()] == [1000]
+
+
+# -- a side that goes away ------------------------------------------------------------
+
+
+async def test_backend_eof_without_close_gets_the_client_1014(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock, transport: str
+) -> None:
+    t = await start_tunnel(nursery, transport)
+    await t.backend.send(encode_frame(OP_TEXT, b"last words"))
+    await t.client.wait_for_bytes(12)
+    await t.backend.stream.aclose()
+    to_client = await t.client.wait_for_close()
+    assert (to_client.close_code, to_client.masked) == (1014, False)
+    frames, rest = t.client.frames()
+    assert [f.opcode for f in frames] == [OP_TEXT, OP_CLOSE] and rest == b""
+    await t.client.send(masked(OP_CLOSE, close_payload(1014)))  # the client answers
+    await t.ended.wait()
+    assert t.end is not None
+    assert (t.end.closed_by, t.end.code) == ("backend", 1014)
+    assert (t.end.client_bytes, t.end.backend_bytes) == (0, 12)
+    assert "without a Close frame" in t.end.reason and "sent 1014 to the client" in t.end.reason
+
+
+async def test_backend_gone_mid_frame_leaves_the_client_no_close(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock, transport: str
+) -> None:
+    """A Close inside the frame would not parse, padding would be made-up data:
+    the client's connection just ends (its stack reports 1006, which is true)."""
+    t = await start_tunnel(nursery, transport)
+    frame = encode_frame(OP_BINARY, os.urandom(8 * KiB))
+    await t.backend.send(frame[: 3 * KiB])
+    await t.client.wait_for_bytes(3 * KiB)
+    await t.backend.stream.aclose()
+    await t.client.wait_for_eof()
+    assert t.client.closes() == [] and len(t.client.received) == 3 * KiB
+    await t.ended.wait()
+    assert t.end is not None
+    assert (t.end.closed_by, t.end.code) == ("backend", None)
+    assert "mid-frame" in t.end.reason
+
+
+async def test_client_eof_without_close_gets_the_backend_1001(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock, transport: str
+) -> None:
+    t = await start_tunnel(nursery, transport)
+    hello = masked(OP_TEXT, b"hello")
+    await t.client.send(hello)
+    await t.backend.wait_for_bytes(len(hello))
+    await t.client.stream.aclose()
+    to_backend = await t.backend.wait_for_close()
+    assert (to_backend.close_code, to_backend.masked) == (1001, True)
+    await t.ended.wait()
+    assert t.end is not None
+    assert (t.end.closed_by, t.end.code) == ("client", 1001)
+    assert t.end.client_bytes == len(hello)
+    assert t.client.closes() == []  # nothing is sent towards the side that went
+
+
+async def test_backend_reset_gets_the_client_1014(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    t = await start_tunnel(nursery, "socket")
+    await t.client.send(masked(OP_TEXT, b"unread by the backend"))
+    await trio.testing.wait_all_tasks_blocked()
+    stream = t.backend.stream
+    assert isinstance(stream, trio.SocketStream)
+    stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    stream.socket.close()
+    assert (await t.client.wait_for_close()).close_code == 1014
+    await t.ended.wait()
+    assert t.end is not None and t.end.closed_by == "backend"
+
+
+async def test_backend_that_stops_reading_counts_as_gone(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    client_app, client_gw = stream_pair("socket")
+    backend_gw, backend_app = stream_pair("socket")
+    tunnel = Tunnel(client_gw, backend_gw, IDLE, DRAIN, "test")
+    client = Side(client_app)
+    nursery.start_soon(client.collect)  # the backend reads nothing
+    ended: list[TunnelEnd] = []
+    done = trio.Event()
+
+    async def run() -> None:
+        ended.append(await tunnel.run())
+        done.set()
+
+    nursery.start_soon(run)
+    start = trio.current_time()
+    chunk = masked(OP_BINARY, os.urandom(64 * KiB))
+    with trio.move_on_after(SEND_BUDGET * 3):
+        while not client.closes():
+            await client.send(chunk)
+    to_client = await client.wait_for_close()
+    assert to_client.close_code == 1014
+    assert trio.current_time() - start == pytest.approx(SEND_BUDGET, abs=1)
+    await client.wait_for_eof()
+    await backend_app.aclose()
+    await done.wait()
+    assert ended[0].closed_by == "backend" and "took no bytes" in ended[0].reason
+
+
+# -- the close handshake, and what the tunnel reports -----------------------------------
+
+
+async def test_close_handshake_ends_the_tunnel_and_reports_who_closed(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock, transport: str
+) -> None:
+    t = await start_tunnel(nursery, transport)
+    start = trio.current_time()
+    question = masked(OP_TEXT, b"question")
+    await t.client.send(question)
+    await t.backend.wait_for_bytes(len(question))
+    await trio.sleep(3)
+    goodbye = encode_frame(OP_CLOSE, close_payload(4000, "done"))
+    await t.backend.send(goodbye)
+    assert (await t.client.wait_for_close()).close_code == 4000
+    reply = masked(OP_CLOSE, close_payload(4000))
+    await t.client.send(reply)
+    assert (await t.backend.wait_for_close()).close_code == 4000
+    await t.backend.stream.aclose()  # the server ends the TCP connection
+    await t.client.wait_for_eof()
+    await t.ended.wait()
+    assert t.end is not None
+    assert (t.end.closed_by, t.end.code) == ("backend", 4000)
+    assert (t.end.client_bytes, t.end.backend_bytes) == (len(question) + len(reply), len(goodbye))
+    assert t.end.duration == pytest.approx(trio.current_time() - start, abs=0.01)
+    assert t.end.duration >= 3
+    assert t.end.reason == "close handshake"
+
+
+async def test_a_half_close_after_a_close_frame_passes_through(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    t = await start_tunnel(nursery, "socket")
+    await t.backend.send(encode_frame(OP_CLOSE, close_payload(1000)))
+    backend = t.backend.stream
+    assert isinstance(backend, trio.SocketStream)
+    await backend.send_eof()
+    await t.client.wait_for_eof()  # the client sees the server's end ...
+    assert [f.close_code for f in t.client.closes()] == [1000]
+    await t.client.send(masked(OP_CLOSE, close_payload(1000)))  # ... and can still answer
+    assert (await t.backend.wait_for_close()).close_code == 1000
+    await t.ended.wait()
+    assert t.end is not None and (t.end.closed_by, t.end.code) == ("backend", 1000)
+
+
+async def test_the_gateway_closing_is_reported_as_such(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock, transport: str
+) -> None:
+    t = await start_tunnel(nursery, transport, idle=5)
+    await t.ended.wait()
+    assert t.end is not None
+    assert (t.end.closed_by, t.end.code, t.end.reason) == ("gateway", 1001, "idle for 5s")

@@ -40,8 +40,7 @@ from appgw.worker import errorpage, forwarding
 from appgw.worker import headers as rules
 from appgw.worker.balancer import server_port
 from appgw.worker.connection import Incoming
-from appgw.worker.observe import TunnelSummary, tunnel_summary
-from appgw.worker.relay import relay_tunnel
+from appgw.worker.relay import TunnelEnd, relay_tunnel
 from appgw.worker.rewrite import CompiledRuleSet, RequestRewrite
 from appgw.worker.routing import Route, backend_target
 from appgw.worker.upstream import RECEIVE_SIZE, Upstream, abort, raw_socket
@@ -108,7 +107,7 @@ class Exchange:
         self.head_sent = 0.0
         self.latency: float | None = None  # head sent -> response head
         self.source_port = 0
-        self.tunnel: TunnelSummary | None = None
+        self.tunnel: TunnelEnd | None = None
 
     # -- choosing and reaching a server --------------------------------------
 
@@ -443,8 +442,7 @@ class Exchange:
         client_rest, _ = client.h11.trailing_data
         backend_rest, _ = upstream.h11.trailing_data
         client.closing = True
-        began = trio.current_time()
-        tunnel = await relay_tunnel(
+        self.tunnel = await relay_tunnel(
             self.worker,
             client.stream,
             bytes(client_rest),
@@ -454,4 +452,3 @@ class Exchange:
             drain_timeout=float(self.setting.tunnel_drain_timeout),
             label=f"{client.peer[0]} <-> {upstream.label}",
         )
-        self.tunnel = tunnel_summary(tunnel, trio.current_time() - began)

@@ -33,17 +33,7 @@ from appgw.errors import (
 
 if TYPE_CHECKING:
     from appgw.worker.main import Worker
-
-
-@attrs.frozen(slots=True)
-class TunnelSummary:
-    """How a WebSocket tunnel ended."""
-
-    seconds: float  # from the 101 to the close
-    bytes_from_client: int
-    bytes_from_backend: int
-    closed_by: str  # "client" | "backend" | "gateway"
-    code: int | None = None  # the first Close frame's status code, if any
+    from appgw.worker.relay import TunnelEnd
 
 
 @attrs.frozen(slots=True)
@@ -77,7 +67,7 @@ class Exchanged:
     upstream_port: int = 0  # the gateway's source port towards the server
     trace_id: str = ""
     failure: BaseException | None = None
-    tunnel: TunnelSummary | None = None
+    tunnel: TunnelEnd | None = None
 
 
 def observe(worker: Worker, record: Exchanged) -> None:
@@ -139,32 +129,3 @@ def error_info(record: Exchanged) -> str:
     if record.status in _BY_STATUS:  # a protocol error of the client's request
         return _BY_STATUS[record.status]
     return "ERRORINFO_INVALID_REQUEST" if 400 <= record.status < 500 else NO_ERROR
-
-
-def tunnel_summary(end: object, seconds: float) -> TunnelSummary | None:
-    """The facts of a finished tunnel, from what the relay hands back.
-
-    The one place that maps the relay's account of a tunnel to the log's:
-    `end` is the relay's Tunnel (bytes moved each way, the direction whose
-    Close frame came first, the reason the gateway closed it, if it did).
-    """
-    up = getattr(end, "up", None)
-    down = getattr(end, "down", None)
-    if up is None or down is None:
-        return None
-    first_close = getattr(end, "first_close", None)  # the direction whose Close came first
-    if getattr(end, "reason", ""):
-        closed_by: str = "gateway"
-        code: int | None = 1001
-    elif first_close is not None:
-        closed_by = "client" if first_close is up else "backend"
-        code = first_close.tracker.close_code
-    else:
-        closed_by, code = ("client" if up.eof and not down.eof else "backend"), None
-    return TunnelSummary(
-        seconds=seconds,
-        bytes_from_client=int(getattr(up, "moved", 0)),
-        bytes_from_backend=int(getattr(down, "moved", 0)),
-        closed_by=closed_by,
-        code=code,
-    )

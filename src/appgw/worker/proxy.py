@@ -111,7 +111,7 @@ def _exchanged(
     if exchange is not None and exchange.setting.host_name:
         forwarded_host = exchange.setting.host_name
     tunnel = exchange.tunnel if exchange is not None else None
-    received = client.received + (tunnel.bytes_from_client if tunnel else 0)
+    received = client.received + (tunnel.client_bytes if tunnel else 0)
     return Exchanged(
         time=time.time() - (time.monotonic() - started),
         client_ip=client.peer[0],
@@ -126,7 +126,7 @@ def _exchanged(
         user_agent=user_agent,
         http_version="HTTP/" + request.http_version.decode("ascii", "replace"),
         received_bytes=received,
-        sent_bytes=sent + (tunnel.bytes_from_backend if tunnel else 0),
+        sent_bytes=sent + (tunnel.backend_bytes if tunnel else 0),
         tls_protocol=tls_protocol,
         tls_cipher=tls_cipher,
         listener=route.listener.name if route is not None else "",

@@ -1,24 +1,43 @@
 """Tunnels: the byte relay after `101 Switching Protocols`.
 
-Two pumps move bytes untouched, one per direction, with large reads and
-back-pressure (a side that stops reading stops the other side's pump). A
-half-close travels: EOF from one side becomes a shutdown of our write side
-towards the other. Each pump feeds a FrameTracker, which reads WebSocket
-frame headers only, so the tunnel always knows whether a direction stands
-at a frame boundary.
+Bytes move untouched both ways, with back-pressure (a side that does not
+take what it is sent stops the reads on the other side). A FrameTracker per
+direction reads WebSocket frame headers only, so the tunnel always knows
+whether a direction stands at a frame boundary.
 
-A tunnel ends by itself when both sides have closed. It is ended by the
-gateway when it has been silent for the idle timeout (the setting's request
-timeout) or when a drain deadline passes. Then it closes cleanly, so clients
-see 1001 and never 1006:
-1. the pumps stop reading; a send in progress always completes (sends are
-   shielded, with a deadline) so no frame is cut by the gateway;
-2. a direction caught in the middle of a frame relays up to that frame's
-   end, and no further;
-3. a Close frame with 1001 (Going Away) goes to the client (unmasked) and to
-   the backend (masked, as a client must), unless that side already got one;
-4. each side gets a moment to answer with its own Close, then both
-   connections close.
+How bytes move (tunnel_io.py). Between two plain TCP sockets, the usual
+case, a tunnel has no task of its own: it runs in the task that made the
+exchange, which waits on a small epoll set holding both sockets, reads what
+is ready into a scratch buffer the worker shares, and writes it on at once.
+Only bytes a peer cannot take yet are kept, until it can. An idle tunnel
+holds no buffer and no task beyond that one. Where TLS is involved, two
+pump tasks move the bytes through trio's stream API instead.
+
+How a tunnel ends:
+- The close handshake: each side's Close frame is relayed; once both have
+  passed and a side ends its connection, the tunnel closes both. A side
+  that ends its connection after its own Close frame has its half-close
+  passed on (plain TCP) so the other can still answer.
+- A side that goes away without a Close frame (EOF, reset, a write that
+  fails or stalls for SEND_BUDGET): the other side gets a Close frame at the
+  frame boundary of that direction, 1014 (Bad Gateway) towards the client
+  when the backend went, 1001 (Going Away) towards the backend when the
+  client went. If the dead side stopped in the middle of a frame, the rest
+  of that frame will never come and nothing the gateway could add (padding,
+  a Close inside the frame) would parse as what the peer was sent: the
+  other connection is then closed without a Close frame, which its
+  WebSocket stack reports as 1006, an abnormal closure, and that is the
+  truth. The log line says which it was.
+- The gateway ends it (the idle timeout, the setting's request timeout with
+  no byte either way; or a drain deadline): both sides get a Close with
+  1001, each at a frame boundary. A direction caught mid-frame relays up to
+  that frame's end (within FINISH_FRAME_BUDGET) and no further. A write in
+  progress always completes (sends are shielded, with a deadline), so the
+  gateway never cuts a frame.
+In every case each side that got a Close has a moment (CLOSE_REPLY_BUDGET)
+to answer, then both connections close, and one line is logged with how
+long the tunnel lived, the bytes each way, who closed it and with which
+code. relay_tunnel returns the same as a TunnelEnd value.
 """
 
 from __future__ import annotations
@@ -26,11 +45,18 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
+import attrs
 import trio
 
 from appgw import logs
 from appgw.websocket import close_frame
-from appgw.worker.frames import FrameTracker
+from appgw.worker.tunnel_io import (
+    STREAM_ERRORS,
+    Direction,
+    SideGone,
+    relay_sockets,
+    relay_streams,
+)
 from appgw.worker.upstream import RECEIVE_SIZE, abort
 
 if TYPE_CHECKING:
@@ -42,22 +68,50 @@ SEND_BUDGET = 10.0  # seconds one relayed write may take before the side counts 
 FINISH_FRAME_BUDGET = 5.0  # seconds to relay the rest of a frame caught mid-way
 CLOSE_REPLY_BUDGET = 1.0  # seconds each side has to answer our Close
 GOING_AWAY = 1001
+BAD_GATEWAY = 1014  # IANA WebSocket close code registry: the upstream side failed
+
+CLIENT = "client"
+BACKEND = "backend"
+GATEWAY = "gateway"
+
+# How the relay phase ended (Tunnel.end).
+_DONE = "done"  # both sides finished the WebSocket way
+_GONE = "gone"  # a side went away without a Close frame
+_ENDED = "ended"  # the gateway ends it: idle timeout or drain deadline
 
 
-class _Direction:
-    __slots__ = ("src", "dst", "tracker", "masked", "eof", "name", "moved")
+@attrs.frozen
+class TunnelEnd:
+    """How a tunnel ended, for the access log and the metrics."""
 
-    def __init__(self, src: trio.abc.Stream, dst: trio.abc.Stream, masked: bool, name: str) -> None:
-        self.src = src
-        self.dst = dst
-        self.tracker = FrameTracker(masked=masked)
-        self.masked = masked  # frames we inject towards dst must be masked
-        self.eof = False
-        self.name = name
-        self.moved = 0  # bytes relayed (observability)
+    duration: float  # seconds from the 101 to both connections closed
+    client_bytes: int  # bytes the client sent through the tunnel
+    backend_bytes: int  # bytes the backend sent through the tunnel
+    closed_by: str  # "client", "backend" or "gateway": who ended the session first
+    code: int | None  # the first Close frame's status code (whoever sent it), None if none
+    reason: str  # what happened, in words
 
 
 class Tunnel:
+    __slots__ = (
+        "client",
+        "backend",
+        "up",
+        "down",
+        "idle_timeout",
+        "drain_timeout",
+        "label",
+        "started",
+        "last_activity",
+        "drain_deadline",
+        "scope",
+        "end",
+        "reason",
+        "gone",
+        "closed_by",
+        "code",
+    )
+
     def __init__(
         self,
         client: trio.abc.Stream,
@@ -68,133 +122,175 @@ class Tunnel:
     ) -> None:
         self.client = client
         self.backend = backend
-        self.up = _Direction(client, backend, True, "client->backend")
-        self.down = _Direction(backend, client, False, "backend->client")
+        self.up = Direction(client, backend, CLIENT, masked=True)
+        self.down = Direction(backend, client, BACKEND, masked=False)
         self.idle_timeout = idle_timeout
         self.drain_timeout = drain_timeout
         self.label = label
-        self.last_activity = trio.current_time()
+        self.started = self.last_activity = trio.current_time()
         self.drain_deadline = math.inf
-        self._wake = trio.Event()
-        self._pumps = trio.CancelScope()
+        self.scope: trio.CancelScope | None = None  # the relay phase's, deadline = next timer
+        self.end: str | None = None  # _DONE, _GONE or _ENDED once the relay phase is over
         self.reason = ""
-        self.first_close: _Direction | None = None  # whose Close came first (observability)
+        self.gone: Direction | None = None  # for _GONE: the direction whose source went
+        self.closed_by: str | None = None
+        self.code: int | None = None
+
+    # -- told from outside -------------------------------------------------------
 
     def drain(self, started: float) -> None:
         """The worker is draining: end this tunnel at its drain deadline."""
         self.drain_deadline = min(self.drain_deadline, started + self.drain_timeout)
-        self._wake.set()
+        self._reschedule()
 
     def close_now(self) -> None:
         """End this tunnel now, cleanly (the drain deadline has come)."""
         self.drain_deadline = trio.current_time()
-        self._wake.set()
+        self._reschedule()
 
-    async def run(self, client_rest: bytes, backend_rest: bytes) -> None:
-        self._ending = False
+    # -- what the relay loops report ----------------------------------------------
+
+    def other(self, way: Direction) -> Direction:
+        return self.down if way is self.up else self.up
+
+    def saw_close(self, way: Direction) -> None:
+        """`way`'s tracker has just seen its first Close frame."""
+        if self.closed_by is None:
+            self.closed_by = way.side
+        if self.code is None:
+            self.code = way.tracker.close_code
+
+    def source_ended(self, way: Direction) -> bool:
+        """`way`'s source sent EOF. True: pass it on to the destination now."""
+        way.eof = True
+        other = self.other(way)
+        tracker = way.tracker
+        if not (tracker.close_seen or tracker.broken):
+            self.source_gone(way, "closed the connection without a Close frame")
+            return False
+        if other.eof or (tracker.close_seen and other.tracker.close_seen) or not way.passes_eof:
+            self._finish(_DONE, "close handshake" if tracker.close_seen else "both sides ended")
+            return False
+        if self.closed_by is None:
+            self.closed_by = way.side
+        return True
+
+    def source_gone(self, way: Direction, what: str) -> None:
+        """`way`'s source is gone: it ended, broke, or stopped taking bytes."""
+        way.eof = True
+        if self.end is not None:
+            return
+        if way.tracker.close_seen:  # it had said goodbye: a normal end
+            self._finish(_DONE, "close handshake" if self.other(way).tracker.close_seen else what)
+            return
+        if self.closed_by is None:
+            self.closed_by = way.side
+        self.gone = way
+        self._finish(_GONE, f"{way.side} {what}")
+
+    def destination_gone(self, way: Direction, what: str) -> None:
+        self.source_gone(self.other(way), what)
+
+    def check_timers(self) -> None:
+        """The relay phase's deadline passed: end the tunnel, or move the deadline."""
+        now = trio.current_time()
+        if now >= self.drain_deadline:
+            self._finish(_ENDED, "drain deadline", by=GATEWAY)
+        elif now >= self.last_activity + self.idle_timeout:
+            self._finish(_ENDED, f"idle for {self.idle_timeout:g}s", by=GATEWAY)
+        else:
+            for way in (self.up, self.down):
+                if way.pending is not None and now >= way.stalled_since + SEND_BUDGET:
+                    self.destination_gone(way, f"took no bytes for {SEND_BUDGET:g}s")
+                    return
+
+    def deadline(self) -> float:
+        return min(
+            self.last_activity + self.idle_timeout,
+            self.drain_deadline,
+            self.up.stalled_since + SEND_BUDGET,
+            self.down.stalled_since + SEND_BUDGET,
+        )
+
+    def _reschedule(self) -> None:
+        if self.scope is not None:
+            self.scope.deadline = min(self.scope.deadline, self.deadline())
+
+    def _finish(self, end: str, reason: str, *, by: str | None = None) -> None:
+        if self.end is not None:
+            return
+        self.end = end
+        self.reason = reason
+        if self.closed_by is None:
+            self.closed_by = by
+        if self.scope is not None:
+            self.scope.cancel()
+
+    # -- the whole tunnel -----------------------------------------------------------
+
+    def take_over(self, client_rest: bytes, backend_rest: bytes) -> None:
+        """Bytes either side sent right behind the handshake: they are relayed first."""
+        for way, rest in ((self.up, client_rest), (self.down, backend_rest)):
+            if rest:
+                way.tracker.feed(rest)
+                way.count += len(rest)
+                way.pending = memoryview(rest)
+                if way.tracker.close_seen:
+                    self.saw_close(way)
+
+    async def run(self, client_rest: bytes = b"", backend_rest: bytes = b"") -> TunnelEnd:
+        self.take_over(client_rest, backend_rest)
+        client_rest = backend_rest = b""  # held by the directions until written, no longer
         try:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._watch)
-                with self._pumps:
-                    async with trio.open_nursery() as pumps:
-                        pumps.start_soon(self._pump, self.up, client_rest)
-                        pumps.start_soon(self._pump, self.down, backend_rest)
-                # The pumps have stopped (no write is in flight any more).
-                if self._ending:
-                    await self._close_cleanly()
-                nursery.cancel_scope.cancel()
-        except* (_SideGone, trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-            pass  # a side broke; both connections are closed below (cancellation goes on up)
+            try:
+                if isinstance(self.client, trio.SocketStream) and isinstance(
+                    self.backend, trio.SocketStream
+                ):
+                    await relay_sockets(self)
+                else:
+                    await relay_streams(self)
+                await self._close()
+            except* (SideGone, *STREAM_ERRORS):
+                pass  # a side broke while closing; both connections are closed below
         finally:
             with trio.CancelScope(shield=True, deadline=trio.current_time() + 1):
-                await _close(self.client)
-                await _close(self.backend)
+                await _close_stream(self.client)
+                await _close_stream(self.backend)
+        return self._result()
 
-    async def _pump(self, way: _Direction, rest: bytes) -> None:
-        if rest:
-            way.tracker.feed(rest)
-            way.moved += len(rest)
-            await self._send(way.dst, rest)
-        while True:
-            try:
-                data = await way.src.receive_some(RECEIVE_SIZE)
-            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-                data = b""
-            if not data:
-                way.eof = True
-                await self._half_close(way)
-                return
-            self.last_activity = trio.current_time()
-            way.tracker.feed(data)
-            way.moved += len(data)
-            if self.first_close is None and way.tracker.close_seen:
-                self.first_close = way
-            await self._send(way.dst, data)
-
-    async def _send(self, stream: trio.abc.Stream, data: bytes | bytearray | memoryview) -> None:
-        # Shielded: cancelling a write half-way would cut a frame. The
-        # deadline bounds how long a peer that stopped reading can hold us.
-        with trio.CancelScope(shield=True, deadline=trio.current_time() + SEND_BUDGET) as scope:
-            try:
-                await stream.send_all(data)
-            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-                raise _SideGone() from None
-        if scope.cancelled_caught:
-            raise _SideGone()
-
-    async def _half_close(self, way: _Direction) -> None:
-        """One side sent EOF: pass it on, or end the tunnel.
-
-        The EOF travels as a shutdown of our write side towards the other
-        peer. That is only possible on plain TCP (TLS has no half-close), and
-        pointless once the WebSocket close handshake is complete; in both
-        cases the tunnel ends, so the other peer is not left waiting for a
-        close that would never come.
-        """
-        other = self.down if way is self.up else self.up
-        handshake_done = self.up.tracker.close_seen and self.down.tracker.close_seen
-        if other.eof or handshake_done or not isinstance(way.dst, trio.SocketStream):
-            self._pumps.cancel()
-            return
-        try:
-            await way.dst.send_eof()
-        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-            self._pumps.cancel()
-
-    async def _watch(self) -> None:
-        while True:
-            deadline = min(self.last_activity + self.idle_timeout, self.drain_deadline)
-            with trio.move_on_at(deadline):
-                await self._wake.wait()
-            self._wake = trio.Event()
-            now = trio.current_time()
-            if now >= self.drain_deadline:
-                self.reason = "drain deadline"
-                break
-            if now >= self.last_activity + self.idle_timeout:
-                self.reason = f"idle for {self.idle_timeout:g}s"
-                break
-        log.info("tunnel %s: closing (%s)", self.label, self.reason)
-        self._ending = True
-        self._pumps.cancel()
-
-    async def _close_cleanly(self) -> None:
-        """Close frames to both sides at frame boundaries, then wait for theirs."""
-        async with trio.open_nursery() as nursery:
-            for way in (self.up, self.down):
-                nursery.start_soon(self._send_close, way)
-        with trio.move_on_after(CLOSE_REPLY_BUDGET):
+    async def _close(self) -> None:
+        """After the relay phase: Close frames as the ending asks, then wait for answers."""
+        if self.end == _ENDED:
             async with trio.open_nursery() as nursery:
                 for way in (self.up, self.down):
-                    nursery.start_soon(self._await_close, way)
+                    nursery.start_soon(self._send_close, way, GOING_AWAY)
+            with trio.move_on_after(CLOSE_REPLY_BUDGET):
+                async with trio.open_nursery() as nursery:
+                    for way in (self.up, self.down):
+                        nursery.start_soon(self._await_close, way)
+        elif self.end == _GONE and self.gone is not None:
+            way = self.gone
+            code = BAD_GATEWAY if way.side == BACKEND else GOING_AWAY
+            towards = self.other(way).side
+            if await self._send_close(way, code):
+                self.reason += f"; sent {code} to the {towards}"
+                with trio.move_on_after(CLOSE_REPLY_BUDGET):
+                    await self._await_close(self.other(way))
+            elif way.tracker.broken:
+                self.reason += f"; not WebSocket framing, no Close for the {towards}"
+            else:
+                self.reason += f"; it stopped mid-frame, no Close for the {towards}"
 
-    async def _send_close(self, way: _Direction) -> None:
+    async def _send_close(self, way: Direction, code: int) -> bool:
         """Relay `way` up to its next frame boundary, then send a Close along it."""
         tracker = way.tracker
         if tracker.broken or tracker.close_seen:
-            return
+            return False
         try:
             with trio.move_on_after(FINISH_FRAME_BUDGET):
+                if way.pending is not None:
+                    pending, way.pending = way.pending, None
+                    await self.send(way.dst, pending)
                 while not tracker.at_boundary and not way.eof:
                     data = await way.src.receive_some(RECEIVE_SIZE)
                     if not data:
@@ -203,13 +299,18 @@ class Tunnel:
                     cut = tracker.boundary_in(data)
                     piece = data if cut is None else data[:cut]
                     tracker.feed(piece)
-                    await self._send(way.dst, piece)
-            if tracker.at_boundary and not tracker.close_seen:
-                await self._send(way.dst, close_frame(GOING_AWAY, "", masked=way.masked))
-        except (_SideGone, trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                    way.count += len(piece)
+                    await self.send(way.dst, piece)
+            if tracker.at_boundary and way.pending is None:
+                await self.send(way.dst, close_frame(code, "", masked=way.masked))
+                if self.code is None:
+                    self.code = code
+                return True
+        except (SideGone, *STREAM_ERRORS):
             way.eof = True
+        return False
 
-    async def _await_close(self, way: _Direction) -> None:
+    async def _await_close(self, way: Direction) -> None:
         """Read (and drop) what `way`'s source still sends, up to its Close frame."""
         tracker = way.tracker
         try:
@@ -219,18 +320,52 @@ class Tunnel:
                     way.eof = True
                     return
                 tracker.feed(data)
-        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+        except STREAM_ERRORS:
             way.eof = True
 
+    async def send(self, stream: trio.abc.Stream, data: bytes | bytearray | memoryview) -> None:
+        """Write `data` whole, or raise SideGone.
 
-class _SideGone(Exception):
-    """One side of the tunnel broke or stopped reading."""
+        Shielded: cancelling a write half-way would cut a frame. The deadline
+        bounds how long a peer that stopped reading can hold the tunnel.
+        """
+        with trio.CancelScope(shield=True, deadline=trio.current_time() + SEND_BUDGET) as scope:
+            try:
+                await stream.send_all(data)
+            except STREAM_ERRORS:
+                raise SideGone() from None
+        if scope.cancelled_caught:
+            raise SideGone()
+
+    def _result(self) -> TunnelEnd:
+        if self.end is None:  # cancelled from outside: the worker stopped at once
+            self.end, self.reason = _ENDED, "worker stopped"
+        end = TunnelEnd(
+            duration=trio.current_time() - self.started,
+            client_bytes=self.up.count,
+            backend_bytes=self.down.count,
+            closed_by=self.closed_by or GATEWAY,
+            code=self.code,
+            reason=self.reason,
+        )
+        log.info(
+            "tunnel %s: ended after %.1fs, closed by %s (%s): %s; %d bytes from the client, "
+            "%d from the backend",
+            self.label,
+            end.duration,
+            end.closed_by,
+            end.code if end.code is not None else "no Close",
+            end.reason,
+            end.client_bytes,
+            end.backend_bytes,
+        )
+        return end
 
 
-async def _close(stream: trio.abc.Stream) -> None:
+async def _close_stream(stream: trio.abc.Stream) -> None:
     try:
         await stream.aclose()
-    except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+    except STREAM_ERRORS:
         abort(stream)
 
 
@@ -244,15 +379,16 @@ async def relay_tunnel(
     idle_timeout: float,
     drain_timeout: float,
     label: str,
-) -> Tunnel:
-    """Relay until the tunnel ends; the Tunnel, for its account (observe.tunnel_summary)."""
+) -> TunnelEnd:
+    """Relay between client and backend until the tunnel ends; how it ended."""
     tunnel = Tunnel(client, backend, idle_timeout, drain_timeout, label)
     worker.tunnels.add(tunnel)
     worker.metrics.tunnels_total += 1
     if worker.draining.is_set():
         tunnel.drain(worker.drain_started)
+    tunnel.take_over(client_rest, backend_rest)
+    client_rest = backend_rest = b""  # held by the tunnel until written, no longer
     try:
-        await tunnel.run(client_rest, backend_rest)
+        return await tunnel.run()
     finally:
         worker.tunnels.discard(tunnel)
-    return tunnel

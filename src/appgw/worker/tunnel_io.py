@@ -1,0 +1,278 @@
+"""How a tunnel's bytes move while it runs (the relay phase; relay.py ends it).
+
+Two plain TCP sockets (relay_sockets): no task of the tunnel's own. The
+task that made the exchange waits, through trio, on a small epoll set
+holding both sockets (level-triggered), asks it what is ready, and serves
+that with non-blocking system calls: a read into SCRATCH, a buffer every
+tunnel of the worker shares (only one task runs at a time, and nothing
+awaits between a read and the write that follows it), then a write of the
+same bytes to the other side. What the other side cannot take now is
+copied out and kept as `pending`; its direction stops reading until that
+is written (back-pressure). One wake-up costs one trio wait, one
+epoll_wait, and a read and a write per ready side; an idle tunnel costs
+its two sockets, the epoll set and a few small objects.
+
+Anything else, TLS on either side included (relay_streams): one pump task
+per direction on trio's stream API, the task that made the exchange
+watching the deadlines.
+
+Both report to the Tunnel (saw_close, source_ended, source_gone,
+destination_gone) and leave when it has an `end`. The deadline of the
+tunnel's `scope` is its next timer (idle timeout, drain deadline, a write
+stalled for SEND_BUDGET): it is moved earlier by a drain, and checked
+lazily when it passes (traffic only records the time of the last byte).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import select
+import socket
+from typing import TYPE_CHECKING
+
+import trio
+
+from appgw.worker.frames import FrameTracker
+from appgw.worker.upstream import RECEIVE_SIZE
+
+if TYPE_CHECKING:
+    from appgw.worker.relay import Tunnel
+
+SCRATCH = bytearray(RECEIVE_SIZE)  # see the module doc: shared, never held across an await
+_SCRATCH_VIEW = memoryview(SCRATCH)
+_SCRATCH_LIST = [SCRATCH]
+
+STREAM_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
+
+_IN = select.EPOLLIN | select.EPOLLRDHUP
+_OUT = select.EPOLLOUT
+_BROKEN = select.EPOLLERR | select.EPOLLHUP
+
+
+class SideGone(Exception):
+    """A side of the tunnel broke or stopped reading."""
+
+
+class Direction:
+    """One direction of a tunnel: bytes read from `src`, written to `dst`."""
+
+    __slots__ = (
+        "src",
+        "dst",
+        "side",
+        "tracker",
+        "masked",
+        "eof",
+        "half_closed",
+        "count",
+        "pending",
+        "stalled_since",
+        "src_fd",
+        "dst_fd",
+    )
+
+    def __init__(
+        self, src: trio.abc.Stream, dst: trio.abc.Stream, side: str, *, masked: bool
+    ) -> None:
+        self.src = src
+        self.dst = dst
+        self.side = side  # who `src` is: "client" or "backend"
+        self.tracker = FrameTracker(masked=masked)
+        self.masked = masked  # frames we inject towards dst must be masked
+        self.eof = False  # src has ended (EOF, reset)
+        self.half_closed = False  # src's EOF was passed on to dst
+        self.count = 0  # bytes read from src
+        self.pending: memoryview | None = None  # read from src, not yet taken by dst
+        self.stalled_since = math.inf  # when dst last took nothing of `pending`
+        self.src_fd = -1
+        self.dst_fd = -1
+
+    @property
+    def passes_eof(self) -> bool:
+        """Whether src's EOF can travel on as a half-close (only plain TCP has one)."""
+        return isinstance(self.dst, trio.SocketStream)
+
+
+# -- two plain TCP sockets: one task, non-blocking calls ------------------------------------
+
+
+async def relay_sockets(tunnel: Tunnel) -> None:
+    up, down = tunnel.up, tunnel.down
+    client = tunnel.client
+    backend = tunnel.backend
+    assert isinstance(client, trio.SocketStream) and isinstance(backend, trio.SocketStream)
+    cfd = up.src_fd = down.dst_fd = client.socket.fileno()
+    bfd = down.src_fd = up.dst_fd = backend.socket.fileno()
+    try:
+        ready = select.epoll()
+    except OSError:  # out of file descriptors: the pumps need none
+        await relay_streams(tunnel)
+        return
+    try:
+        ready.register(cfd, 0)
+        ready.register(bfd, 0)
+        cmask = bmask = 0
+        while tunnel.end is None:
+            with trio.CancelScope(deadline=tunnel.deadline()) as tunnel.scope:
+                while tunnel.end is None:
+                    # Read a side unless what it sent is still waiting; write
+                    # a side only while something waits for it.
+                    want = (0 if up.eof or up.pending is not None else _IN) | (
+                        0 if down.pending is None else _OUT
+                    )
+                    if want != cmask:
+                        ready.modify(cfd, want)
+                        cmask = want
+                    want = (0 if down.eof or down.pending is not None else _IN) | (
+                        0 if up.pending is None else _OUT
+                    )
+                    if want != bmask:
+                        ready.modify(bfd, want)
+                        bmask = want
+                    await trio.lowlevel.wait_readable(ready)
+                    for fd, events in ready.poll(0):
+                        if fd == cfd:
+                            _serve(tunnel, events, up, down)
+                        else:
+                            _serve(tunnel, events, down, up)
+                        if tunnel.end is not None:
+                            break
+            tunnel.scope = None
+            if tunnel.end is None:
+                tunnel.check_timers()
+    finally:
+        tunnel.scope = None
+        ready.close()
+
+
+def _serve(tunnel: Tunnel, events: int, reading: Direction, writing: Direction) -> None:
+    """One socket is ready: it is the source of `reading` and the destination of `writing`."""
+    if writing.pending is not None and events & (_OUT | _BROKEN):
+        _flush(tunnel, writing)
+        if tunnel.end is not None:
+            return
+    if not reading.eof and reading.pending is None:
+        if events & (_IN | _BROKEN):
+            _read(tunnel, reading)
+    elif events & _BROKEN and writing.pending is None:
+        # Nothing left to read or write here, and the socket is dead (epoll
+        # reports that whatever it is asked): the side is gone.
+        tunnel.source_gone(reading, "reset the connection")
+
+
+def _read(tunnel: Tunnel, way: Direction) -> None:
+    try:
+        count = os.readv(way.src_fd, _SCRATCH_LIST)
+    except BlockingIOError:
+        return
+    except OSError as exc:
+        tunnel.source_gone(way, f"reset the connection ({exc.strerror})")
+        return
+    if not count:
+        if tunnel.source_ended(way):
+            _pass_eof(tunnel, way)
+        return
+    tunnel.last_activity = trio.current_time()
+    data = _SCRATCH_VIEW[:count]
+    tracker = way.tracker
+    seen = tracker.close_seen
+    tracker.feed(data)
+    way.count += count
+    if tracker.close_seen is not seen:
+        tunnel.saw_close(way)
+    try:
+        sent = os.write(way.dst_fd, data)
+    except BlockingIOError:
+        sent = 0
+    except OSError as exc:
+        tunnel.destination_gone(way, f"reset the connection ({exc.strerror})")
+        return
+    if sent < count:
+        way.pending = memoryview(bytes(data[sent:]))
+        way.stalled_since = tunnel.last_activity
+        if tunnel.scope is not None:
+            tunnel.scope.deadline = min(tunnel.scope.deadline, tunnel.deadline())
+
+
+def _flush(tunnel: Tunnel, way: Direction) -> None:
+    pending = way.pending
+    assert pending is not None
+    try:
+        sent = os.write(way.dst_fd, pending)
+    except BlockingIOError:
+        return
+    except OSError as exc:
+        tunnel.destination_gone(way, f"reset the connection ({exc.strerror})")
+        return
+    tunnel.last_activity = trio.current_time()  # bytes moving count as traffic
+    if sent < len(pending):
+        way.pending = pending[sent:]
+        way.stalled_since = tunnel.last_activity
+        return
+    way.pending = None
+    way.stalled_since = math.inf
+    if way.eof and not way.half_closed:
+        _pass_eof(tunnel, way)
+
+
+def _pass_eof(tunnel: Tunnel, way: Direction) -> None:
+    """Shut our write side towards `way`'s destination, once all it was sent is out."""
+    if way.pending is not None:
+        return  # after the flush
+    way.half_closed = True
+    dst = way.dst
+    assert isinstance(dst, trio.SocketStream)
+    try:
+        dst.socket.shutdown(socket.SHUT_WR)
+    except OSError as exc:
+        tunnel.destination_gone(way, f"reset the connection ({exc.strerror})")
+
+
+# -- any streams: a pump task per direction ------------------------------------------------
+
+
+async def relay_streams(tunnel: Tunnel) -> None:
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_pump, tunnel, tunnel.up)
+        nursery.start_soon(_pump, tunnel, tunnel.down)
+        while tunnel.end is None:
+            with trio.CancelScope(deadline=tunnel.deadline()) as tunnel.scope:
+                await trio.sleep_forever()
+            tunnel.scope = None
+            if tunnel.end is None:
+                tunnel.check_timers()
+        # A pump cancelled here is waiting to read, or at the end of a write
+        # (writes are shielded): no frame is cut.
+        nursery.cancel_scope.cancel()
+
+
+async def _pump(tunnel: Tunnel, way: Direction) -> None:
+    try:
+        if way.pending is not None:
+            pending, way.pending = way.pending, None
+            await tunnel.send(way.dst, pending)
+        tracker = way.tracker
+        while tunnel.end is None:
+            try:
+                data = await way.src.receive_some(RECEIVE_SIZE)
+            except STREAM_ERRORS as exc:
+                tunnel.source_gone(way, f"reset the connection ({exc})")
+                return
+            if not data:
+                if tunnel.source_ended(way):
+                    way.half_closed = True
+                    try:
+                        await way.dst.send_eof()  # type: ignore[attr-defined]
+                    except STREAM_ERRORS as exc:
+                        tunnel.destination_gone(way, f"reset the connection ({exc})")
+                return
+            tunnel.last_activity = trio.current_time()
+            seen = tracker.close_seen
+            tracker.feed(data)
+            way.count += len(data)
+            if tracker.close_seen is not seen:
+                tunnel.saw_close(way)
+            await tunnel.send(way.dst, data)
+    except SideGone:
+        tunnel.destination_gone(way, "stopped taking bytes")
