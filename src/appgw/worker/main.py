@@ -31,13 +31,15 @@ from appgw.config.model import Config, Setting
 from appgw.ipc import ChildChannel
 from appgw.master.children import unblock_signals
 from appgw.tls import backend_context, socket_context
+from appgw.worker.backends import BackendConnections
 from appgw.worker.balancer import Balancer, EveryoneHealthy, Health
 from appgw.worker.connection import ClientConnection
 from appgw.worker.metrics import Counters
+from appgw.worker.proxy import handle_request
 from appgw.worker.relay import CLOSE_REPLY_BUDGET, FINISH_FRAME_BUDGET, Tunnel
 from appgw.worker.rewrite import compile_rule_set
 from appgw.worker.routing import Router
-from appgw.worker.upstream import UpstreamPool
+from appgw.worker.services import Services
 
 log = logs.log
 
@@ -91,7 +93,7 @@ class Worker:
             name: compile_rule_set(rs) for name, rs in config.rewrite_rule_sets.items()
         }
         self.balancer = Balancer(config)
-        self.upstreams = UpstreamPool(limits.connect_timeout, limits.max_response_header_bytes)
+        self.backends = BackendConnections(limits.connect_timeout)
         self.health: Health = EveryoneHealthy()
         self.draining = trio.Event()
         self.drain_started = 0.0
@@ -103,6 +105,22 @@ class Worker:
         self._backend_tls: dict[str, ssl.SSLContext | None] = {}
         self._accept_scope = trio.CancelScope()
         self._handlers: trio.Nursery | None = None
+        # What connections get from the worker (they never see the worker itself).
+        self.services = Services(
+            config=config,
+            limits=limits,
+            router=self.router,
+            rewrites=self.rewrites,
+            balancer=self.balancer,
+            backends=self.backends,
+            health=lambda: self.health,
+            draining=self.draining,
+            grace=self.grace,
+            counters=self.counters,
+            backend_tls=self.backend_tls,
+            tunnels=self,
+            handle=handle_request,
+        )
 
     # -- per request helpers -------------------------------------------------
 
@@ -137,7 +155,7 @@ class Worker:
                         log.debug("worker ready")
                 # Accepting has stopped: the handler nursery ends when the
                 # last connection does, or at the drain deadline.
-            self.upstreams.close_all()
+            self.backends.close_all()
             system.cancel_scope.cancel()
 
     def start_drain(self) -> None:
@@ -210,7 +228,7 @@ class Worker:
             if sock.tls is not None:
                 stream = trio.SSLStream(stream, sock.tls, server_side=True, https_compatible=True)
             peer = (str(address[0]), int(address[1])) if isinstance(address, tuple) else ("-", 0)
-            connection = ClientConnection(self, stream, sock, peer)
+            connection = ClientConnection(self.services, stream, sock, peer)
             self.connections.add(connection)
             self.counters.connections_total += 1
             try:

@@ -12,13 +12,13 @@ import time
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-import h11
 import trio
 
 from appgw import logs
 from appgw.errors import BadRequest, GatewayError
-from appgw.worker import headers as rules
+from appgw.worker import errorpage
 from appgw.worker.exchange import Exchange, Rewrite
+from appgw.worker.request import Request
 from appgw.worker.routing import Route, redirect_location
 from appgw.worker.variables import RequestContext
 
@@ -28,17 +28,17 @@ if TYPE_CHECKING:
 log = logs.log
 
 
-async def handle_request(client: ClientConnection, request: h11.Request) -> None:
+async def handle_request(client: ClientConnection, request: Request) -> None:
     started = time.monotonic()
-    worker = client.worker
+    services = client.services
     target = request.target.decode("ascii", "replace")
-    host = rules.header_value(request.headers, b"host")
+    host = request.host
     if not target.startswith("/"):
         target, host = _origin_form(target, host)
     if len(target) > client.limits.max_uri_bytes:
         raise GatewayError("request URI too long", status=414)
     path = target.partition("?")[0]
-    route = worker.router.route(client.socket.bound, host, path)
+    route = services.router.route(client.socket.bound, host, path)
     status = 0
     upstream_label = ""
     try:
@@ -57,7 +57,7 @@ async def handle_request(client: ClientConnection, request: h11.Request) -> None
         status = exc.status
         raise
     finally:
-        worker.counters.exchange(status, client.sent)
+        services.counters.exchange(status, client.sent)
         logs.access_line(
             client.peer[0],
             request.method.decode("ascii", "replace"),
@@ -71,7 +71,7 @@ async def handle_request(client: ClientConnection, request: h11.Request) -> None
 
 
 def _rewrite(
-    client: ClientConnection, request: h11.Request, route: Route, host: bytes | None, target: str
+    client: ClientConnection, request: Request, route: Route, host: bytes | None, target: str
 ) -> tuple[Route, str, Rewrite]:
     """Apply the route's rewrite rule set to the request.
 
@@ -91,14 +91,14 @@ def _rewrite(
         query=query,
         host=(host or b"").decode("latin-1"),
         headers=list(request.headers),
-        http_version=request.http_version.decode("ascii", "replace"),
+        http_version=request.version,
     )
-    rule_set = client.worker.rewrites[route.rewrite_rule_set.name]
+    rule_set = client.services.rewrites[route.rewrite_rule_set.name]
     result = rule_set.rewrite_request(context)
     if result.url_rewritten:
         target = result.target
         if result.reroute:
-            rerouted = client.worker.router.route(client.socket.bound, host, result.path)
+            rerouted = client.services.router.route(client.socket.bound, host, result.path)
             if rerouted is None:
                 raise GatewayError("no route after URL rewrite", status=404)
             route = rerouted
@@ -118,14 +118,20 @@ def _origin_form(target: str, host: bytes | None) -> tuple[str, bytes | None]:
 
 async def _redirect(client: ClientConnection, route: Route, host: bytes | None, target: str) -> int:
     assert route.redirect is not None
-    location = redirect_location(route, route.redirect, client.worker.config, host, target)
+    location = redirect_location(route, route.redirect, client.services.config, host, target)
     status = route.redirect.status
     await _discard_body(client)
-    headers = [(b"location", location.encode()), (b"content-length", b"0")]
+    value = location.encode("latin-1", "replace")
+    if b"\r" in value or b"\n" in value:
+        raise GatewayError("redirect location with a line break", status=500)
+    head = b"HTTP/1.1 %d %s\r\nlocation: %s\r\ncontent-length: 0\r\n" % (
+        status,
+        errorpage.reason(status),
+        value,
+    )
     if client.closing:
-        headers.append((b"connection", b"close"))
-    await client.send(h11.Response(status_code=status, headers=headers))
-    await client.send(h11.EndOfMessage())
+        head += b"connection: close\r\n"
+    await client.send_head(head + b"\r\n")
     return status
 
 
@@ -133,9 +139,9 @@ async def _discard_body(client: ClientConnection, limit: int = 1024 * 1024) -> N
     """Read and drop a small request body so the connection can be reused."""
     seen = 0
     with trio.move_on_after(client.limits.request_timeout):
-        while client.h11.their_state is h11.SEND_BODY and seen <= limit:
-            event = await client.next_event()
-            if isinstance(event, h11.Data):
-                seen += len(event.data)
-    if client.h11.their_state is not h11.DONE:
+        while not client.request_done and seen <= limit:
+            piece = await client.receive_body()
+            if piece is not None:
+                seen += len(piece)
+    if not client.request_done:
         client.closing = True
