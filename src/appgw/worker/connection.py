@@ -127,6 +127,8 @@ class ClientConnection:
                 self.request_done = True
         if self.services.draining.is_set() or not request.keep_alive:
             self.closing = True
+        elif not request.reuse_backend:
+            self.closing = True  # a GET or HEAD with a body: reuse neither connection
         return request
 
     async def _rest_of_head(self) -> RequestHead | GatewayError | None:
