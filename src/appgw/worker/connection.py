@@ -108,23 +108,19 @@ class ClientConnection:
                     self.idle_scope = None
             if scope.cancelled_caught or not data:
                 return None
-            self.request_done = False
             reader.feed(data)
             event = reader.next_event()
             if event is None:
                 event = await self._rest_of_head()
                 if event is None:
                     return None
-        self.request_done = False
         if isinstance(event, GatewayError):
             raise event
         if not isinstance(event, RequestHead):
             raise BadRequest("request bytes out of order")
         request = read(event)
-        if not request.body_expected:
-            # A request without a body ends with its head (llhttp queued its end).
-            if reader.next_event() is END:
-                self.request_done = True
+        # A request without a body ends with its head (llhttp queued its end).
+        self.request_done = not request.body_expected and reader.next_event() is END
         if self.services.draining.is_set() or not request.keep_alive:
             self.closing = True
         elif not request.reuse_backend:
