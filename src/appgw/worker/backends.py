@@ -67,13 +67,17 @@ class BackendConnection:
         self.reused = False
         self.label = f"{key[0]}:{key[1]}"
 
+    async def write(self, data: bytes | bytearray) -> None:
+        """Write to the backend (502 if it broke the connection); the caller's deadline."""
+        try:
+            await self.stream.send_all(data)
+        except STREAM_ERRORS as exc:
+            raise BadGateway(f"{self.label} broke the connection: {exc}") from None
+
     async def send(self, data: bytes | bytearray, within: float) -> None:
         """Write to the backend: 502 if it broke the connection, 504 if it stopped reading."""
-        with trio.move_on_after(within) as scope:
-            try:
-                await self.stream.send_all(data)
-            except STREAM_ERRORS as exc:
-                raise BadGateway(f"{self.label} broke the connection: {exc}") from None
+        with trio.CancelScope(deadline=trio.current_time() + within) as scope:
+            await self.write(data)
         if scope.cancelled_caught:
             raise GatewayTimeout(f"{self.label} stopped reading the request")
 

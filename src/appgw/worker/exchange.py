@@ -240,11 +240,20 @@ class Exchange:
                 backend.label,
             )
             try:
-                await backend.send(head, self.timeout)
-                sent = True
                 if self.request.body_expected:
+                    await backend.send(head, self.timeout)
                     return backend, reader, None
-                return backend, reader, await self._receive_head(backend, reader)
+                # No body: sending the head and waiting for the answer is one
+                # phase, with one deadline.
+                with trio.CancelScope(deadline=trio.current_time() + self.timeout) as scope:
+                    await backend.write(head)
+                    sent = True
+                    response = await self._head_from(backend, reader)
+                if scope.cancelled_caught:
+                    raise GatewayTimeout(
+                        f"{backend.label} did not respond within {self.timeout:g}s"
+                    )
+                return backend, reader, response
             except BadGateway:
                 backend.abort()
                 replayable = not sent or self.request.method in _IDEMPOTENT
@@ -309,18 +318,24 @@ class Exchange:
     ) -> ResponseHead:
         with trio.CancelScope(deadline=trio.current_time() + self.timeout) as scope:
             self.wait_scope = scope
-            while True:
-                event = reader.next_event()
-                if event is not None:
-                    self.wait_scope = None
-                    assert isinstance(event, ResponseHead)
-                    return event
-                data = await backend.receive()
-                if not data:
-                    raise BadGateway(f"{backend.label} closed the connection without a response")
-                reader.feed(data)
+            response = await self._head_from(backend, reader)
+            self.wait_scope = None
+            return response
         self.wait_scope = None
         raise GatewayTimeout(f"{backend.label} did not respond within {self.timeout:g}s")
+
+    @staticmethod
+    async def _head_from(backend: BackendConnection, reader: ResponseReader) -> ResponseHead:
+        """The response head, reading as needed (the caller holds the deadline)."""
+        while True:
+            event = reader.next_event()
+            if event is not None:
+                assert isinstance(event, ResponseHead)
+                return event
+            data = await backend.receive()
+            if not data:
+                raise BadGateway(f"{backend.label} closed the connection without a response")
+            reader.feed(data)
 
     async def _respond(
         self,
