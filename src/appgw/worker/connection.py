@@ -174,6 +174,11 @@ class ClientConnection:
                 raise event
             raise BadRequest("request bytes out of order")
 
+    @property
+    def body_received(self) -> bool:
+        """Whether the whole request body was read from the client (maybe not yet consumed)."""
+        return self.request_done or self.reader.has_end()
+
     def take_tunnel_bytes(self) -> bytes:
         """What the client sent after its upgrade request's head (for the tunnel)."""
         return self.reader.upgrade_rest or b""

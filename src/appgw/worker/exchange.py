@@ -47,6 +47,11 @@ if TYPE_CHECKING:
 
 log = logs.log
 
+# Seconds a response waits, at most, for the last bytes of a request body
+# that the client already sent in full (a backend that answered early and
+# does not read them costs a closed connection, not a stalled response).
+BODY_TAIL_WAIT = 1.0
+
 _IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE", b"TRACE"})
 
 
@@ -96,6 +101,7 @@ class Exchange:
         self.status = 0
         self.upstream_label = ""
         self.body_done = not request.body_expected
+        self.body_sent: trio.Event | None = None  # set once the body is out (body requests)
         # The backend's head-wait deadline, pushed forward while the body moves.
         self.wait_scope: trio.CancelScope | None = None
 
@@ -203,6 +209,7 @@ class Exchange:
         if self.request.expect_continue:
             await client.send_continue()
         reusable = False
+        self.body_sent = trio.Event()
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._send_body, backend)
@@ -210,6 +217,11 @@ class Exchange:
                 self.status = response.status
                 if response.status == 101:
                     raise BadGateway(f"{backend.label} switched protocols mid-request")
+                if not self.body_done and client.body_received:
+                    # The client sent it all and its last bytes are on their
+                    # way: let them arrive, so both connections stay usable.
+                    with trio.move_on_after(min(self.timeout, BODY_TAIL_WAIT)):
+                        await self.body_sent.wait()
                 reusable = await self._respond(server, backend, reader, response)
                 if not self.body_done:
                     # The backend answered before the request body ended:
@@ -301,6 +313,8 @@ class Exchange:
                 if chunked:
                     await backend.send(b"0\r\n\r\n", self.timeout)
                 self.body_done = True
+                if self.body_sent is not None:
+                    self.body_sent.set()
                 return
             if not piece:
                 continue
@@ -353,6 +367,10 @@ class Exchange:
         if kind in (CHUNKED, UNTIL_CLOSE) and not chunk_out:
             client.closing = True  # an HTTP/1.0 client: the close ends the body
         close = client.closing or not self.body_done
+        if close:
+            # Said in the head, so kept: even if the body's last bytes reach
+            # the backend while the response is on its way.
+            client.closing = True
         out = rules.response_headers(response.headers, close=close)
         if chunk_out:
             out.append((b"transfer-encoding", b"chunked"))

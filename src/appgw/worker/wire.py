@@ -187,6 +187,10 @@ class RequestReader:
                 return GatewayError("request head too large", status=431, keep_alive=False)
         return event
 
+    def has_end(self) -> bool:
+        """Whether the end of the current request is already read (queued)."""
+        return any(event is END for event in self._events)
+
     def resume(self) -> None:
         """Go on reading HTTP after an upgrade request that did not become a tunnel."""
         rest, self.upgrade_rest = self.upgrade_rest, None
