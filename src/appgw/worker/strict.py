@@ -33,6 +33,8 @@ What reaches the backend is re-serialised with one framing header
 
 from __future__ import annotations
 
+import functools
+
 from attrs import frozen
 
 _FRAMING = {b"contentlength": b"content-length", b"transferencoding": b"transfer-encoding"}
@@ -53,6 +55,7 @@ ACCEPT = Verdict()
 NO_REUSE = Verdict(reuse_backend=False)
 
 
+@functools.lru_cache(maxsize=1024)  # a gateway sees the same few hosts again and again
 def host_problem(host: bytes) -> str | None:
     """Why a Host value is not `uri-host [":" port]`, or None."""
     if not host:
