@@ -32,7 +32,6 @@ LENGTH = 1
 CHUNKED = 2
 UNTIL_CLOSE = 3
 
-FLUSH_SIZE = 256 * 1024  # bytes of a chunked response gathered at most before a write
 
 
 def framing(status: int, head_request: bool, headers: list[tuple[bytes, bytes]]) -> tuple[int, int]:
