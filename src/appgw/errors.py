@@ -11,6 +11,14 @@ from __future__ import annotations
 
 import trio
 
+# Everything a stream raises when its peer is gone or it was closed under us:
+# the one tuple every reader and writer of a connection catches.
+STREAM_ERRORS: tuple[type[BaseException], ...] = (
+    trio.BrokenResourceError,
+    trio.ClosedResourceError,
+    OSError,
+)
+
 
 class GatewayError(Exception):
     status: int = 502
@@ -45,6 +53,13 @@ class RequestTimeout(GatewayError):
     """The client did not send its request in time."""
 
     status = 408
+    keep_alive = False
+
+
+class VersionNotSupported(GatewayError):
+    """A request in an HTTP version other than 1.0 and 1.1."""
+
+    status = 505
     keep_alive = False
 
 

@@ -63,8 +63,17 @@ ALLOWED_REJECTIONS = {
     "acceptable#3: A non-essential header with a non-printable character (x01)",
     "bad-header-characters#12: Some-Header\\x01",
     "bad-header-characters#13: \\x01Some-Header",
+    # Control characters in a field value (tab aside): RFC 9110 §5.5 rules
+    # them out, and Application Gateway refuses them; a backend that
+    # strips or splits on them would read another header than was checked.
+    "bad-header-characters#14: Some-Header: \\x01value",
+    "bad-header-characters#15: Some-Header: value\\x01",
     # HTTP/0.9 (no version in the request line): not spoken by the gateway.
     "acceptable#8: Empty version, which means HTTP/0.9",
+    # A version other than HTTP/1.0 and 1.1 gets 505 (RFC 9110 §15.6.6):
+    # forwarded as HTTP/1.1 it would claim semantics the client never chose.
+    "acceptable#7: Non-RFC, but OK HTTP/0.9",
+    "acceptable#9: Unknown but OK HTTP/1.2",
     # Transfer codings other than chunked: RFC 9112 §6.1 — a server that
     # does not understand a transfer coding answers 501; the gateway cannot
     # re-frame a body whose coding it cannot undo.

@@ -84,7 +84,9 @@ async def test_sizes_431_414_413(
                 await answer_to(gateway_port, b"GET /echo HTTP/1.1\r\nHost: x\r\n" + fits + b"\r\n")
                 == 200
             )
-            long_uri = b"/echo?" + b"q" * (9 * KiB)
+            # A request line over the URI limit (32 KB by default, as in
+            # Application Gateway) is a 414, even though it also overflows the head.
+            long_uri = b"/echo?" + b"q" * (40 * KiB)
             assert (
                 await answer_to(gateway_port, b"GET " + long_uri + b" HTTP/1.1\r\nHost: x\r\n\r\n")
                 == 414

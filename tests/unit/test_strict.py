@@ -1,12 +1,31 @@
+"""The engine's refusals: llhttp (wire.py) plus strict.py, on raw heads."""
+
 from __future__ import annotations
 
 import pytest
 
-from appgw.worker.strict import head_of, inspect
+from appgw.errors import GatewayError
+from appgw.worker.request import Request, read
+from appgw.worker.strict import host_problem, inspect
+from appgw.worker.wire import END, RequestHead, RequestReader
 
 
 def head(*fields: str, line: str = "POST / HTTP/1.1") -> bytes:
-    return ("\r\n".join([line, *fields]) + "\r\n").encode()
+    return ("\r\n".join([line, *fields]) + "\r\n\r\n").encode()
+
+
+def engine(raw: bytes) -> Request | GatewayError:
+    """What the gateway makes of a raw head: the request, or the error it answers."""
+    reader = RequestReader(32 * 1024, 32 * 1024)
+    reader.feed(raw)
+    event = reader.next_event()
+    if isinstance(event, GatewayError):
+        return event
+    assert isinstance(event, RequestHead), event
+    try:
+        return read(event)
+    except GatewayError as exc:
+        return exc
 
 
 @pytest.mark.parametrize(
@@ -20,14 +39,14 @@ def head(*fields: str, line: str = "POST / HTTP/1.1") -> bytes:
     ],
 )
 def test_clean_heads_pass(fields):
-    verdict = inspect(head(*fields), b"POST", b"1.1")
-    assert verdict.problem is None and verdict.reuse_backend
+    request = engine(head(*fields))
+    assert isinstance(request, Request) and request.reuse_backend
 
 
 @pytest.mark.parametrize(
     "raw",
     [
-        b"POST / HTTP/1.1\r\nHost: a\nContent-Length: 5\r\n",  # bare LF
+        b"POST / HTTP/1.1\r\nHost: a\nContent-Length: 5\r\n\r\n",  # bare LF
         head("Host: a", "X-A: b", " folded"),
         head("Host: a", "Transfer_Encoding: chunked"),
         head("Host: a", "Content_Length: 5"),
@@ -39,28 +58,99 @@ def test_clean_heads_pass(fields):
         head("Host: a", "Transfer-Encoding: gzip, chunked"),
         head("Host: a", "Transfer-Encoding: chunked", "Transfer-Encoding: chunked"),
         head("Host: a", "Transfer-Encoding: chunked", "Content-Length: 5"),
+        head("Host : a"),  # whitespace before the colon
     ],
 )
 def test_ambiguous_framing_is_refused(raw):
-    assert inspect(raw, b"POST", b"1.1").problem
+    answer = engine(raw)
+    assert isinstance(answer, GatewayError) and answer.status == 400
+    assert not answer.keep_alive
 
 
 def test_transfer_encoding_in_http_1_0_and_odd_versions_are_refused():
-    assert inspect(
-        head("Transfer-Encoding: chunked", line="POST / HTTP/1.0"), b"POST", b"1.0"
-    ).problem
-    assert inspect(head("Content-Length: 1", line="POST / HTTP/0.9"), b"POST", b"0.9").problem
-    assert inspect(head("Host: a", line="GET / HTTP/1.2"), b"GET", b"1.2").problem is None
+    answer = engine(head("Transfer-Encoding: chunked", line="POST / HTTP/1.0"))
+    assert isinstance(answer, GatewayError) and answer.status == 400
+    # A body framed in an unknown version is a smuggling attempt: 400, not 505.
+    answer = engine(head("Content-Length: 1", line="POST / HTTP/0.9"))
+    assert isinstance(answer, GatewayError) and answer.status == 400
+    assert inspect(b"POST", "2.0", [(b"content-length", b"1")]).status == 400
+
+
+@pytest.mark.parametrize(
+    "line", ["GET / HTTP/1.2", "GET / HTTP/1.9", "GET / HTTP/0.9", "GET / HTTP/2.0"]
+)
+def test_versions_other_than_1_0_and_1_1_get_505(line):
+    answer = engine(head("Host: a", line=line))
+    assert isinstance(answer, GatewayError) and answer.status == 505 and not answer.keep_alive
 
 
 def test_get_with_a_body_passes_but_spoils_the_backend_connection():
-    verdict = inspect(head("Host: a", "Content-Length: 3", line="GET / HTTP/1.1"), b"GET", b"1.1")
-    assert verdict.problem is None and not verdict.reuse_backend
-    plain = inspect(head("Host: a", "Content-Length: 0", line="GET / HTTP/1.1"), b"GET", b"1.1")
-    assert plain.reuse_backend
+    request = engine(head("Host: a", "Content-Length: 3", line="GET / HTTP/1.1"))
+    assert isinstance(request, Request) and not request.reuse_backend
+    request = engine(head("Host: a", "Transfer-Encoding: chunked", line="HEAD / HTTP/1.1"))
+    assert isinstance(request, Request) and not request.reuse_backend
+    plain = engine(head("Host: a", "Content-Length: 0", line="GET / HTTP/1.1"))
+    assert isinstance(plain, Request) and plain.reuse_backend
 
 
-def test_head_of_skips_leading_empty_lines_and_stops_at_the_blank_line():
-    data = b"\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\nBODY"
-    assert head_of(data) == b"GET / HTTP/1.1\r\nHost: a\r\n"
-    assert head_of(b"GET / HTTP/1.1\nHost: a\n\nX") == b"GET / HTTP/1.1\nHost: a\n"
+@pytest.mark.parametrize("value", ["a\x01b", "a\x7fb", "a\x1bb", "a\x00b"])
+def test_control_characters_in_values_are_refused(value):
+    answer = engine(head("Host: a", f"X-Note: {value}", line="GET / HTTP/1.1"))
+    assert isinstance(answer, GatewayError) and answer.status == 400
+
+
+def test_a_tab_in_a_value_is_fine():
+    assert isinstance(engine(head("Host: a", "X-Note: a\tb", line="GET / HTTP/1.1")), Request)
+
+
+@pytest.mark.parametrize(
+    "host", [b"loc\x07al", b"loc al", b"a b:80", b"a:b:c", b"host:8o", b"a/b", b"a@b"]
+)
+def test_hosts_that_are_not_hosts_are_refused(host):
+    assert host_problem(host)
+
+
+@pytest.mark.parametrize(
+    "host", [b"example.com", b"example.com:8080", b"127.0.0.1", b"[::1]", b"[::1]:443", b""]
+)
+def test_valid_hosts_pass(host):
+    assert host_problem(host) is None
+
+
+def test_host_rules_end_to_end():
+    assert isinstance(engine(head("Host: loc al", line="GET / HTTP/1.1")), GatewayError)
+    assert isinstance(engine(head(line="GET / HTTP/1.1")), GatewayError)  # no Host
+    assert isinstance(engine(head("Host: a", "Host: b", line="GET / HTTP/1.1")), GatewayError)
+    assert isinstance(engine(head(line="GET / HTTP/1.0")), Request)  # 1.0 may omit it
+
+
+def test_one_empty_line_before_a_request_line_is_ignored():
+    reader = RequestReader(32 * 1024, 32 * 1024)
+    reader.feed(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\nok\r\nGET /2 HTTP/1.1\r\n")
+    reader.feed(b"Host: a\r\n\r\n")
+    events = []
+    while (event := reader.next_event()) is not None:
+        events.append(event)
+    assert [type(e).__name__ for e in events] == [
+        "RequestHead",
+        "bytes",
+        "_End",
+        "RequestHead",
+        "_End",
+    ]
+    assert events[-2].target == b"/2" and events[-1] is END
+
+
+def test_uri_over_the_limit_is_414_whatever_the_header_size():
+    reader = RequestReader(1000, 100)
+    reader.feed(b"GET /" + b"a" * 200 + b" HTTP/1.1\r\nHost: a\r\n\r\n")
+    answer = reader.next_event()
+    assert isinstance(answer, GatewayError) and answer.status == 414
+    reader = RequestReader(1000, 100)
+    reader.feed(b"GET /" + b"a" * 2000)  # still in the request line, past the head limit
+    answer = reader.next_event()
+    assert isinstance(answer, GatewayError) and answer.status == 414
+    reader = RequestReader(1000, 100)
+    reader.feed(b"GET / HTTP/1.1\r\nX-Big: " + b"a" * 2000)
+    answer = reader.next_event()
+    assert isinstance(answer, GatewayError) and answer.status == 431

@@ -286,7 +286,7 @@ class Limits:
     """Protection against bad and slow clients; Application Gateway's values."""
 
     max_header_bytes: int = 32 * 1024  # request line + headers -> 431
-    max_uri_bytes: int = 8 * 1024  # request target -> 414
+    max_uri_bytes: int = 32 * 1024  # request target -> 414 (Application Gateway: 32 KB)
     max_body_bytes: int = 0  # 0: no limit -> 413
     header_timeout: float = 15.0  # seconds to receive a request head
     request_timeout: float = 60.0  # seconds to receive a whole request -> 408

@@ -1,13 +1,15 @@
 """One exchange with a backend: a request forwarded and its answer back.
 
 A server is chosen (round robin over healthy servers, affinity first) and a
-backend connection is taken from the pool; a server that cannot be reached
-is skipped for the next one, so a dead server costs no failed request. The
-head goes out re-serialised by h11 with one framing (Content-Length or
-chunked, never both); then the request body streams to the backend in one
-task while the main task waits for the response head, so a backend that
-answers early is heard at once. The response streams back with
-back-pressure both ways: nothing is held whole.
+backend connection is taken (kept-alive ones first); a server that cannot
+be reached is skipped for the next one, so a dead server costs no failed
+request. The head goes out built as bytes, in one write, with one framing
+(Content-Length or chunked, never both). A request without a body then
+simply waits for the response head: no task, no Event. A request with a
+body streams it to the backend in one task while the main task waits for
+the response head, so a backend that answers early is heard at once. The
+response streams back (bodies.py) with back-pressure both ways: nothing is
+held whole.
 
 Deadlines: the setting's request timeout bounds every wait on the backend
 (the response head, and each read of the body): 504 before the response has
@@ -15,7 +17,7 @@ started, an aborted client connection after.
 
 A WebSocket handshake answered by `101` with the right Sec-WebSocket-Accept
 turns the two connections into a tunnel (relay.py), handing over whatever
-either h11 connection had already read past the handshake.
+either side had already sent past its head.
 """
 
 from __future__ import annotations
@@ -23,35 +25,33 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import attrs
-import h11
 import trio
 
 from appgw import logs
 from appgw.config.model import Server
-from appgw.errors import (
-    BackendAborted,
-    BadGateway,
-    BadRequest,
-    GatewayError,
-    GatewayTimeout,
-    first_error,
-)
+from appgw.errors import BadGateway, BadRequest, GatewayError, GatewayTimeout, first_error
 from appgw.worker import errorpage, forwarding
 from appgw.worker import headers as rules
+from appgw.worker.backends import BackendConnection
 from appgw.worker.balancer import server_port
-from appgw.worker.connection import Incoming
+from appgw.worker.bodies import CHUNKED, UNTIL_CLOSE, ResponseBody, framing
 from appgw.worker.relay import TunnelEnd, relay_tunnel
+from appgw.worker.request import Request
 from appgw.worker.rewrite import CompiledRuleSet, RequestRewrite
 from appgw.worker.routing import Route, backend_target
-from appgw.worker.upstream import RECEIVE_SIZE, Upstream, abort, raw_socket
+from appgw.worker.streams import raw_socket
 from appgw.worker.variables import RequestContext
+from appgw.worker.wire import ResponseHead, ResponseReader
 
 if TYPE_CHECKING:
     from appgw.worker.connection import ClientConnection
 
 log = logs.log
 
-FLUSH_SIZE = 256 * 1024  # bytes of response gathered at most before a write
+# Seconds a response waits, at most, for the last bytes of a request body
+# that the client already sent in full (a backend that answered early and
+# does not read them costs a closed connection, not a stalled response).
+BODY_TAIL_WAIT = 1.0
 
 _IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE", b"TRACE"})
 
@@ -65,11 +65,23 @@ class Rewrite:
     result: RequestRewrite
 
 
+def build_head(first_line: bytes, headers: list[tuple[bytes, bytes]]) -> bytes:
+    """A message head as bytes; refuses a header that would break the framing."""
+    parts = [first_line]
+    for name, value in headers:
+        parts.append(name + b": " + value + b"\r\n")
+    parts.append(b"\r\n")
+    head = b"".join(parts)
+    if head.count(b"\n") != len(parts) or head.count(b"\r") != len(parts):
+        raise BadGateway("a header with a line break")
+    return head
+
+
 class Exchange:
     def __init__(
         self,
         client: ClientConnection,
-        request: h11.Request,
+        request: Request,
         route: Route,
         host: bytes | None,
         target: str,
@@ -81,7 +93,7 @@ class Exchange:
         self.rewrite = rewrite
         self.trace = trace
         self.client = client
-        self.worker = client.worker
+        self.services = client.services
         self.request = request
         self.route = route
         self.pool = route.pool
@@ -91,14 +103,8 @@ class Exchange:
         self.timeout = float(self.setting.request_timeout)
         self.status = 0
         self.upstream_label = ""
-        self.websocket = rules.wants_websocket(
-            request.method, request.headers, request.http_version
-        )
-        self.body_done = trio.Event()
-        length = rules.header_value(request.headers, b"content-length")
-        self.chunked = rules.header_value(request.headers, b"transfer-encoding") is not None
-        self.content_length = int(length) if length is not None and not self.chunked else None
-        self.has_body = client.body_expected
+        self.body_done = not request.body_expected
+        self.body_sent: trio.Event | None = None  # set once the body is out (body requests)
         # The backend's head-wait deadline, pushed forward while the body moves.
         self.wait_scope: trio.CancelScope | None = None
         # -- for observe.Exchanged (the access log and metrics) --
@@ -123,9 +129,7 @@ class Exchange:
             return server.host.encode()
         return None
 
-    async def _open(
-        self,
-    ) -> tuple[Server, Upstream, h11.Response | h11.InformationalResponse | None]:
+    async def _open(self) -> tuple[Server, BackendConnection, ResponseReader, ResponseHead | None]:
         """Reach a server and start the exchange there.
 
         Servers are tried in the balancer's order. A server that cannot be
@@ -134,15 +138,16 @@ class Exchange:
         any of the response arrived, so a backend that dies under traffic
         costs no failed request.
         """
-        candidates = self.worker.balancer.candidates(
-            self.pool, self.setting, self.worker.health, self._sticky()
+        services = self.services
+        candidates = services.balancer.candidates(
+            self.pool, self.setting, services.health(), self._sticky()
         )
         if not candidates:
             raise BadGateway(f"no healthy server in pool {self.pool.name}")
-        tls = self.worker.backend_tls(self.setting)
-        replayable = not self.has_body and self.request.method in _IDEMPOTENT
+        tls = services.backend_tls(self.setting)
+        replayable = not self.request.body_expected and self.request.method in _IDEMPOTENT
         failure: BadGateway | None = None
-        balancer = self.worker.balancer
+        balancer = services.balancer
         for server in candidates:
             name = (
                 self.setting.sni_name
@@ -151,31 +156,31 @@ class Exchange:
             port = server_port(server, self.setting)
             began = trio.current_time()
             try:
-                upstream = await self.worker.upstreams.acquire(server.host, port, tls, name)
+                backend = await services.backends.acquire(server.host, port, tls, name)
             except BadGateway as exc:
                 balancer.connect_failed(self.pool, server.host, port, exc.detail)
                 failure = exc
                 continue
             balancer.connected(self.pool, server.host, port)
-            self.upstream_label = upstream.label
-            self._observe_upstream(upstream, began)
+            self.upstream_label = backend.label
+            self._observe_backend(backend, began)
             try:
-                upstream, response = await self._start(server, upstream)
+                backend, reader, response = await self._start(server, backend)
             except BadGateway as exc:
                 if not replayable:
                     raise
                 log.warning("pool %s: %s; trying the next server", self.pool.name, exc.detail)
                 failure = exc
                 continue
-            return server, upstream, response
+            return server, backend, reader, response
         assert failure is not None
         raise failure
 
-    def _observe_upstream(self, upstream: Upstream, began: float) -> None:
-        self.server = upstream.label
-        self.connect_seconds = None if upstream.reused else trio.current_time() - began
+    def _observe_backend(self, backend: BackendConnection, began: float) -> None:
+        self.server = backend.label
+        self.connect_seconds = None if backend.reused else trio.current_time() - began
         if logs.access_log.enabled:
-            sock = raw_socket(upstream.stream)
+            sock = raw_socket(backend.stream)
             try:
                 self.source_port = int(sock.getsockname()[1]) if sock is not None else 0
             except (OSError, IndexError, TypeError, ValueError):
@@ -185,8 +190,9 @@ class Exchange:
 
     async def run(self) -> None:
         client = self.client
-        if self.websocket:
-            problem = rules.websocket_key_problem(self.request.headers)
+        request = self.request
+        if request.websocket:
+            problem = rules.websocket_key_problem(request.headers)
             if problem and "Version" in problem:
                 # RFC 6455 §4.4: name the version this side speaks.
                 raise GatewayError(
@@ -195,76 +201,108 @@ class Exchange:
             if problem:
                 raise BadRequest(problem)
         limit = client.limits.max_body_bytes
-        if limit and self.content_length is not None and self.content_length > limit:
+        if limit and request.content_length is not None and request.content_length > limit:
             raise GatewayError("request body too large", status=413)
-        server, upstream, response = await self._open()
+        server, backend, reader, response = await self._open()
         reusable = False
         try:
-            if client.h11.they_are_waiting_for_100_continue:
-                await client.send(h11.InformationalResponse(status_code=100, headers=[]))
-            try:
-                async with trio.open_nursery() as nursery:
-                    if response is None:
-                        nursery.start_soon(self._send_body, upstream)
-                        response = await self._receive_head(upstream)
-                    self.status = response.status_code
-                    if isinstance(response, h11.InformationalResponse):
-                        await self._tunnel(upstream, response)  # 101: the only 1xx passed on
-                        return
-                    await self._respond(server, upstream, response)
-                    if not self.body_done.is_set():
-                        # The backend answered before the request body ended:
-                        # the rest of the body has nowhere to go, and neither
-                        # side of this exchange can be reused.
-                        nursery.cancel_scope.cancel()
-                        client.closing = True
-                        return
-            except BaseExceptionGroup as group:
-                raise first_error(group) from None
-            reusable = client.reuse_backend
+            if response is None:
+                reusable = await self._with_body(server, backend, reader)
+            else:
+                self.status = response.status
+                if response.status == 101:
+                    await self._tunnel(backend, reader, response)
+                    return
+                reusable = await self._respond(server, backend, reader, response)
         finally:
-            if reusable:
-                self.worker.upstreams.release(upstream)
+            if reusable and request.reuse_backend:
+                self.services.backends.release(backend)
             elif self.status != 101:
-                abort(upstream.stream)
+                backend.abort()
+
+    async def _with_body(
+        self, server: Server, backend: BackendConnection, reader: ResponseReader
+    ) -> bool:
+        """Stream the request body beside the wait for the response, and relay that."""
+        client = self.client
+        if self.request.expect_continue:
+            await client.send_continue()
+        reusable = False
+        self.body_sent = trio.Event()
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._send_body, backend)
+                response = await self._receive_head(backend, reader)
+                self.status = response.status
+                if response.status == 101:
+                    raise BadGateway(f"{backend.label} switched protocols mid-request")
+                if not self.body_done and client.body_received:
+                    # The client sent it all and its last bytes are on their
+                    # way: let them arrive, so both connections stay usable.
+                    with trio.move_on_after(min(self.timeout, BODY_TAIL_WAIT)):
+                        await self.body_sent.wait()
+                reusable = await self._respond(server, backend, reader, response)
+                if not self.body_done:
+                    # The backend answered before the request body ended:
+                    # the rest of the body has nowhere to go, and neither
+                    # side of this exchange can be reused.
+                    nursery.cancel_scope.cancel()
+                    client.closing = True
+                    reusable = False
+        except BaseExceptionGroup as group:
+            raise first_error(group) from None
+        return reusable
 
     async def _start(
-        self, server: Server, upstream: Upstream
-    ) -> tuple[Upstream, h11.Response | h11.InformationalResponse | None]:
+        self, server: Server, backend: BackendConnection
+    ) -> tuple[BackendConnection, ResponseReader, ResponseHead | None]:
         """Send the head (and, with no body, wait for the response head).
 
-        A pooled connection that the backend closed while idle fails here
-        before anything of the exchange happened; the request then goes out
-        once more on a fresh connection to the same server.
+        A kept-alive connection that the backend closed while idle fails
+        here before anything of the exchange happened; the request then goes
+        out once more on a fresh connection to the same server.
         """
         head = self._backend_head(server)
         self.head_sent = trio.current_time()
         for attempt in (1, 2):
             sent = False
+            reader = ResponseReader(
+                self.request.method == b"HEAD",
+                self.client.limits.max_response_header_bytes,
+                backend.label,
+            )
             try:
-                await self._upstream_send(upstream, head)
-                sent = True
-                if self.has_body:
-                    return upstream, None
-                await self._upstream_send(upstream, h11.EndOfMessage())
-                self.body_done.set()
-                return upstream, await self._receive_head(upstream)
+                if self.request.body_expected:
+                    await backend.send(head, self.timeout)
+                    return backend, reader, None
+                # No body: sending the head and waiting for the answer is one
+                # phase, with one deadline.
+                with trio.CancelScope(deadline=trio.current_time() + self.timeout) as scope:
+                    await backend.write(head)
+                    sent = True
+                    response = await self._head_from(backend, reader)
+                if scope.cancelled_caught:
+                    raise GatewayTimeout(
+                        f"{backend.label} did not respond within {self.timeout:g}s"
+                    )
+                return backend, reader, response
             except BadGateway:
-                abort(upstream.stream)
+                backend.abort()
                 replayable = not sent or self.request.method in _IDEMPOTENT
-                if attempt == 2 or not upstream.reused or not replayable:
+                if attempt == 2 or not backend.reused or not replayable:
                     raise
             except BaseException:
-                abort(upstream.stream)  # a timeout or cancellation: nothing to keep
+                backend.abort()  # a timeout or cancellation: nothing to keep
                 raise
-            host, port, name = upstream.key
-            upstream = await self.worker.upstreams.acquire(
-                host, port, self.worker.backend_tls(self.setting), name, fresh=True
+            host, port, name = backend.key
+            backend = await self.services.backends.acquire(
+                host, port, self.services.backend_tls(self.setting), name, fresh=True
             )
         raise AssertionError("unreachable")
 
-    def _backend_head(self, server: Server) -> h11.Request:
-        headers = [(k, v) for k, v in self.request.headers if k != b"expect"]
+    def _backend_head(self, server: Server) -> bytes:
+        request = self.request
+        headers = [(k, v) for k, v in request.headers if k != b"expect"]
         built = rules.request_headers(
             headers,
             client_ip=self.client.peer[0],
@@ -272,183 +310,132 @@ class Exchange:
             port=self.client.socket.port,
             host=self.host,
             host_override=self._host_header(server),
-            content_length=self.content_length,
-            chunked=self.chunked,
-            websocket=self.websocket,
+            content_length=request.content_length,
+            chunked=request.chunked,
+            websocket=request.websocket,
         )
         built = forwarding.add_request_headers(built, self.trace)
         if self.rewrite is not None:
             built = self.rewrite.result.apply(built)
-        return h11.Request(method=self.request.method, target=self.target.encode(), headers=built)
+        target = self.target.encode("latin-1", "replace")
+        if b" " in target or not target:
+            raise BadRequest("request target with a space")
+        return build_head(request.method + b" " + target + b" HTTP/1.1\r\n", built)
 
-    async def _upstream_send(self, upstream: Upstream, event: h11.Event) -> None:
-        data = upstream.h11.send(event)
-        if data:
-            with trio.CancelScope(deadline=trio.current_time() + self.timeout) as scope:
-                try:
-                    await upstream.stream.send_all(data)
-                except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-                    raise BadGateway(f"{upstream.label} broke the connection: {exc}") from None
-            if scope.cancelled_caught:
-                raise GatewayTimeout(f"{upstream.label} stopped reading the request")
-
-    async def _send_body(self, upstream: Upstream) -> None:
+    async def _send_body(self, backend: BackendConnection) -> None:
         """Stream the client's body to the backend (runs beside the head wait)."""
         client = self.client
+        chunked = self.request.chunked
         limit = client.limits.max_body_bytes
         received = 0
         while True:
-            event = await client.next_body_event()
-            if isinstance(event, h11.Data):
-                received += len(event.data)
-                if limit and received > limit:
-                    raise GatewayError("request body too large", status=413)
-                await self._upstream_send(upstream, event)
-                if self.wait_scope is not None:
-                    self.wait_scope.deadline = trio.current_time() + self.timeout
-            elif isinstance(event, h11.EndOfMessage):
-                await self._upstream_send(upstream, h11.EndOfMessage())
-                self.body_done.set()
+            piece = await client.receive_body()
+            if piece is None:
+                if chunked:
+                    await backend.send(b"0\r\n\r\n", self.timeout)
+                self.body_done = True
+                if self.body_sent is not None:
+                    self.body_sent.set()
                 return
-            elif isinstance(event, h11.ConnectionClosed):
-                raise BadRequest("client closed before the request body ended")
+            if not piece:
+                continue
+            received += len(piece)
+            if limit and received > limit:
+                raise GatewayError("request body too large", status=413)
+            await backend.send(
+                b"%x\r\n%b\r\n" % (len(piece), piece) if chunked else piece, self.timeout
+            )
+            if self.wait_scope is not None:
+                self.wait_scope.deadline = trio.current_time() + self.timeout
 
-    async def _upstream_event(self, upstream: Upstream) -> Incoming:
-        while True:
-            event = upstream.h11.next_event()
-            if event is not h11.NEED_DATA:
-                return event
-            try:
-                data = await upstream.stream.receive_some(RECEIVE_SIZE)
-            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-                raise BadGateway(f"{upstream.label} broke the connection: {exc}") from None
-            upstream.h11.receive_data(bytes(data))
-
-    async def _receive_head(self, upstream: Upstream) -> h11.Response | h11.InformationalResponse:
+    async def _receive_head(
+        self, backend: BackendConnection, reader: ResponseReader
+    ) -> ResponseHead:
         with trio.CancelScope(deadline=trio.current_time() + self.timeout) as scope:
             self.wait_scope = scope
-            while True:
-                try:
-                    event = await self._upstream_event(upstream)
-                except h11.RemoteProtocolError as exc:
-                    raise BadGateway(f"{upstream.label} sent an invalid response: {exc}") from None
-                if isinstance(event, h11.InformationalResponse) and event.status_code != 101:
-                    continue  # 100 Continue (answered by the gateway itself), 103 ...
-                if isinstance(event, h11.Response | h11.InformationalResponse):
-                    self.wait_scope = None
-                    self.latency = trio.current_time() - self.head_sent
-                    size = len(event.reason) + sum(len(k) + len(v) + 4 for k, v in event.headers)
-                    if size > self.client.limits.max_response_header_bytes:
-                        raise BadGateway(f"{upstream.label} sent a response head of {size} bytes")
-                    return event
-                if isinstance(event, h11.ConnectionClosed):
-                    raise BadGateway(f"{upstream.label} closed the connection without a response")
-                raise BadGateway(f"{upstream.label} sent {type(event).__name__} before a response")
+            response = await self._head_from(backend, reader)
+            self.wait_scope = None
+            return response
         self.wait_scope = None
-        raise GatewayTimeout(f"{upstream.label} did not respond within {self.timeout:g}s")
+        raise GatewayTimeout(f"{backend.label} did not respond within {self.timeout:g}s")
 
-    async def _respond(self, server: Server, upstream: Upstream, response: h11.Response) -> None:
+    async def _head_from(self, backend: BackendConnection, reader: ResponseReader) -> ResponseHead:
+        """The response head, reading as needed (the caller holds the deadline)."""
+        while True:
+            event = reader.next_event()
+            if event is not None:
+                assert isinstance(event, ResponseHead)
+                self.latency = trio.current_time() - self.head_sent
+                return event
+            data = await backend.receive()
+            if not data:
+                raise BadGateway(f"{backend.label} closed the connection without a response")
+            reader.feed(data)
+
+    async def _respond(
+        self,
+        server: Server,
+        backend: BackendConnection,
+        reader: ResponseReader,
+        response: ResponseHead,
+    ) -> bool:
+        """Relay the response; whether the backend connection may serve again."""
         client = self.client
-        if self.worker.draining.is_set():
+        if self.services.draining.is_set():
             client.closing = True
-        close = client.closing or not self.body_done.is_set()
-        out = rules.response_headers(list(response.headers), close=close)
+        kind, length = framing(response.status, self.request.method == b"HEAD", response.headers)
+        chunk_out = kind in (CHUNKED, UNTIL_CLOSE) and self.request.version == "1.1"
+        if kind in (CHUNKED, UNTIL_CLOSE) and not chunk_out:
+            client.closing = True  # an HTTP/1.0 client: the close ends the body
+        close = client.closing or not self.body_done
+        if close:
+            # Said in the head, so kept: even if the body's last bytes reach
+            # the backend while the response is on its way.
+            client.closing = True
+        out = rules.response_headers(response.headers, close=close)
+        if chunk_out:
+            out.append((b"transfer-encoding", b"chunked"))
         if self.setting.cookie_based_affinity:
-            value = self.worker.balancer.cookie_value(self.pool, server)
+            value = self.services.balancer.cookie_value(self.pool, server)
             if self._sticky() != value:
                 cookies = forwarding.affinity_set_cookies(
                     self.setting.affinity_cookie_name, value, client.scheme == "https"
                 )
                 out.extend((b"set-cookie", cookie) for cookie in cookies)
         if self.rewrite is not None:
-            out = self.rewrite.rule_set.rewrite_response(
-                self.rewrite.context, response.status_code, out
-            )
+            out = self.rewrite.rule_set.rewrite_response(self.rewrite.context, response.status, out)
+        reason = response.reason or errorpage.reason(response.status)
         try:
-            pending = bytearray(
-                client.h11.send(
-                    h11.Response(
-                        status_code=response.status_code,
-                        headers=out,
-                        reason=response.reason or errorpage.reason(response.status_code),
-                    )
-                )
-            )
-        except h11.LocalProtocolError as exc:
-            raise BadGateway(f"{upstream.label} sent an unusable response head: {exc}") from None
-        await self._relay_body(upstream, pending)
+            head = build_head(b"HTTP/1.1 %d %s\r\n" % (response.status, reason), out)
+        except BadGateway as exc:
+            raise BadGateway(f"{backend.label} sent an unusable response head: {exc}") from None
+        body = ResponseBody(client, backend, reader, self.timeout, chunk_out)
+        await body.relay(kind, length, head)
+        keep = rules.connection_tokens(response.headers)
+        return body.reusable and response.keep_alive and b"close" not in keep
 
-    async def _relay_body(self, upstream: Upstream, pending: bytearray) -> None:
-        """Stream the response body to the client.
-
-        Writes are coalesced: what the backend already delivered goes out in
-        one write, flushed before the gateway waits on the backend again, so
-        a small response costs one write and a streamed one is not delayed.
-        """
+    async def _tunnel(
+        self, backend: BackendConnection, reader: ResponseReader, response: ResponseHead
+    ) -> None:
         client = self.client
-        backend = upstream.h11
-        label = upstream.label
-        while True:
-            try:
-                event = backend.next_event()
-            except h11.RemoteProtocolError as exc:
-                raise BackendAborted(f"{label} broke off the response: {exc}") from None
-            if event is h11.NEED_DATA:
-                if pending:
-                    await client.send_bytes(pending)
-                    pending = bytearray()
-                with trio.CancelScope(deadline=trio.current_time() + self.timeout) as scope:
-                    try:
-                        data = await upstream.stream.receive_some(RECEIVE_SIZE)
-                    except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-                        raise BackendAborted(f"{label} broke off the response: {exc}") from None
-                if scope.cancelled_caught:
-                    raise BackendAborted(f"{label} stalled for {self.timeout:g}s mid-response")
-                backend.receive_data(bytes(data))
-                continue
-            try:
-                if isinstance(event, h11.Data):
-                    client.sent += len(event.data)
-                    pending += client.h11.send(event)
-                    if len(pending) >= FLUSH_SIZE:
-                        await client.send_bytes(pending)
-                        pending = bytearray()
-                elif isinstance(event, h11.EndOfMessage):
-                    pending += client.h11.send(h11.EndOfMessage())
-                    await client.send_bytes(pending)
-                    return
-                else:
-                    raise BackendAborted(f"{label} ended the response early")
-            except h11.LocalProtocolError as exc:
-                raise BackendAborted(
-                    f"{label} sent a body its head did not announce: {exc}"
-                ) from None
-
-    async def _tunnel(self, upstream: Upstream, response: h11.InformationalResponse) -> None:
-        client = self.client
-        if not self.websocket:
-            raise BadGateway(f"{upstream.label} switched protocols without being asked")
-        problem = rules.switching_problem(self.request.headers, list(response.headers))
+        if not self.request.websocket:
+            raise BadGateway(f"{backend.label} switched protocols without being asked")
+        problem = rules.switching_problem(self.request.headers, response.headers)
         if problem:
             self.status = 502
-            raise BadGateway(f"{upstream.label}: {problem}")
-        await client.send(
-            h11.InformationalResponse(
-                status_code=101,
-                headers=rules.switching_headers(list(response.headers)),
-                reason=response.reason,
-            )
+            raise BadGateway(f"{backend.label}: {problem}")
+        reason = response.reason or b"Switching Protocols"
+        await client.send_head(
+            build_head(b"HTTP/1.1 101 %s\r\n" % reason, rules.switching_headers(response.headers))
         )
-        client_rest, _ = client.h11.trailing_data
-        backend_rest, _ = upstream.h11.trailing_data
         client.closing = True
         self.tunnel = await relay_tunnel(
-            self.worker,
+            self.services.tunnels,
             client.stream,
-            bytes(client_rest),
-            upstream.stream,
-            bytes(backend_rest),
+            client.take_tunnel_bytes(),
+            backend.stream,
+            reader.rest,
             idle_timeout=self.timeout,
             drain_timeout=float(self.setting.tunnel_drain_timeout),
-            label=f"{client.peer[0]} <-> {upstream.label}",
+            label=f"{client.peer[0]} <-> {backend.label}",
         )

@@ -7,7 +7,7 @@ Content-Length or chunked, never both), and the forwarding headers are
 added. A WebSocket handshake keeps Upgrade and gets `Connection: Upgrade`.
 Towards the client: the same hop-by-hop rules on the response.
 
-Header names arrive lowercased from h11 and leave as given.
+Header names arrive lowercased from the parser (wire.py) and leave as given.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from collections.abc import Iterable, Sequence
 from appgw.websocket import accept_key
 
 Headers = list[tuple[bytes, bytes]]
-HeaderSeq = Sequence[tuple[bytes, bytes]]  # what h11 hands over
+HeaderSeq = Sequence[tuple[bytes, bytes]]  # what the parser hands over
 
 HOP_BY_HOP = frozenset(
     {
@@ -101,8 +101,8 @@ def request_headers(
 def response_headers(headers: HeaderSeq, *, close: bool) -> Headers:
     """The headers of a response sent to the client.
 
-    Content-Length is kept (it tells the client the length, and h11 frames
-    the body by it); chunked framing is redone by the client side's h11.
+    Content-Length is kept (it tells the client the length, and the body is
+    relayed by it); chunked framing is redone towards the client (bodies.py).
     """
     length = header_value(headers, b"content-length")
     out = _without_hop_by_hop(headers, ())

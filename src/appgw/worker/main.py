@@ -40,13 +40,15 @@ from appgw.mtls import inspect as inspect_client
 from appgw.ocsp import OcspChecker
 from appgw.process import unblock_signals
 from appgw.tls import backend_context, socket_context
+from appgw.worker.backends import BackendConnections
 from appgw.worker.balancer import Balancer, EveryoneHealthy, Health
 from appgw.worker.connection import ClientConnection
 from appgw.worker.custom_errors import CustomErrorPages
+from appgw.worker.proxy import handle_request
 from appgw.worker.relay import CLOSE_REPLY_BUDGET, FINISH_FRAME_BUDGET, Tunnel
 from appgw.worker.rewrite import compile_rule_set
 from appgw.worker.routing import Router
-from appgw.worker.upstream import UpstreamPool
+from appgw.worker.services import Services
 
 log = logs.log
 
@@ -111,7 +113,7 @@ class Worker:
             name: compile_rule_set(rs) for name, rs in config.rewrite_rule_sets.items()
         }
         self.balancer = Balancer(config, clock=trio.current_time)
-        self.upstreams = UpstreamPool(limits.connect_timeout, limits.max_response_header_bytes)
+        self.backends = BackendConnections(limits.connect_timeout)
         self.health: Health = EveryoneHealthy()
         self.draining = trio.Event()
         self.drain_started = 0.0
@@ -124,6 +126,23 @@ class Worker:
         self.ocsp = OcspChecker()
         self._accept_scope = trio.CancelScope()
         self._handlers: trio.Nursery | None = None
+        # What connections get from the worker (they never see the worker itself).
+        self.services = Services(
+            config=config,
+            limits=limits,
+            router=self.router,
+            rewrites=self.rewrites,
+            balancer=self.balancer,
+            backends=self.backends,
+            health=lambda: self.health,
+            draining=self.draining,
+            grace=self.grace,
+            metrics=self.metrics,
+            error_pages=self.error_pages,
+            backend_tls=self.backend_tls,
+            tunnels=self,
+            handle=handle_request,
+        )
 
     # -- per request helpers -------------------------------------------------
 
@@ -162,7 +181,7 @@ class Worker:
                         log.debug("worker ready")
                 # Accepting has stopped: the handler nursery ends when the
                 # last connection does, or at the drain deadline.
-            self.upstreams.close_all()
+            self.backends.close_all()
             # The last counts, so the master's totals miss nothing of this worker.
             await self.channel.send(self._beat(), timeout=HEARTBEAT_INTERVAL)
             system.cancel_scope.cancel()
@@ -243,7 +262,7 @@ class Worker:
                         await trio.aclose_forcefully(stream)
                         return
             peer = (str(address[0]), int(address[1])) if isinstance(address, tuple) else ("-", 0)
-            connection = ClientConnection(self, stream, sock, peer)
+            connection = ClientConnection(self.services, stream, sock, peer)
             connection.client_certificate = client_certificate
             self.connections.add(connection)
             self.metrics.connections_total += 1

@@ -32,8 +32,8 @@ from appgw.errors import (
 )
 
 if TYPE_CHECKING:
-    from appgw.worker.main import Worker
     from appgw.worker.relay import TunnelEnd
+    from appgw.worker.services import Services
 
 
 @attrs.frozen(slots=True)
@@ -70,9 +70,9 @@ class Exchanged:
     tunnel: TunnelEnd | None = None
 
 
-def observe(worker: Worker, record: Exchanged) -> None:
+def observe(services: Services, record: Exchanged) -> None:
     """Count and log one finished exchange."""
-    metrics = worker.metrics
+    metrics = services.metrics
     metrics.received_bytes += record.received_bytes
     metrics.sent_bytes += record.sent_bytes
     failed = record.status >= 500 or isinstance(record.failure, BackendAborted)

@@ -12,7 +12,6 @@ import time
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-import h11
 import trio
 
 from appgw import logs
@@ -22,6 +21,7 @@ from appgw.worker import headers as rules
 from appgw.worker.exchange import Exchange, Rewrite
 from appgw.worker.forwarding import Trace
 from appgw.worker.observe import Exchanged, observe
+from appgw.worker.request import Request
 from appgw.worker.routing import Route, redirect_location
 from appgw.worker.variables import RequestContext
 
@@ -31,11 +31,11 @@ if TYPE_CHECKING:
 log = logs.log
 
 
-async def handle_request(client: ClientConnection, request: h11.Request) -> None:
+async def handle_request(client: ClientConnection, request: Request) -> None:
     started = time.monotonic()
-    worker = client.worker
+    services = client.services
     original = target = request.target.decode("ascii", "replace")
-    host = rules.header_value(request.headers, b"host")
+    host = request.host
     route: Route | None = None
     exchange: Exchange | None = None
     trace: Trace | None = None
@@ -47,11 +47,11 @@ async def handle_request(client: ClientConnection, request: h11.Request) -> None
         if len(target) > client.limits.max_uri_bytes:
             raise GatewayError("request URI too long", status=414)
         trace = Trace.new(target)
-        path = target.partition("?")[0]
         certificate = client.client_certificate
         if certificate is not None and certificate.refused:  # mutual TLS, strict: see mtls.py
             raise BadRequest(f"client certificate {certificate.verification}")
-        route = worker.router.route(client.socket.bound, host, path)
+        path = target.partition("?")[0]
+        route = services.router.route(client.socket.bound, host, path)
         if route is None:
             raise GatewayError(f"no listener for host {host!r}", status=404)
         rewrite = None
@@ -74,7 +74,7 @@ async def handle_request(client: ClientConnection, request: h11.Request) -> None
     finally:
         # -- observability: one record, one call (worker/observe.py) --
         observe(
-            worker,
+            services,
             _exchanged(
                 client, request, started, status, failure, route, exchange, original, host, trace
             ),
@@ -83,7 +83,7 @@ async def handle_request(client: ClientConnection, request: h11.Request) -> None
 
 def _exchanged(
     client: ClientConnection,
-    request: h11.Request,
+    request: Request,
     started: float,
     status: int,
     failure: BaseException | None,
@@ -96,8 +96,9 @@ def _exchanged(
     """What the access log and the metrics need to know of this request."""
     sent = client.sent
     if isinstance(failure, GatewayError) and not client.response_started:
-        sent = len(errorpage.body(status))  # the error page about to be sent
-    headers = request.headers
+        # The error page about to be sent (connection.py): the custom one if any.
+        custom = client.services.error_pages.page(client.socket.bound, host, status)
+        sent = len(custom[0]) if custom else len(errorpage.body(status))
     # What only the access log shows is looked up only when there is one.
     tls_protocol = tls_cipher = user_agent = ""
     if logs.access_log.enabled:
@@ -105,26 +106,27 @@ def _exchanged(
             tls_protocol = client.stream.version() or ""
             cipher = client.stream.cipher()
             tls_cipher = cipher[0] if cipher else ""
-        user_agent = (rules.header_value(headers, b"user-agent") or b"").decode("latin-1")
+        user_agent = (rules.header_value(request.headers, b"user-agent") or b"").decode("latin-1")
     original_host = (host or b"").decode("latin-1")
     forwarded_host = original_host
     if exchange is not None and exchange.setting.host_name:
         forwarded_host = exchange.setting.host_name
     tunnel = exchange.tunnel if exchange is not None else None
     received = client.received + (tunnel.client_bytes if tunnel else 0)
+    seconds = time.monotonic() - started
     return Exchanged(
-        time=time.time() - (time.monotonic() - started),
+        time=time.time() - seconds,
         client_ip=client.peer[0],
         client_port=client.peer[1],
         status=status,
-        seconds=time.monotonic() - started,
+        seconds=seconds,
         method=request.method.decode("ascii", "replace"),
         uri=exchange.target if exchange is not None else original,
         original_uri=original,
         host=forwarded_host,
         original_host=original_host,
         user_agent=user_agent,
-        http_version="HTTP/" + request.http_version.decode("ascii", "replace"),
+        http_version="HTTP/" + request.version,
         received_bytes=received,
         sent_bytes=sent + (tunnel.backend_bytes if tunnel else 0),
         tls_protocol=tls_protocol,
@@ -145,7 +147,7 @@ def _exchanged(
 
 
 def _rewrite(
-    client: ClientConnection, request: h11.Request, route: Route, host: bytes | None, target: str
+    client: ClientConnection, request: Request, route: Route, host: bytes | None, target: str
 ) -> tuple[Route, str, Rewrite]:
     """Apply the route's rewrite rule set to the request.
 
@@ -165,15 +167,15 @@ def _rewrite(
         query=query,
         host=(host or b"").decode("latin-1"),
         headers=list(request.headers),
-        http_version=request.http_version.decode("ascii", "replace"),
+        http_version=request.version,
         client_certificate=client.client_certificate,
     )
-    rule_set = client.worker.rewrites[route.rewrite_rule_set.name]
+    rule_set = client.services.rewrites[route.rewrite_rule_set.name]
     result = rule_set.rewrite_request(context)
     if result.url_rewritten:
         target = result.target
         if result.reroute:
-            rerouted = client.worker.router.route(client.socket.bound, host, result.path)
+            rerouted = client.services.router.route(client.socket.bound, host, result.path)
             if rerouted is None:
                 raise GatewayError("no route after URL rewrite", status=404)
             route = rerouted
@@ -193,14 +195,20 @@ def _origin_form(target: str, host: bytes | None) -> tuple[str, bytes | None]:
 
 async def _redirect(client: ClientConnection, route: Route, host: bytes | None, target: str) -> int:
     assert route.redirect is not None
-    location = redirect_location(route, route.redirect, client.worker.config, host, target)
+    location = redirect_location(route, route.redirect, client.services.config, host, target)
     status = route.redirect.status
     await _discard_body(client)
-    headers = [(b"location", location.encode()), (b"content-length", b"0")]
+    value = location.encode("latin-1", "replace")
+    if b"\r" in value or b"\n" in value:
+        raise GatewayError("redirect location with a line break", status=500)
+    head = b"HTTP/1.1 %d %s\r\nlocation: %s\r\ncontent-length: 0\r\n" % (
+        status,
+        errorpage.reason(status),
+        value,
+    )
     if client.closing:
-        headers.append((b"connection", b"close"))
-    await client.send(h11.Response(status_code=status, headers=headers))
-    await client.send(h11.EndOfMessage())
+        head += b"connection: close\r\n"
+    await client.send_head(head + b"\r\n")
     return status
 
 
@@ -208,9 +216,9 @@ async def _discard_body(client: ClientConnection, limit: int = 1024 * 1024) -> N
     """Read and drop a small request body so the connection can be reused."""
     seen = 0
     with trio.move_on_after(client.limits.request_timeout):
-        while client.h11.their_state is h11.SEND_BODY and seen <= limit:
-            event = await client.next_event()
-            if isinstance(event, h11.Data):
-                seen += len(event.data)
-    if client.h11.their_state is not h11.DONE:
+        while not client.request_done and seen <= limit:
+            piece = await client.receive_body()
+            if piece is not None:
+                seen += len(piece)
+    if not client.request_done:
         client.closing = True

@@ -50,6 +50,7 @@ import trio
 
 from appgw import logs
 from appgw.websocket import close_frame
+from appgw.worker.streams import RECEIVE_SIZE, abort
 from appgw.worker.tunnel_io import (
     STREAM_ERRORS,
     Direction,
@@ -57,7 +58,6 @@ from appgw.worker.tunnel_io import (
     relay_sockets,
     relay_streams,
 )
-from appgw.worker.upstream import RECEIVE_SIZE, abort
 
 if TYPE_CHECKING:
     from appgw.worker.main import Worker

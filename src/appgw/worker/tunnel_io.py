@@ -33,8 +33,9 @@ from typing import TYPE_CHECKING
 
 import trio
 
+from appgw.errors import STREAM_ERRORS
 from appgw.worker.frames import FrameTracker
-from appgw.worker.upstream import RECEIVE_SIZE
+from appgw.worker.streams import RECEIVE_SIZE
 
 if TYPE_CHECKING:
     from appgw.worker.relay import Tunnel
@@ -43,7 +44,6 @@ SCRATCH = bytearray(RECEIVE_SIZE)  # see the module doc: shared, never held acro
 _SCRATCH_VIEW = memoryview(SCRATCH)
 _SCRATCH_LIST = [SCRATCH]
 
-STREAM_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
 
 _IN = select.EPOLLIN | select.EPOLLRDHUP
 _OUT = select.EPOLLOUT

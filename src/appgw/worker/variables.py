@@ -23,7 +23,7 @@ class RequestContext:
     """What variables read: one request as the gateway received it.
 
     Text fields are as decoded by the caller; non-ASCII text is used as UTF-8.
-    Header names are lowercase, as h11 gives them.
+    Header names are lowercase, as the parser gives them.
     """
 
     client_ip: str

@@ -1,0 +1,165 @@
+"""Backend connections and the per-worker set of idle keep-alive ones.
+
+A BackendConnection is one connection to one backend server. The exchange
+that used it decides whether it may serve another request (the response
+ended where its framing said, nothing arrived after it, the request went out
+whole); if so it goes back to BackendConnections, keyed by (host, port, TLS
+server name), and the next request to that server reuses it.
+
+An idle connection may have been closed by the backend. Before reuse its
+socket is polled without blocking: readable means EOF or stray bytes, and
+either way the connection is dropped. The race that remains (the backend
+closes just as a request goes out) is handled by the exchange, which sends
+a request once more on a fresh connection when nothing of the response
+arrived and nothing of a body was sent.
+"""
+
+from __future__ import annotations
+
+import functools
+import ipaddress
+import select
+import socket
+import ssl
+from collections import deque
+
+import trio
+
+from appgw.errors import STREAM_ERRORS, BadGateway, GatewayTimeout
+from appgw.worker.streams import RECEIVE_SIZE, abort, raw_socket
+
+MAX_IDLE_PER_SERVER = 32
+IDLE_TIMEOUT = 60.0
+
+BackendKey = tuple[str, int, str | None]
+
+
+@functools.lru_cache(maxsize=1024)
+def _ip_family(host: str) -> int | None:
+    """The address family of an IP literal; None for a host name."""
+    try:
+        return socket.AF_INET6 if ipaddress.ip_address(host).version == 6 else socket.AF_INET
+    except ValueError:
+        return None
+
+
+async def _open_tcp(host: str, port: int) -> trio.SocketStream:
+    """A TCP connection; IP literals skip name resolution and happy eyeballs."""
+    family = _ip_family(host)
+    if family is None:
+        return await trio.open_tcp_stream(host, port)
+    sock = trio.socket.socket(family, socket.SOCK_STREAM)
+    try:
+        await sock.connect((host, port))
+    except BaseException:
+        sock.close()
+        raise
+    return trio.SocketStream(sock)  # sets TCP_NODELAY
+
+
+class BackendConnection:
+    __slots__ = ("key", "stream", "idle_since", "reused", "label")
+
+    def __init__(self, key: BackendKey, stream: trio.abc.Stream) -> None:
+        self.key = key
+        self.stream = stream
+        self.idle_since = 0.0
+        self.reused = False
+        self.label = f"{key[0]}:{key[1]}"
+
+    async def write(self, data: bytes | bytearray) -> None:
+        """Write to the backend (502 if it broke the connection); the caller's deadline."""
+        try:
+            await self.stream.send_all(data)
+        except STREAM_ERRORS as exc:
+            raise BadGateway(f"{self.label} broke the connection: {exc}") from None
+
+    async def send(self, data: bytes | bytearray, within: float) -> None:
+        """Write to the backend: 502 if it broke the connection, 504 if it stopped reading."""
+        with trio.CancelScope(deadline=trio.current_time() + within) as scope:
+            await self.write(data)
+        if scope.cancelled_caught:
+            raise GatewayTimeout(f"{self.label} stopped reading the request")
+
+    async def receive(self) -> bytes:
+        """Bytes from the backend (b"" at its end of stream), no deadline here."""
+        try:
+            return bytes(await self.stream.receive_some(RECEIVE_SIZE))
+        except STREAM_ERRORS as exc:
+            raise BadGateway(f"{self.label} broke the connection: {exc}") from None
+
+    def stale(self) -> bool:
+        """Whether an idle connection was closed (or talked) while idle."""
+        sock = raw_socket(self.stream)
+        if sock is None:
+            return True
+        try:
+            readable, _, _ = select.select([sock.fileno()], [], [], 0)
+        except (OSError, ValueError):
+            return True
+        return bool(readable)
+
+    def abort(self) -> None:
+        abort(self.stream)
+
+
+class BackendConnections:
+    """Idle keep-alive connections to backends, per worker."""
+
+    def __init__(self, connect_timeout: float) -> None:
+        self.connect_timeout = connect_timeout
+        self._idle: dict[BackendKey, deque[BackendConnection]] = {}
+
+    async def acquire(
+        self,
+        host: str,
+        port: int,
+        tls: ssl.SSLContext | None,
+        server_name: str | None,
+        *,
+        fresh: bool = False,
+    ) -> BackendConnection:
+        key: BackendKey = (host, port, server_name if tls else None)
+        idle = None if fresh else self._idle.get(key)
+        if idle:
+            now = trio.current_time()
+            while idle:
+                connection = idle.pop()
+                if now - connection.idle_since > IDLE_TIMEOUT or connection.stale():
+                    connection.abort()
+                    continue
+                connection.reused = True
+                return connection
+        return await self._connect(key, tls)
+
+    async def _connect(self, key: BackendKey, tls: ssl.SSLContext | None) -> BackendConnection:
+        host, port, server_name = key
+        try:
+            with trio.fail_after(self.connect_timeout):
+                stream: trio.abc.Stream = await _open_tcp(host, port)
+                if tls is not None:
+                    stream = trio.SSLStream(
+                        stream, tls, server_hostname=server_name or host, https_compatible=True
+                    )
+                    await stream.do_handshake()
+        except trio.TooSlowError:
+            raise BadGateway(f"connect to {host}:{port} timed out") from None
+        except (*STREAM_ERRORS, ssl.SSLError) as exc:
+            raise BadGateway(f"connect to {host}:{port} failed: {exc}") from None
+        return BackendConnection(key, stream)
+
+    def release(self, connection: BackendConnection) -> None:
+        """Keep a connection whose exchange ended cleanly for the next request."""
+        idle = self._idle.get(connection.key)
+        if idle is None:
+            idle = self._idle[connection.key] = deque()
+        if len(idle) >= MAX_IDLE_PER_SERVER:
+            idle.popleft().abort()
+        connection.idle_since = trio.current_time()
+        idle.append(connection)
+
+    def close_all(self) -> None:
+        for idle in self._idle.values():
+            while idle:
+                idle.pop().abort()
+        self._idle.clear()

@@ -1,0 +1,179 @@
+"""Response bodies from a backend to a client.
+
+The response's framing is decided once from its head (`framing`): none
+(HEAD, 204, 304), a Content-Length, chunked, or until the backend closes.
+A Content-Length body is relayed by byte count: once the head is parsed,
+bytes go from one socket to the other without passing through a parser.
+A chunked body is decoded by llhttp (which checks every chunk size) and
+framed again as one chunk per read; a body that ends at the backend's close
+is relayed as it comes. Towards an HTTP/1.0 client, chunked and
+close-delimited bodies go out unframed and the connection closes after.
+
+Every wait on the backend has the setting's request timeout; once the
+response has started, a backend that breaks off or stalls aborts the client
+connection (BackendAborted), the only honest signal left.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import trio
+
+from appgw.errors import BackendAborted, BadGateway
+from appgw.worker.backends import BackendConnection
+from appgw.worker.wire import END, ResponseReader
+
+if TYPE_CHECKING:
+    from appgw.worker.connection import ClientConnection
+
+NO_BODY = 0
+LENGTH = 1
+CHUNKED = 2
+UNTIL_CLOSE = 3
+
+
+def framing(status: int, head_request: bool, headers: list[tuple[bytes, bytes]]) -> tuple[int, int]:
+    """How a response's body is delimited: (kind, length for LENGTH)."""
+    if head_request or status in (204, 304) or status < 200:
+        return NO_BODY, 0
+    length = -1
+    for name, value in headers:
+        if name == b"transfer-encoding":
+            if value.strip(b" \t").lower() != b"chunked":
+                # A coding the gateway cannot undo: the client could not
+                # tell what the bytes are once the header is gone.
+                raise BadGateway(f"unsupported response Transfer-Encoding {value!r}")
+            return CHUNKED, 0
+        if name == b"content-length":
+            length = int(value.strip(b" \t"))  # llhttp checked it is a number
+    if length >= 0:
+        return LENGTH, length
+    return UNTIL_CLOSE, 0
+
+
+class ResponseBody:
+    """Relays one response body; `reusable` says if the backend connection may serve again."""
+
+    __slots__ = ("client", "backend", "reader", "timeout", "chunk_out", "reusable")
+
+    def __init__(
+        self,
+        client: ClientConnection,
+        backend: BackendConnection,
+        reader: ResponseReader,
+        timeout: float,
+        chunk_out: bool,
+    ) -> None:
+        self.client = client
+        self.backend = backend
+        self.reader = reader
+        self.timeout = timeout
+        self.chunk_out = chunk_out  # frame the body as chunked towards the client
+        self.reusable = False
+
+    async def _receive(self) -> bytes:
+        with trio.move_on_after(self.timeout) as scope:
+            try:
+                return await self.backend.receive()
+            except BadGateway as exc:
+                raise BackendAborted(
+                    f"{self.backend.label} broke off the response: {exc}"
+                ) from None
+        assert scope.cancelled_caught
+        raise BackendAborted(f"{self.backend.label} stalled for {self.timeout:g}s mid-response")
+
+    async def relay(self, kind: int, length: int, head: bytes) -> None:
+        if kind == NO_BODY:
+            await self.client.send_head(head)
+            self.reusable = self.reader.complete and not self.reader.trailing
+        elif kind == LENGTH:
+            await self._by_count(length, head)
+        elif kind == CHUNKED:
+            await self._chunked(head)
+        else:
+            await self._until_close(head)
+
+    async def _by_count(self, length: int, head: bytes) -> None:
+        client = self.client
+        reader = self.reader
+        out = bytearray(head)
+        remaining = length
+        for event in reader.take_events():
+            if isinstance(event, bytes):
+                out += event
+                remaining -= len(event)
+        client.sent += len(out) - len(head)
+        await client.send_head(out)
+        while remaining > 0:
+            data = await self._receive()
+            if not data:
+                raise BackendAborted(f"{self.backend.label} closed mid-response")
+            if len(data) > remaining:
+                reader.trailing = True  # bytes past the response: not for any request
+                data = data[:remaining]
+            remaining -= len(data)
+            client.sent += len(data)
+            await client.send(data)
+        self.reusable = not reader.trailing
+
+    async def _chunked(self, head: bytes) -> None:
+        client = self.client
+        reader = self.reader
+        framed = self.chunk_out
+        out = bytearray(head)
+        started = False
+        while True:
+            ended = False
+            for event in reader.take_events():
+                if isinstance(event, bytes):
+                    if event:
+                        client.sent += len(event)
+                        out += b"%x\r\n%b\r\n" % (len(event), event) if framed else event
+                elif event is END:
+                    ended = True
+            if ended:
+                if framed:
+                    out += b"0\r\n\r\n"
+                await self._flush(out, started)
+                self.reusable = not reader.trailing
+                return
+            if out:
+                await self._flush(out, started)
+                started = True
+                out = bytearray()
+            data = await self._receive()
+            if not data:
+                raise BackendAborted(f"{self.backend.label} closed mid-response")
+            try:
+                reader.feed(data)
+            except BadGateway as exc:
+                raise BackendAborted(str(exc)) from None
+
+    async def _until_close(self, head: bytes) -> None:
+        client = self.client
+        framed = self.chunk_out
+        out = bytearray(head)
+        for event in self.reader.take_events():
+            if isinstance(event, bytes) and event:
+                client.sent += len(event)
+                out += b"%x\r\n%b\r\n" % (len(event), event) if framed else event
+        await client.send_head(out)
+        while True:
+            data = await self._receive()
+            if not data:
+                break
+            client.sent += len(data)
+            await client.send(b"%x\r\n%b\r\n" % (len(data), data) if framed else data)
+        if framed:
+            await client.send(b"0\r\n\r\n")
+        self.reusable = False  # the backend closed: that is how the body ended
+
+    async def _flush(self, out: bytearray, started: bool) -> None:
+        if started:
+            await self.client.send(out)
+        else:
+            await self.client.send_head(out)
+
+
+__all__ = ["CHUNKED", "LENGTH", "NO_BODY", "UNTIL_CLOSE", "ResponseBody", "framing"]
