@@ -177,7 +177,7 @@ def test_full_configuration_loads(tmp_path: Path, pems: trustme.LeafCert) -> Non
     assert g.access_log == "/var/log/appgw/access.log"
     assert g.error_log is None
     assert (g.limits.max_header_bytes, g.limits.header_timeout) == (16384, 7.5)
-    assert g.limits.max_uri_bytes == 8192  # default kept
+    assert g.limits.max_uri_bytes == 32 * 1024  # default kept: Application Gateway's 32 KB
 
     site = config.certificates["site"]
     assert site.cert_pem == pems.cert_chain_pems[0].bytes()
