@@ -233,9 +233,10 @@ class Exchange:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._send_body, backend)
                 response = await self._receive_head(backend, reader)
-                self.status = response.status
                 if response.status == 101:
+                    self.status = 502  # no tunnel: the backend connection is dropped
                     raise BadGateway(f"{backend.label} switched protocols mid-request")
+                self.status = response.status
                 if not self.body_done and client.body_received:
                     # The client sent it all and its last bytes are on their
                     # way: let them arrive, so both connections stay usable.
@@ -418,11 +419,13 @@ class Exchange:
         self, backend: BackendConnection, reader: ResponseReader, response: ResponseHead
     ) -> None:
         client = self.client
-        if not self.request.websocket:
-            raise BadGateway(f"{backend.label} switched protocols without being asked")
-        problem = rules.switching_problem(self.request.headers, response.headers)
+        problem = (
+            rules.switching_problem(self.request.headers, response.headers)
+            if self.request.websocket
+            else "switched protocols without being asked"
+        )
         if problem:
-            self.status = 502
+            self.status = 502  # no tunnel: the backend connection is dropped below
             raise BadGateway(f"{backend.label}: {problem}")
         reason = response.reason or b"Switching Protocols"
         await client.send_head(
