@@ -24,6 +24,7 @@ import trio
 
 from appgw import logs
 from appgw.admin.views import Views
+from appgw.errors import STREAM_ERRORS
 
 if TYPE_CHECKING:
     from appgw.worker.main import Worker
@@ -62,7 +63,7 @@ async def _serve_one(views: Views, stream: trio.SocketStream, slots: trio.Semaph
     try:
         with trio.move_on_after(DEADLINE):
             await _exchange(views, stream)
-    except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+    except STREAM_ERRORS:
         pass
     except Exception:  # noqa: BLE001 - an admin request must not end the worker
         log.exception("admin request failed")
@@ -72,7 +73,7 @@ async def _serve_one(views: Views, stream: trio.SocketStream, slots: trio.Semaph
             scope.shield = True
             try:
                 await stream.aclose()
-            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            except STREAM_ERRORS:
                 pass
 
 

@@ -34,6 +34,7 @@ from typing import Any
 import trio
 
 from appgw.config.model import Config
+from appgw.errors import STREAM_ERRORS
 from appgw.ipc import Health, Ready, encode
 from appgw.prober import results
 from appgw.prober.health import Change, HealthTable
@@ -180,7 +181,7 @@ class _Publisher:
         with trio.move_on_after(WRITE_TIMEOUT):
             try:
                 await self._out.send_all(data)
-            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+            except STREAM_ERRORS as exc:
                 log.warning("health pipe is broken (%r); the prober stops", exc.__cause__ or exc)
                 return False
             return True
