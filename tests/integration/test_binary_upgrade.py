@@ -13,6 +13,7 @@ import os
 import signal
 from pathlib import Path
 
+import pytest
 import trio
 
 from tests.support.backends import start_http_backends
@@ -43,6 +44,8 @@ def describe(ws: WsLoad) -> str:
     return "; ".join(f"client {s.client}: code {s.code}, {s.echoes} echoes" for s in ws.sessions)
 
 
+# Heavy load: never at the same time as another load test (pytest-xdist).
+@pytest.mark.xdist_group("load")
 async def test_usr2_under_load_hands_over_to_a_new_master(
     nursery: trio.Nursery, tmp_path: Path, gateway_port: int, backend_port: int
 ) -> None:

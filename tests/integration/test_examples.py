@@ -45,6 +45,8 @@ CHAT_POOL = {"127.0.2.4": "chat-a", "127.0.2.5": "chat-b"}
 CHAT_PORT = 8080
 API_SERVER, API_PORT = "127.0.0.1", 443  # fqdn localhost, api-settings' port
 HEX32 = re.compile(r"[0-9a-f]{32}")
+# The examples' fixed addresses and ports: one test at a time (pytest-xdist).
+pytestmark = pytest.mark.xdist_group("examples")
 
 
 @pytest.mark.parametrize("example", [ARM_TEMPLATE, AZ_SHOW], ids=lambda p: p.name)

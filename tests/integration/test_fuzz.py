@@ -15,6 +15,7 @@ import os
 from functools import partial
 from pathlib import Path
 
+import pytest
 import trio
 
 from tests.support.clients import open_http
@@ -28,6 +29,8 @@ CLIENTS = int(os.environ.get("APPGW_FUZZ_CLIENTS", "24"))
 SEED = int(os.environ.get("APPGW_FUZZ_SEED", "20240611"))
 
 
+# Heavy load: never at the same time as another load test (pytest-xdist).
+@pytest.mark.xdist_group("load")
 async def test_fuzzed_requests_never_break_a_worker(
     nursery: trio.Nursery, tmp_path: Path, gateway_port: int, backend_port: int
 ) -> None:

@@ -44,6 +44,8 @@ HEADER_TIMEOUT = 5  # long enough for the whole flood to connect before the firs
 PROMPT = 1.0
 
 
+# Heavy load: never at the same time as another load test (pytest-xdist).
+@pytest.mark.xdist_group("load")
 @pytest.mark.timeout(150)
 async def test_slowloris_flood_does_not_starve_normal_clients(
     nursery: trio.Nursery, tmp_path: Path, gateway_port: int, backend_port: int

@@ -309,6 +309,14 @@ async def test_free_port_is_common_to_hosts_and_wait_for_port() -> None:
         await ports.wait_for_port_closed("127.0.0.2", port, 2)
 
 
+def test_free_ports_differ_and_stay_below_the_ephemeral_range() -> None:
+    """No client socket's ephemeral port can take a chosen port before it is bound."""
+    ephemeral = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    chosen = [ports.free_port("127.0.0.1") for _ in range(20)]
+    assert len(set(chosen)) == len(chosen), chosen
+    assert all(ports.LOWEST <= port < ephemeral for port in chosen), chosen
+
+
 def test_gateway_toml_shape(cert_files: gateway.CertFiles) -> None:
     text = gateway.gateway_toml(
         servers=["127.0.0.2", "127.0.0.3"],
