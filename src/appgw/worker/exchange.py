@@ -368,7 +368,7 @@ class Exchange:
                 assert isinstance(event, ResponseHead)
                 self.latency = trio.current_time() - self.head_sent
                 return event
-            data = await backend.receive()
+            data = await backend.receive(wait_first=True)
             if not data:
                 raise BadGateway(f"{backend.label} closed the connection without a response")
             reader.feed(data)
