@@ -213,8 +213,11 @@ class ClientConnection:
         return self.request_done or self.reader.has_end()
 
     def take_tunnel_bytes(self) -> bytes:
-        """What the client sent after its upgrade request's head (for the tunnel)."""
-        return self.reader.upgrade_rest or b""
+        """What the client sent after its upgrade request's head (for the tunnel).
+
+        The connection reads no more HTTP: its reader lets go of its parser.
+        """
+        return self.reader.release()
 
     # -- writing -------------------------------------------------------------
 

@@ -211,7 +211,10 @@ class Exchange:
             else:
                 self.status = response.status
                 if response.status == 101:
-                    await self._tunnel(backend, reader, response)
+                    rest = await self._switch(backend, reader, response)
+                    # Nothing of the handshake stays alive while the tunnel is open.
+                    del reader, response
+                    await self._tunnel(backend, rest)
                     return
                 reusable = await self._respond(server, backend, reader, response)
         finally:
@@ -415,9 +418,10 @@ class Exchange:
         keep = rules.connection_tokens(response.headers)
         return body.reusable and response.keep_alive and b"close" not in keep
 
-    async def _tunnel(
+    async def _switch(
         self, backend: BackendConnection, reader: ResponseReader, response: ResponseHead
-    ) -> None:
+    ) -> bytes:
+        """Check a 101 and pass it on; the bytes past its head (the reader is done)."""
         client = self.client
         problem = (
             rules.switching_problem(self.request.headers, response.headers)
@@ -432,12 +436,16 @@ class Exchange:
             build_head(b"HTTP/1.1 101 %s\r\n" % reason, rules.switching_headers(response.headers))
         )
         client.closing = True
+        return reader.release()
+
+    async def _tunnel(self, backend: BackendConnection, rest: bytes) -> None:
+        client = self.client
         self.tunnel = await relay_tunnel(
             self.services.tunnels,
             client.stream,
             client.take_tunnel_bytes(),
             backend.stream,
-            reader.rest,
+            rest,
             idle_timeout=self.timeout,
             drain_timeout=float(self.setting.tunnel_drain_timeout),
             label=f"{client.peer[0]} <-> {backend.label}",

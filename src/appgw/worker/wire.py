@@ -202,6 +202,16 @@ class RequestReader:
         """Whether nothing of a next request has been read (no queued event, no partial head)."""
         return not self._events and not self._in_head
 
+    def release(self) -> bytes:
+        """The bytes after an upgrade request, for its tunnel; the reader is done.
+
+        Its parser and buffers go at once: an open tunnel keeps nothing of
+        the HTTP that came before it.
+        """
+        rest = self.upgrade_rest or b""
+        _release(self)
+        return rest
+
 
 class ResponseReader:
     """Backend bytes in, response events out (see the module's docstring)."""
@@ -346,6 +356,28 @@ class ResponseReader:
         """Every queued event at once (the body pieces of one read, and maybe END)."""
         events, self._events = self._events, deque()
         return events
+
+    def release(self) -> bytes:
+        """The bytes after a 101's head, for its tunnel; the reader is done.
+
+        Its parser, buffers and the head go at once: an open tunnel keeps
+        nothing of the HTTP that came before it.
+        """
+        rest = self.rest
+        _release(self)
+        self.final = None
+        self.rest = b""
+        return rest
+
+
+_SPENT: deque[object] = deque(maxlen=0)  # what a released reader holds: nothing
+
+
+def _release(reader: RequestReader | ResponseReader) -> None:
+    """Drop a reader's parser (and the cycle it makes with the reader) and buffers."""
+    del reader._parser  # any later use fails loudly
+    reader._events = _SPENT  # type: ignore[assignment]
+    reader._headers = []
 
 
 class _Stop(Exception):
