@@ -53,6 +53,9 @@ log = logs.log
 # does not read them costs a closed connection, not a stalled response).
 BODY_TAIL_WAIT = 1.0
 
+_DROP = frozenset({b"expect"})  # answered by the gateway itself (100 Continue)
+_DROP_TRACED = _DROP | forwarding.GATEWAY_HEADERS
+
 _IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE", b"TRACE"})
 
 
@@ -306,9 +309,11 @@ class Exchange:
 
     def _backend_head(self, server: Server) -> bytes:
         request = self.request
-        headers = [(k, v) for k, v in request.headers if k != b"expect"]
+        trace = self.trace
+        # One walk over the client's headers: hop-by-hop, forwarding, Expect
+        # and the gateway's own (forwarding.py) go; the rest is kept.
         built = rules.request_headers(
-            headers,
+            request.headers,
             client_ip=self.client.peer[0],
             scheme=self.client.scheme,
             port=self.client.socket.port,
@@ -317,8 +322,10 @@ class Exchange:
             content_length=request.content_length,
             chunked=request.chunked,
             websocket=request.websocket,
+            drop=_DROP_TRACED if trace is not None else _DROP,
         )
-        built = forwarding.add_request_headers(built, self.trace)
+        if trace is not None:
+            built += forwarding.trace_headers(trace)
         if self.rewrite is not None:
             built = self.rewrite.result.apply(built)
         target = self.target.encode("latin-1", "replace")
