@@ -120,7 +120,7 @@ class BackendConnection:
 
     def stale(self) -> bool:
         """Whether an idle connection was closed (or talked) while idle."""
-        sock = raw_socket(self.stream)
+        sock = self.plain or raw_socket(self.stream)
         if sock is None:
             return True
         try:

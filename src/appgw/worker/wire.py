@@ -240,7 +240,9 @@ class ResponseReader:
         self._reason = b""
         self._headers: Headers = []
         self._size = 0
-        self._raw = bytearray()  # everything fed until the final head is complete
+        # Everything fed until the final head is complete: usually the one
+        # read that brought the head, kept as it is (no copy).
+        self._raw = b""
         self._heads = 0  # heads completed within _raw
         self._head_request = head_request
         self._max_head = max_head
@@ -308,7 +310,7 @@ class ResponseReader:
             return
         head_pending = self.final is None
         if head_pending:
-            self._raw += data
+            self._raw = self._raw + data if self._raw else data
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -328,7 +330,7 @@ class ResponseReader:
         if self.final is None and len(self._raw) > self._max_head + 1024:
             raise BadGateway(f"{self._label} sent a response head over {self._max_head} bytes")
         if not head_pending or self.final is not None:
-            self._raw = bytearray()
+            self._raw = b""
 
     def _stop(self) -> None:
         """Stopped after the final head: keep what followed it."""
@@ -338,13 +340,13 @@ class ResponseReader:
             while raw[position : position + 1] in (b"\r", b"\n"):
                 position += 1
             position = raw.find(b"\r\n\r\n", position) + 4
-        self.rest = bytes(raw[position:])
+        self.rest = raw[position:]
         self.stopped = True
         if self._head_request and self.final is not None and self.final.status != 101:
             self.complete = True
             self.trailing = bool(self.rest)
             self._events.append(END)
-        self._raw = bytearray()
+        self._raw = b""
 
     def next_event(self) -> ResponseEvent | None:
         """The next event, or None when more bytes are needed."""
