@@ -24,6 +24,7 @@ import ssl
 from collections import deque
 
 import trio
+from trio.lowlevel import cancel_shielded_checkpoint, checkpoint_if_cancelled
 
 from appgw.errors import STREAM_ERRORS, BadGateway, GatewayTimeout
 from appgw.worker.streams import (
@@ -31,6 +32,7 @@ from appgw.worker.streams import (
     abort,
     plain_socket,
     raw_socket,
+    read_now,
     read_some,
     write_now,
     write_rest,
@@ -104,6 +106,21 @@ class BackendConnection:
             await self.write(data)
         if scope.cancelled_caught:
             raise GatewayTimeout(f"{self.label} stopped reading the request")
+
+    async def receive_waiting(self) -> bytes | None:
+        """Bytes the backend already sent (b"" at its end of stream), or None:
+        none are waiting, or the connection is TLS. No wait, so no deadline."""
+        sock = self.plain
+        if sock is None:
+            return None
+        await checkpoint_if_cancelled()
+        try:
+            data = read_now(sock)
+        except STREAM_ERRORS as exc:
+            raise BadGateway(f"{self.label} broke the connection: {exc}") from None
+        if data is not None:
+            await cancel_shielded_checkpoint()  # other tasks get their turn
+        return data
 
     async def receive(self, wait_first: bool = False) -> bytes:
         """Bytes from the backend (b"" at its end of stream), no deadline here.
