@@ -100,9 +100,12 @@ FAMILY = {family.name: family for family in FAMILIES}
 Labels = tuple[str, ...]
 
 
+_CLASSES = ("0xx", "1xx", "2xx", "3xx", "4xx", "5xx")
+
+
 def code_class(status: int) -> str:
     """ "2xx" for 200; "0xx" for an exchange that ended without an answer."""
-    return f"{status // 100}xx" if 100 <= status < 600 else "0xx"
+    return _CLASSES[status // 100] if 100 <= status < 600 else "0xx"
 
 
 class Histogram:

@@ -24,9 +24,19 @@ import ssl
 from collections import deque
 
 import trio
+from trio.lowlevel import cancel_shielded_checkpoint, checkpoint_if_cancelled
 
 from appgw.errors import STREAM_ERRORS, BadGateway, GatewayTimeout
-from appgw.worker.streams import RECEIVE_SIZE, abort, raw_socket
+from appgw.worker.streams import (
+    RECEIVE_SIZE,
+    abort,
+    plain_socket,
+    raw_socket,
+    read_now,
+    read_some,
+    write_now,
+    write_rest,
+)
 
 MAX_IDLE_PER_SERVER = 32
 IDLE_TIMEOUT = 60.0
@@ -58,39 +68,76 @@ async def _open_tcp(host: str, port: int) -> trio.SocketStream:
 
 
 class BackendConnection:
-    __slots__ = ("key", "stream", "idle_since", "reused", "label")
+    __slots__ = ("key", "stream", "plain", "idle_since", "reused", "label")
 
     def __init__(self, key: BackendKey, stream: trio.abc.Stream) -> None:
         self.key = key
         self.stream = stream
+        self.plain = plain_socket(stream)  # plain TCP: read and written directly (streams.py)
         self.idle_since = 0.0
         self.reused = False
         self.label = f"{key[0]}:{key[1]}"
 
-    async def write(self, data: bytes | bytearray) -> None:
+    async def write(self, data: bytes | bytearray | memoryview) -> None:
         """Write to the backend (502 if it broke the connection); the caller's deadline."""
+        sock = self.plain
         try:
-            await self.stream.send_all(data)
+            if sock is None:
+                await self.stream.send_all(data)
+                return
+            sent = write_now(sock, data)
+            if sent < len(data):
+                await write_rest(sock, memoryview(data)[sent:])
         except STREAM_ERRORS as exc:
             raise BadGateway(f"{self.label} broke the connection: {exc}") from None
 
-    async def send(self, data: bytes | bytearray, within: float) -> None:
+    async def send(self, data: bytes | bytearray | memoryview, within: float) -> None:
         """Write to the backend: 502 if it broke the connection, 504 if it stopped reading."""
+        sock = self.plain
+        if sock is not None:
+            try:
+                sent = write_now(sock, data)
+            except STREAM_ERRORS as exc:
+                raise BadGateway(f"{self.label} broke the connection: {exc}") from None
+            if sent == len(data):
+                return  # taken at once: no deadline to set
+            data = memoryview(data)[sent:]
         with trio.CancelScope(deadline=trio.current_time() + within) as scope:
             await self.write(data)
         if scope.cancelled_caught:
             raise GatewayTimeout(f"{self.label} stopped reading the request")
 
-    async def receive(self) -> bytes:
-        """Bytes from the backend (b"" at its end of stream), no deadline here."""
+    async def receive_waiting(self) -> bytes | None:
+        """Bytes the backend already sent (b"" at its end of stream), or None:
+        none are waiting, or the connection is TLS. No wait, so no deadline."""
+        sock = self.plain
+        if sock is None:
+            return None
+        await checkpoint_if_cancelled()
         try:
+            data = read_now(sock)
+        except STREAM_ERRORS as exc:
+            raise BadGateway(f"{self.label} broke the connection: {exc}") from None
+        if data is not None:
+            await cancel_shielded_checkpoint()  # other tasks get their turn
+        return data
+
+    async def receive(self, wait_first: bool = False) -> bytes:
+        """Bytes from the backend (b"" at its end of stream), no deadline here.
+
+        `wait_first`: nothing can have arrived yet (a response just asked for).
+        """
+        sock = self.plain
+        try:
+            if sock is not None:
+                return await read_some(sock, wait_first)
             return bytes(await self.stream.receive_some(RECEIVE_SIZE))
         except STREAM_ERRORS as exc:
             raise BadGateway(f"{self.label} broke the connection: {exc}") from None
 
     def stale(self) -> bool:
         """Whether an idle connection was closed (or talked) while idle."""
-        sock = raw_socket(self.stream)
+        sock = self.plain or raw_socket(self.stream)
         if sock is None:
             return True
         try:

@@ -73,9 +73,15 @@ class ResponseBody:
         self.reusable = False
 
     async def _receive(self) -> bytes:
+        try:
+            data = await self.backend.receive_waiting()
+        except BadGateway as exc:
+            raise BackendAborted(f"{self.backend.label} broke off the response: {exc}") from None
+        if data is not None:
+            return data  # already there: no wait, no deadline to set
         with trio.move_on_after(self.timeout) as scope:
             try:
-                return await self.backend.receive()
+                return await self.backend.receive(wait_first=True)
             except BadGateway as exc:
                 raise BackendAborted(
                     f"{self.backend.label} broke off the response: {exc}"

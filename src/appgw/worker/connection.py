@@ -38,7 +38,14 @@ from appgw.worker import errorpage
 from appgw.worker.observe import Exchanged, observe
 from appgw.worker.request import Request, read
 from appgw.worker.services import ListeningSocket, Services
-from appgw.worker.streams import RECEIVE_SIZE, abort
+from appgw.worker.streams import (
+    RECEIVE_SIZE,
+    abort,
+    plain_socket,
+    read_some,
+    write_now,
+    write_rest,
+)
 from appgw.worker.wire import END, RequestHead, RequestReader
 
 if TYPE_CHECKING:
@@ -79,6 +86,7 @@ class ClientConnection:
         self.socket = socket
         self.peer = peer
         self.scheme = socket.protocol
+        self.plain = plain_socket(stream)  # plain TCP: read and written directly (streams.py)
         limits = services.limits
         self.limits = limits
         self.reader = RequestReader(limits.max_header_bytes, limits.max_uri_bytes)
@@ -96,9 +104,13 @@ class ClientConnection:
 
     # -- reading -------------------------------------------------------------
 
-    async def _receive(self) -> bytes:
+    async def _receive(self, wait_first: bool = False) -> bytes:
+        sock = self.plain
         try:
-            data = bytes(await self.stream.receive_some(RECEIVE_SIZE))
+            if sock is not None:
+                data = await read_some(sock, wait_first)
+            else:
+                data = bytes(await self.stream.receive_some(RECEIVE_SIZE))
         except STREAM_ERRORS as exc:
             raise ClientGone(str(exc)) from None
         self.received += len(data)
@@ -123,7 +135,7 @@ class ClientConnection:
                 if services.draining.is_set():
                     scope.deadline = min(scope.deadline, trio.current_time() + services.grace)
                 try:
-                    data = await self._receive()
+                    data = await self._receive(wait_first=not first)
                 finally:
                     self.idle_scope = None
             if scope.cancelled_caught or not data:
@@ -201,19 +213,35 @@ class ClientConnection:
         return self.request_done or self.reader.has_end()
 
     def take_tunnel_bytes(self) -> bytes:
-        """What the client sent after its upgrade request's head (for the tunnel)."""
-        return self.reader.upgrade_rest or b""
+        """What the client sent after its upgrade request's head (for the tunnel).
+
+        The connection reads no more HTTP: its reader lets go of its parser.
+        """
+        return self.reader.release()
 
     # -- writing -------------------------------------------------------------
 
     async def send(self, data: bytes | bytearray) -> None:
-        if not data:
-            return
-        with trio.CancelScope(deadline=trio.current_time() + self.limits.request_timeout) as scope:
-            try:
-                await self.stream.send_all(data)
-            except STREAM_ERRORS as exc:
-                raise ClientGone(str(exc)) from None
+        """Write to the client; only a write that has to wait gets a deadline."""
+        sock = self.plain
+        try:
+            if sock is not None:
+                sent = write_now(sock, data)
+                if sent == len(data):
+                    return
+                rest: bytes | bytearray | memoryview = memoryview(data)[sent:]
+            elif not data:
+                return
+            else:
+                rest = data
+            deadline = trio.current_time() + self.limits.request_timeout
+            with trio.CancelScope(deadline=deadline) as scope:
+                if sock is not None:
+                    await write_rest(sock, rest)
+                else:
+                    await self.stream.send_all(rest)
+        except STREAM_ERRORS as exc:
+            raise ClientGone(str(exc)) from None
         if scope.cancelled_caught:
             raise ClientGone("client stopped reading")
 

@@ -53,6 +53,9 @@ log = logs.log
 # does not read them costs a closed connection, not a stalled response).
 BODY_TAIL_WAIT = 1.0
 
+_DROP = frozenset({b"expect"})  # answered by the gateway itself (100 Continue)
+_DROP_TRACED = _DROP | forwarding.GATEWAY_HEADERS
+
 _IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE", b"TRACE"})
 
 
@@ -211,7 +214,10 @@ class Exchange:
             else:
                 self.status = response.status
                 if response.status == 101:
-                    await self._tunnel(backend, reader, response)
+                    rest = await self._switch(backend, reader, response)
+                    # Nothing of the handshake stays alive while the tunnel is open.
+                    del reader, response
+                    await self._tunnel(backend, rest)
                     return
                 reusable = await self._respond(server, backend, reader, response)
         finally:
@@ -303,9 +309,11 @@ class Exchange:
 
     def _backend_head(self, server: Server) -> bytes:
         request = self.request
-        headers = [(k, v) for k, v in request.headers if k != b"expect"]
+        trace = self.trace
+        # One walk over the client's headers: hop-by-hop, forwarding, Expect
+        # and the gateway's own (forwarding.py) go; the rest is kept.
         built = rules.request_headers(
-            headers,
+            request.headers,
             client_ip=self.client.peer[0],
             scheme=self.client.scheme,
             port=self.client.socket.port,
@@ -314,8 +322,10 @@ class Exchange:
             content_length=request.content_length,
             chunked=request.chunked,
             websocket=request.websocket,
+            drop=_DROP_TRACED if trace is not None else _DROP,
         )
-        built = forwarding.add_request_headers(built, self.trace)
+        if trace is not None:
+            built += forwarding.trace_headers(trace)
         if self.rewrite is not None:
             built = self.rewrite.result.apply(built)
         target = self.target.encode("latin-1", "replace")
@@ -368,7 +378,7 @@ class Exchange:
                 assert isinstance(event, ResponseHead)
                 self.latency = trio.current_time() - self.head_sent
                 return event
-            data = await backend.receive()
+            data = await backend.receive(wait_first=True)
             if not data:
                 raise BadGateway(f"{backend.label} closed the connection without a response")
             reader.feed(data)
@@ -415,9 +425,10 @@ class Exchange:
         keep = rules.connection_tokens(response.headers)
         return body.reusable and response.keep_alive and b"close" not in keep
 
-    async def _tunnel(
+    async def _switch(
         self, backend: BackendConnection, reader: ResponseReader, response: ResponseHead
-    ) -> None:
+    ) -> bytes:
+        """Check a 101 and pass it on; the bytes past its head (the reader is done)."""
         client = self.client
         problem = (
             rules.switching_problem(self.request.headers, response.headers)
@@ -432,12 +443,16 @@ class Exchange:
             build_head(b"HTTP/1.1 101 %s\r\n" % reason, rules.switching_headers(response.headers))
         )
         client.closing = True
+        return reader.release()
+
+    async def _tunnel(self, backend: BackendConnection, rest: bytes) -> None:
+        client = self.client
         self.tunnel = await relay_tunnel(
             self.services.tunnels,
             client.stream,
             client.take_tunnel_bytes(),
             backend.stream,
-            reader.rest,
+            rest,
             idle_timeout=self.timeout,
             drain_timeout=float(self.setting.tunnel_drain_timeout),
             label=f"{client.peer[0]} <-> {backend.label}",

@@ -51,15 +51,24 @@ def new_trace_id() -> str:
     return os.urandom(16).hex()
 
 
+GATEWAY_HEADERS = frozenset({ORIGINAL_URL, TRACE_ID})  # never taken from a client
+
+
+def trace_headers(trace: Trace) -> list[tuple[bytes, bytes]]:
+    """The gateway's X-Original-URL and X-AppGW-Trace-Id for a request."""
+    return [
+        (ORIGINAL_URL, trace.original_url.encode("latin-1", "replace")),
+        (TRACE_ID, trace.trace_id.encode("ascii")),
+    ]
+
+
 def add_request_headers(headers: Sequence[tuple[bytes, bytes]], trace: Trace | None) -> Headers:
     """`headers` with any client-sent X-Original-URL and X-AppGW-Trace-Id
     replaced by the gateway's (None: `headers` as they are)."""
     if trace is None:
         return list(headers)
-    drop = (ORIGINAL_URL, TRACE_ID)
-    out = [(name, value) for name, value in headers if name.lower() not in drop]
-    out.append((ORIGINAL_URL, trace.original_url.encode("latin-1", "replace")))
-    out.append((TRACE_ID, trace.trace_id.encode("ascii")))
+    out = [(name, value) for name, value in headers if name.lower() not in GATEWAY_HEADERS]
+    out += trace_headers(trace)
     return out
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 from collections.abc import Iterable, Sequence
 
 from appgw.websocket import accept_key
@@ -35,6 +36,14 @@ HOP_BY_HOP = frozenset(
 )
 
 FORWARDING = frozenset({b"x-forwarded-proto", b"x-forwarded-port", b"x-original-host"})
+
+# What never goes on to a backend as the client sent it.
+_REQUEST_DROP = HOP_BY_HOP | FORWARDING | {b"host", b"x-forwarded-for"}
+
+
+@functools.lru_cache(maxsize=16)
+def _request_drop(drop: frozenset[bytes]) -> frozenset[bytes]:
+    return _REQUEST_DROP | drop
 
 
 def connection_tokens(headers: Iterable[tuple[bytes, bytes]]) -> set[bytes]:
@@ -73,16 +82,26 @@ def request_headers(
     content_length: int | None,
     chunked: bool,
     websocket: bool,
+    drop: frozenset[bytes] = frozenset(),
 ) -> Headers:
     """The headers of the request sent to the backend.
 
     `content_length` / `chunked` describe the body the gateway will send;
-    neither means no body.
+    neither means no body. Headers named in `drop` go too (in the same
+    walk over the request's headers).
     """
-    out = _without_hop_by_hop(headers, FORWARDING | {b"host", b"x-forwarded-for"})
-    forwarded_for = [value for name, value in headers if name == b"x-forwarded-for"]
+    remove = _request_drop(drop)
+    tokens = connection_tokens(headers)
+    if tokens:
+        remove = remove | tokens
+    out = [(b"host", host_override or host or b"")]
+    forwarded_for = []
+    for name, value in headers:
+        if name not in remove:
+            out.append((name, value))
+        elif name == b"x-forwarded-for":
+            forwarded_for.append(value)
     forwarded_for.append(client_ip.encode())
-    out.insert(0, (b"host", host_override or host or b""))
     out.append((b"x-forwarded-for", b", ".join(forwarded_for)))
     out.append((b"x-forwarded-proto", scheme.encode()))
     out.append((b"x-forwarded-port", str(port).encode()))

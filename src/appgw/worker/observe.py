@@ -6,7 +6,9 @@ The request path builds one `Exchanged` value when a request is over
 engine and observability:
 - the worker's metrics (metrics.WorkerMetrics) are updated in memory;
 - the access log gets one JSON line (logs.access_entry), if configured.
-Nothing else is written, nothing is locked, nothing waits.
+Nothing else is written, nothing is locked, nothing waits. With no access
+log, a request calls `count` alone, with just what the metrics need, and
+no record is built (the per-request path's fast path).
 
 Fields the engine does not know are left at their defaults ("" / 0 /
 None). Times are seconds. `failure` is the exception that ended the
@@ -72,23 +74,53 @@ class Exchanged:
 
 def observe(services: Services, record: Exchanged) -> None:
     """Count and log one finished exchange."""
-    metrics = services.metrics
-    metrics.received_bytes += record.received_bytes
-    metrics.sent_bytes += record.sent_bytes
-    failed = record.status >= 500 or isinstance(record.failure, BackendAborted)
-    timed = None if record.tunnel is not None else record.seconds
-    metrics.request(record.listener, record.rule, record.pool, record.status, failed, timed)
-    if record.server:
-        metrics.backend(
-            record.pool,
-            record.server,
-            record.server_status,
-            record.connect_seconds,
-            record.server_latency,
-        )
+    count(
+        services,
+        record.received_bytes,
+        record.sent_bytes,
+        record.status,
+        record.failure,
+        None if record.tunnel is not None else record.seconds,
+        record.listener,
+        record.rule,
+        record.pool,
+        record.server,
+        record.server_status,
+        record.connect_seconds,
+        record.server_latency,
+    )
     access = logs.access_log
     if access.enabled:
         access.write(logs.access_entry(record, error_info(record)))
+
+
+def count(
+    services: Services,
+    received_bytes: int,
+    sent_bytes: int,
+    status: int,
+    failure: BaseException | None,
+    seconds: float | None,
+    listener: str,
+    rule: str,
+    pool: str,
+    server: str = "",
+    server_status: int = 0,
+    connect_seconds: float | None = None,
+    server_latency: float | None = None,
+) -> None:
+    """The metrics of one finished exchange: what `observe` counts of a record.
+
+    With no access log, the request path calls this alone and builds no
+    record (the fields mean what Exchanged's do; `seconds` None for a tunnel).
+    """
+    metrics = services.metrics
+    metrics.received_bytes += received_bytes
+    metrics.sent_bytes += sent_bytes
+    failed = status >= 500 or isinstance(failure, BackendAborted)
+    metrics.request(listener, rule, pool, status, failed, seconds)
+    if server:
+        metrics.backend(pool, server, server_status, connect_seconds, server_latency)
 
 
 # Application Gateway's error_info codes, by what went wrong.

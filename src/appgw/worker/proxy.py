@@ -20,7 +20,7 @@ from appgw.worker import errorpage
 from appgw.worker import headers as rules
 from appgw.worker.exchange import Exchange, Rewrite
 from appgw.worker.forwarding import Trace
-from appgw.worker.observe import Exchanged, observe
+from appgw.worker.observe import Exchanged, count, observe
 from appgw.worker.request import Request
 from appgw.worker.routing import Route, redirect_location
 from appgw.worker.variables import RequestContext
@@ -73,12 +73,71 @@ async def handle_request(client: ClientConnection, request: Request) -> None:
         raise
     finally:
         # -- observability: one record, one call (worker/observe.py) --
-        observe(
-            services,
-            _exchanged(
+        if logs.access_log.enabled:
+            record = _exchanged(
                 client, request, started, status, failure, route, exchange, original, host, trace
-            ),
+            )
+            observe(services, record)
+        else:
+            _count(client, started, status, failure, route, exchange, host)
+
+
+def _count(
+    client: ClientConnection,
+    started: float,
+    status: int,
+    failure: BaseException | None,
+    route: Route | None,
+    exchange: Exchange | None,
+    host: bytes | None,
+) -> None:
+    """The metrics alone, when there is no access log: no record is built."""
+    tunnel = exchange.tunnel if exchange is not None else None
+    sent = _sent(client, status, failure, host)
+    if route is None:
+        listener = rule = pool = ""
+    else:
+        listener, rule = route.listener.name, route.rule
+        pool = route.pool.name if route.pool is not None else ""
+    if exchange is None:
+        count(
+            client.services,
+            client.received,
+            sent,
+            status,
+            failure,
+            time.monotonic() - started,
+            listener,
+            rule,
+            pool,
         )
+        return
+    count(
+        client.services,
+        client.received + (tunnel.client_bytes if tunnel else 0),
+        sent + (tunnel.backend_bytes if tunnel else 0),
+        status,
+        failure,
+        None if tunnel is not None else time.monotonic() - started,
+        listener,
+        rule,
+        pool,
+        exchange.server,
+        exchange.status,
+        exchange.connect_seconds,
+        exchange.latency,
+    )
+
+
+def _sent(
+    client: ClientConnection, status: int, failure: BaseException | None, host: bytes | None
+) -> int:
+    """Body bytes sent to the client, the error page about to be sent included."""
+    if isinstance(failure, GatewayError) and not client.response_started:
+        # The error page about to be sent (connection.py): the custom one if any.
+        custom = client.services.error_pages.page(client.socket.bound, host, status)
+        return len(custom[0]) if custom else len(errorpage.body(status))
+    return client.sent
 
 
 def _exchanged(
@@ -94,11 +153,7 @@ def _exchanged(
     trace: Trace | None,
 ) -> Exchanged:
     """What the access log and the metrics need to know of this request."""
-    sent = client.sent
-    if isinstance(failure, GatewayError) and not client.response_started:
-        # The error page about to be sent (connection.py): the custom one if any.
-        custom = client.services.error_pages.page(client.socket.bound, host, status)
-        sent = len(custom[0]) if custom else len(errorpage.body(status))
+    sent = _sent(client, status, failure, host)
     # What only the access log shows is looked up only when there is one.
     tls_protocol = tls_cipher = user_agent = ""
     if logs.access_log.enabled:

@@ -121,6 +121,9 @@ class _Entry:
     hosts: re.Pattern[str] | None
 
 
+_ROUTES_KEPT = 4096  # distinct routes kept built; more (wildcard prefixes) start over
+
+
 class Router:
     """Routes requests for every listening socket of one configuration."""
 
@@ -144,6 +147,9 @@ class Router:
             bound: [entry for _, entry in sorted(items, key=lambda item: item[0])]
             for bound, items in entries.items()
         }
+        # Built routes by (entry, path rule, prefix); both objects live as
+        # long as this router, so their ids stay theirs.
+        self._routes: dict[tuple[int, int, str | None], Route] = {}
 
     def route(self, bound: BoundAddress, host: bytes | None, path: str) -> Route | None:
         """The route for a request, or None when no listener takes its host."""
@@ -163,13 +169,30 @@ class Router:
         return None
 
     def _target(self, entry: _Entry, path: str) -> Route:
+        """The route of a path on an entry; the same few come again and again.
+
+        Routes are values: each one is built once per (entry, path rule,
+        matched prefix) and kept while this router lives.
+        """
+        rule = entry.rule
+        path_rule: PathRule | None = None
+        prefix: str | None = None
+        if rule.kind == "path" and rule.path_map:
+            path_rule, prefix = self.paths[rule.path_map].match(path)
+        key = (id(entry), id(path_rule), prefix)
+        route = self._routes.get(key)
+        if route is None:
+            if len(self._routes) >= _ROUTES_KEPT:
+                self._routes.clear()
+            route = self._routes[key] = self._build(entry, path_rule, prefix)
+        return route
+
+    def _build(self, entry: _Entry, path_rule: PathRule | None, prefix: str | None) -> Route:
         config = self.config
         rule = entry.rule
         rewrites = config.rewrite_rule_sets.get(rule.rewrite_rule_set or "")
         if rule.kind == "path" and rule.path_map:
-            table = self.paths[rule.path_map]
-            path_rule, prefix = table.match(path)
-            path_map = table.path_map
+            path_map = self.paths[rule.path_map].path_map
             if path_rule is None:
                 return _route(
                     config,

@@ -202,6 +202,16 @@ class RequestReader:
         """Whether nothing of a next request has been read (no queued event, no partial head)."""
         return not self._events and not self._in_head
 
+    def release(self) -> bytes:
+        """The bytes after an upgrade request, for its tunnel; the reader is done.
+
+        Its parser and buffers go at once: an open tunnel keeps nothing of
+        the HTTP that came before it.
+        """
+        rest = self.upgrade_rest or b""
+        _release(self)
+        return rest
+
 
 class ResponseReader:
     """Backend bytes in, response events out (see the module's docstring)."""
@@ -230,7 +240,9 @@ class ResponseReader:
         self._reason = b""
         self._headers: Headers = []
         self._size = 0
-        self._raw = bytearray()  # everything fed until the final head is complete
+        # Everything fed until the final head is complete: usually the one
+        # read that brought the head, kept as it is (no copy).
+        self._raw = b""
         self._heads = 0  # heads completed within _raw
         self._head_request = head_request
         self._max_head = max_head
@@ -298,7 +310,7 @@ class ResponseReader:
             return
         head_pending = self.final is None
         if head_pending:
-            self._raw += data
+            self._raw = self._raw + data if self._raw else data
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -318,7 +330,7 @@ class ResponseReader:
         if self.final is None and len(self._raw) > self._max_head + 1024:
             raise BadGateway(f"{self._label} sent a response head over {self._max_head} bytes")
         if not head_pending or self.final is not None:
-            self._raw = bytearray()
+            self._raw = b""
 
     def _stop(self) -> None:
         """Stopped after the final head: keep what followed it."""
@@ -328,13 +340,13 @@ class ResponseReader:
             while raw[position : position + 1] in (b"\r", b"\n"):
                 position += 1
             position = raw.find(b"\r\n\r\n", position) + 4
-        self.rest = bytes(raw[position:])
+        self.rest = raw[position:]
         self.stopped = True
         if self._head_request and self.final is not None and self.final.status != 101:
             self.complete = True
             self.trailing = bool(self.rest)
             self._events.append(END)
-        self._raw = bytearray()
+        self._raw = b""
 
     def next_event(self) -> ResponseEvent | None:
         """The next event, or None when more bytes are needed."""
@@ -346,6 +358,28 @@ class ResponseReader:
         """Every queued event at once (the body pieces of one read, and maybe END)."""
         events, self._events = self._events, deque()
         return events
+
+    def release(self) -> bytes:
+        """The bytes after a 101's head, for its tunnel; the reader is done.
+
+        Its parser, buffers and the head go at once: an open tunnel keeps
+        nothing of the HTTP that came before it.
+        """
+        rest = self.rest
+        _release(self)
+        self.final = None
+        self.rest = b""
+        return rest
+
+
+_SPENT: deque[object] = deque(maxlen=0)  # what a released reader holds: nothing
+
+
+def _release(reader: RequestReader | ResponseReader) -> None:
+    """Drop a reader's parser (and the cycle it makes with the reader) and buffers."""
+    del reader._parser  # any later use fails loudly
+    reader._events = _SPENT  # type: ignore[assignment]
+    reader._headers = []
 
 
 class _Stop(Exception):
