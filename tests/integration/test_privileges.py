@@ -13,6 +13,7 @@ import trio
 from tests.support.backends import start_http_backends
 from tests.support.clients import get
 from tests.support.gateway import gateway_toml, open_gateway
+from tests.support.waiting import wait_until
 
 A = "127.0.0.2"
 
@@ -42,6 +43,12 @@ async def test_workers_and_prober_run_as_the_configured_user_on_port_80(
             children = gw.children()
             assert len(children) == 3  # two workers and the prober
             assert uid_of(gw.pid) == 0
-            assert {uid_of(pid) for pid in children} == {nobody}
+            # A child drops to the user as it boots: the prober may still be
+            # on its way when the workers are ready.
+            await wait_until(
+                lambda: {uid_of(pid) for pid in children} == {nobody},
+                30,
+                lambda: f"children run as {[uid_of(pid) for pid in children]}, not {nobody}",
+            )
             response = await get("127.0.0.7", 80, "/echo")
             assert response.status == 200
