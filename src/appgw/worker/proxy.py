@@ -99,19 +99,11 @@ def _count(
     else:
         listener, rule = route.listener.name, route.rule
         pool = route.pool.name if route.pool is not None else ""
-    if exchange is None:
-        count(
-            client.services,
-            client.received,
-            sent,
-            status,
-            failure,
-            time.monotonic() - started,
-            listener,
-            rule,
-            pool,
-        )
-        return
+    backend = (
+        ()
+        if exchange is None
+        else (exchange.server, exchange.status, exchange.connect_seconds, exchange.latency)
+    )
     count(
         client.services,
         client.received + (tunnel.client_bytes if tunnel else 0),
@@ -122,10 +114,7 @@ def _count(
         listener,
         rule,
         pool,
-        exchange.server,
-        exchange.status,
-        exchange.connect_seconds,
-        exchange.latency,
+        *backend,
     )
 
 
