@@ -22,23 +22,18 @@ import select
 import socket
 import ssl
 from collections import deque
+from time import monotonic
+from typing import TYPE_CHECKING
 
 import trio
-from trio.lowlevel import cancel_shielded_checkpoint, checkpoint_if_cancelled
 
 from appgw.errors import STREAM_ERRORS, BadGateway, GatewayTimeout
-from appgw.worker.streams import (
-    RECEIVE_SIZE,
-    abort,
-    plain_socket,
-    raw_socket,
-    read_now,
-    read_some,
-    write_now,
-    write_rest,
-)
+from appgw.worker.streams import Endpoint, Expired, abort, raw_socket
 
-MAX_IDLE_PER_SERVER = 32
+if TYPE_CHECKING:
+    from appgw.worker.timer import Timer
+
+MAX_IDLE_PER_SERVER = 128
 IDLE_TIMEOUT = 60.0
 
 BackendKey = tuple[str, int, str | None]
@@ -68,76 +63,53 @@ async def _open_tcp(host: str, port: int) -> trio.SocketStream:
 
 
 class BackendConnection:
-    __slots__ = ("key", "stream", "plain", "idle_since", "reused", "label")
+    __slots__ = ("key", "stream", "endpoint", "idle_since", "reused", "label")
 
-    def __init__(self, key: BackendKey, stream: trio.abc.Stream) -> None:
+    def __init__(self, key: BackendKey, stream: trio.abc.Stream, timer: Timer) -> None:
         self.key = key
         self.stream = stream
-        self.plain = plain_socket(stream)  # plain TCP: read and written directly (streams.py)
+        self.endpoint = Endpoint(stream, timer)
         self.idle_since = 0.0
         self.reused = False
         self.label = f"{key[0]}:{key[1]}"
 
     async def write(self, data: bytes | bytearray | memoryview) -> None:
-        """Write to the backend (502 if it broke the connection); the caller's deadline."""
-        sock = self.plain
+        """Write to the backend (502 if it broke the connection).
+
+        Expired at the write deadline, which the caller set.
+        """
+        endpoint = self.endpoint
         try:
-            if sock is None:
-                await self.stream.send_all(data)
-                return
-            sent = write_now(sock, data)
+            sent = endpoint.write_now(data)
             if sent < len(data):
-                await write_rest(sock, memoryview(data)[sent:])
+                await endpoint.write_rest(memoryview(data)[sent:])
         except STREAM_ERRORS as exc:
             raise BadGateway(f"{self.label} broke the connection: {exc}") from None
 
     async def send(self, data: bytes | bytearray | memoryview, within: float) -> None:
-        """Write to the backend: 502 if it broke the connection, 504 if it stopped reading."""
-        sock = self.plain
-        if sock is not None:
-            try:
-                sent = write_now(sock, data)
-            except STREAM_ERRORS as exc:
-                raise BadGateway(f"{self.label} broke the connection: {exc}") from None
-            if sent == len(data):
-                return  # taken at once: no deadline to set
-            data = memoryview(data)[sent:]
-        with trio.CancelScope(deadline=trio.current_time() + within) as scope:
-            await self.write(data)
-        if scope.cancelled_caught:
-            raise GatewayTimeout(f"{self.label} stopped reading the request")
-
-    async def receive_waiting(self) -> bytes | None:
-        """Bytes the backend already sent (b"" at its end of stream), or None:
-        none are waiting, or the connection is TLS. No wait, so no deadline."""
-        sock = self.plain
-        if sock is None:
-            return None
-        await checkpoint_if_cancelled()
+        """Write to the backend: 502 if it broke the connection, 504 if it
+        stopped reading for `within` seconds."""
         try:
-            data = read_now(sock)
+            await self.endpoint.write(data, within)
         except STREAM_ERRORS as exc:
             raise BadGateway(f"{self.label} broke the connection: {exc}") from None
-        if data is not None:
-            await cancel_shielded_checkpoint()  # other tasks get their turn
-        return data
+        except Expired:
+            raise GatewayTimeout(f"{self.label} stopped reading the request") from None
 
     async def receive(self, wait_first: bool = False) -> bytes:
-        """Bytes from the backend (b"" at its end of stream), no deadline here.
+        """Bytes from the backend (b"" at its end of stream).
 
-        `wait_first`: nothing can have arrived yet (a response just asked for).
+        Expired at the read deadline, which the caller set. `wait_first`:
+        nothing can have arrived yet (a response just asked for).
         """
-        sock = self.plain
         try:
-            if sock is not None:
-                return await read_some(sock, wait_first)
-            return bytes(await self.stream.receive_some(RECEIVE_SIZE))
+            return await self.endpoint.read(wait_first)
         except STREAM_ERRORS as exc:
             raise BadGateway(f"{self.label} broke the connection: {exc}") from None
 
     def stale(self) -> bool:
         """Whether an idle connection was closed (or talked) while idle."""
-        sock = self.plain or raw_socket(self.stream)
+        sock = self.endpoint.sock or raw_socket(self.stream)
         if sock is None:
             return True
         try:
@@ -153,8 +125,9 @@ class BackendConnection:
 class BackendConnections:
     """Idle keep-alive connections to backends, per worker."""
 
-    def __init__(self, connect_timeout: float) -> None:
+    def __init__(self, connect_timeout: float, timer: Timer) -> None:
         self.connect_timeout = connect_timeout
+        self.timer = timer
         self._idle: dict[BackendKey, deque[BackendConnection]] = {}
 
     async def acquire(
@@ -169,7 +142,7 @@ class BackendConnections:
         key: BackendKey = (host, port, server_name if tls else None)
         idle = None if fresh else self._idle.get(key)
         if idle:
-            now = trio.current_time()
+            now = monotonic()
             while idle:
                 connection = idle.pop()
                 if now - connection.idle_since > IDLE_TIMEOUT or connection.stale():
@@ -193,7 +166,7 @@ class BackendConnections:
             raise BadGateway(f"connect to {host}:{port} timed out") from None
         except (*STREAM_ERRORS, ssl.SSLError) as exc:
             raise BadGateway(f"connect to {host}:{port} failed: {exc}") from None
-        return BackendConnection(key, stream)
+        return BackendConnection(key, stream, self.timer)
 
     def release(self, connection: BackendConnection) -> None:
         """Keep a connection whose exchange ended cleanly for the next request."""
@@ -202,7 +175,8 @@ class BackendConnections:
             idle = self._idle[connection.key] = deque()
         if len(idle) >= MAX_IDLE_PER_SERVER:
             idle.popleft().abort()
-        connection.idle_since = trio.current_time()
+        connection.endpoint.no_deadlines()
+        connection.idle_since = monotonic()
         idle.append(connection)
 
     def close_all(self) -> None:

@@ -18,10 +18,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import trio
-
 from appgw.errors import BackendAborted, BadGateway
 from appgw.worker.backends import BackendConnection
+from appgw.worker.streams import Expired
 from appgw.worker.wire import END, ResponseReader
 
 if TYPE_CHECKING:
@@ -73,21 +72,16 @@ class ResponseBody:
         self.reusable = False
 
     async def _receive(self) -> bytes:
+        backend = self.backend
+        backend.endpoint.read_within(self.timeout)
         try:
-            data = await self.backend.receive_waiting()
+            return await backend.receive()
         except BadGateway as exc:
-            raise BackendAborted(f"{self.backend.label} broke off the response: {exc}") from None
-        if data is not None:
-            return data  # already there: no wait, no deadline to set
-        with trio.move_on_after(self.timeout) as scope:
-            try:
-                return await self.backend.receive(wait_first=True)
-            except BadGateway as exc:
-                raise BackendAborted(
-                    f"{self.backend.label} broke off the response: {exc}"
-                ) from None
-        assert scope.cancelled_caught
-        raise BackendAborted(f"{self.backend.label} stalled for {self.timeout:g}s mid-response")
+            raise BackendAborted(f"{backend.label} broke off the response: {exc}") from None
+        except Expired:
+            raise BackendAborted(
+                f"{backend.label} stalled for {self.timeout:g}s mid-response"
+            ) from None
 
     async def relay(self, kind: int, length: int, head: bytes) -> None:
         if kind == NO_BODY:

@@ -21,6 +21,7 @@ finishes its exchange with `Connection: close`.
 from __future__ import annotations
 
 import time
+from time import monotonic
 from typing import TYPE_CHECKING
 
 import trio
@@ -38,14 +39,7 @@ from appgw.worker import errorpage
 from appgw.worker.observe import Exchanged, observe
 from appgw.worker.request import Request, read
 from appgw.worker.services import ListeningSocket, Services
-from appgw.worker.streams import (
-    RECEIVE_SIZE,
-    abort,
-    plain_socket,
-    read_some,
-    write_now,
-    write_rest,
-)
+from appgw.worker.streams import INF, RECEIVE_SIZE, Endpoint, Expired, abort
 from appgw.worker.wire import END, RequestHead, RequestReader
 
 if TYPE_CHECKING:
@@ -86,11 +80,11 @@ class ClientConnection:
         self.socket = socket
         self.peer = peer
         self.scheme = socket.protocol
-        self.plain = plain_socket(stream)  # plain TCP: read and written directly (streams.py)
+        self.endpoint = Endpoint(stream, services.timer)
         limits = services.limits
         self.limits = limits
         self.reader = RequestReader(limits.max_header_bytes, limits.max_uri_bytes)
-        self.idle_scope: trio.CancelScope | None = None
+        self.idle = False  # waiting for the next request (a drain cuts the wait short)
         self.sent = 0  # body bytes sent to the client in the current exchange
         self.closing = False  # answer with Connection: close and end after this exchange
         self.waited = 0.0  # seconds spent waiting for the current request's bytes
@@ -99,18 +93,15 @@ class ClientConnection:
         # Mutual TLS listeners: the client's certificate, set once the handshake is done.
         self.client_certificate: ClientCertificate | None = None
         self.received = 0  # bytes read from the client for the current request
-        self.arrived = 0.0  # when the current request's first byte was read (trio clock)
+        self.arrived = 0.0  # when the current request's first byte was read (monotonic)
         self.error_page_bytes = 0  # the length of the last error page sent
 
     # -- reading -------------------------------------------------------------
 
     async def _receive(self, wait_first: bool = False) -> bytes:
-        sock = self.plain
+        """Bytes from the client; Expired at the read deadline."""
         try:
-            if sock is not None:
-                data = await read_some(sock, wait_first)
-            else:
-                data = bytes(await self.stream.receive_some(RECEIVE_SIZE))
+            data = await self.endpoint.read(wait_first)
         except STREAM_ERRORS as exc:
             raise ClientGone(str(exc)) from None
         self.received += len(data)
@@ -122,31 +113,36 @@ class ClientConnection:
         self.sent = 0
         self.response_started = False
         self.received = 0
-        self.arrived = trio.current_time()
+        self.arrived = now = monotonic()
         reader = self.reader
         event = reader.next_event()
         if event is None:
             # Idle: wait for the first byte with the keep-alive timeout (the
             # header timeout on a fresh connection), cut short by a drain.
             services = self.services
-            idle = self.limits.header_timeout if first else self.limits.keepalive_timeout
-            with trio.CancelScope(deadline=trio.current_time() + idle) as scope:
-                self.idle_scope = scope
-                if services.draining.is_set():
-                    scope.deadline = min(scope.deadline, trio.current_time() + services.grace)
-                try:
-                    data = await self._receive(wait_first=not first)
-                finally:
-                    self.idle_scope = None
-            if scope.cancelled_caught or not data:
+            endpoint = self.endpoint
+            endpoint.read_by(
+                now + (self.limits.header_timeout if first else self.limits.keepalive_timeout)
+            )
+            if services.draining.is_set():
+                self.cut_idle(now + services.grace)
+            self.idle = True
+            try:
+                data = await self._receive(wait_first=not first)
+            except Expired:
                 return None
-            self.arrived = trio.current_time()
+            finally:
+                self.idle = False
+            if not data:
+                return None
+            self.arrived = monotonic()
             reader.feed(data)
             event = reader.next_event()
             if event is None:
                 event = await self._rest_of_head()
                 if event is None:
                     return None
+            self.endpoint.read_at = INF  # the head is in: no deadline until the next read
         if isinstance(event, GatewayError):
             raise event
         if not isinstance(event, RequestHead):
@@ -160,19 +156,24 @@ class ClientConnection:
             self.closing = True  # a GET or HEAD with a body: reuse neither connection
         return request
 
+    def cut_idle(self, at: float) -> None:
+        """A drain: the wait for a next request ends by `at` (monotonic)."""
+        self.endpoint.read_by(min(self.endpoint.read_at, at))
+
     async def _rest_of_head(self) -> RequestHead | GatewayError | None:
         reader = self.reader
-        started = trio.current_time()
-        event = None
-        with trio.CancelScope(deadline=started + self.limits.header_timeout) as scope:
+        started = monotonic()
+        self.endpoint.read_by(started + self.limits.header_timeout)
+        try:
             while (event := reader.next_event()) is None:
                 data = await self._receive()
                 if not data:
                     return None  # the client gave up mid-head
                 reader.feed(data)
-        self.waited = trio.current_time() - started
-        if scope.cancelled_caught:
-            raise RequestTimeout("request head not received in time")
+        except Expired:
+            raise RequestTimeout("request head not received in time") from None
+        finally:
+            self.waited = monotonic() - started
         assert not isinstance(event, bytes) and event is not END
         return event  # type: ignore[return-value]
 
@@ -187,13 +188,14 @@ class ClientConnection:
         while True:
             event = reader.next_event()
             if event is None:
-                left = self.limits.request_timeout - self.waited
-                started = trio.current_time()
-                with trio.CancelScope(deadline=started + max(left, 0)) as scope:
+                started = monotonic()
+                self.endpoint.read_by(started + self.limits.request_timeout - self.waited)
+                try:
                     data = await self._receive()
-                self.waited += trio.current_time() - started
-                if scope.cancelled_caught:
-                    raise RequestTimeout("request body not received in time")
+                except Expired:
+                    raise RequestTimeout("request body not received in time") from None
+                finally:
+                    self.waited += monotonic() - started
                 if not data:
                     raise BadRequest("client closed before the request body ended")
                 reader.feed(data)
@@ -223,27 +225,12 @@ class ClientConnection:
 
     async def send(self, data: bytes | bytearray) -> None:
         """Write to the client; only a write that has to wait gets a deadline."""
-        sock = self.plain
         try:
-            if sock is not None:
-                sent = write_now(sock, data)
-                if sent == len(data):
-                    return
-                rest: bytes | bytearray | memoryview = memoryview(data)[sent:]
-            elif not data:
-                return
-            else:
-                rest = data
-            deadline = trio.current_time() + self.limits.request_timeout
-            with trio.CancelScope(deadline=deadline) as scope:
-                if sock is not None:
-                    await write_rest(sock, rest)
-                else:
-                    await self.stream.send_all(rest)
+            await self.endpoint.write(data, self.limits.request_timeout)
         except STREAM_ERRORS as exc:
             raise ClientGone(str(exc)) from None
-        if scope.cancelled_caught:
-            raise ClientGone("client stopped reading")
+        except Expired:
+            raise ClientGone("client stopped reading") from None
 
     async def send_head(self, head: bytes | bytearray) -> None:
         """A response head (with whatever body follows it at once), in one write."""
@@ -311,7 +298,7 @@ class ClientConnection:
 
     def _observe_rejected(self, status: int, failure: BaseException) -> None:
         """A request refused before it was read whole: counted and logged."""
-        seconds = trio.current_time() - self.arrived if self.arrived else 0.0
+        seconds = monotonic() - self.arrived if self.arrived else 0.0
         observe(
             self.services,
             Exchanged(
@@ -335,6 +322,7 @@ class ClientConnection:
         client might lose the answer it was sent.
         """
         linger = not self.request_done
+        self.endpoint.no_deadlines()  # what follows has its own
         with trio.move_on_after(2) as scope:
             scope.shield = True
             try:

@@ -22,6 +22,7 @@ either side had already sent past its head.
 
 from __future__ import annotations
 
+from time import monotonic
 from typing import TYPE_CHECKING
 
 import attrs
@@ -39,7 +40,7 @@ from appgw.worker.relay import TunnelEnd, relay_tunnel
 from appgw.worker.request import Request
 from appgw.worker.rewrite import CompiledRuleSet, RequestRewrite
 from appgw.worker.routing import Route, backend_target
-from appgw.worker.streams import raw_socket
+from appgw.worker.streams import Expired, raw_socket
 from appgw.worker.variables import RequestContext
 from appgw.worker.wire import ResponseHead, ResponseReader
 
@@ -108,8 +109,8 @@ class Exchange:
         self.upstream_label = ""
         self.body_done = not request.body_expected
         self.body_sent: trio.Event | None = None  # set once the body is out (body requests)
-        # The backend's head-wait deadline, pushed forward while the body moves.
-        self.wait_scope: trio.CancelScope | None = None
+        # Waiting for the response head: its deadline moves on while the body moves.
+        self.head_wait = False
         # -- for observe.Exchanged (the access log and metrics) --
         self.server = ""  # "host:port" of the server reached
         self.connect_seconds: float | None = None  # a new connection's connect time
@@ -157,7 +158,7 @@ class Exchange:
                 or (self._host_header(server) or server.host.encode()).decode()
             )
             port = server_port(server, self.setting)
-            began = trio.current_time()
+            began = monotonic()
             try:
                 backend = await services.backends.acquire(server.host, port, tls, name)
             except BadGateway as exc:
@@ -181,7 +182,7 @@ class Exchange:
 
     def _observe_backend(self, backend: BackendConnection, began: float) -> None:
         self.server = backend.label
-        self.connect_seconds = None if backend.reused else trio.current_time() - began
+        self.connect_seconds = None if backend.reused else monotonic() - began
         if logs.access_log.enabled:
             sock = raw_socket(backend.stream)
             try:
@@ -270,7 +271,7 @@ class Exchange:
         out once more on a fresh connection to the same server.
         """
         head = self._backend_head(server)
-        self.head_sent = trio.current_time()
+        self.head_sent = monotonic()
         for attempt in (1, 2):
             sent = False
             reader = ResponseReader(
@@ -284,14 +285,17 @@ class Exchange:
                     return backend, reader, None
                 # No body: sending the head and waiting for the answer is one
                 # phase, with one deadline.
-                with trio.CancelScope(deadline=trio.current_time() + self.timeout) as scope:
+                endpoint = backend.endpoint
+                endpoint.read_by(self.head_sent + self.timeout)
+                endpoint.write_at = endpoint.read_at
+                try:
                     await backend.write(head)
                     sent = True
                     response = await self._head_from(backend, reader)
-                if scope.cancelled_caught:
+                except Expired:
                     raise GatewayTimeout(
                         f"{backend.label} did not respond within {self.timeout:g}s"
-                    )
+                    ) from None
                 return backend, reader, response
             except BadGateway:
                 backend.abort()
@@ -356,19 +360,22 @@ class Exchange:
             await backend.send(
                 b"%x\r\n%b\r\n" % (len(piece), piece) if chunked else piece, self.timeout
             )
-            if self.wait_scope is not None:
-                self.wait_scope.deadline = trio.current_time() + self.timeout
+            if self.head_wait:
+                backend.endpoint.read_within(self.timeout)
 
     async def _receive_head(
         self, backend: BackendConnection, reader: ResponseReader
     ) -> ResponseHead:
-        with trio.CancelScope(deadline=trio.current_time() + self.timeout) as scope:
-            self.wait_scope = scope
-            response = await self._head_from(backend, reader)
-            self.wait_scope = None
-            return response
-        self.wait_scope = None
-        raise GatewayTimeout(f"{backend.label} did not respond within {self.timeout:g}s")
+        backend.endpoint.read_within(self.timeout)
+        self.head_wait = True
+        try:
+            return await self._head_from(backend, reader)
+        except Expired:
+            raise GatewayTimeout(
+                f"{backend.label} did not respond within {self.timeout:g}s"
+            ) from None
+        finally:
+            self.head_wait = False
 
     async def _head_from(self, backend: BackendConnection, reader: ResponseReader) -> ResponseHead:
         """The response head, reading as needed (the caller holds the deadline)."""
@@ -376,7 +383,7 @@ class Exchange:
             event = reader.next_event()
             if event is not None:
                 assert isinstance(event, ResponseHead)
-                self.latency = trio.current_time() - self.head_sent
+                self.latency = monotonic() - self.head_sent
                 return event
             data = await backend.receive(wait_first=True)
             if not data:
@@ -447,6 +454,9 @@ class Exchange:
 
     async def _tunnel(self, backend: BackendConnection, rest: bytes) -> None:
         client = self.client
+        # The tunnel keeps time itself (relay.py): no HTTP deadline stays set.
+        backend.endpoint.no_deadlines()
+        client.endpoint.no_deadlines()
         self.tunnel = await relay_tunnel(
             self.services.tunnels,
             client.stream,

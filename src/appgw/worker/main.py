@@ -49,6 +49,7 @@ from appgw.worker.relay import CLOSE_REPLY_BUDGET, FINISH_FRAME_BUDGET, Tunnel
 from appgw.worker.rewrite import compile_rule_set
 from appgw.worker.routing import Router
 from appgw.worker.services import Services
+from appgw.worker.timer import Timer
 
 log = logs.log
 
@@ -113,7 +114,8 @@ class Worker:
             name: compile_rule_set(rs) for name, rs in config.rewrite_rule_sets.items()
         }
         self.balancer = Balancer(config, clock=trio.current_time)
-        self.backends = BackendConnections(limits.connect_timeout)
+        self.timer = Timer()
+        self.backends = BackendConnections(limits.connect_timeout, self.timer)
         self.health: Health = EveryoneHealthy()
         self.draining = trio.Event()
         self.drain_started = 0.0
@@ -134,6 +136,7 @@ class Worker:
             rewrites=self.rewrites,
             balancer=self.balancer,
             backends=self.backends,
+            timer=self.timer,
             health=lambda: self.health,
             draining=self.draining,
             grace=self.grace,
@@ -166,6 +169,7 @@ class Worker:
         async with trio.open_nursery() as system:
             system.start_soon(self._control)
             system.start_soon(self._heartbeat)
+            system.start_soon(self.timer.run)
             system.start_soon(self._signals)
             for sock in self.sockets:
                 if sock.protocol == "admin":  # served through drains too (/healthz: 503)
@@ -197,11 +201,10 @@ class Worker:
         log.info(
             "draining: %d connection(s), %d tunnel(s)", len(self.connections), len(self.tunnels)
         )
+        grace_ends = time.monotonic() + self.grace
         for connection in self.connections:
-            if connection.idle_scope is not None:
-                connection.idle_scope.deadline = min(
-                    connection.idle_scope.deadline, now + self.grace
-                )
+            if connection.idle:
+                connection.cut_idle(grace_ends)
         for tunnel in self.tunnels:
             tunnel.drain(now)
         if self._handlers is not None:

@@ -21,6 +21,7 @@ from appgw.worker.balancer import Balancer, Health
 from appgw.worker.custom_errors import CustomErrorPages
 from appgw.worker.rewrite import CompiledRuleSet
 from appgw.worker.routing import Router
+from appgw.worker.timer import Timer
 
 if TYPE_CHECKING:
     from appgw.worker.connection import ClientConnection
@@ -49,6 +50,7 @@ class Services:
     rewrites: dict[str, CompiledRuleSet]
     balancer: Balancer
     backends: BackendConnections
+    timer: Timer  # the deadlines of plain connections
     health: Callable[[], Health]  # the latest health snapshot
     draining: trio.Event
     grace: float  # seconds an idle connection gets once a drain began

@@ -1,23 +1,32 @@
-"""What both sides of the proxy do with a stream: read size, reset, errors.
+"""One side of an exchange as bytes in and out, each way with its deadline.
 
-Shared by the client connection, the backend connections and the tunnels,
-so none of them reaches into another for it.
+An `Endpoint` is what the client connection and a backend connection read
+and write through. Each has a read deadline and a write deadline
+(`time.monotonic()` seconds, INF for none), set per phase of an exchange
+("the response head within 20 s", "the next request within 75 s") by
+assigning a number: a wait that outlives its deadline raises `Expired`,
+which the caller turns into what that phase's timeout means (504, 408, a
+quiet close).
 
 Plain TCP connections (no TLS) are read and written with non-blocking
 system calls on their socket, as the tunnels are (tunnel_io.py), rather
 than through trio's stream API, whose generality costs several
-microseconds per call (a small exchange makes four):
+microseconds per call; and their deadlines cost no cancel scope either:
+the worker's one `Timer` (timer.py) keeps them, and wakes a wait whose
+deadline passed. So a phase with a timeout costs a clock read.
 
-- `read_some` (and `read_now`, which never waits): a read that finds
-  bytes waiting returns them after one schedule point (other tasks run, as
-  with trio's own receive); one that finds none waits for the socket to
-  become readable. A read that is known to wait (a response just asked
-  for, the next request of an idle connection) waits first, saving a
-  failing system call.
+- `read` (and `read_now`, which never waits): a read that finds bytes
+  waiting returns them after one schedule point (other tasks run, as with
+  trio's own receive); one that finds none waits for the socket to become
+  readable. A read that is known to wait (a response just asked for, the
+  next request of an idle connection) waits first, saving a failing call.
 - `write_now`: as much as the socket takes at once, with no await at all;
-  only what it did not take needs `write_rest`, and a deadline. A write is
-  thus neither a schedule point nor a cancellation point when the socket
-  takes it whole: every caller reads next, and the read is both.
+  `write` sends the rest, waiting for room until the write deadline. A
+  write is thus neither a schedule point nor a cancellation point when the
+  socket takes it whole: every caller reads next, and the read is both.
+
+TLS connections go through their trio stream, under a cancel scope at the
+deadline for each wait.
 
 The socket's descriptor is asked for on every call, never kept: a socket
 closed in the meantime reports -1, and the call fails with EBADF instead of
@@ -26,83 +35,178 @@ reaching whatever socket took its number.
 
 from __future__ import annotations
 
+import math
 import os
 import socket
 import struct
+from time import monotonic
+from typing import TYPE_CHECKING
 
 import trio
 from trio.lowlevel import (
     cancel_shielded_checkpoint,
     checkpoint_if_cancelled,
+    notify_closing,
     wait_readable,
     wait_writable,
 )
 
 from appgw.errors import STREAM_ERRORS
 
+if TYPE_CHECKING:
+    from appgw.worker.timer import Timer
+
 RECEIVE_SIZE = 64 * 1024
+INF = math.inf
 
-__all__ = [
-    "RECEIVE_SIZE",
-    "STREAM_ERRORS",
-    "abort",
-    "plain_socket",
-    "raw_socket",
-    "read_now",
-    "read_some",
-    "write_now",
-    "write_rest",
-]
+__all__ = ["INF", "RECEIVE_SIZE", "STREAM_ERRORS", "Endpoint", "Expired", "abort", "raw_socket"]
 
 
-def plain_socket(stream: trio.abc.Stream) -> trio.socket.SocketType | None:
-    """The socket of a plain TCP stream (no TLS), read and written directly."""
-    return stream.socket if type(stream) is trio.SocketStream else None
+class Expired(Exception):
+    """A read or write outlived its deadline."""
 
 
-def read_now(sock: trio.socket.SocketType) -> bytes | None:
-    """What a plain socket has waiting, without waiting: None if nothing.
-
-    Not a schedule point: a caller that goes on without awaiting anything
-    else gives other tasks their turn (`cancel_shielded_checkpoint`).
-    """
-    try:
-        return os.read(sock.fileno(), RECEIVE_SIZE)
-    except BlockingIOError:
-        return None
+def _trio_deadline(at: float) -> float:
+    """A monotonic deadline on trio's clock."""
+    return INF if at == INF else trio.current_time() + (at - monotonic())
 
 
-async def read_some(sock: trio.socket.SocketType, wait_first: bool = False) -> bytes:
-    """Up to RECEIVE_SIZE bytes from a plain socket; b"" at its end of stream."""
-    if not wait_first:
-        await checkpoint_if_cancelled()
-        data = read_now(sock)
-        if data is not None:
-            await cancel_shielded_checkpoint()
-            return data
-    while True:
-        await wait_readable(sock)
+class Endpoint:
+    """A connection's bytes both ways, with a read and a write deadline."""
+
+    __slots__ = ("stream", "sock", "read_at", "write_at", "armed", "timer", "_scope")
+
+    def __init__(self, stream: trio.abc.Stream, timer: Timer) -> None:
+        self.stream = stream
+        # Plain TCP: read and written directly; None for TLS.
+        self.sock: trio.socket.SocketType | None = (
+            stream.socket if type(stream) is trio.SocketStream else None
+        )
+        self.read_at = INF
+        self.write_at = INF
+        self.armed = INF  # when the timer looks at this endpoint next
+        self.timer = timer
+        self._scope: trio.CancelScope | None = None  # a TLS wait's
+
+    # -- deadlines -----------------------------------------------------------
+
+    def read_within(self, seconds: float) -> None:
+        self.read_by(monotonic() + seconds)
+
+    def read_by(self, at: float) -> None:
+        self.read_at = at
+        self._moved(at)
+        if self._scope is not None:  # a TLS read is waiting: its scope moves too
+            self._scope.deadline = _trio_deadline(at)
+
+    def write_within(self, seconds: float) -> None:
+        self.write_by(monotonic() + seconds)
+
+    def write_by(self, at: float) -> None:
+        self.write_at = at
+        self._moved(at)
+
+    def no_deadlines(self) -> None:
+        self.read_at = self.write_at = INF
+
+    def _moved(self, at: float) -> None:
+        if at < self.armed and self.sock is not None:
+            self.timer.arm(self, at)
+
+    def expire(self) -> None:
+        """Wake this endpoint's waits (the timer: a deadline passed)."""
+        sock = self.sock
+        if sock is not None and sock.fileno() >= 0:
+            notify_closing(sock)
+
+    async def _wait(self, wait: object, writing: bool) -> None:
+        """Wait until the socket is ready, or raise Expired at the deadline."""
+        sock = self.sock
+        assert sock is not None
+        while True:
+            if (self.write_at if writing else self.read_at) <= monotonic():
+                raise Expired("write" if writing else "read")
+            try:
+                await wait(sock)  # type: ignore[operator]
+                return
+            except trio.ClosedResourceError:
+                if sock.fileno() < 0:
+                    raise
+                # The timer woke every wait on this socket: a deadline passed
+                # (this one, or the other direction's), or it moved.
+
+    # -- reading -------------------------------------------------------------
+
+    def read_now(self) -> bytes | None:
+        """What a plain socket has waiting, without waiting: None if nothing.
+
+        Not a schedule point: a caller that goes on without awaiting anything
+        else gives other tasks their turn (`cancel_shielded_checkpoint`).
+        """
+        assert self.sock is not None
         try:
-            return os.read(sock.fileno(), RECEIVE_SIZE)
+            return os.read(self.sock.fileno(), RECEIVE_SIZE)
         except BlockingIOError:
-            continue
+            return None
 
+    async def read(self, wait_first: bool = False) -> bytes:
+        """Up to RECEIVE_SIZE bytes; b"" at the end of the stream."""
+        sock = self.sock
+        if sock is None:
+            return await self._stream_read()
+        if not wait_first:
+            await checkpoint_if_cancelled()
+            data = self.read_now()
+            if data is not None:
+                await cancel_shielded_checkpoint()
+                return data
+        while True:
+            await self._wait(wait_readable, False)
+            try:
+                return os.read(sock.fileno(), RECEIVE_SIZE)
+            except BlockingIOError:
+                continue
 
-def write_now(sock: trio.socket.SocketType, data: bytes | bytearray | memoryview) -> int:
-    """Write what the socket takes now, without waiting: how many bytes it took."""
-    try:
-        return os.write(sock.fileno(), data)
-    except BlockingIOError:
-        return 0
+    async def _stream_read(self) -> bytes:
+        with trio.CancelScope(deadline=_trio_deadline(self.read_at)) as self._scope:
+            try:
+                return bytes(await self.stream.receive_some(RECEIVE_SIZE))
+            finally:
+                self._scope = None
+        raise Expired("read")
 
+    # -- writing -------------------------------------------------------------
 
-async def write_rest(sock: trio.socket.SocketType, data: bytes | bytearray | memoryview) -> None:
-    """Write all of `data`, waiting for room as needed (the caller's deadline)."""
-    view = memoryview(data)
-    while view:
-        await wait_writable(sock)
-        sent = write_now(sock, view)
-        view = view[sent:]
+    def write_now(self, data: bytes | bytearray | memoryview) -> int:
+        """Write what a plain socket takes now, without waiting: how much it
+        took (0 for TLS, which only `write_rest` writes)."""
+        if self.sock is None:
+            return 0
+        try:
+            return os.write(self.sock.fileno(), data)
+        except BlockingIOError:
+            return 0
+
+    async def write_rest(self, data: bytes | bytearray | memoryview) -> None:
+        """Write all of `data`, waiting for room until the write deadline."""
+        if self.sock is None:
+            with trio.CancelScope(deadline=_trio_deadline(self.write_at)) as scope:
+                await self.stream.send_all(data)
+            if scope.cancelled_caught:
+                raise Expired("write")
+            return
+        view = memoryview(data)
+        while view:
+            await self._wait(wait_writable, True)
+            view = view[self.write_now(view) :]
+
+    async def write(self, data: bytes | bytearray | memoryview, within: float) -> None:
+        """Write all of `data`: only a write that has to wait gets a deadline."""
+        sent = self.write_now(data)
+        if sent < len(data):
+            self.write_within(within)
+            await self.write_rest(memoryview(data)[sent:])
+            self.write_at = INF
 
 
 def raw_socket(stream: trio.abc.Stream) -> trio.socket.SocketType | None:
