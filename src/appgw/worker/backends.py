@@ -63,7 +63,7 @@ async def _open_tcp(host: str, port: int) -> trio.SocketStream:
 
 
 class BackendConnection:
-    __slots__ = ("key", "stream", "endpoint", "idle_since", "reused", "label")
+    __slots__ = ("key", "stream", "endpoint", "idle_since", "reused", "label", "_poll")
 
     def __init__(self, key: BackendKey, stream: trio.abc.Stream, timer: Timer) -> None:
         self.key = key
@@ -72,6 +72,7 @@ class BackendConnection:
         self.idle_since = 0.0
         self.reused = False
         self.label = f"{key[0]}:{key[1]}"
+        self._poll: select.poll | None = None  # polls the idle connection before reuse
 
     async def write(self, data: bytes | bytearray | memoryview) -> None:
         """Write to the backend (502 if it broke the connection).
@@ -109,14 +110,17 @@ class BackendConnection:
 
     def stale(self) -> bool:
         """Whether an idle connection was closed (or talked) while idle."""
-        sock = self.endpoint.sock or raw_socket(self.stream)
-        if sock is None:
-            return True
+        poll = self._poll
+        if poll is None:
+            sock = self.endpoint.sock or raw_socket(self.stream)
+            if sock is None:
+                return True
+            poll = self._poll = select.poll()
+            poll.register(sock.fileno(), select.POLLIN)
         try:
-            readable, _, _ = select.select([sock.fileno()], [], [], 0)
+            return bool(poll.poll(0))  # readable: EOF or stray bytes; POLLNVAL: closed
         except (OSError, ValueError):
             return True
-        return bool(readable)
 
     def abort(self) -> None:
         abort(self.stream)

@@ -81,6 +81,12 @@ class Balancer:
         """Routable servers, the chosen one first, then failover order."""
         servers = pool.servers
         count = len(servers)
+        if count == 1:
+            server = servers[0]
+            routable = health.is_routable(
+                pool.name, setting.name, server.host, server_port(server, setting)
+            )
+            return [server] if routable else []
         if not count:
             return []
         key = (pool.name, setting.name)

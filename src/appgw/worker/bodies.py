@@ -86,7 +86,8 @@ class ResponseBody:
     async def relay(self, kind: int, length: int, head: bytes) -> None:
         if kind == NO_BODY:
             await self.client.send_head(head)
-            self.reusable = self.reader.complete and not self.reader.trailing
+            reader = self.reader
+            self.reusable = reader.complete and not reader.trailing and not reader.rest
         elif kind == LENGTH:
             await self._by_count(length, head)
         elif kind == CHUNKED:
@@ -103,6 +104,14 @@ class ResponseBody:
             if isinstance(event, bytes):
                 out += event
                 remaining -= len(event)
+        rest = reader.rest  # what came with the head, unparsed
+        if rest:
+            reader.rest = b""
+            if len(rest) > remaining:
+                reader.trailing = True  # bytes past the response: not for any request
+                rest = rest[:remaining]
+            out += rest
+            remaining -= len(rest)
         client.sent += len(out) - len(head)
         await client.send_head(out)
         while remaining > 0:
@@ -123,6 +132,10 @@ class ResponseBody:
         framed = self.chunk_out
         out = bytearray(head)
         started = False
+        try:
+            reader.feed_rest()
+        except BadGateway as exc:
+            raise BackendAborted(str(exc)) from None
         while True:
             ended = False
             for event in reader.take_events():
@@ -154,6 +167,10 @@ class ResponseBody:
         client = self.client
         framed = self.chunk_out
         out = bytearray(head)
+        try:
+            self.reader.feed_rest()
+        except BadGateway as exc:
+            raise BackendAborted(str(exc)) from None
         for event in self.reader.take_events():
             if isinstance(event, bytes) and event:
                 client.sent += len(event)

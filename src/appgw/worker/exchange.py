@@ -327,6 +327,7 @@ class Exchange:
             chunked=request.chunked,
             websocket=request.websocket,
             drop=_DROP_TRACED if trace is not None else _DROP,
+            tokens=request.connection,
         )
         if trace is not None:
             built += forwarding.trace_headers(trace)
@@ -429,8 +430,9 @@ class Exchange:
             raise BadGateway(f"{backend.label} sent an unusable response head: {exc}") from None
         body = ResponseBody(client, backend, reader, self.timeout, chunk_out)
         await body.relay(kind, length, head)
-        keep = rules.connection_tokens(response.headers)
-        return body.reusable and response.keep_alive and b"close" not in keep
+        # llhttp's keep-alive: HTTP/1.1 without a Connection "close" token
+        # (or HTTP/1.0 with keep-alive).
+        return body.reusable and response.keep_alive
 
     async def _switch(
         self, backend: BackendConnection, reader: ResponseReader, response: ResponseHead

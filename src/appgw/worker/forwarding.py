@@ -24,8 +24,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-
-from attrs import frozen
+from typing import NamedTuple
 
 Headers = list[tuple[bytes, bytes]]
 
@@ -34,8 +33,7 @@ TRACE_ID = b"x-appgw-trace-id"
 CORS_SUFFIX = "CORS"
 
 
-@frozen
-class Trace:
+class Trace(NamedTuple):
     """One request's identity towards the backend and in the access log."""
 
     original_url: str  # origin-form, as the client sent it

@@ -46,7 +46,7 @@ def _request_drop(drop: frozenset[bytes]) -> frozenset[bytes]:
     return _REQUEST_DROP | drop
 
 
-def connection_tokens(headers: Iterable[tuple[bytes, bytes]]) -> set[bytes]:
+def connection_tokens(headers: Iterable[tuple[bytes, bytes]]) -> frozenset[bytes]:
     """The lowercased tokens of every Connection header."""
     tokens: set[bytes] = set()
     for name, value in headers:
@@ -55,7 +55,7 @@ def connection_tokens(headers: Iterable[tuple[bytes, bytes]]) -> set[bytes]:
                 token = token.strip().lower()
                 if token:
                     tokens.add(token)
-    return tokens
+    return frozenset(tokens)
 
 
 def header_value(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> bytes | None:
@@ -83,15 +83,18 @@ def request_headers(
     chunked: bool,
     websocket: bool,
     drop: frozenset[bytes] = frozenset(),
+    tokens: frozenset[bytes] | None = None,
 ) -> Headers:
     """The headers of the request sent to the backend.
 
     `content_length` / `chunked` describe the body the gateway will send;
     neither means no body. Headers named in `drop` go too (in the same
-    walk over the request's headers).
+    walk over the request's headers). `tokens`: the request's Connection
+    tokens, when they are known already.
     """
     remove = _request_drop(drop)
-    tokens = connection_tokens(headers)
+    if tokens is None:
+        tokens = connection_tokens(headers)
     if tokens:
         remove = remove | tokens
     out = [(b"host", host_override or host or b"")]
@@ -123,9 +126,19 @@ def response_headers(headers: HeaderSeq, *, close: bool) -> Headers:
     Content-Length is kept (it tells the client the length, and the body is
     relayed by it); chunked framing is redone towards the client (bodies.py).
     """
-    length = header_value(headers, b"content-length")
-    out = _without_hop_by_hop(headers, ())
-    if length is not None and header_value(headers, b"transfer-encoding") is None:
+    tokens = connection_tokens(headers)
+    remove = HOP_BY_HOP | tokens if tokens else HOP_BY_HOP
+    out = []
+    length = None
+    chunked = False
+    for name, value in headers:
+        if name not in remove:
+            out.append((name, value))
+        elif name == b"content-length":
+            length = value
+        elif name == b"transfer-encoding":
+            chunked = True
+    if length is not None and not chunked:
         out.append((b"content-length", length))
     if close:
         out.append((b"connection", b"close"))

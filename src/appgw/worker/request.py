@@ -7,7 +7,7 @@ about the request is decided here, once, and never looked up again.
 
 from __future__ import annotations
 
-import attrs
+from typing import NamedTuple
 
 from appgw.errors import BadRequest, GatewayError
 from appgw.worker import headers as rules
@@ -17,8 +17,7 @@ from appgw.worker.wire import RequestHead
 Headers = tuple[tuple[bytes, bytes], ...]
 
 
-@attrs.frozen
-class Request:
+class Request(NamedTuple):
     method: bytes
     target: bytes  # as the client sent it (origin-form or absolute-form)
     host: bytes | None  # the Host header's value
@@ -28,10 +27,14 @@ class Request:
     chunked: bool
     body_expected: bool  # the framing announces body bytes
     websocket: bool  # a WebSocket handshake (GET, Upgrade: websocket, Connection: upgrade)
+    connection: frozenset[bytes]  # the lowercased tokens of its Connection headers
     upgrade: bool  # llhttp stopped at this head for an upgrade (websocket or not)
     reuse_backend: bool  # False: the backend connection must not serve another request
     expect_continue: bool  # the client waits for 100 Continue before its body
     keep_alive: bool  # the client may send another request on this connection
+
+
+_NO_TOKENS: frozenset[bytes] = frozenset()
 
 
 def read(head: RequestHead) -> Request:
@@ -44,7 +47,8 @@ def read(head: RequestHead) -> Request:
     length = None
     chunked = False
     expect = False
-    close = head.version != "1.1"
+    connection = False
+    upgrade = None
     for name, value in headers:
         if name == b"host":
             host = value.strip(b" \t")
@@ -55,11 +59,17 @@ def read(head: RequestHead) -> Request:
         elif name == b"expect":
             expect = value.strip(b" \t").lower() == b"100-continue"
         elif name == b"connection":
-            close = close or b"close" in value.lower()
-    if close and head.version == "1.1":
-        close = b"close" in rules.connection_tokens(headers)
+            connection = True
+        elif name == b"upgrade":
+            upgrade = value
+    tokens = rules.connection_tokens(headers) if connection else _NO_TOKENS
+    close = head.version != "1.1" or b"close" in tokens
     body_expected = chunked or bool(length)
-    websocket = rules.wants_websocket(head.method, headers, head.version.encode())
+    websocket = (
+        upgrade is not None
+        and b"upgrade" in tokens
+        and rules.wants_websocket(head.method, headers, head.version.encode())
+    )
     if head.upgrade and body_expected:
         # llhttp hands everything after an upgrade request's head to the
         # tunnel, so a body there would be read by nobody: refuse it.
@@ -74,6 +84,7 @@ def read(head: RequestHead) -> Request:
         chunked=chunked,
         body_expected=body_expected,
         websocket=websocket,
+        connection=tokens,
         upgrade=head.upgrade,
         reuse_backend=verdict.reuse_backend,
         expect_continue=expect and body_expected and head.version == "1.1",

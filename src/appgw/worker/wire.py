@@ -11,11 +11,14 @@ Two readers turn bytes into events, in order:
   bytes after it are held in `upgrade_rest`, for the tunnel, or handed
   back with `resume` if no tunnel starts.
 - `ResponseReader` (backend side, one per response): interim responses
-  (100 Continue, 103) are dropped, the final `ResponseHead` comes out, then
-  body pieces and `END`. After a 101 or the head of a response to HEAD the
-  reader stops and keeps the bytes past the head in `rest`. Anything that
-  arrives after the response ended marks it `trailing`: such a connection
-  is never reused.
+  (100 Continue, 103) are dropped, the final `ResponseHead` comes out.
+  llhttp is fed each head up to its end and no further: the bytes after
+  the final head wait in `rest`, unparsed, for the body's relay, which
+  takes them as they are (a Content-Length body is relayed by count) or
+  feeds them on (`feed_rest`: chunked, or until close), and then come body
+  pieces and `END`. After a 101 or the head of a response to HEAD the
+  reader stops for good. Anything that arrives after the response ended
+  marks it `trailing`: such a connection is never reused.
 
 llhttp keeps no limit on head size; the readers count what they were fed
 while a head is incomplete and give up past the limit.
@@ -25,8 +28,8 @@ from __future__ import annotations
 
 import re
 from collections import deque
+from typing import NamedTuple
 
-import attrs
 import httptools
 
 from appgw.errors import BadGateway, BadRequest, GatewayError, VersionNotSupported
@@ -44,8 +47,7 @@ class _End:
 END = _End()
 
 
-@attrs.frozen
-class RequestHead:
+class RequestHead(NamedTuple):
     """A request head as llhttp read it (names lowercased)."""
 
     method: bytes
@@ -56,8 +58,7 @@ class RequestHead:
     size: int  # bytes of request line and fields, about
 
 
-@attrs.frozen
-class ResponseHead:
+class ResponseHead(NamedTuple):
     status: int
     reason: bytes
     headers: Headers
@@ -223,6 +224,8 @@ class ResponseReader:
         "_headers",
         "_size",
         "_raw",
+        "_fed",
+        "_head_start",
         "_heads",
         "_head_request",
         "_max_head",
@@ -240,9 +243,11 @@ class ResponseReader:
         self._reason = b""
         self._headers: Headers = []
         self._size = 0
-        # Everything fed until the final head is complete: usually the one
+        # Everything read until the final head is complete: usually the one
         # read that brought the head, kept as it is (no copy).
         self._raw = b""
+        self._fed = 0  # how much of _raw llhttp has been fed
+        self._head_start = 0  # where in _raw the head being read begins
         self._heads = 0  # heads completed within _raw
         self._head_request = head_request
         self._max_head = max_head
@@ -251,7 +256,7 @@ class ResponseReader:
         self.complete = False  # the response ended (END was queued)
         self.stopped = False  # the reader stopped after the head (101, HEAD)
         self.trailing = False  # bytes arrived after the response ended
-        self.rest = b""  # bytes past the head, once stopped
+        self.rest = b""  # bytes past the final head, not parsed
 
     # -- llhttp's callbacks ----------------------------------------------------
 
@@ -303,14 +308,47 @@ class ResponseReader:
     # -- feeding and reading ---------------------------------------------------
 
     def feed(self, data: bytes) -> None:
-        """Parse backend bytes; raises BadGateway for a response llhttp refuses."""
+        """Parse backend bytes; raises BadGateway for a response llhttp refuses.
+
+        While a head is incomplete, llhttp is fed up to the end of each head
+        (the first empty line) and no further; what follows the final head
+        is kept in `rest`. (A head that ends otherwise, if llhttp takes one,
+        is fed whole, body and all, and its body comes out as events.)
+        """
         if self.stopped or self.complete:
             if data:
                 self.trailing = True
             return
-        head_pending = self.final is None
-        if head_pending:
-            self._raw = self._raw + data if self._raw else data
+        if self.final is not None:
+            self._parse(data)
+            return
+        raw = self._raw = self._raw + data if self._raw else data
+        fed = self._fed
+        while self.final is None and not self.stopped:
+            end = raw.find(b"\r\n\r\n", max(fed - 3, self._head_start))
+            stop = len(raw) if end < 0 else end + 4
+            if stop > fed:
+                self._parse(raw if fed == 0 and stop == len(raw) else raw[fed:stop])
+                fed = stop
+            if end < 0:
+                break
+            self._head_start = stop
+        if self.final is None:
+            self._fed = fed
+            if len(raw) > self._max_head + 1024:
+                raise BadGateway(f"{self._label} sent a response head over {self._max_head} bytes")
+            return
+        if not self.stopped:
+            self.rest = raw[fed:] if fed < len(raw) else b""
+        self._raw = b""
+
+    def feed_rest(self) -> None:
+        """Parse the bytes that came after the final head (a body llhttp reads)."""
+        rest, self.rest = self.rest, b""
+        if rest:
+            self.feed(rest)
+
+    def _parse(self, data: bytes) -> None:
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -327,10 +365,6 @@ class ResponseReader:
                 self.trailing = True
             else:
                 raise BadGateway(f"{self._label} sent an invalid response: {exc}") from None
-        if self.final is None and len(self._raw) > self._max_head + 1024:
-            raise BadGateway(f"{self._label} sent a response head over {self._max_head} bytes")
-        if not head_pending or self.final is not None:
-            self._raw = b""
 
     def _stop(self) -> None:
         """Stopped after the final head: keep what followed it."""
