@@ -35,7 +35,7 @@ async def test_a_read_past_its_deadline_raises_expired_and_not_before(nursery):
         endpoint.read_within(0.2)
         deadline = endpoint.read_at
         with pytest.raises(Expired):
-            await endpoint.read(wait_first=True)
+            await endpoint.read()
     assert monotonic() >= deadline
 
 
@@ -61,7 +61,7 @@ async def test_a_deadline_moved_later_while_waiting_keeps_the_wait(nursery):
     got: list[bytes] = []
 
     async def reader() -> None:
-        got.append(await endpoint.read(wait_first=True))
+        got.append(await endpoint.read())
 
     with trio.fail_after(BUDGET):
         async with trio.open_nursery() as inner:
@@ -87,7 +87,7 @@ async def test_a_deadline_moved_earlier_wakes_the_timer(nursery):
         await trio.testing.wait_all_tasks_blocked()
         endpoint.read_within(0.1)
         with pytest.raises(Expired):
-            await endpoint.read(wait_first=True)
+            await endpoint.read()
 
 
 async def test_a_write_to_a_peer_that_stops_reading_expires(nursery):
@@ -109,7 +109,7 @@ async def test_one_directions_deadline_leaves_the_other_waiting(nursery):
     got: list[bytes] = []
 
     async def reader() -> None:
-        got.append(await endpoint.read(wait_first=True))
+        got.append(await endpoint.read())
 
     with trio.fail_after(BUDGET):
         async with trio.open_nursery() as inner:

@@ -97,14 +97,13 @@ class BackendConnection:
         except Expired:
             raise GatewayTimeout(f"{self.label} stopped reading the request") from None
 
-    async def receive(self, wait_first: bool = False) -> bytes:
+    async def receive(self) -> bytes:
         """Bytes from the backend (b"" at its end of stream).
 
-        Expired at the read deadline, which the caller set. `wait_first`:
-        nothing can have arrived yet (a response just asked for).
+        Expired at the read deadline, which the caller set.
         """
         try:
-            return await self.endpoint.read(wait_first)
+            return await self.endpoint.read()
         except STREAM_ERRORS as exc:
             raise BadGateway(f"{self.label} broke the connection: {exc}") from None
 

@@ -98,10 +98,10 @@ class ClientConnection:
 
     # -- reading -------------------------------------------------------------
 
-    async def _receive(self, wait_first: bool = False) -> bytes:
+    async def _receive(self) -> bytes:
         """Bytes from the client; Expired at the read deadline."""
         try:
-            data = await self.endpoint.read(wait_first)
+            data = await self.endpoint.read()
         except STREAM_ERRORS as exc:
             raise ClientGone(str(exc)) from None
         self.received += len(data)
@@ -128,7 +128,7 @@ class ClientConnection:
                 self.cut_idle(now + services.grace)
             self.idle = True
             try:
-                data = await self._receive(wait_first=not first)
+                data = await self._receive()
             except Expired:
                 return None
             finally:

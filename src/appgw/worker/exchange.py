@@ -386,7 +386,7 @@ class Exchange:
                 assert isinstance(event, ResponseHead)
                 self.latency = monotonic() - self.head_sent
                 return event
-            data = await backend.receive(wait_first=True)
+            data = await backend.receive()
             if not data:
                 raise BadGateway(f"{backend.label} closed the connection without a response")
             reader.feed(data)

@@ -122,6 +122,8 @@ class _Entry:
 
 
 _ROUTES_KEPT = 4096  # distinct routes kept built; more (wildcard prefixes) start over
+_ANSWERS_KEPT = 4096  # (socket, host, path) lookups kept answered; more start over
+_ANSWER_KEY_BYTES = 1024  # longer host and path: answered, not kept
 
 
 class Router:
@@ -150,11 +152,26 @@ class Router:
         # Built routes by (entry, path rule, prefix); both objects live as
         # long as this router, so their ids stay theirs.
         self._routes: dict[tuple[int, int, str | None], Route] = {}
+        self._answers: dict[tuple[BoundAddress, bytes | None, str], Route | None] = {}
 
     def route(self, bound: BoundAddress, host: bytes | None, path: str) -> Route | None:
-        """The route for a request, or None when no listener takes its host."""
+        """The route for a request, or None when no listener takes its host.
+
+        The answers for the last few thousand (socket, host, path) asked are
+        kept: most requests ask again what an earlier one asked.
+        """
+        key = (bound, host, path)
+        try:
+            return self._answers[key]
+        except KeyError:
+            pass
         entry = self._entry(bound, host)
-        return None if entry is None else self._target(entry, path)
+        route = None if entry is None else self._target(entry, path)
+        if len(path) + len(host or b"") <= _ANSWER_KEY_BYTES:
+            if len(self._answers) >= _ANSWERS_KEPT:
+                self._answers.clear()
+            self._answers[key] = route
+        return route
 
     def listener(self, bound: BoundAddress, host: bytes | None) -> Listener | None:
         """The listener that takes a request for `host` on a socket, if any."""

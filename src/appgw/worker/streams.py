@@ -15,11 +15,12 @@ microseconds per call; and their deadlines cost no cancel scope either:
 the worker's one `Timer` (timer.py) keeps them, and wakes a wait whose
 deadline passed. So a phase with a timeout costs a clock read.
 
-- `read` (and `read_now`, which never waits): a read that finds bytes
-  waiting returns them after one schedule point (other tasks run, as with
-  trio's own receive); one that finds none waits for the socket to become
-  readable. A read that is known to wait (a response just asked for, the
-  next request of an idle connection) waits first, saving a failing call.
+- `read`: other tasks run first (one schedule point, as with trio's own
+  receive), then the socket is read; only a read that finds nothing waits
+  for the socket to become readable. Under load, what a side waits for
+  (the response just asked for, a client's next request) has usually
+  arrived by then, and a wait costs more than the read: registering the
+  socket with epoll, being woken, being scheduled.
 - `write_now`: as much as the socket takes at once, with no await at all;
   `write` sends the rest, waiting for room until the write deadline. A
   write is thus neither a schedule point nor a cancellation point when the
@@ -44,8 +45,7 @@ from typing import TYPE_CHECKING
 
 import trio
 from trio.lowlevel import (
-    cancel_shielded_checkpoint,
-    checkpoint_if_cancelled,
+    checkpoint,
     notify_closing,
     wait_readable,
     wait_writable,
@@ -137,35 +137,25 @@ class Endpoint:
 
     # -- reading -------------------------------------------------------------
 
-    def read_now(self) -> bytes | None:
-        """What a plain socket has waiting, without waiting: None if nothing.
+    async def read(self) -> bytes:
+        """Up to RECEIVE_SIZE bytes; b"" at the end of the stream.
 
-        Not a schedule point: a caller that goes on without awaiting anything
-        else gives other tasks their turn (`cancel_shielded_checkpoint`).
+        The other tasks run first (a schedule point, as with trio's own
+        receive): by then what this side waits for (a response just asked
+        for, the next request of a kept-alive connection) has usually
+        arrived, and is read without registering a wait; otherwise the read
+        waits for the socket to become readable.
         """
-        assert self.sock is not None
-        try:
-            return os.read(self.sock.fileno(), RECEIVE_SIZE)
-        except BlockingIOError:
-            return None
-
-    async def read(self, wait_first: bool = False) -> bytes:
-        """Up to RECEIVE_SIZE bytes; b"" at the end of the stream."""
         sock = self.sock
         if sock is None:
             return await self._stream_read()
-        if not wait_first:
-            await checkpoint_if_cancelled()
-            data = self.read_now()
-            if data is not None:
-                await cancel_shielded_checkpoint()
-                return data
+        await checkpoint()
         while True:
-            await self._wait(wait_readable, False)
             try:
                 return os.read(sock.fileno(), RECEIVE_SIZE)
             except BlockingIOError:
-                continue
+                pass
+            await self._wait(wait_readable, False)
 
     async def _stream_read(self) -> bytes:
         with trio.CancelScope(deadline=_trio_deadline(self.read_at)) as self._scope:
