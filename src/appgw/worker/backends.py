@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 import trio
 
 from appgw.errors import STREAM_ERRORS, BadGateway, GatewayTimeout
-from appgw.worker.streams import Endpoint, Expired, abort, raw_socket
+from appgw.worker.streams import BACKEND_RECEIVE_SIZE, Endpoint, Expired, abort, raw_socket
 
 if TYPE_CHECKING:
     from appgw.worker.timer import Timer
@@ -68,7 +68,7 @@ class BackendConnection:
     def __init__(self, key: BackendKey, stream: trio.abc.Stream, timer: Timer) -> None:
         self.key = key
         self.stream = stream
-        self.endpoint = Endpoint(stream, timer)
+        self.endpoint = Endpoint(stream, timer, BACKEND_RECEIVE_SIZE)
         self.idle_since = 0.0
         self.reused = False
         self.label = f"{key[0]}:{key[1]}"

@@ -105,15 +105,13 @@ class ResponseBody:
                 out += event
                 remaining -= len(event)
         rest = reader.rest  # what came with the head, unparsed
-        if rest:
-            reader.rest = b""
-            if len(rest) > remaining:
-                reader.trailing = True  # bytes past the response: not for any request
-                rest = rest[:remaining]
-            out += rest
-            remaining -= len(rest)
-        client.sent += len(out) - len(head)
-        await client.send_head(out)
+        reader.rest = b""
+        if len(rest) > remaining:
+            reader.trailing = True  # bytes past the response: not for any request
+            rest = rest[:remaining]
+        remaining -= len(rest)
+        client.sent += len(out) + len(rest) - len(head)
+        await client.send_head(out, rest)  # one write, the body not copied behind the head
         while remaining > 0:
             data = await self._receive()
             if not data:

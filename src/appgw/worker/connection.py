@@ -232,10 +232,15 @@ class ClientConnection:
         except Expired:
             raise ClientGone("client stopped reading") from None
 
-    async def send_head(self, head: bytes | bytearray) -> None:
-        """A response head (with whatever body follows it at once), in one write."""
+    async def send_head(self, head: bytes | bytearray, body: bytes | memoryview = b"") -> None:
+        """A response head, with whatever body follows it at once, in one write."""
         self.response_started = True
-        await self.send(head)
+        try:
+            await self.endpoint.write(head, self.limits.request_timeout, body)
+        except STREAM_ERRORS as exc:
+            raise ClientGone(str(exc)) from None
+        except Expired:
+            raise ClientGone("client stopped reading") from None
 
     async def send_continue(self) -> None:
         await self.send(CONTINUE)

@@ -57,9 +57,25 @@ if TYPE_CHECKING:
     from appgw.worker.timer import Timer
 
 RECEIVE_SIZE = 64 * 1024
+# A backend connection reads more at once: a response that is all there (a
+# 64 KiB body with its head, say) is read and relayed in one go. Kept under
+# glibc's default mmap threshold (128 KiB): a larger read would map and
+# unmap its buffer on every read, small responses included.
+BACKEND_RECEIVE_SIZE = 120 * 1024
 INF = math.inf
 
-__all__ = ["INF", "RECEIVE_SIZE", "STREAM_ERRORS", "Endpoint", "Expired", "abort", "raw_socket"]
+Buffer = bytes | bytearray | memoryview
+
+__all__ = [
+    "BACKEND_RECEIVE_SIZE",
+    "INF",
+    "RECEIVE_SIZE",
+    "STREAM_ERRORS",
+    "Endpoint",
+    "Expired",
+    "abort",
+    "raw_socket",
+]
 
 
 class Expired(Exception):
@@ -74,10 +90,11 @@ def _trio_deadline(at: float) -> float:
 class Endpoint:
     """A connection's bytes both ways, with a read and a write deadline."""
 
-    __slots__ = ("stream", "sock", "read_at", "write_at", "armed", "timer", "_scope")
+    __slots__ = ("stream", "sock", "size", "read_at", "write_at", "armed", "timer", "_scope")
 
-    def __init__(self, stream: trio.abc.Stream, timer: Timer) -> None:
+    def __init__(self, stream: trio.abc.Stream, timer: Timer, size: int = RECEIVE_SIZE) -> None:
         self.stream = stream
+        self.size = size  # the most one read takes
         # Plain TCP: read and written directly; None for TLS.
         self.sock: trio.socket.SocketType | None = (
             stream.socket if type(stream) is trio.SocketStream else None
@@ -138,7 +155,7 @@ class Endpoint:
     # -- reading -------------------------------------------------------------
 
     async def read(self) -> bytes:
-        """Up to RECEIVE_SIZE bytes; b"" at the end of the stream.
+        """Up to `size` bytes; b"" at the end of the stream.
 
         The other tasks run first (a schedule point, as with trio's own
         receive): by then what this side waits for (a response just asked
@@ -152,7 +169,7 @@ class Endpoint:
         await checkpoint()
         while True:
             try:
-                return os.read(sock.fileno(), RECEIVE_SIZE)
+                return os.read(sock.fileno(), self.size)
             except BlockingIOError:
                 pass
             await self._wait(wait_readable, False)
@@ -160,14 +177,14 @@ class Endpoint:
     async def _stream_read(self) -> bytes:
         with trio.CancelScope(deadline=_trio_deadline(self.read_at)) as self._scope:
             try:
-                return bytes(await self.stream.receive_some(RECEIVE_SIZE))
+                return bytes(await self.stream.receive_some(self.size))
             finally:
                 self._scope = None
         raise Expired("read")
 
     # -- writing -------------------------------------------------------------
 
-    def write_now(self, data: bytes | bytearray | memoryview) -> int:
+    def write_now(self, data: Buffer) -> int:
         """Write what a plain socket takes now, without waiting: how much it
         took (0 for TLS, which only `write_rest` writes)."""
         if self.sock is None:
@@ -177,7 +194,7 @@ class Endpoint:
         except BlockingIOError:
             return 0
 
-    async def write_rest(self, data: bytes | bytearray | memoryview) -> None:
+    async def write_rest(self, data: Buffer) -> None:
         """Write all of `data`, waiting for room until the write deadline."""
         if self.sock is None:
             with trio.CancelScope(deadline=_trio_deadline(self.write_at)) as scope:
@@ -190,13 +207,32 @@ class Endpoint:
             await self._wait(wait_writable, True)
             view = view[self.write_now(view) :]
 
-    async def write(self, data: bytes | bytearray | memoryview, within: float) -> None:
-        """Write all of `data`: only a write that has to wait gets a deadline."""
-        sent = self.write_now(data)
-        if sent < len(data):
-            self.write_within(within)
-            await self.write_rest(memoryview(data)[sent:])
-            self.write_at = INF
+    async def write(self, data: Buffer, within: float, then: Buffer = b"") -> None:
+        """Write all of `data`, and `then` after it in the same system call
+        (a body behind its head is not copied): only a write that has to
+        wait gets a deadline, `within` seconds."""
+        sock = self.sock
+        if not then:
+            sent = self.write_now(data)
+            if sent == len(data):
+                return
+            rest: Buffer = memoryview(data)[sent:]
+        elif sock is None:
+            rest = bytes(data) + then  # TLS: one record
+        else:
+            try:
+                sent = os.writev(sock.fileno(), (data, then))
+            except BlockingIOError:
+                sent = 0
+            if sent < len(data):
+                rest = bytes(memoryview(data)[sent:]) + then
+            else:
+                rest = memoryview(then)[sent - len(data) :]
+                if not rest:
+                    return
+        self.write_within(within)
+        await self.write_rest(rest)
+        self.write_at = INF
 
 
 def raw_socket(stream: trio.abc.Stream) -> trio.socket.SocketType | None:

@@ -256,7 +256,9 @@ class ResponseReader:
         self.complete = False  # the response ended (END was queued)
         self.stopped = False  # the reader stopped after the head (101, HEAD)
         self.trailing = False  # bytes arrived after the response ended
-        self.rest = b""  # bytes past the final head, not parsed
+        # Bytes past the final head, not parsed: a view of the read that
+        # brought the head (a body is not copied out of it).
+        self.rest: bytes | memoryview = b""
 
     # -- llhttp's callbacks ----------------------------------------------------
 
@@ -339,7 +341,7 @@ class ResponseReader:
                 raise BadGateway(f"{self._label} sent a response head over {self._max_head} bytes")
             return
         if not self.stopped:
-            self.rest = raw[fed:] if fed < len(raw) else b""
+            self.rest = memoryview(raw)[fed:] if fed < len(raw) else b""
         self._raw = b""
 
     def feed_rest(self) -> None:
@@ -399,7 +401,7 @@ class ResponseReader:
         Its parser, buffers and the head go at once: an open tunnel keeps
         nothing of the HTTP that came before it.
         """
-        rest = self.rest
+        rest = bytes(self.rest)
         _release(self)
         self.final = None
         self.rest = b""
