@@ -300,6 +300,8 @@ class ClientConnection:
         except BackendAborted as exc:
             log.info("aborting client %s: %s", self.peer[0], exc)
             abort(self.stream)
+        finally:
+            self.reader.close()
 
     def _observe_rejected(self, status: int, failure: BaseException) -> None:
         """A request refused before it was read whole: counted and logged."""

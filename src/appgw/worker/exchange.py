@@ -429,7 +429,10 @@ class Exchange:
         except BadGateway as exc:
             raise BadGateway(f"{backend.label} sent an unusable response head: {exc}") from None
         body = ResponseBody(client, backend, reader, self.timeout, chunk_out)
-        await body.relay(kind, length, head)
+        try:
+            await body.relay(kind, length, head)
+        finally:
+            reader.close()
         # llhttp's keep-alive: HTTP/1.1 without a Connection "close" token
         # (or HTTP/1.0 with keep-alive).
         return body.reusable and response.keep_alive

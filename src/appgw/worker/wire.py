@@ -203,6 +203,10 @@ class RequestReader:
         """Whether nothing of a next request has been read (no queued event, no partial head)."""
         return not self._events and not self._in_head
 
+    def close(self) -> None:
+        """The connection is done: the reader lets go of its parser."""
+        _release(self)
+
     def release(self) -> bytes:
         """The bytes after an upgrade request, for its tunnel; the reader is done.
 
@@ -395,6 +399,10 @@ class ResponseReader:
         events, self._events = self._events, deque()
         return events
 
+    def close(self) -> None:
+        """The response is relayed: the reader lets go of its parser."""
+        _release(self)
+
     def release(self) -> bytes:
         """The bytes after a 101's head, for its tunnel; the reader is done.
 
@@ -412,8 +420,16 @@ _SPENT: deque[object] = deque(maxlen=0)  # what a released reader holds: nothing
 
 
 def _release(reader: RequestReader | ResponseReader) -> None:
-    """Drop a reader's parser (and the cycle it makes with the reader) and buffers."""
-    del reader._parser  # any later use fails loudly
+    """Drop a reader's parser (and the cycle it makes with the reader) and buffers.
+
+    The parser holds the reader's callbacks and the reader holds the
+    parser: a reader that is just dropped is freed by the cyclic garbage
+    collector only, which is what made most of its work under load.
+    """
+    try:
+        del reader._parser  # any later use fails loudly
+    except AttributeError:
+        return  # released already
     reader._events = _SPENT  # type: ignore[assignment]
     reader._headers = []
 
