@@ -285,9 +285,9 @@ class Exchange:
                     return backend, reader, None
                 # No body: sending the head and waiting for the answer is one
                 # phase, with one deadline.
-                endpoint = backend.endpoint
-                endpoint.read_by(self.head_sent + self.timeout)
-                endpoint.write_at = endpoint.read_at
+                deadline = self.head_sent + self.timeout
+                backend.endpoint.write_by(deadline)
+                backend.endpoint.read_by(deadline)
                 try:
                     await backend.write(head)
                     sent = True

@@ -40,6 +40,7 @@ import math
 import os
 import socket
 import struct
+from collections.abc import Awaitable, Callable
 from time import monotonic
 from typing import TYPE_CHECKING
 
@@ -65,6 +66,7 @@ BACKEND_RECEIVE_SIZE = 120 * 1024
 INF = math.inf
 
 Buffer = bytes | bytearray | memoryview
+Waiter = Callable[[trio.socket.SocketType], Awaitable[None]]  # wait_readable, wait_writable
 
 __all__ = [
     "BACKEND_RECEIVE_SIZE",
@@ -136,7 +138,7 @@ class Endpoint:
         if sock is not None and sock.fileno() >= 0:
             notify_closing(sock)
 
-    async def _wait(self, wait: object, writing: bool) -> None:
+    async def _wait(self, wait: Waiter, writing: bool) -> None:
         """Wait until the socket is ready, or raise Expired at the deadline."""
         sock = self.sock
         assert sock is not None
@@ -144,7 +146,7 @@ class Endpoint:
             if (self.write_at if writing else self.read_at) <= monotonic():
                 raise Expired("write" if writing else "read")
             try:
-                await wait(sock)  # type: ignore[operator]
+                await wait(sock)
                 return
             except trio.ClosedResourceError:
                 if sock.fileno() < 0:

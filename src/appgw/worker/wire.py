@@ -313,7 +313,7 @@ class ResponseReader:
 
     # -- feeding and reading ---------------------------------------------------
 
-    def feed(self, data: bytes) -> None:
+    def feed(self, data: bytes | memoryview) -> None:
         """Parse backend bytes; raises BadGateway for a response llhttp refuses.
 
         While a head is incomplete, llhttp is fed up to the end of each head
@@ -328,7 +328,7 @@ class ResponseReader:
         if self.final is not None:
             self._parse(data)
             return
-        raw = self._raw = self._raw + data if self._raw else data
+        raw = self._raw = self._raw + data if self._raw else bytes(data)
         fed = self._fed
         while self.final is None and not self.stopped:
             end = raw.find(b"\r\n\r\n", max(fed - 3, self._head_start))
@@ -354,7 +354,7 @@ class ResponseReader:
         if rest:
             self.feed(rest)
 
-    def _parse(self, data: bytes) -> None:
+    def _parse(self, data: bytes | memoryview) -> None:
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
