@@ -13,7 +13,7 @@ import trio
 
 # Everything a stream raises when its peer is gone or it was closed under us:
 # the one tuple every reader and writer of a connection catches.
-STREAM_ERRORS: tuple[type[BaseException], ...] = (
+STREAM_ERRORS: tuple[type[Exception], ...] = (
     trio.BrokenResourceError,
     trio.ClosedResourceError,
     OSError,

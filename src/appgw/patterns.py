@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-import re2
+import re2  # type: ignore[import-untyped]
 
 
 class PatternError(ValueError):

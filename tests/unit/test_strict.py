@@ -134,9 +134,9 @@ def test_one_empty_line_before_a_request_line_is_ignored():
     assert [type(e).__name__ for e in events] == [
         "RequestHead",
         "bytes",
-        "_End",
+        "End",
         "RequestHead",
-        "_End",
+        "End",
     ]
     assert events[-2].target == b"/2" and events[-1] is END
 

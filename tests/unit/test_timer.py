@@ -26,11 +26,26 @@ def socket_pair() -> tuple[trio.SocketStream, socket.socket]:
     return trio.SocketStream(trio.socket.from_stdlib_socket(ours)), theirs
 
 
-async def test_a_read_past_its_deadline_raises_expired_and_not_before(nursery):
+@pytest.fixture
+def timer(nursery: trio.Nursery) -> Timer:
+    """A running timer."""
     timer = Timer()
     nursery.start_soon(timer.run)
-    stream, _peer = socket_pair()
-    endpoint = Endpoint(stream, timer)
+    return timer
+
+
+def plain_endpoint(timer: Timer) -> tuple[Endpoint, socket.socket]:
+    """An endpoint on a plain socket, and the peer's end."""
+    stream, peer = socket_pair()
+    return Endpoint(stream, timer), peer
+
+
+async def read_into(endpoint: Endpoint, got: list[bytes]) -> None:
+    got.append(await endpoint.read())
+
+
+async def test_a_read_past_its_deadline_raises_expired_and_not_before(timer):
+    endpoint, _peer = plain_endpoint(timer)
     with trio.fail_after(BUDGET):
         endpoint.read_within(0.2)
         deadline = endpoint.read_at
@@ -39,33 +54,23 @@ async def test_a_read_past_its_deadline_raises_expired_and_not_before(nursery):
     assert monotonic() >= deadline
 
 
-async def test_bytes_that_arrive_in_time_are_read(nursery):
-    timer = Timer()
-    nursery.start_soon(timer.run)
-    stream, peer = socket_pair()
-    endpoint = Endpoint(stream, timer)
+async def test_bytes_that_arrive_in_time_are_read(timer):
+    endpoint, peer = plain_endpoint(timer)
     endpoint.read_within(60)
     peer.send(b"hello")
     with trio.fail_after(BUDGET):
         assert await endpoint.read() == b"hello"
 
 
-async def test_a_deadline_moved_later_while_waiting_keeps_the_wait(nursery):
+async def test_a_deadline_moved_later_while_waiting_keeps_the_wait(timer):
     """The timer finds the first deadline moved on, re-arms, and the read goes on."""
-    timer = Timer()
-    nursery.start_soon(timer.run)
-    stream, peer = socket_pair()
-    endpoint = Endpoint(stream, timer)
+    endpoint, peer = plain_endpoint(timer)
     endpoint.read_within(0.2)
     first = endpoint.read_at
     got: list[bytes] = []
-
-    async def reader() -> None:
-        got.append(await endpoint.read())
-
     with trio.fail_after(BUDGET):
         async with trio.open_nursery() as inner:
-            inner.start_soon(reader)
+            inner.start_soon(read_into, endpoint, got)
             await trio.testing.wait_all_tasks_blocked()
             endpoint.read_within(60)
             later = endpoint.read_at
@@ -77,11 +82,8 @@ async def test_a_deadline_moved_later_while_waiting_keeps_the_wait(nursery):
         assert got == [b"late but in time"]
 
 
-async def test_a_deadline_moved_earlier_wakes_the_timer(nursery):
-    timer = Timer()
-    nursery.start_soon(timer.run)
-    stream, _peer = socket_pair()
-    endpoint = Endpoint(stream, timer)
+async def test_a_deadline_moved_earlier_wakes_the_timer(timer):
+    endpoint, _peer = plain_endpoint(timer)
     endpoint.read_within(3600)
     with trio.fail_after(BUDGET):
         await trio.testing.wait_all_tasks_blocked()
@@ -90,30 +92,20 @@ async def test_a_deadline_moved_earlier_wakes_the_timer(nursery):
             await endpoint.read()
 
 
-async def test_a_write_to_a_peer_that_stops_reading_expires(nursery):
-    timer = Timer()
-    nursery.start_soon(timer.run)
-    stream, _peer = socket_pair()  # the peer never reads
-    endpoint = Endpoint(stream, timer)
+async def test_a_write_to_a_peer_that_stops_reading_expires(timer):
+    endpoint, _peer = plain_endpoint(timer)  # the peer never reads
     with trio.fail_after(BUDGET):
         with pytest.raises(Expired):
             await endpoint.write(b"x" * (64 * 1024 * 1024), within=0.2)
 
 
-async def test_one_directions_deadline_leaves_the_other_waiting(nursery):
+async def test_one_directions_deadline_leaves_the_other_waiting(timer):
     """An expired write deadline wakes the read too; the read waits on."""
-    timer = Timer()
-    nursery.start_soon(timer.run)
-    stream, peer = socket_pair()
-    endpoint = Endpoint(stream, timer)
+    endpoint, peer = plain_endpoint(timer)
     got: list[bytes] = []
-
-    async def reader() -> None:
-        got.append(await endpoint.read())
-
     with trio.fail_after(BUDGET):
         async with trio.open_nursery() as inner:
-            inner.start_soon(reader)
+            inner.start_soon(read_into, endpoint, got)
             with pytest.raises(Expired):
                 await endpoint.write(b"x" * (64 * 1024 * 1024), within=0.2)
             assert not got

@@ -15,6 +15,7 @@ import errno
 import select
 import time
 from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 import attrs
 
@@ -37,7 +38,7 @@ class Child:
     generation: int
     channel: MasterChannel
     life: Life
-    metrics: dict[str, int] = attrs.Factory(dict)
+    metrics: dict[str, Any] = attrs.Factory(dict)  # a worker's last heartbeat snapshot
 
     def apply(self, event: Event, now: float) -> None:
         """Move its life on by `event`, and send it the signal that asks for."""

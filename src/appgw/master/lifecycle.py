@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import enum
 import signal
+from typing import Any
 
 import attrs
 from attrs import frozen
@@ -139,7 +140,7 @@ class Step:
 def step(life: Life, event: Event, now: float) -> Step:
     """Apply one event to a child's life; the new life and the signal to send."""
     phase, send = _TRANSITIONS[life.phase][event]
-    changes: dict[str, object] = {}
+    changes: dict[str, Any] = {}
     if phase is not life.phase:
         changes["phase"] = phase
     if event in (Event.READY, Event.BEAT) and phase is not Phase.EXITED:

@@ -38,6 +38,8 @@ IDLE_TIMEOUT = 60.0
 
 BackendKey = tuple[str, int, str | None]
 
+_CONNECT_ERRORS: tuple[type[Exception], ...] = (*STREAM_ERRORS, ssl.SSLError)
+
 
 @functools.lru_cache(maxsize=1024)
 def _ip_family(host: str) -> int | None:
@@ -167,7 +169,7 @@ class BackendConnections:
                     await stream.do_handshake()
         except trio.TooSlowError:
             raise BadGateway(f"connect to {host}:{port} timed out") from None
-        except (*STREAM_ERRORS, ssl.SSLError) as exc:
+        except _CONNECT_ERRORS as exc:
             raise BadGateway(f"connect to {host}:{port} failed: {exc}") from None
         return BackendConnection(key, stream, self.timer)
 

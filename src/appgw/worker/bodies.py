@@ -20,8 +20,9 @@ from typing import TYPE_CHECKING
 
 from appgw.errors import BackendAborted, BadGateway
 from appgw.worker.backends import BackendConnection
+from appgw.worker.response_wire import ResponseReader
 from appgw.worker.streams import Expired
-from appgw.worker.wire import END, ResponseReader
+from appgw.worker.wire import END
 
 if TYPE_CHECKING:
     from appgw.worker.connection import ClientConnection

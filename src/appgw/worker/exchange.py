@@ -38,11 +38,11 @@ from appgw.worker.balancer import server_port
 from appgw.worker.bodies import CHUNKED, UNTIL_CLOSE, ResponseBody, framing
 from appgw.worker.relay import TunnelEnd, relay_tunnel
 from appgw.worker.request import Request
+from appgw.worker.response_wire import ResponseHead, ResponseReader
 from appgw.worker.rewrite import CompiledRuleSet, RequestRewrite
 from appgw.worker.routing import Route, backend_target
 from appgw.worker.streams import Expired, raw_socket
 from appgw.worker.variables import RequestContext
-from appgw.worker.wire import ResponseHead, ResponseReader
 
 if TYPE_CHECKING:
     from appgw.worker.connection import ClientConnection

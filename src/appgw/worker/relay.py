@@ -62,6 +62,9 @@ from appgw.worker.tunnel_io import (
 if TYPE_CHECKING:
     from appgw.worker.main import Worker
 
+# A side gone, however it shows.
+_SIDE_ERRORS: tuple[type[Exception], ...] = (SideGone, *STREAM_ERRORS)
+
 log = logs.log
 
 SEND_BUDGET = 10.0  # seconds one relayed write may take before the side counts as dead
@@ -250,7 +253,7 @@ class Tunnel:
                 else:
                     await relay_streams(self)
                 await self._close()
-            except* (SideGone, *STREAM_ERRORS):
+            except* _SIDE_ERRORS:
                 pass  # a side broke while closing; both connections are closed below
         finally:
             with trio.CancelScope(shield=True, deadline=trio.current_time() + 1):
@@ -306,7 +309,7 @@ class Tunnel:
                 if self.code is None:
                     self.code = code
                 return True
-        except (SideGone, *STREAM_ERRORS):
+        except _SIDE_ERRORS:
             way.eof = True
         return False
 
