@@ -7,17 +7,17 @@ request. The head goes out built as bytes, in one write, with one framing
 (Content-Length or chunked, never both). A request without a body then
 simply waits for the response head: no task, no Event. A request with a
 body streams it to the backend in one task while the main task waits for
-the response head, so a backend that answers early is heard at once. The
-response streams back (bodies.py) with back-pressure both ways: nothing is
-held whole.
+the response head (upload.py), so a backend that answers early is heard at
+once. The response streams back (bodies.py) with back-pressure both ways:
+nothing is held whole.
 
 Deadlines: the setting's request timeout bounds every wait on the backend
 (the response head, and each read of the body): 504 before the response has
 started, an aborted client connection after.
 
 A WebSocket handshake answered by `101` with the right Sec-WebSocket-Accept
-turns the two connections into a tunnel (relay.py), handing over whatever
-either side had already sent past its head.
+turns the two connections into a tunnel (handshake.py, relay.py), handing
+over whatever either side had already sent past its head.
 """
 
 from __future__ import annotations
@@ -31,17 +31,18 @@ import trio
 from appgw import logs
 from appgw.config.model import Server
 from appgw.errors import BadGateway, BadRequest, GatewayError, GatewayTimeout, first_error
-from appgw.worker import errorpage, forwarding
+from appgw.worker import errorpage, forwarding, handshake
 from appgw.worker import headers as rules
 from appgw.worker.backends import BackendConnection
 from appgw.worker.balancer import server_port
 from appgw.worker.bodies import CHUNKED, UNTIL_CLOSE, ResponseBody, framing
-from appgw.worker.relay import TunnelEnd, relay_tunnel
+from appgw.worker.relay import TunnelEnd
 from appgw.worker.request import Request
 from appgw.worker.response_wire import ResponseHead, ResponseReader
 from appgw.worker.rewrite import CompiledRuleSet, RequestRewrite
 from appgw.worker.routing import Route, backend_target
 from appgw.worker.streams import Expired, raw_socket
+from appgw.worker.upload import Upload
 from appgw.worker.variables import RequestContext
 
 if TYPE_CHECKING:
@@ -67,18 +68,6 @@ class Rewrite:
     rule_set: CompiledRuleSet
     context: RequestContext
     result: RequestRewrite
-
-
-def build_head(first_line: bytes, headers: list[tuple[bytes, bytes]]) -> bytes:
-    """A message head as bytes; refuses a header that would break the framing."""
-    parts = [first_line]
-    for name, value in headers:
-        parts.append(name + b": " + value + b"\r\n")
-    parts.append(b"\r\n")
-    head = b"".join(parts)
-    if head.count(b"\n") != len(parts) or head.count(b"\r") != len(parts):
-        raise BadGateway("a header with a line break")
-    return head
 
 
 class Exchange:
@@ -107,10 +96,7 @@ class Exchange:
         self.timeout = float(self.setting.request_timeout)
         self.status = 0
         self.upstream_label = ""
-        self.body_done = not request.body_expected
-        self.body_sent: trio.Event | None = None  # set once the body is out (body requests)
-        # Waiting for the response head: its deadline moves on while the body moves.
-        self.head_wait = False
+        self.upload: Upload | None = None  # a request body on its way (upload.py)
         # -- for observe.Exchanged (the access log and metrics) --
         self.server = ""  # "host:port" of the server reached
         self.connect_seconds: float | None = None  # a new connection's connect time
@@ -196,14 +182,7 @@ class Exchange:
         client = self.client
         request = self.request
         if request.websocket:
-            problem = rules.websocket_key_problem(request.headers)
-            if problem and "Version" in problem:
-                # RFC 6455 §4.4: name the version this side speaks.
-                raise GatewayError(
-                    problem, status=426, headers=((b"sec-websocket-version", b"13"),)
-                )
-            if problem:
-                raise BadRequest(problem)
+            handshake.check(request)
         limit = client.limits.max_body_bytes
         if limit and request.content_length is not None and request.content_length > limit:
             raise GatewayError("request body too large", status=413)
@@ -215,10 +194,16 @@ class Exchange:
             else:
                 self.status = response.status
                 if response.status == 101:
-                    rest = await self._switch(backend, reader, response)
+                    problem = handshake.switching_problem(request, response)
+                    if problem:
+                        self.status = 502  # no tunnel: the backend connection is dropped below
+                        raise BadGateway(f"{backend.label}: {problem}")
+                    rest = await handshake.switch(client, reader, response)
                     # Nothing of the handshake stays alive while the tunnel is open.
                     del reader, response
-                    await self._tunnel(backend, rest)
+                    self.tunnel = await handshake.tunnel(
+                        self.services, client, backend, rest, self.timeout, self.setting
+                    )
                     return
                 reusable = await self._respond(server, backend, reader, response)
         finally:
@@ -235,22 +220,22 @@ class Exchange:
         if self.request.expect_continue:
             await client.send_continue()
         reusable = False
-        self.body_sent = trio.Event()
+        upload = self.upload = Upload(client, backend, self.request, self.timeout)
         try:
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._send_body, backend)
-                response = await self._receive_head(backend, reader)
+                nursery.start_soon(upload.send)
+                response = await upload.head(lambda: self._head_from(backend, reader))
                 if response.status == 101:
                     self.status = 502  # no tunnel: the backend connection is dropped
                     raise BadGateway(f"{backend.label} switched protocols mid-request")
                 self.status = response.status
-                if not self.body_done and client.body_received:
+                if not upload.done and client.body_received:
                     # The client sent it all and its last bytes are on their
                     # way: let them arrive, so both connections stay usable.
                     with trio.move_on_after(min(self.timeout, BODY_TAIL_WAIT)):
-                        await self.body_sent.wait()
+                        await upload.sent.wait()
                 reusable = await self._respond(server, backend, reader, response)
-                if not self.body_done:
+                if not upload.done:
                     # The backend answered before the request body ended:
                     # the rest of the body has nowhere to go, and neither
                     # side of this exchange can be reused.
@@ -336,47 +321,7 @@ class Exchange:
         target = self.target.encode("latin-1", "replace")
         if b" " in target or not target:
             raise BadRequest("request target with a space")
-        return build_head(request.method + b" " + target + b" HTTP/1.1\r\n", built)
-
-    async def _send_body(self, backend: BackendConnection) -> None:
-        """Stream the client's body to the backend (runs beside the head wait)."""
-        client = self.client
-        chunked = self.request.chunked
-        limit = client.limits.max_body_bytes
-        received = 0
-        while True:
-            piece = await client.receive_body()
-            if piece is None:
-                if chunked:
-                    await backend.send(b"0\r\n\r\n", self.timeout)
-                self.body_done = True
-                if self.body_sent is not None:
-                    self.body_sent.set()
-                return
-            if not piece:
-                continue
-            received += len(piece)
-            if limit and received > limit:
-                raise GatewayError("request body too large", status=413)
-            await backend.send(
-                b"%x\r\n%b\r\n" % (len(piece), piece) if chunked else piece, self.timeout
-            )
-            if self.head_wait:
-                backend.endpoint.read_within(self.timeout)
-
-    async def _receive_head(
-        self, backend: BackendConnection, reader: ResponseReader
-    ) -> ResponseHead:
-        backend.endpoint.read_within(self.timeout)
-        self.head_wait = True
-        try:
-            return await self._head_from(backend, reader)
-        except Expired:
-            raise GatewayTimeout(
-                f"{backend.label} did not respond within {self.timeout:g}s"
-            ) from None
-        finally:
-            self.head_wait = False
+        return rules.build_head(request.method + b" " + target + b" HTTP/1.1\r\n", built)
 
     async def _head_from(self, backend: BackendConnection, reader: ResponseReader) -> ResponseHead:
         """The response head, reading as needed (the caller holds the deadline)."""
@@ -406,7 +351,7 @@ class Exchange:
         chunk_out = kind in (CHUNKED, UNTIL_CLOSE) and self.request.version == "1.1"
         if kind in (CHUNKED, UNTIL_CLOSE) and not chunk_out:
             client.closing = True  # an HTTP/1.0 client: the close ends the body
-        close = client.closing or not self.body_done
+        close = client.closing or (self.upload is not None and not self.upload.done)
         if close:
             # Said in the head, so kept: even if the body's last bytes reach
             # the backend while the response is on its way.
@@ -425,7 +370,7 @@ class Exchange:
             out = self.rewrite.rule_set.rewrite_response(self.rewrite.context, response.status, out)
         reason = response.reason or errorpage.reason(response.status)
         try:
-            head = build_head(b"HTTP/1.1 %d %s\r\n" % (response.status, reason), out)
+            head = rules.build_head(b"HTTP/1.1 %d %s\r\n" % (response.status, reason), out)
         except BadGateway as exc:
             raise BadGateway(f"{backend.label} sent an unusable response head: {exc}") from None
         body = ResponseBody(client, backend, reader, self.timeout, chunk_out)
@@ -436,39 +381,3 @@ class Exchange:
         # llhttp's keep-alive: HTTP/1.1 without a Connection "close" token
         # (or HTTP/1.0 with keep-alive).
         return body.reusable and response.keep_alive
-
-    async def _switch(
-        self, backend: BackendConnection, reader: ResponseReader, response: ResponseHead
-    ) -> bytes:
-        """Check a 101 and pass it on; the bytes past its head (the reader is done)."""
-        client = self.client
-        problem = (
-            rules.switching_problem(self.request.headers, response.headers)
-            if self.request.websocket
-            else "switched protocols without being asked"
-        )
-        if problem:
-            self.status = 502  # no tunnel: the backend connection is dropped below
-            raise BadGateway(f"{backend.label}: {problem}")
-        reason = response.reason or b"Switching Protocols"
-        await client.send_head(
-            build_head(b"HTTP/1.1 101 %s\r\n" % reason, rules.switching_headers(response.headers))
-        )
-        client.closing = True
-        return reader.release()
-
-    async def _tunnel(self, backend: BackendConnection, rest: bytes) -> None:
-        client = self.client
-        # The tunnel keeps time itself (relay.py): no HTTP deadline stays set.
-        backend.endpoint.no_deadlines()
-        client.endpoint.no_deadlines()
-        self.tunnel = await relay_tunnel(
-            self.services.tunnels,
-            client.stream,
-            client.take_tunnel_bytes(),
-            backend.stream,
-            rest,
-            idle_timeout=self.timeout,
-            drain_timeout=float(self.setting.tunnel_drain_timeout),
-            label=f"{client.peer[0]} <-> {backend.label}",
-        )

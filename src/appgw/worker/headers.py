@@ -17,6 +17,7 @@ import binascii
 import functools
 from collections.abc import Iterable, Sequence
 
+from appgw.errors import BadGateway
 from appgw.websocket import accept_key
 
 Headers = list[tuple[bytes, bytes]]
@@ -118,6 +119,18 @@ def request_headers(
     elif content_length is not None:
         out.append((b"content-length", str(content_length).encode()))
     return out
+
+
+def build_head(first_line: bytes, headers: list[tuple[bytes, bytes]]) -> bytes:
+    """A message head as bytes; refuses a header that would break the framing."""
+    parts = [first_line]
+    for name, value in headers:
+        parts.append(name + b": " + value + b"\r\n")
+    parts.append(b"\r\n")
+    head = b"".join(parts)
+    if head.count(b"\n") != len(parts) or head.count(b"\r") != len(parts):
+        raise BadGateway("a header with a line break")
+    return head
 
 
 def response_headers(headers: HeaderSeq, *, close: bool) -> Headers:

@@ -1,0 +1,84 @@
+"""A request body, streamed to the backend beside the wait for the response.
+
+The exchange (exchange.py) sends the request head, then runs
+`Upload.send` in a task of its own while it waits for the response head
+(`Upload.head`): a backend that answers early is heard at once. Each piece
+of the body goes out as it arrives, framed as chunks again when the client
+sent it chunked, and each write has the setting's request timeout (504 for
+a backend that stops reading). Every piece that goes out moves the
+response head's deadline on, so a long upload is not taken for a backend
+that does not answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+import trio
+
+from appgw.errors import GatewayError, GatewayTimeout
+from appgw.worker.backends import BackendConnection
+from appgw.worker.request import Request
+from appgw.worker.response_wire import ResponseHead
+from appgw.worker.streams import Expired
+
+if TYPE_CHECKING:
+    from appgw.worker.connection import ClientConnection
+
+
+class Upload:
+    def __init__(
+        self,
+        client: ClientConnection,
+        backend: BackendConnection,
+        request: Request,
+        timeout: float,
+    ) -> None:
+        self.client = client
+        self.backend = backend
+        self.chunked = request.chunked
+        self.timeout = timeout
+        self.done = False  # the whole body went out
+        self.sent = trio.Event()  # set once it has
+        self.head_wait = False  # the response head is awaited: its deadline moves on
+
+    async def send(self) -> None:
+        """Stream the client's body to the backend (runs beside the head wait)."""
+        client = self.client
+        backend = self.backend
+        chunked = self.chunked
+        limit = client.limits.max_body_bytes
+        received = 0
+        while True:
+            piece = await client.receive_body()
+            if piece is None:
+                if chunked:
+                    await backend.send(b"0\r\n\r\n", self.timeout)
+                self.done = True
+                self.sent.set()
+                return
+            if not piece:
+                continue
+            received += len(piece)
+            if limit and received > limit:
+                raise GatewayError("request body too large", status=413)
+            await backend.send(
+                b"%x\r\n%b\r\n" % (len(piece), piece) if chunked else piece, self.timeout
+            )
+            if self.head_wait:
+                backend.endpoint.read_within(self.timeout)
+
+    async def head(self, read_head: Callable[[], Awaitable[ResponseHead]]) -> ResponseHead:
+        """The response head, within the request timeout of the last piece sent."""
+        backend = self.backend
+        backend.endpoint.read_within(self.timeout)
+        self.head_wait = True
+        try:
+            return await read_head()
+        except Expired:
+            raise GatewayTimeout(
+                f"{backend.label} did not respond within {self.timeout:g}s"
+            ) from None
+        finally:
+            self.head_wait = False
