@@ -84,6 +84,13 @@ class ResponseBody:
                 f"{backend.label} stalled for {self.timeout:g}s mid-response"
             ) from None
 
+    def _feed_rest(self) -> None:
+        """What came with the head goes through llhttp (a body it reads)."""
+        try:
+            self.reader.feed_rest()
+        except BadGateway as exc:
+            raise BackendAborted(str(exc)) from None
+
     async def relay(self, kind: int, length: int, head: bytes) -> None:
         if kind == NO_BODY:
             await self.client.send_head(head)
@@ -131,10 +138,7 @@ class ResponseBody:
         framed = self.chunk_out
         out = bytearray(head)
         started = False
-        try:
-            reader.feed_rest()
-        except BadGateway as exc:
-            raise BackendAborted(str(exc)) from None
+        self._feed_rest()
         while True:
             ended = False
             for event in reader.take_events():
@@ -166,10 +170,7 @@ class ResponseBody:
         client = self.client
         framed = self.chunk_out
         out = bytearray(head)
-        try:
-            self.reader.feed_rest()
-        except BadGateway as exc:
-            raise BackendAborted(str(exc)) from None
+        self._feed_rest()
         for event in self.reader.take_events():
             if isinstance(event, bytes) and event:
                 client.sent += len(event)

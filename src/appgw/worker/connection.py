@@ -223,10 +223,11 @@ class ClientConnection:
 
     # -- writing -------------------------------------------------------------
 
-    async def send(self, data: bytes | bytearray) -> None:
-        """Write to the client; only a write that has to wait gets a deadline."""
+    async def send(self, data: bytes | bytearray, then: bytes | memoryview = b"") -> None:
+        """Write to the client (`then` after `data`, in the same system call);
+        only a write that has to wait gets a deadline."""
         try:
-            await self.endpoint.write(data, self.limits.request_timeout)
+            await self.endpoint.write(data, self.limits.request_timeout, then)
         except STREAM_ERRORS as exc:
             raise ClientGone(str(exc)) from None
         except Expired:
@@ -235,12 +236,7 @@ class ClientConnection:
     async def send_head(self, head: bytes | bytearray, body: bytes | memoryview = b"") -> None:
         """A response head, with whatever body follows it at once, in one write."""
         self.response_started = True
-        try:
-            await self.endpoint.write(head, self.limits.request_timeout, body)
-        except STREAM_ERRORS as exc:
-            raise ClientGone(str(exc)) from None
-        except Expired:
-            raise ClientGone("client stopped reading") from None
+        await self.send(head, body)
 
     async def send_continue(self) -> None:
         await self.send(CONTINUE)

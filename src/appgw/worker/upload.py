@@ -39,9 +39,13 @@ class Upload:
         self.backend = backend
         self.chunked = request.chunked
         self.timeout = timeout
-        self.done = False  # the whole body went out
-        self.sent = trio.Event()  # set once it has
+        self.sent = trio.Event()  # set once the whole body went out
         self.head_wait = False  # the response head is awaited: its deadline moves on
+
+    @property
+    def done(self) -> bool:
+        """Whether the whole body went out."""
+        return self.sent.is_set()
 
     async def send(self) -> None:
         """Stream the client's body to the backend (runs beside the head wait)."""
@@ -55,7 +59,6 @@ class Upload:
             if piece is None:
                 if chunked:
                     await backend.send(b"0\r\n\r\n", self.timeout)
-                self.done = True
                 self.sent.set()
                 return
             if not piece:
