@@ -63,6 +63,12 @@ FAMILIES = (
     ),
     Family("appgw_connections_current", "gauge", "Client connections open now."),
     Family("appgw_connections_total", "counter", "Client connections accepted."),
+    Family(
+        "appgw_proxy_protocol_refused_total",
+        "counter",
+        "Connections refused on a PROXY protocol listener, by listening port and reason.",
+        ("port", "reason"),
+    ),
     Family("appgw_tunnels_current", "gauge", "WebSocket tunnels open now."),
     Family("appgw_tunnels_total", "counter", "WebSocket tunnels opened."),
     Family("appgw_received_bytes_total", "counter", "Bytes received from clients."),
@@ -131,6 +137,7 @@ class WorkerMetrics:
         self.connect_time: dict[Labels, Histogram] = {}
         self.first_byte: dict[Labels, Histogram] = {}
         self.connections_total = 0
+        self.proxy_refused: dict[Labels, int] = {}  # (port, reason)
         self.tunnels_total = 0
         self.received_bytes = 0
         self.sent_bytes = 0
@@ -159,6 +166,10 @@ class WorkerMetrics:
         if first_byte is not None:
             _observe(self.first_byte, (pool,), first_byte)
 
+    def proxy_refused_one(self, port: int, reason: str) -> None:
+        key = (str(port), reason)
+        self.proxy_refused[key] = self.proxy_refused.get(key, 0) + 1
+
     def snapshot(self, connections: int, tunnels: int) -> dict[str, Any]:
         """Everything counted so far, in the wire form."""
         return {
@@ -167,6 +178,7 @@ class WorkerMetrics:
                 "appgw_failed_requests_total": _pairs(self.failed),
                 "appgw_backend_responses_total": _pairs(self.backend_responses),
                 "appgw_connections_total": [[[], self.connections_total]],
+                "appgw_proxy_protocol_refused_total": _pairs(self.proxy_refused),
                 "appgw_tunnels_total": [[[], self.tunnels_total]],
                 "appgw_received_bytes_total": [[[], self.received_bytes]],
                 "appgw_sent_bytes_total": [[[], self.sent_bytes]],

@@ -57,6 +57,10 @@ class Listener:
     require_sni: bool = False
     ssl_profile: str | None = None  # name in Config.ssl_profiles; https only
     error_pages: tuple[ErrorPage, ...] = ()  # these win over the gateway's
+    # PROXY protocol (v1 or v2) required on every connection, from these
+    # sources only (addresses or networks); Azure has no such property.
+    proxy_protocol: bool = False
+    proxy_protocol_trusted: tuple[str, ...] = ()
 
 
 @frozen

@@ -228,6 +228,8 @@ class _Reader:
             require_sni=s.get_bool("require_sni", False),
             ssl_profile=s.get_opt_str("ssl_profile"),
             error_pages=read_error_pages(s.get_section("error_pages"), self.base),
+            proxy_protocol=s.get_bool("proxy_protocol", False),
+            proxy_protocol_trusted=s.get_strs("proxy_protocol_trusted"),
         )
         s.reject_unused()
         return listener

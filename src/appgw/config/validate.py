@@ -215,6 +215,28 @@ class Checks:
                     self.error("listeners.*.certificate", names, "only for https listeners")
                 if listener.require_sni:
                     self.error("listeners.*.require_sni", names, "only for https listeners")
+            self._proxy_protocol(listener)
+
+    def _proxy_protocol(self, listener: Listener) -> None:
+        """A PROXY protocol listener names the sources it trusts, each one parsing."""
+        names = (listener.name,)
+        if not listener.proxy_protocol:
+            if listener.proxy_protocol_trusted:
+                self.error(
+                    "listeners.*.proxy_protocol_trusted", names, "only with proxy_protocol = true"
+                )
+            return
+        if not listener.proxy_protocol_trusted:
+            self.error(
+                "listeners.*.proxy_protocol_trusted",
+                names,
+                "required with proxy_protocol: the balancer's addresses or networks"
+                ' (["10.0.0.0/8"], or ["0.0.0.0/0", "::/0"] for any source)',
+            )
+        for i, source in enumerate(listener.proxy_protocol_trusted):
+            problem = network_problem(source)
+            if problem is not None:
+                self.error("listeners.*.proxy_protocol_trusted[*]", (*names, str(i)), problem)
 
     def listener_conflicts(self) -> None:
         """Listeners sharing a port: one protocol, and host names that tell them apart."""
@@ -238,6 +260,12 @@ class Checks:
             return
         if a.address != b.address:
             return
+        if (a.proxy_protocol, a.proxy_protocol_trusted) != (
+            b.proxy_protocol,
+            b.proxy_protocol_trusted,
+        ):
+            message = f"differs from listener {a.name!r} on {where}, which shares its socket"
+            self.error("listeners.*.proxy_protocol", (b.name,), message)
         if not a.host_names and not b.host_names:
             message = f"listener {a.name!r} already takes every host name on {where}"
             self.error("listeners.*.host_names", (b.name,), message)
@@ -302,3 +330,19 @@ class Checks:
 
 
 _BAD_NAME = "invalid name: up to 80 letters, digits, '_', '.' and '-'"
+
+
+def network_problem(text: str) -> str | None:
+    """Why `text` is not an IP address or network ("10.0.0.0/8"), None if it is one."""
+    try:
+        ipaddress.ip_network(text, strict=True)
+    except ValueError as exc:
+        if "host bits set" in str(exc):
+            try:
+                near = ipaddress.ip_network(text, strict=False)
+            except ValueError:
+                pass
+            else:
+                return f"{text!r} has host bits set (did you mean {str(near)!r}?)"
+        return f"{text!r} is not an IP address or network"
+    return None

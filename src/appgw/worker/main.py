@@ -46,6 +46,7 @@ from appgw.worker.balancer import Balancer, EveryoneHealthy, Health
 from appgw.worker.connection import ClientConnection
 from appgw.worker.custom_errors import CustomErrorPages
 from appgw.worker.proxy import handle_request
+from appgw.worker.proxy_accept import Refused, Trust, read_header, trust_for
 from appgw.worker.relay import CLOSE_REPLY_BUDGET, FINISH_FRAME_BUDGET, Tunnel
 from appgw.worker.rewrite import compile_rule_set
 from appgw.worker.routing import Router
@@ -67,6 +68,7 @@ class Socket:
     protocol: str  # "http" | "https"
     tls: ssl.SSLContext | None = None
     client_auth: ClientAuthSetup | None = None  # mutual TLS (its listeners' SSL profile)
+    proxy: Trust | None = None  # a PROXY protocol header required first (proxy_accept.py)
 
     @property
     def bound(self) -> tuple[str, int]:
@@ -100,12 +102,23 @@ def tls_for_sockets(config: Config, sockets: list[Socket]) -> None:
         )
 
 
+def proxy_for_sockets(config: Config, sockets: list[Socket]) -> None:
+    """The PROXY protocol of every socket whose listeners have it on (they agree)."""
+    timeout = config.gateway.limits.header_timeout
+    for sock in sockets:
+        for listener in config.listeners.values():
+            if (listener.address, listener.port) == sock.bound and listener.proxy_protocol:
+                sock.proxy = trust_for(listener.proxy_protocol_trusted, timeout)
+                break
+
+
 class Worker:
     def __init__(
         self, config: Config, sockets: list[Socket], channel: ChildChannel, generation: int
     ) -> None:
         self.config = config
         self.sockets = sockets
+        proxy_for_sockets(config, sockets)
         self.channel = channel
         self.generation = generation
         limits = config.gateway.limits
@@ -256,6 +269,14 @@ class Worker:
                 conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             except OSError:
                 pass
+            peer = (str(address[0]), int(address[1])) if isinstance(address, tuple) else ("-", 0)
+            if sock.proxy is not None:  # the client's address comes first, before TLS
+                try:
+                    peer = await read_header(conn, peer, sock.proxy)
+                except Refused as refused:
+                    self._refuse(sock, peer, refused)
+                    conn.close()
+                    return
             stream: trio.abc.Stream = trio.SocketStream(conn)
             client_certificate = None
             if sock.tls is not None:
@@ -265,7 +286,6 @@ class Worker:
                     if client_certificate is None:
                         await trio.aclose_forcefully(stream)
                         return
-            peer = (str(address[0]), int(address[1])) if isinstance(address, tuple) else ("-", 0)
             connection = ClientConnection(self.services, stream, sock, peer)
             connection.client_certificate = client_certificate
             self.connections.add(connection)
@@ -279,6 +299,18 @@ class Worker:
             conn.close()
         finally:
             self.slots.release()
+
+    def _refuse(self, sock: Socket, peer: tuple[str, int], refused: Refused) -> None:
+        """A connection that did not pass its PROXY protocol check: logged, counted."""
+        self.metrics.proxy_refused_one(sock.port, refused.reason)
+        log.warning(
+            "PROXY protocol on %s:%d: refused %s:%d: %s",
+            sock.address,
+            sock.port,
+            peer[0],
+            peer[1],
+            refused.detail,
+        )
 
     async def _client_certificate(
         self, stream: trio.SSLStream[trio.abc.Stream], setup: ClientAuthSetup
