@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import ipaddress
+import socket
 import struct
 
 import pytest
+import trio
 
-from appgw.worker.proxy_accept import trust_for
+from appgw.worker.proxy_accept import Refused, read_header, trust_for
 from appgw.worker.proxy_protocol import (
     MAX_V2_LENGTH,
     V1_MAX,
@@ -302,3 +304,66 @@ def test_trust_refuses_what_is_not_an_address() -> None:
     assert trust.allows("203.0.113.9") and trust.allows("fe80::1%eth0")
     assert not trust.allows("-")
     assert not trust.allows("")
+
+
+# -- the read at a connection's start (proxy_accept.read_header) -------------------
+
+
+async def test_read_header_takes_the_header_and_nothing_after_it() -> None:
+    trust = trust_for(["127.0.0.1"], timeout=5)
+    ours, theirs = trio.socket.socketpair()
+    with ours, theirs:
+        await theirs.send(TCP4 + b"GET / HTTP/1.1\r\n")
+        with trio.fail_after(5):
+            assert await read_header(ours, ("127.0.0.1", 5), trust) == ("192.0.2.10", 56324)
+            assert await ours.recv(100) == b"GET / HTTP/1.1\r\n"
+
+
+async def test_read_header_trickled_byte_by_byte() -> None:
+    trust = trust_for(["127.0.0.1"], timeout=5)
+    data = v2(addresses=inet(), tlvs=tlv(0x02, b"example.com"))
+    ours, theirs = trio.socket.socketpair()
+    with ours, theirs:
+
+        async def trickle() -> None:
+            for i in range(len(data)):
+                await theirs.send(data[i : i + 1])
+                await trio.lowlevel.checkpoint()
+            await theirs.send(b"\x16\x03\x01")
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(trickle)
+            with trio.fail_after(5):
+                assert await read_header(ours, ("127.0.0.1", 5), trust) == ("192.0.2.10", 56324)
+        assert await ours.recv(100) == b"\x16\x03\x01"
+
+
+async def test_read_header_keeps_the_connection_address_without_a_client() -> None:
+    trust = trust_for(["127.0.0.1"], timeout=5)
+    ours, theirs = trio.socket.socketpair()
+    with ours, theirs:
+        await theirs.send(b"PROXY UNKNOWN\r\n")
+        assert await read_header(ours, ("127.0.0.1", 5), trust) == ("127.0.0.1", 5)
+
+
+@pytest.mark.parametrize(
+    ("peer", "data", "eof", "reason"),
+    [
+        ("127.0.0.2", TCP4, False, "untrusted"),
+        ("127.0.0.1", b"GET / HTTP/1.1\r\n", False, "malformed"),
+        ("127.0.0.1", TCP4[:10], True, "closed"),
+        ("127.0.0.1", b"", True, "closed"),
+        ("127.0.0.1", TCP4[:10], False, "timeout"),
+    ],
+)
+async def test_read_header_refusals(peer: str, data: bytes, eof: bool, reason: str) -> None:
+    trust = trust_for(["127.0.0.1"], timeout=0.2)
+    ours, theirs = trio.socket.socketpair()
+    with ours, theirs:
+        if data:
+            await theirs.send(data)
+        if eof:
+            theirs.shutdown(socket.SHUT_WR)
+        with trio.fail_after(5), pytest.raises(Refused) as info:
+            await read_header(ours, (peer, 5), trust)
+        assert info.value.reason == reason
