@@ -33,6 +33,7 @@ import json
 import os
 import struct
 import sys
+import time
 from contextlib import AsyncExitStack
 from ipaddress import IPv4Address
 from pathlib import Path
@@ -345,8 +346,11 @@ def _judge(
 
 
 def main() -> int:
-    """`scripts/rollout [DIRECTORY]`: the rehearsal, its report, exit 1 on a problem."""
-    directory = Path(sys.argv[1] if len(sys.argv) > 1 else "rollout-rehearsal").resolve()
+    """`scripts/rollout [DIRECTORY]`: the rehearsal (in a new subdirectory), its report,
+    exit 1 on a problem."""
+    top = Path(sys.argv[1] if len(sys.argv) > 1 else "rollout-rehearsal").resolve()
+    # A directory of its own each run: logs of an earlier run never pass for this one's.
+    directory = top / time.strftime("%Y%m%d-%H%M%S")
     directory.mkdir(parents=True, exist_ok=True)
 
     async def run() -> Report:
