@@ -28,6 +28,8 @@ from typing import Any
 
 import attrs
 
+from appgw.trends import Trends, bucket_quantile
+
 # Upper bounds (seconds) of the time histograms' buckets.
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
@@ -287,12 +289,14 @@ def family_sum(total: Mapping[str, Any], name: str) -> float:
 
 
 class MasterTotals:
-    """What the master adds up: exited workers' counts, reloads, the last minute."""
+    """What the master adds up: exited workers' counts, reloads, the last minute,
+    and the last 15 minutes for the status page's charts (trends.py)."""
 
     def __init__(self) -> None:
         self.exited: dict[str, Any] = merge([])
         self.reloads = {"ok": 0, "failed": 0}
         self.recent: deque[list[Any]] = deque()
+        self.trends = Trends(BUCKETS)
 
     def worker_exited(self, snapshot: Mapping[str, Any]) -> None:
         """Keep what a worker counted; its gauges go with it."""
@@ -323,6 +327,7 @@ class MasterTotals:
             "reloads": dict(self.reloads),
             "metrics": total,
             "last_minute": last_minute(list(self.recent)),
+            "trends": self.trends.add(total, now),
         }
 
     def _remember(self, total: Mapping[str, Any], now: float) -> None:
@@ -365,13 +370,4 @@ def last_minute(samples: list[list[Any]]) -> dict[str, Any]:
 
 def quantile(buckets: list[int], q: float) -> float | None:
     """The bucket bound under which a fraction q of observations fall (None: no data)."""
-    total = sum(buckets)
-    if not total:
-        return None
-    seen = 0
-    # Past the last bound counts as that bound (JSON has no infinity).
-    for bound, count in zip((*BUCKETS, BUCKETS[-1]), buckets, strict=False):
-        seen += count
-        if seen >= q * total:
-            return bound
-    return BUCKETS[-1]
+    return bucket_quantile(buckets, BUCKETS, q)

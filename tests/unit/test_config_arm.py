@@ -410,9 +410,10 @@ def test_unknown_keys_are_errors(tmp_path: Path) -> None:
     errors = errors_of(write(tmp_path, doc))
     assert sorted(errors) == sorted(
         [
-            "httpListener: unknown key",
-            "httpListeners.web.prot: unknown key",
-            "backendHttpSettingsCollection.set.requestTimeouts: unknown key",
+            "httpListener: unknown key (did you mean httpListeners?)",
+            "httpListeners.web.prot: unknown key (did you mean protocol?)",
+            "backendHttpSettingsCollection.set.requestTimeouts: unknown key"
+            " (did you mean requestTimeout?)",
             "backendAddressPools.pool.backendAddresses[0].ip: unknown key",
             "frontendPorts[0].colour: unknown key",
         ]

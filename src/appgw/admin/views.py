@@ -117,6 +117,8 @@ class Views:
                 "tunnels_total": value(total, "appgw_tunnels_total") if total else 0,
                 "last_minute": data.get("last_minute") or {},
             },
+            # The last 15 minutes, one point per 10 s, kept by the master (trends.py).
+            "trends": data.get("trends") or {},
             "listeners": self._listeners(),
             "pools": self._pools(self._health()),
             "time": data.get("time"),

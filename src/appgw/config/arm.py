@@ -136,7 +136,7 @@ class ArmReader:
                 if s.data[key] not in (None, False, "", [], {}):
                     self.warnings.append(f"{join(s.path, key)}: not implemented by appgw, ignored")
                 continue
-            s.error(key, "unknown key")
+            s.unknown(key)
 
     def resources(self, parent: Section, key: str) -> Iterator[tuple[str, Section]]:
         """The named sub-resources of a collection, as sections of their properties
@@ -155,7 +155,7 @@ class ArmReader:
                 properties = item.sub(item.raw("properties"), path)
                 for extra in item.unused():
                     if extra.lower() not in _ENVELOPE:
-                        item.error(extra, "unknown key")
+                        item.unknown(extra)
                 if properties is not None:
                     yield name, properties
             else:  # flattened: properties beside name and id
@@ -176,7 +176,7 @@ class ArmReader:
         value = ref.raw("id")
         for extra in ref.unused():
             if extra.lower() not in _ENVELOPE:
-                ref.error(extra, "unknown key")
+                ref.unknown(extra)
         if value is None:
             ref.error("id", "required")
             self.quiet.add(ref.path)

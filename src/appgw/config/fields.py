@@ -16,6 +16,8 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from appgw.config.suggest import unknown_key
+
 
 class Invalid(Exception):
     """A value that cannot be used; the message does not name the key."""
@@ -59,6 +61,7 @@ class Section:
         self.table_word = table_word
         self._index = {(k.lower() if fold_case else k): k for k in data}
         self._used: set[str] = set()
+        self._asked: dict[str, None] = {}  # every key looked for, in order: the known ones
 
     # -- plumbing -----------------------------------------------------------
 
@@ -106,6 +109,7 @@ class Section:
             return _BAD
 
     def _name(self, key: str) -> str | None:
+        self._asked.setdefault(key)
         return self._index.get(key.lower() if self.fold_case else key)
 
     def has(self, key: str) -> bool:
@@ -140,7 +144,11 @@ class Section:
 
     def reject_unused(self) -> None:
         for key in self.unused():
-            self.error(key, "unknown key")
+            self.unknown(key)
+
+    def unknown(self, key: str, also: Iterable[str] = ()) -> None:
+        """Report `key` as unknown, with the closest key this section looked for."""
+        self.error(key, unknown_key(key, [*self._asked, *also]))
 
     # -- typed getters ------------------------------------------------------
 
