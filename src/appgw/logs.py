@@ -14,11 +14,7 @@ import json
 import logging
 import os
 import sys
-import time
-from typing import IO, TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from appgw.worker.observe import Exchanged
+from typing import IO
 
 log = logging.getLogger("appgw")
 
@@ -142,54 +138,3 @@ class AccessLog:
 
 
 access_log = AccessLog()
-
-
-def _stamp(when: float) -> str:
-    seconds = int(when)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + (
-        f".{int((when - seconds) * 1e6):06d}Z"
-    )
-
-
-def access_entry(r: Exchanged, error_info: str) -> dict[str, object]:
-    """One exchange as an access-log object, with Application Gateway's field names.
-
-    Azure's fields come first; a tunnel's line adds appgw's own `tunnel*`
-    fields (Azure has none for a WebSocket session).
-    """
-    entry: dict[str, object] = {
-        "timeStamp": _stamp(r.time),
-        "clientIP": r.client_ip,
-        "clientPort": r.client_port,
-        "httpMethod": r.method,
-        "requestUri": r.uri,
-        "originalRequestUriWithArgs": r.original_uri,
-        "originalHost": r.original_host,
-        "host": r.host,
-        "userAgent": r.user_agent,
-        "httpStatus": r.status,
-        "httpVersion": r.http_version,
-        "receivedBytes": r.received_bytes,
-        "sentBytes": r.sent_bytes,
-        "timeTaken": round(r.seconds, 6),
-        "sslEnabled": "on" if r.tls_protocol else "off",
-        "sslProtocol": r.tls_protocol,
-        "sslCipher": r.tls_cipher,
-        "listenerName": r.listener,
-        "ruleName": r.rule,
-        "backendPoolName": r.pool,
-        "backendSettingName": r.setting,
-        "serverRouted": r.server,
-        "serverStatus": str(r.server_status) if r.server_status else "",
-        "serverResponseLatency": ("" if r.server_latency is None else f"{r.server_latency:.3f}"),
-        "upstreamSourcePort": str(r.upstream_port) if r.upstream_port else "",
-        "transactionId": r.trace_id,
-        "error_info": error_info,
-    }
-    if r.tunnel is not None:
-        entry["tunnelDuration"] = round(r.tunnel.duration, 6)
-        entry["tunnelBytesFromClient"] = r.tunnel.client_bytes
-        entry["tunnelBytesFromBackend"] = r.tunnel.backend_bytes
-        entry["tunnelClosedBy"] = r.tunnel.closed_by
-        entry["tunnelCloseCode"] = r.tunnel.code
-    return entry

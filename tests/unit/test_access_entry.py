@@ -7,8 +7,7 @@ import json
 import pytest
 
 from appgw.errors import BackendAborted, BadGateway, BadRequest, ClientGone, GatewayTimeout
-from appgw.logs import access_entry
-from appgw.worker.observe import Exchanged, error_info
+from appgw.worker.observe import Exchanged, access_entry, error_info
 from appgw.worker.relay import TunnelEnd
 
 

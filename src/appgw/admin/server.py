@@ -17,17 +17,24 @@ hostile client of this port costs the worker nothing.
 from __future__ import annotations
 
 import socket
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import h11
 import trio
 
 from appgw import logs
 from appgw.admin.views import Views
+from appgw.config.model import Config
 from appgw.errors import STREAM_ERRORS
 
-if TYPE_CHECKING:
-    from appgw.worker.main import Worker
+
+class Served(Protocol):
+    """What the admin listener needs of the process serving it (a worker)."""
+
+    @property
+    def config(self) -> Config: ...
+    @property
+    def generation(self) -> int: ...
 
 log = logs.log
 
@@ -37,7 +44,7 @@ MAX_HEAD = 16 * 1024
 
 
 async def serve_admin(
-    worker: Worker, sock: socket.socket, task_status: Any = trio.TASK_STATUS_IGNORED
+    worker: Served, sock: socket.socket, task_status: Any = trio.TASK_STATUS_IGNORED
 ) -> None:
     views = Views(worker.config, worker.generation)
     listener = trio.socket.from_stdlib_socket(sock)

@@ -1,7 +1,7 @@
 """The master's signals: queued by the handler, acted on by the loop.
 
 A signal handler proper only queues the signal number and wakes the loop
-through a pipe (SignalQueue); the loop then calls handle_<name>, outside of
+through a pipe (SignalQueue); the loop then calls the handler the HANDLERS table names, outside of
 signal context, where taking locks, logging and forking are safe. Each
 handle_<name> calls one of the arbiter's public verbs:
 
@@ -21,27 +21,22 @@ from __future__ import annotations
 import os
 import signal
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from appgw import logs
 
-if TYPE_CHECKING:
-    from appgw.master.arbiter import Arbiter
-
 log = logs.log
 
-NAMES: dict[int, str] = {
-    signal.SIGHUP: "hup",
-    signal.SIGTERM: "term",
-    signal.SIGINT: "int",
-    signal.SIGQUIT: "quit",
-    signal.SIGUSR1: "usr1",
-    signal.SIGUSR2: "usr2",
-    signal.SIGTTIN: "ttin",
-    signal.SIGTTOU: "ttou",
-    signal.SIGCHLD: "chld",
-}
 
+class Arbiter(Protocol):
+    """The master's public verbs, all a signal can ask for (arbiter.Arbiter)."""
+
+    def reload(self) -> object: ...
+    def stop(self, how: str) -> None: ...
+    def reopen_logs(self) -> None: ...
+    def upgrade(self) -> object: ...
+    def add_worker(self) -> None: ...
+    def remove_worker(self) -> None: ...
 
 class SignalQueue:
     """The master's signals, queued in arrival order, with a pipe to wait on."""
@@ -50,7 +45,7 @@ class SignalQueue:
         self._pending: list[int] = []
         self._read, self._write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         signal.set_wakeup_fd(self._write, warn_on_full_buffer=False)
-        for signum in NAMES:
+        for signum in HANDLERS:
             signal.signal(signum, self._on_signal)
 
     def _on_signal(self, signum: int, frame: object) -> None:
@@ -80,11 +75,6 @@ class SignalQueue:
         signal.set_wakeup_fd(-1)
         os.close(self._read)
         os.close(self._write)
-
-
-def dispatch(arbiter: Arbiter, signum: int) -> None:
-    handler: Callable[[Arbiter], None] = globals()[f"handle_{NAMES[signum]}"]
-    handler(arbiter)
 
 
 # -- signal handlers (called from the loop, never from the signal context) --
@@ -127,3 +117,21 @@ def handle_ttou(arbiter: Arbiter) -> None:
 
 def handle_chld(arbiter: Arbiter) -> None:
     pass  # reaping happens on every pass of the loop
+
+
+HANDLERS: dict[int, Callable[[Arbiter], None]] = {
+    signal.SIGHUP: handle_hup,
+    signal.SIGTERM: handle_term,
+    signal.SIGINT: handle_int,
+    signal.SIGQUIT: handle_quit,
+    signal.SIGUSR1: handle_usr1,
+    signal.SIGUSR2: handle_usr2,
+    signal.SIGTTIN: handle_ttin,
+    signal.SIGTTOU: handle_ttou,
+    signal.SIGCHLD: handle_chld,
+}
+
+
+def dispatch(arbiter: Arbiter, signum: int) -> None:
+    """Carry out one queued signal (from the loop, never the signal context)."""
+    HANDLERS[signum](arbiter)

@@ -5,7 +5,7 @@ The request path builds one `Exchanged` value when a request is over
 `observe(worker, record)` once. That is the whole surface between the
 engine and observability:
 - the worker's metrics (metrics.WorkerMetrics) are updated in memory;
-- the access log gets one JSON line (logs.access_entry), if configured.
+- the access log gets one JSON line (access_entry), if configured.
 Nothing else is written, nothing is locked, nothing waits. With no access
 log, a request calls `count` alone, with just what the metrics need, and
 no record is built (the per-request path's fast path).
@@ -18,6 +18,7 @@ ERRORINFO_* code.
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING
 
 import attrs
@@ -91,7 +92,7 @@ def observe(services: Services, record: Exchanged) -> None:
     )
     access = logs.access_log
     if access.enabled:
-        access.write(logs.access_entry(record, error_info(record)))
+        access.write(access_entry(record, error_info(record)))
 
 
 def count(
@@ -161,3 +162,54 @@ def error_info(record: Exchanged) -> str:
     if record.status in _BY_STATUS:  # a protocol error of the client's request
         return _BY_STATUS[record.status]
     return "ERRORINFO_INVALID_REQUEST" if 400 <= record.status < 500 else NO_ERROR
+
+
+def _stamp(when: float) -> str:
+    seconds = int(when)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + (
+        f".{int((when - seconds) * 1e6):06d}Z"
+    )
+
+
+def access_entry(r: Exchanged, error_info: str) -> dict[str, object]:
+    """One exchange as an access-log object, with Application Gateway's field names.
+
+    Azure's fields come first; a tunnel's line adds appgw's own `tunnel*`
+    fields (Azure has none for a WebSocket session).
+    """
+    entry: dict[str, object] = {
+        "timeStamp": _stamp(r.time),
+        "clientIP": r.client_ip,
+        "clientPort": r.client_port,
+        "httpMethod": r.method,
+        "requestUri": r.uri,
+        "originalRequestUriWithArgs": r.original_uri,
+        "originalHost": r.original_host,
+        "host": r.host,
+        "userAgent": r.user_agent,
+        "httpStatus": r.status,
+        "httpVersion": r.http_version,
+        "receivedBytes": r.received_bytes,
+        "sentBytes": r.sent_bytes,
+        "timeTaken": round(r.seconds, 6),
+        "sslEnabled": "on" if r.tls_protocol else "off",
+        "sslProtocol": r.tls_protocol,
+        "sslCipher": r.tls_cipher,
+        "listenerName": r.listener,
+        "ruleName": r.rule,
+        "backendPoolName": r.pool,
+        "backendSettingName": r.setting,
+        "serverRouted": r.server,
+        "serverStatus": str(r.server_status) if r.server_status else "",
+        "serverResponseLatency": ("" if r.server_latency is None else f"{r.server_latency:.3f}"),
+        "upstreamSourcePort": str(r.upstream_port) if r.upstream_port else "",
+        "transactionId": r.trace_id,
+        "error_info": error_info,
+    }
+    if r.tunnel is not None:
+        entry["tunnelDuration"] = round(r.tunnel.duration, 6)
+        entry["tunnelBytesFromClient"] = r.tunnel.client_bytes
+        entry["tunnelBytesFromBackend"] = r.tunnel.backend_bytes
+        entry["tunnelClosedBy"] = r.tunnel.closed_by
+        entry["tunnelCloseCode"] = r.tunnel.code
+    return entry
