@@ -36,7 +36,7 @@ def test_every_rule_and_path_rule_is_named_with_its_limit() -> None:
     limits = silence_limits(config())
     assert [(x.rule, x.setting, x.seconds) for x in limits] == [
         ("rule 'api'", "web", 20),
-        ("rule 'site', default of path map", "web", 20),
+        ("rule 'site', default of path map 'paths'", "web", 20),
         ("rule 'site', path rule 'live'", "chat", 60),
     ]
 

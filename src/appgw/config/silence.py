@@ -61,7 +61,12 @@ def silence_limits(config: Config) -> list[SilenceLimit]:
         path_map = config.path_maps.get(rule.path_map or "")
         if rule.kind == "path" and path_map is not None:
             if path_map.default_setting:
-                targets.append((f"rule '{name}', default of path map", path_map.default_setting))
+                targets.append(
+                    (
+                        f"rule '{name}', default of path map '{path_map.name}'",
+                        path_map.default_setting,
+                    )
+                )
             for path_rule in path_map.rules:
                 if path_rule.setting:
                     targets.append(
