@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from appgw import __version__, control, runfiles
 from appgw.config import Config, ConfigError, load
 from appgw.config.overrides import apply, parse_port_map
+from appgw.config.silence import silence_limits
 from appgw.config.validate_tls import effective_policy
 
 DEFAULT_CONFIG = "conf/appgw.toml"
@@ -200,6 +201,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     )
     for line in tls_summary(config):
         print(line)
+    for limit in silence_limits(config):
+        print(f"  {limit.describe()}")
     return 0
 
 

@@ -3,7 +3,7 @@
 The old master starts a new `appgw run` that inherits the listening
 sockets; once the new master's workers are ready it tells the old master to
 drain and exit. Clients never see a refused connection or a failed request,
-and tunnels on the old workers end at their drain deadline with 1001; their
+and tunnels on the old workers end within their drain window with 1001; their
 clients reconnect to the new master (the test waits until each has).
 """
 

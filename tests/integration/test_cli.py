@@ -10,6 +10,7 @@ from tests.support.backends import start_http_backends
 from tests.support.clients import open_http
 from tests.support.gateway import (
     gateway_toml,
+    open_gateway,
     pid_alive,
     run_cli,
     stop_by_pid_file,
@@ -68,6 +69,27 @@ async def test_check_accepts_a_good_configuration(tmp_path: Path) -> None:
     with trio.fail_after(30):
         result = await run_cli("check", "-c", str(config), cwd=tmp_path)
     assert result.returncode == 0, result
+
+
+SILENCE = (
+    "rule 'http': WebSocket traffic is cut after 20 s of silence (requestTimeout of settings 'web')"
+)
+
+
+async def test_check_and_the_start_log_name_each_rules_websocket_silence_limit(
+    nursery: trio.Nursery, tmp_path: Path, gateway_port: int, backend_port: int
+) -> None:
+    config = tmp_path / "appgw.toml"
+    config.write_text(gateway_toml(servers=[A], backend_port=backend_port, http_port=gateway_port))
+    with trio.fail_after(60):
+        checked = await run_cli("check", "-c", str(config), cwd=tmp_path)
+        assert checked.returncode == 0, checked
+        assert SILENCE in checked.output, checked
+        assert "Socket.IO (25 s), Jupyter (30 s), Streamlit (30 s)" in checked.output, checked
+        await start_http_backends(nursery, [A], backend_port)
+        async with open_gateway(config, tmp_path, workers=1) as gw:
+            line = next(line for line in gw.log().splitlines() if SILENCE in line)
+            assert " WARNING " in line and "raise settings.web.request_timeout" in line, line
 
 
 async def test_start_status_stop_through_the_pid_file(

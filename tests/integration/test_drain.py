@@ -3,8 +3,9 @@
 On TERM the gateway stops accepting, answers in-flight requests with
 `Connection: close`, gives an idle keep-alive connection a short grace for
 a request already on its way, and keeps tunnels running until the drain
-timeout; then it ends each tunnel with a Close frame (1001) to both sides,
-each at a frame boundary. An idle tunnel ends the same way. The frame tests
+timeout, each ending at its own moment of the drain window (or sooner, once
+it goes idle) with a Close frame (1001) to both sides, each at a frame
+boundary. An idle tunnel ends the same way. The frame tests
 use raw sockets on both sides so they see every byte the gateway relays.
 """
 
@@ -81,7 +82,7 @@ async def answer_close(peer: RawPeer) -> None:
 # -- tunnels ----------------------------------------------------------------------
 
 
-async def test_term_with_tunnels_open_sends_1001_and_exits_0_after_the_drain_timeout(
+async def test_term_with_tunnels_open_sends_1001_over_the_drain_window_and_exits_0(
     nursery: trio.Nursery, tmp_path: Path, gateway_port: int, backend_port: int
 ) -> None:
     drain_timeout = 2
@@ -124,10 +125,14 @@ async def test_term_with_tunnels_open_sends_1001_and_exits_0_after_the_drain_tim
     assert returncode == 0, gw.log_tail()
     assert exited < drain_timeout + 3, f"exited {exited:.1f} s after TERM"
     assert [code for code, _ in closes] == [1001] * 5
-    # The tunnels worked on through the drain, until its deadline.
-    assert all(n >= 3 for n in after_term), after_term
-    for _code, when in closes:
-        assert drain_timeout - 0.2 <= when - term <= drain_timeout + 1.5, when - term
+    # The tunnels worked on through the drain, each until its own moment:
+    # spread over the window (busy ones never go idle), none past the deadline.
+    assert all(n >= 1 for n in after_term), after_term
+    moments = sorted(when - term for _code, when in closes)
+    assert 0 < moments[0] and moments[-1] <= drain_timeout + 1, moments
+    # Two workers, each spreading its own over 90% of the window: with 3
+    # and 2 tunnels, the first and last are at least 0.9 s apart.
+    assert moments[-1] - moments[0] >= 0.6, moments
 
 
 async def test_idle_tunnel_gets_1001_on_both_sides(

@@ -65,6 +65,7 @@ def test_a_tunnel_entry_adds_its_account() -> None:
     assert entry["tunnelDuration"] == 12.5
     assert entry["tunnelClosedBy"] == "backend"
     assert entry["tunnelCloseCode"] == 1000
+    assert entry["tunnelCloseReason"] == "close handshake"
 
 
 @pytest.mark.parametrize(

@@ -16,6 +16,7 @@ went; none if it went in the middle of a frame.
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import struct
@@ -25,6 +26,7 @@ import pytest
 import trio
 import trio.testing
 
+from appgw.worker.drain_spread import DRAIN_SETTLE
 from appgw.worker.relay import (
     CLOSE_REPLY_BUDGET,
     FINISH_FRAME_BUDGET,
@@ -138,7 +140,7 @@ async def start_tunnel(
 ) -> Running:
     client_app, client_gw = stream_pair(transport)
     backend_gw, backend_app = stream_pair(transport)
-    tunnel = Tunnel(client_gw, backend_gw, idle, drain, "test")
+    tunnel = Tunnel(client_gw, backend_gw, idle, drain, "test", "requestTimeout of settings 'web'")
     running = Running(tunnel, Side(client_app), Side(backend_app), trio.Event())
 
     async def run() -> None:
@@ -196,26 +198,93 @@ async def test_traffic_keeps_a_tunnel_open_past_the_idle_timeout(
     assert trio.current_time() - start == pytest.approx(5, abs=0.01)
 
 
-async def test_drain_closes_at_the_deadline_despite_traffic(
+async def test_drain_closes_a_busy_tunnel_at_its_moment(
     nursery: trio.Nursery, autojump_clock: trio.testing.MockClock, transport: str
 ) -> None:
     t = await start_tunnel(nursery, transport, drain=7)
     started = trio.current_time()
-    t.tunnel.drain(started)
+    t.tunnel.drain(started, started + 4)
     sent = 0
     while not t.client.closes():
-        # The backend keeps talking; the tunnel keeps relaying until the deadline.
+        # The backend keeps talking (never DRAIN_SETTLE quiet): the tunnel
+        # keeps relaying until its moment.
         frame = encode_frame(OP_TEXT, b"news")
         await t.backend.send(frame)
         sent += len(frame)
         await trio.sleep(0.5)
     closed_at = trio.current_time() - started
     frames, rest = t.client.frames()
-    assert 7 <= closed_at <= 7.6
+    assert 4 <= closed_at <= 4.6
     assert rest == b""
     assert [f.opcode for f in frames[:-1]] == [OP_TEXT] * (len(frames) - 1)
     assert frames[-1].close_code == 1001
     assert (await t.backend.wait_for_close()).close_code == 1001
+    await t.ended.wait()
+    assert t.end is not None and t.end.reason == "drained: its turn 4.0s into the drain"
+
+
+async def test_drain_moment_never_passes_the_deadline(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock, transport: str
+) -> None:
+    t = await start_tunnel(nursery, transport, drain=3)
+    started = trio.current_time()
+    t.tunnel.drain(started, started + 60)
+    await t.client.wait_for_close()
+    assert trio.current_time() - started == pytest.approx(3, abs=0.01)
+
+
+async def test_a_silent_tunnel_is_not_closed_before_its_moment(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock, transport: str
+) -> None:
+    t = await start_tunnel(nursery, transport)
+    started = trio.current_time()
+    t.tunnel.drain(started, started + 12)
+    await t.client.wait_for_close()
+    assert trio.current_time() - started == pytest.approx(12, abs=0.01)
+    assert (await t.backend.wait_for_close()).close_code == 1001
+
+
+async def test_a_tunnel_that_goes_idle_at_a_frame_boundary_is_closed_then(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock, transport: str
+) -> None:
+    t = await start_tunnel(nursery, transport)
+    started = trio.current_time()
+    t.tunnel.drain(started, started + 20)
+    await trio.sleep(2)
+    question = masked(OP_TEXT, b"question")
+    await t.client.send(question)
+    await t.backend.wait_for_bytes(len(question))
+    answer = encode_frame(OP_TEXT, b"answer")
+    await trio.sleep(0.3)  # the answer comes a little later: it still passes
+    await t.backend.send(answer)
+    answered = trio.current_time()
+    to_client = await t.client.wait_for_close()
+    assert trio.current_time() - answered == pytest.approx(DRAIN_SETTLE, abs=0.01)
+    assert [f.opcode for f in t.client.frames()[0]] == [OP_TEXT, OP_CLOSE]
+    assert to_client.close_code == 1001
+    assert (await t.backend.wait_for_close()).close_code == 1001
+    await t.ended.wait()
+    assert t.end is not None and t.end.reason.startswith("drained: idle at a frame boundary")
+
+
+async def test_a_tunnel_stopped_mid_frame_is_not_idle_and_ends_at_the_frame_end(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock, transport: str
+) -> None:
+    t = await start_tunnel(nursery, transport)
+    started = trio.current_time()
+    t.tunnel.drain(started, started + 6)
+    frame = masked(OP_BINARY, b"x" * 1000)
+    await t.client.send(frame[:300])  # then nothing for a while, mid-frame
+    await t.backend.wait_for_bytes(300)
+    await trio.sleep(5)
+    assert t.backend.closes() == []  # quiet, but not at a boundary: not idle
+    await trio.sleep(1.5)  # its moment has come: the client's direction waits for the frame
+    assert t.backend.closes() == []
+    await t.client.send(frame[300:] + masked(OP_TEXT, b"never relayed"))
+    to_backend = await t.backend.wait_for_close()
+    frames, rest = t.backend.frames()
+    assert [f.opcode for f in frames] == [OP_BINARY, OP_CLOSE] and rest == b""
+    assert to_backend.close_code == 1001
 
 
 async def test_close_now_is_prompt_and_answers_end_the_tunnel_early(
@@ -508,4 +577,24 @@ async def test_the_gateway_closing_is_reported_as_such(
     t = await start_tunnel(nursery, transport, idle=5)
     await t.ended.wait()
     assert t.end is not None
-    assert (t.end.closed_by, t.end.code, t.end.reason) == ("gateway", 1001, "idle for 5s")
+    assert (t.end.closed_by, t.end.code) == ("gateway", 1001)
+    assert t.end.reason == "idle for 5s (requestTimeout of settings 'web')"
+
+
+async def test_a_close_frame_without_a_status_code_is_logged_as_1005(
+    nursery: trio.Nursery,
+    autojump_clock: trio.testing.MockClock,
+    transport: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="appgw")
+    t = await start_tunnel(nursery, transport)
+    await t.client.send(masked(OP_CLOSE, b""))
+    await t.backend.wait_for_close()
+    await t.backend.send(encode_frame(OP_CLOSE, b""))
+    await t.client.wait_for_close()
+    await t.backend.stream.aclose()
+    await t.ended.wait()
+    assert t.end is not None and (t.end.closed_by, t.end.code) == ("client", None)
+    lines = [r.getMessage() for r in caplog.records if "ended after" in r.getMessage()]
+    assert len(lines) == 1 and "closed by client (1005, no status): close handshake" in lines[0]

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from appgw.config.errors import ConfigError
 from appgw.config.model import Config
+from appgw.config.silence import config_notes
 
-__all__ = ["Config", "ConfigError", "load"]
+__all__ = ["Config", "ConfigError", "config_notes", "load"]
+
 
 
 def load(path: str) -> Config:

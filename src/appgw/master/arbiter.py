@@ -30,7 +30,7 @@ import sys
 import time
 
 from appgw import logs, runfiles, sdnotify
-from appgw.config import ConfigError
+from appgw.config import ConfigError, config_notes
 from appgw.config.model import Config
 from appgw.ipc import Health
 from appgw.master import lifecycle, signals
@@ -84,8 +84,8 @@ class Arbiter:
         except ConfigError as exc:
             return self._fail(exc.report())
         logs.setup(config.gateway.error_log, config.gateway.access_log)
-        for warning in config.warnings:
-            log.warning("%s: %s", config.source, warning)
+        for level, note in config_notes(config):  # its warnings, each rule's silence limit
+            log.log(level, "%s", note)
         if (config.gateway.user or config.gateway.group) and os.geteuid() != 0:
             log.warning("gateway.user/group ignored: not running as root")
         errors = self.sockets.ensure(config)
@@ -139,8 +139,8 @@ class Arbiter:
                 log.error("reload refused: %s", error)
             self._reload_result(False, errors)
             return
-        for warning in config.warnings:
-            log.warning("%s: %s", config.source, warning)
+        for level, note in config_notes(config):  # its warnings, each rule's silence limit
+            log.log(level, "%s", note)
         if self.options.workers is None:
             self.wanted = worker_count(config)
         self._start_generation(config)

@@ -15,10 +15,11 @@ from appgw.config.model import Setting
 from appgw.errors import BadRequest, GatewayError
 from appgw.worker import headers as rules
 from appgw.worker.backends import BackendConnection
-from appgw.worker.relay import TunnelEnd, relay_tunnel
+from appgw.worker.relay import TunnelEnd
 from appgw.worker.request import Request
 from appgw.worker.response_wire import ResponseHead, ResponseReader
 from appgw.worker.services import Services
+from appgw.worker.tunnels import relay_tunnel
 
 if TYPE_CHECKING:
     from appgw.worker.connection import ClientConnection
@@ -72,4 +73,5 @@ async def tunnel(
         idle_timeout=idle_timeout,
         drain_timeout=float(setting.tunnel_drain_timeout),
         label=f"{client.peer[0]} <-> {backend.label}",
+        idle_limit=f"requestTimeout of settings '{setting.name}'",
     )

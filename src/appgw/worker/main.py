@@ -52,6 +52,7 @@ from appgw.worker.rewrite import compile_rule_set
 from appgw.worker.routing import Router
 from appgw.worker.services import Services
 from appgw.worker.timer import Timer
+from appgw.worker.tunnels import drain_tunnels
 
 log = logs.log
 
@@ -135,6 +136,7 @@ class Worker:
         self.drain_started = 0.0
         self.grace = config.gateway.drain_grace
         self.tunnels: set[Tunnel] = set()
+        self.late_tunnels = 0  # tunnels opened after the drain began (tunnels.py)
         self.connections: set[ClientConnection] = set()
         self.slots = trio.Semaphore(limits.max_connections)
         self.metrics = WorkerMetrics()
@@ -219,8 +221,7 @@ class Worker:
         for connection in self.connections:
             if connection.idle:
                 connection.cut_idle(grace_ends)
-        for tunnel in self.tunnels:
-            tunnel.drain(now)
+        drain_tunnels(self.tunnels, now)  # each at its own moment of the window
         if self._handlers is not None:
             budget = self.drain_timeout() + FINISH_FRAME_BUDGET + CLOSE_REPLY_BUDGET + 2
             self._handlers.cancel_scope.deadline = now + max(budget, self.grace + 1)

@@ -212,4 +212,5 @@ def access_entry(r: Exchanged, error_info: str) -> dict[str, object]:
         entry["tunnelBytesFromBackend"] = r.tunnel.backend_bytes
         entry["tunnelClosedBy"] = r.tunnel.closed_by
         entry["tunnelCloseCode"] = r.tunnel.code
+        entry["tunnelCloseReason"] = r.tunnel.reason
     return entry

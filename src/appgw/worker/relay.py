@@ -5,13 +5,7 @@ take what it is sent stops the reads on the other side). A FrameTracker per
 direction reads WebSocket frame headers only, so the tunnel always knows
 whether a direction stands at a frame boundary.
 
-How bytes move (tunnel_io.py). Between two plain TCP sockets, the usual
-case, a tunnel has no task of its own: it runs in the task that made the
-exchange, which waits on a small epoll set holding both sockets, reads what
-is ready into a scratch buffer the worker shares, and writes it on at once.
-Only bytes a peer cannot take yet are kept, until it can. An idle tunnel
-holds no buffer and no task beyond that one. Where TLS is involved, two
-pump tasks move the bytes through trio's stream API instead.
+How bytes move while the tunnel runs: tunnel_io.py.
 
 How a tunnel ends:
 - The close handshake: each side's Close frame is relayed; once both have
@@ -29,27 +23,29 @@ How a tunnel ends:
   WebSocket stack reports as 1006, an abnormal closure, and that is the
   truth. The log line says which it was.
 - The gateway ends it (the idle timeout, the setting's request timeout with
-  no byte either way; or a drain deadline): both sides get a Close with
-  1001, each at a frame boundary. A direction caught mid-frame relays up to
+  no byte either way; or a drain, each tunnel at its own moment of the
+  drain window, drain_spread.py): both sides get a Close with 1001, each at
+  a frame boundary. A direction caught mid-frame relays up to
   that frame's end (within FINISH_FRAME_BUDGET) and no further. A write in
   progress always completes (sends are shielded, with a deadline), so the
   gateway never cuts a frame.
 In every case each side that got a Close has a moment (CLOSE_REPLY_BUDGET)
 to answer, then both connections close, and one line is logged with how
 long the tunnel lived, the bytes each way, who closed it and with which
-code. relay_tunnel returns the same as a TunnelEnd value.
+code. Tunnel.run returns the same as a TunnelEnd value (tunnels.py registers
+the tunnel with its worker around it).
 """
 
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
 
 import attrs
 import trio
 
 from appgw import logs
 from appgw.websocket import close_frame
+from appgw.worker.drain_spread import DrainTurn
 from appgw.worker.streams import RECEIVE_SIZE, abort
 from appgw.worker.tunnel_io import (
     STREAM_ERRORS,
@@ -58,9 +54,6 @@ from appgw.worker.tunnel_io import (
     relay_sockets,
     relay_streams,
 )
-
-if TYPE_CHECKING:
-    from appgw.worker.main import Worker
 
 # A side gone, however it shows.
 _SIDE_ERRORS: tuple[type[Exception], ...] = (SideGone, *STREAM_ERRORS)
@@ -103,10 +96,11 @@ class Tunnel:
         "down",
         "idle_timeout",
         "drain_timeout",
+        "idle_limit",
         "label",
         "started",
         "last_activity",
-        "drain_deadline",
+        "turn",
         "scope",
         "end",
         "reason",
@@ -122,6 +116,7 @@ class Tunnel:
         idle_timeout: float,
         drain_timeout: float,
         label: str,
+        idle_limit: str = "",
     ) -> None:
         self.client = client
         self.backend = backend
@@ -129,9 +124,10 @@ class Tunnel:
         self.down = Direction(backend, client, BACKEND, masked=False)
         self.idle_timeout = idle_timeout
         self.drain_timeout = drain_timeout
+        self.idle_limit = idle_limit  # what sets idle_timeout, for the log
         self.label = label
         self.started = self.last_activity = trio.current_time()
-        self.drain_deadline = math.inf
+        self.turn: DrainTurn | None = None  # set once the worker drains
         self.scope: trio.CancelScope | None = None  # the relay phase's, deadline = next timer
         self.end: str | None = None  # _DONE, _GONE or _ENDED once the relay phase is over
         self.reason = ""
@@ -141,14 +137,16 @@ class Tunnel:
 
     # -- told from outside -------------------------------------------------------
 
-    def drain(self, started: float) -> None:
-        """The worker is draining: end this tunnel at its drain deadline."""
-        self.drain_deadline = min(self.drain_deadline, started + self.drain_timeout)
+    def drain(self, started: float, moment: float) -> None:
+        """The worker is draining: end this tunnel at `moment`, or sooner if it goes idle."""
+        deadline = started + self.drain_timeout
+        self.turn = DrainTurn(started, min(moment, deadline), deadline)
         self._reschedule()
 
     def close_now(self) -> None:
         """End this tunnel now, cleanly (the drain deadline has come)."""
-        self.drain_deadline = trio.current_time()
+        now = trio.current_time()
+        self.turn = DrainTurn(now if self.turn is None else self.turn.began, now, now)
         self._reschedule()
 
     # -- what the relay loops report ----------------------------------------------
@@ -197,10 +195,13 @@ class Tunnel:
     def check_timers(self) -> None:
         """The relay phase's deadline passed: end the tunnel, or move the deadline."""
         now = trio.current_time()
-        if now >= self.drain_deadline:
-            self._finish(_ENDED, "drain deadline", by=GATEWAY)
+        turn = self.turn
+        drained = turn and turn.end(now, self.last_activity, at_rest=self._at_rest())
+        if drained:
+            self._finish(_ENDED, drained, by=GATEWAY)
         elif now >= self.last_activity + self.idle_timeout:
-            self._finish(_ENDED, f"idle for {self.idle_timeout:g}s", by=GATEWAY)
+            limit = f" ({self.idle_limit})" if self.idle_limit else ""
+            self._finish(_ENDED, f"idle for {self.idle_timeout:g}s{limit}", by=GATEWAY)
         else:
             for way in (self.up, self.down):
                 if way.pending is not None and now >= way.stalled_since + SEND_BUDGET:
@@ -208,12 +209,19 @@ class Tunnel:
                     return
 
     def deadline(self) -> float:
+        turn = self.turn
         return min(
             self.last_activity + self.idle_timeout,
-            self.drain_deadline,
+            math.inf if turn is None else turn.next_check(trio.current_time(), self.last_activity),
             self.up.stalled_since + SEND_BUDGET,
             self.down.stalled_since + SEND_BUDGET,
         )
+
+    def _at_rest(self) -> bool:
+        """Both directions at a frame boundary, nothing in flight."""
+        up, down = self.up, self.down
+        both_at_boundary = up.tracker.at_boundary and down.tracker.at_boundary
+        return both_at_boundary and up.pending is None and down.pending is None
 
     def _reschedule(self) -> None:
         if self.scope is not None:
@@ -357,12 +365,19 @@ class Tunnel:
             self.label,
             end.duration,
             end.closed_by,
-            end.code if end.code is not None else "no Close",
+            self._code_words(),
             end.reason,
             end.client_bytes,
             end.backend_bytes,
         )
         return end
+
+    def _code_words(self) -> str:
+        if self.code is not None:
+            return str(self.code)
+        if self.up.tracker.close_seen or self.down.tracker.close_seen:
+            return "1005, no status"  # a Close frame without a status code
+        return "no Close"
 
 
 async def _close_stream(stream: trio.abc.Stream) -> None:
@@ -370,28 +385,3 @@ async def _close_stream(stream: trio.abc.Stream) -> None:
         await stream.aclose()
     except STREAM_ERRORS:
         abort(stream)
-
-
-async def relay_tunnel(
-    worker: Worker,
-    client: trio.abc.Stream,
-    client_rest: bytes,
-    backend: trio.abc.Stream,
-    backend_rest: bytes,
-    *,
-    idle_timeout: float,
-    drain_timeout: float,
-    label: str,
-) -> TunnelEnd:
-    """Relay between client and backend until the tunnel ends; how it ended."""
-    tunnel = Tunnel(client, backend, idle_timeout, drain_timeout, label)
-    worker.tunnels.add(tunnel)
-    worker.metrics.tunnels_total += 1
-    if worker.draining.is_set():
-        tunnel.drain(worker.drain_started)
-    tunnel.take_over(client_rest, backend_rest)
-    client_rest = backend_rest = b""  # held by the tunnel until written, no longer
-    try:
-        return await tunnel.run()
-    finally:
-        worker.tunnels.discard(tunnel)

@@ -57,5 +57,5 @@ class Services:
     metrics: WorkerMetrics
     error_pages: CustomErrorPages
     backend_tls: Callable[[Setting], ssl.SSLContext | None]
-    tunnels: Any  # what relay.relay_tunnel registers a tunnel with
+    tunnels: Any  # what tunnels.relay_tunnel registers a tunnel with (tunnels.TunnelHost)
     handle: Handler  # serves one request (proxy.handle_request)
