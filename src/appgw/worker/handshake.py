@@ -72,4 +72,5 @@ async def tunnel(
         idle_timeout=idle_timeout,
         drain_timeout=float(setting.tunnel_drain_timeout),
         label=f"{client.peer[0]} <-> {backend.label}",
+        close_on_peer_loss=setting.close_on_peer_loss,
     )
