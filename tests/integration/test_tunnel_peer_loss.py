@@ -10,7 +10,10 @@ same bytes and the same end. The gateway adds no frame either way.
 
 from __future__ import annotations
 
+import base64
+import os
 import socket
+import ssl
 import struct
 from pathlib import Path
 
@@ -18,7 +21,7 @@ import attrs
 import pytest
 import trio
 
-from tests.support.gateway import gateway_toml, open_gateway
+from tests.support.gateway import CertFiles, gateway_toml, open_gateway
 from tests.support.load import (
     OP_BINARY,
     OP_TEXT,
@@ -185,3 +188,66 @@ async def test_after_a_backend_fin_the_client_can_still_send(
             await gw.wait_for_log("closed by backend (no Close)", 10)
     assert seen == [Seen(CLIENT_FRAMES, False)]
 
+
+
+async def wss_client_sees(port: int, context: ssl.SSLContext) -> tuple[bytes, str]:
+    """Through the HTTPS listener: the bytes after the 101, and how the TLS stream ended:
+    "close_notify" (a clean TLS end), "reset" or "no close_notify" (TCP ended without one)."""
+    stream = await trio.open_ssl_over_tcp_stream(
+        GATEWAY, port, ssl_context=context, https_compatible=False
+    )
+    try:
+        key = base64.b64encode(os.urandom(16)).decode()
+        await stream.send_all(
+            (
+                f"GET /ws HTTP/1.1\r\nHost: {GATEWAY}:{port}\r\nUpgrade: websocket\r\n"
+                f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                "Sec-WebSocket-Version: 13\r\n\r\n"
+            ).encode()
+        )
+        received = bytearray()
+        while True:
+            try:
+                data = await stream.receive_some(65536)
+            except trio.BrokenResourceError as exc:
+                cause = exc.__cause__
+                end = "reset" if isinstance(cause, ConnectionResetError) else "no close_notify"
+                break
+            if not data:
+                end = "close_notify"
+                break
+            received += data
+        head, _, rest = bytes(received).partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 101"), head
+        return rest, end
+    finally:
+        await trio.aclose_forcefully(stream)
+
+
+@pytest.mark.parametrize(("resets", "end"), [(True, "reset"), (False, "no close_notify")])
+async def test_over_tls_a_reset_sends_no_close_notify(
+    nursery: trio.Nursery,
+    tmp_path: Path,
+    https_port: int,
+    backend_port: int,
+    cert_files: CertFiles,
+    client_ssl_context: ssl.SSLContext,
+    resets: bool,
+    end: str,
+) -> None:
+    """A backend reset reaches a wss client as a reset of its TCP connection, with no
+    close_notify first; a backend FIN as the end of the TCP connection (TLS has no
+    half-close here; the gateway's HTTPS-compatible streams send no close_notify)."""
+
+    async def session(peer: RawPeer) -> None:
+        await peer.send(FRAMES)
+        if resets:
+            reset(peer.stream)
+
+    toml = gateway_toml(servers=[A], backend_port=backend_port, https_port=https_port, cert=cert_files)
+    with trio.fail_after(60):
+        await nursery.start(serve_raw_ws_backend, A, backend_port, session)
+        async with open_gateway(toml, tmp_path) as gw:
+            seen = await wss_client_sees(https_port, client_ssl_context)
+            await gw.wait_for_log("closed by backend (no Close)", 10)
+    assert seen == (FRAMES, end), seen

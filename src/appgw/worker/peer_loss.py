@@ -9,7 +9,9 @@ An EOF (after_eof, a pure decision): once every byte the side sent is
 written, it is passed on as a half-close (SHUT_WR) and the other
 direction goes on; once both directions have ended the tunnel closes both
 connections. TLS has no half-close in the gateway's streams: there the
-other connection is closed (close_notify, then FIN) instead.
+other connection is closed instead (a TCP FIN; the gateway's TLS streams
+are HTTPS-compatible and send no close_notify, at a tunnel's end as at any
+other).
 
 A reset, or any error reading or writing a side (pass_reset): the gateway
 
@@ -20,7 +22,7 @@ A reset, or any error reading or writing a side (pass_reset): the gateway
    send queue is empty: a reset discards what is still queued), for at most
    SEND_BUDGET;
 3. resets the other connection: SO_LINGER 0, then close. Over TLS no
-   close_notify goes out first, as the peer it stands for sent none.
+   close_notify goes out first.
 
 Nothing is added: no Close frame, no padding. What the dead side's peer
 gets is what it would get with no gateway in between.
