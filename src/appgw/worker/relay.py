@@ -129,7 +129,7 @@ class Tunnel:
         self.started = self.last_activity = trio.current_time()
         self.drain_deadline = math.inf
         self.scope: trio.CancelScope | None = None  # the relay phase's, deadline = next timer
-        self.end: str | None = None  # _DONE, _GONE or _ENDED once the relay phase is over
+        self.end: str | None = None  # _DONE, _GONE, _RESET or _ENDED once the relay phase is over
         self.reason = ""
         self.gone: Direction | None = None  # _GONE, _RESET: the direction whose source went
         self.closed_by: str | None = None
