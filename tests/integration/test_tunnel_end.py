@@ -1,10 +1,12 @@
-"""A tunnel whose peer dies: the other side gets a Close frame, not a dropped connection.
+"""With `close_on_peer_loss`, a tunnel whose peer dies gets the other side a Close frame.
 
 The peer that dies is a real process killed with SIGKILL, so its
-connection ends as the kernel ends it, with no Close frame. A backend that
-dies reaches the client as a Close with 1014 (Bad Gateway); a client that
-dies reaches the backend as a Close with 1001 (Going Away). Either way the
-gateway logs the tunnel's end once, with who closed it and the code.
+connection ends as the kernel ends it, with no Close frame. With the
+setting's `close_on_peer_loss = true`, a backend that dies reaches the
+client as a Close with 1014 (Bad Gateway); a client that dies reaches the
+backend as a Close with 1001 (Going Away). Either way the gateway logs the
+tunnel's end once, with who closed it and the code. (Without the option the
+end passes on as it came: test_tunnel_peer_loss.py.)
 
 The clients here are the `websockets` library: clients built on wsproto
 (trio-websocket among them) refuse 1014 as a reserved code they do not know.
@@ -42,6 +44,7 @@ def config(gateway_port: int, backend_port: int, https_port: int, cert: CertFile
         http_port=gateway_port,
         https_port=https_port,
         cert=cert,
+        setting={"close_on_peer_loss": True},
     )
 
 

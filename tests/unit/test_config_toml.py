@@ -532,3 +532,31 @@ def test_gateway_watch(tmp_path: Path) -> None:
     assert load(on).gateway.watch is True
     bad = write(tmp_path, '[gateway]\nwatch = "yes"\n' + textwrap.dedent(MINIMAL), name="bad.toml")
     assert any(e.startswith("gateway.watch") for e in errors_of(bad)), errors_of(bad)
+
+
+TUNNEL_SETTING = """
+[listeners.web]
+protocol = "http"
+port = 80
+[pools.p]
+servers = ["10.0.0.4"]
+[settings.s]
+port = 8080
+{extra}
+[rules.r]
+listener = "web"
+pool = "p"
+setting = "s"
+priority = 1
+"""
+
+
+@pytest.mark.parametrize(("extra", "value"), [("", False), ("close_on_peer_loss = true", True)])
+def test_close_on_peer_loss_is_off_unless_asked(tmp_path: Path, extra: str, value: bool) -> None:
+    config = load(write(tmp_path, TUNNEL_SETTING.format(extra=extra)))
+    assert config.settings["s"].close_on_peer_loss is value
+
+
+def test_close_on_peer_loss_must_be_a_boolean(tmp_path: Path) -> None:
+    path = write(tmp_path, TUNNEL_SETTING.format(extra='close_on_peer_loss = "yes"'))
+    assert errors_of(path) == ["settings.s.close_on_peer_loss: must be true or false"]

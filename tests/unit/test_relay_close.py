@@ -8,10 +8,15 @@ autojump clock (virtual time that jumps ahead whenever all tasks wait), so
 the relay's budgets of several seconds cost nothing. The clean close (idle
 timeout, drain deadline, close_now) must send a Close frame with 1001 to
 each side at a frame boundary of that direction: after the frame in flight,
-before the next one, never in the middle. A side that goes away without a
-Close frame gets the other side a Close at a frame boundary: 1014 towards
-the client when the backend went, 1001 towards the backend when the client
-went; none if it went in the middle of a frame.
+before the next one, never in the middle.
+
+A side that goes away without a Close frame has its end passed on as it
+came, after every byte it sent: an EOF as a half-close (socket pairs; the
+in-memory streams have none, so there the other side's stream is closed),
+a reset as a reset, and no frame is added. With the setting's
+close_on_peer_loss the other side gets a Close at a frame boundary
+instead: 1014 towards the client when the backend went, 1001 towards the
+backend when the client went; none if it went in the middle of a frame.
 """
 
 from __future__ import annotations
@@ -61,6 +66,7 @@ class Side:
     stream: trio.abc.Stream
     received: bytearray = attrs.Factory(bytearray)
     eof_at: float | None = None
+    reset: bool = False  # the connection ended with ECONNRESET, not an EOF
     _changed: trio.Event = attrs.Factory(trio.Event)
 
     async def send(self, data: bytes) -> None:
@@ -76,7 +82,8 @@ class Side:
         while True:
             try:
                 data = await self.stream.receive_some(64 * KiB)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
+            except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                self.reset = isinstance(exc.__cause__, ConnectionResetError)
                 data = b""
             if not data:
                 self.eof_at = trio.current_time()
@@ -137,10 +144,19 @@ async def start_tunnel(
     drain: float = DRAIN,
     client_rest: bytes = b"",
     backend_rest: bytes = b"",
+    close_on_peer_loss: bool = False,
 ) -> Running:
     client_app, client_gw = stream_pair(transport)
     backend_gw, backend_app = stream_pair(transport)
-    tunnel = Tunnel(client_gw, backend_gw, idle, drain, "test", "requestTimeout of settings 'web'")
+    tunnel = Tunnel(
+        client_gw,
+        backend_gw,
+        idle,
+        drain,
+        "test",
+        "requestTimeout of settings 'web'",
+        close_on_peer_loss=close_on_peer_loss,
+    )
     running = Running(tunnel, Side(client_app), Side(backend_app), trio.Event())
 
     async def run() -> None:
@@ -424,13 +440,13 @@ async def test_a_side_that_already_closed_gets_no_second_close(
     assert [f.close_code for f in t.client.closes()] == [1000]
 
 
-# -- a side that goes away ------------------------------------------------------------
+# -- a side that goes away, with close_on_peer_loss: the gateway's Close -------------
 
 
 async def test_backend_eof_without_close_gets_the_client_1014(
     nursery: trio.Nursery, autojump_clock: trio.testing.MockClock, transport: str
 ) -> None:
-    t = await start_tunnel(nursery, transport)
+    t = await start_tunnel(nursery, transport, close_on_peer_loss=True)
     await t.backend.send(encode_frame(OP_TEXT, b"last words"))
     await t.client.wait_for_bytes(12)
     await t.backend.stream.aclose()
@@ -451,7 +467,7 @@ async def test_backend_gone_mid_frame_leaves_the_client_no_close(
 ) -> None:
     """A Close inside the frame would not parse, padding would be made-up data:
     the client's connection just ends (its stack reports 1006, which is true)."""
-    t = await start_tunnel(nursery, transport)
+    t = await start_tunnel(nursery, transport, close_on_peer_loss=True)
     frame = encode_frame(OP_BINARY, os.urandom(8 * KiB))
     await t.backend.send(frame[: 3 * KiB])
     await t.client.wait_for_bytes(3 * KiB)
@@ -467,7 +483,7 @@ async def test_backend_gone_mid_frame_leaves_the_client_no_close(
 async def test_client_eof_without_close_gets_the_backend_1001(
     nursery: trio.Nursery, autojump_clock: trio.testing.MockClock, transport: str
 ) -> None:
-    t = await start_tunnel(nursery, transport)
+    t = await start_tunnel(nursery, transport, close_on_peer_loss=True)
     hello = masked(OP_TEXT, b"hello")
     await t.client.send(hello)
     await t.backend.wait_for_bytes(len(hello))
@@ -484,7 +500,7 @@ async def test_client_eof_without_close_gets_the_backend_1001(
 async def test_backend_reset_gets_the_client_1014(
     nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
 ) -> None:
-    t = await start_tunnel(nursery, "socket")
+    t = await start_tunnel(nursery, "socket", close_on_peer_loss=True)
     await t.client.send(masked(OP_TEXT, b"unread by the backend"))
     await trio.testing.wait_all_tasks_blocked()
     stream = t.backend.stream
@@ -501,7 +517,7 @@ async def test_backend_that_stops_reading_counts_as_gone(
 ) -> None:
     client_app, client_gw = stream_pair("socket")
     backend_gw, backend_app = stream_pair("socket")
-    tunnel = Tunnel(client_gw, backend_gw, IDLE, DRAIN, "test")
+    tunnel = Tunnel(client_gw, backend_gw, IDLE, DRAIN, "test", close_on_peer_loss=True)
     client = Side(client_app)
     nursery.start_soon(client.collect)  # the backend reads nothing
     ended: list[TunnelEnd] = []

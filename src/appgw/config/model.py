@@ -104,6 +104,9 @@ class Setting:
     validate_cert_chain_and_expiry: bool = True
     validate_sni: bool = True
     sni_name: str | None = None
+    # A tunnel peer that goes without a Close frame gets the other side a Close of the
+    # gateway's (1014 to the client, 1001 to the backend) instead of the same end (TOML only).
+    close_on_peer_loss: bool = False
 
     @property
     def tunnel_drain_timeout(self) -> int:

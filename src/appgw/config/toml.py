@@ -265,6 +265,7 @@ class _Reader:
             validate_cert_chain_and_expiry=s.get_bool("validate_cert_chain_and_expiry", True),
             validate_sni=s.get_bool("validate_sni", True),
             sni_name=s.get_opt_str("sni_name"),
+            close_on_peer_loss=s.get_bool("close_on_peer_loss", False),
         )
         s.reject_unused()
         return setting

@@ -74,4 +74,5 @@ async def tunnel(
         drain_timeout=float(setting.tunnel_drain_timeout),
         label=f"{client.peer[0]} <-> {backend.label}",
         idle_limit=f"requestTimeout of settings '{setting.name}'",
+        close_on_peer_loss=setting.close_on_peer_loss,
     )

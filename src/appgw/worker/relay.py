@@ -5,30 +5,25 @@ take what it is sent stops the reads on the other side). A FrameTracker per
 direction reads WebSocket frame headers only, so the tunnel always knows
 whether a direction stands at a frame boundary.
 
-How bytes move while the tunnel runs: tunnel_io.py.
-
-How a tunnel ends:
-- The close handshake: each side's Close frame is relayed; once both have
-  passed and a side ends its connection, the tunnel closes both. A side
-  that ends its connection after its own Close frame has its half-close
-  passed on (plain TCP) so the other can still answer.
-- A side that goes away without a Close frame (EOF, reset, a write that
-  fails or stalls for SEND_BUDGET): the other side gets a Close frame at the
-  frame boundary of that direction, 1014 (Bad Gateway) towards the client
-  when the backend went, 1001 (Going Away) towards the backend when the
-  client went. If the dead side stopped in the middle of a frame, the rest
-  of that frame will never come and nothing the gateway could add (padding,
-  a Close inside the frame) would parse as what the peer was sent: the
-  other connection is then closed without a Close frame, which its
-  WebSocket stack reports as 1006, an abnormal closure, and that is the
-  truth. The log line says which it was.
+How bytes move is tunnel_io.py's. How a tunnel ends (peer_loss.py has the
+details of a peer that goes):
+- A side ends its connection (EOF): once all it sent is written, the end
+  is passed on as it came, a half-close (over TLS, which has none here, a
+  close); the tunnel is over once both directions ended, or both Close
+  frames passed and a side ended.
+- A side's connection breaks (a reset): all it sent is relayed, then the
+  other connection is reset. No frame is added either way.
+- With the setting's close_on_peer_loss, a side that goes without a Close
+  frame gets the other side a Close of the gateway's instead (1014 to the
+  client, 1001 to the backend) at that direction's frame boundary.
 - The gateway ends it (the idle timeout, the setting's request timeout with
-  no byte either way; or a drain, each tunnel at its own moment of the
-  drain window, drain_spread.py): both sides get a Close with 1001, each at
-  a frame boundary. A direction caught mid-frame relays up to
-  that frame's end (within FINISH_FRAME_BUDGET) and no further. A write in
-  progress always completes (sends are shielded, with a deadline), so the
-  gateway never cuts a frame.
+  no byte either way; a drain, each tunnel at its own moment of the drain
+  window, drain_spread.py; a side that took no bytes for SEND_BUDGET):
+  both sides get a Close with 1001, each at a frame boundary
+  (but a side that stopped reading: it takes nothing more). A direction
+  caught mid-frame relays up to that frame's end (within
+  FINISH_FRAME_BUDGET) and no further. A write in progress always completes
+  (sends are shielded, with a deadline), so the gateway never cuts a frame.
 In every case each side that got a Close has a moment (CLOSE_REPLY_BUDGET)
 to answer, then both connections close, and one line is logged with how
 long the tunnel lived, the bytes each way, who closed it and with which
@@ -46,13 +41,16 @@ import trio
 from appgw import logs
 from appgw.websocket import close_frame
 from appgw.worker.drain_spread import DrainTurn
+from appgw.worker.peer_loss import LOST, PASS, WAIT, after_eof, eof_reason, pass_reset
 from appgw.worker.streams import RECEIVE_SIZE, abort
 from appgw.worker.tunnel_io import (
+    SEND_BUDGET,
     STREAM_ERRORS,
     Direction,
     SideGone,
     relay_sockets,
     relay_streams,
+    send_all,
 )
 
 # A side gone, however it shows.
@@ -60,7 +58,6 @@ _SIDE_ERRORS: tuple[type[Exception], ...] = (SideGone, *STREAM_ERRORS)
 
 log = logs.log
 
-SEND_BUDGET = 10.0  # seconds one relayed write may take before the side counts as dead
 FINISH_FRAME_BUDGET = 5.0  # seconds to relay the rest of a frame caught mid-way
 CLOSE_REPLY_BUDGET = 1.0  # seconds each side has to answer our Close
 GOING_AWAY = 1001
@@ -72,7 +69,8 @@ GATEWAY = "gateway"
 
 # How the relay phase ended (Tunnel.end).
 _DONE = "done"  # both sides finished the WebSocket way
-_GONE = "gone"  # a side went away without a Close frame
+_GONE = "gone"  # a side went away without a Close frame (close_on_peer_loss)
+_RESET = "reset"  # a side's connection broke: the other is reset after its bytes
 _ENDED = "ended"  # the gateway ends it: idle timeout or drain deadline
 
 
@@ -107,6 +105,8 @@ class Tunnel:
         "gone",
         "closed_by",
         "code",
+        "close_on_peer_loss",
+        "stalled_way",
     )
 
     def __init__(
@@ -117,6 +117,8 @@ class Tunnel:
         drain_timeout: float,
         label: str,
         idle_limit: str = "",
+        *,
+        close_on_peer_loss: bool = False,
     ) -> None:
         self.client = client
         self.backend = backend
@@ -129,11 +131,14 @@ class Tunnel:
         self.started = self.last_activity = trio.current_time()
         self.turn: DrainTurn | None = None  # set once the worker drains
         self.scope: trio.CancelScope | None = None  # the relay phase's, deadline = next timer
-        self.end: str | None = None  # _DONE, _GONE or _ENDED once the relay phase is over
+        self.end: str | None = None  # _DONE, _GONE, _RESET or _ENDED once the relay phase is over
         self.reason = ""
-        self.gone: Direction | None = None  # for _GONE: the direction whose source went
+        self.gone: Direction | None = None  # _GONE, _RESET: the direction whose source went
         self.closed_by: str | None = None
         self.code: int | None = None
+        # The setting's close_on_peer_loss: a Close of the gateway's for a peer that went.
+        self.close_on_peer_loss = close_on_peer_loss
+        self.stalled_way: Direction | None = None  # whose destination stopped taking bytes
 
     # -- told from outside -------------------------------------------------------
 
@@ -162,24 +167,32 @@ class Tunnel:
             self.code = way.tracker.close_code
 
     def source_ended(self, way: Direction) -> bool:
-        """`way`'s source sent EOF. True: pass it on to the destination now."""
+        """`way`'s source sent EOF (all it sent before is written). True: pass it on now."""
         way.eof = True
-        other = self.other(way)
-        tracker = way.tracker
-        if not (tracker.close_seen or tracker.broken):
-            self.source_gone(way, "closed the connection without a Close frame")
-            return False
-        if other.eof or (tracker.close_seen and other.tracker.close_seen) or not way.passes_eof:
-            self._finish(_DONE, "close handshake" if tracker.close_seen else "both sides ended")
-            return False
         if self.closed_by is None:
             self.closed_by = way.side
-        return True
+        return self.eof_due(way)
+
+    def eof_due(self, way: Direction) -> bool:
+        """`way`'s source ended and all it sent is written. True: pass the EOF on now."""
+        other = self.other(way)
+        outcome = after_eof(way, other, close_on_peer_loss=self.close_on_peer_loss)
+        if outcome == LOST:
+            self.source_gone(way, "closed the connection without a Close frame")
+        elif outcome not in (PASS, WAIT):
+            self._finish(_DONE, eof_reason(outcome, self.closed_by or way.side, way, other))
+        return outcome == PASS
 
     def source_gone(self, way: Direction, what: str) -> None:
-        """`way`'s source is gone: it ended, broke, or stopped taking bytes."""
+        """`way`'s source is gone: it broke (a reset), or, with close_on_peer_loss, ended."""
         way.eof = True
         if self.end is not None:
+            return
+        if not self.close_on_peer_loss:  # a reset is passed on as a reset
+            if self.closed_by is None:
+                self.closed_by = way.side
+            self.gone = way
+            self._finish(_RESET, f"{way.side} {what}")
             return
         if way.tracker.close_seen:  # it had said goodbye: a normal end
             self._finish(_DONE, "close handshake" if self.other(way).tracker.close_seen else what)
@@ -191,6 +204,14 @@ class Tunnel:
 
     def destination_gone(self, way: Direction, what: str) -> None:
         self.source_gone(self.other(way), what)
+
+    def stalled(self, way: Direction, what: str) -> None:
+        """`way`'s destination took no bytes for SEND_BUDGET: the gateway ends the tunnel."""
+        if self.close_on_peer_loss:
+            self.destination_gone(way, what)
+            return
+        self.stalled_way = way
+        self._finish(_ENDED, f"{self.other(way).side} {what}", by=GATEWAY)
 
     def check_timers(self) -> None:
         """The relay phase's deadline passed: end the tunnel, or move the deadline."""
@@ -205,7 +226,7 @@ class Tunnel:
         else:
             for way in (self.up, self.down):
                 if way.pending is not None and now >= way.stalled_since + SEND_BUDGET:
-                    self.destination_gone(way, f"took no bytes for {SEND_BUDGET:g}s")
+                    self.stalled(way, f"took no bytes for {SEND_BUDGET:g}s")
                     return
 
     def deadline(self) -> float:
@@ -242,12 +263,8 @@ class Tunnel:
     def take_over(self, client_rest: bytes, backend_rest: bytes) -> None:
         """Bytes either side sent right behind the handshake: they are relayed first."""
         for way, rest in ((self.up, client_rest), (self.down, backend_rest)):
-            if rest:
-                way.tracker.feed(rest)
-                way.count += len(rest)
-                way.pending = memoryview(rest)
-                if way.tracker.close_seen:
-                    self.saw_close(way)
+            if rest and way.take_over(rest):
+                self.saw_close(way)
 
     async def run(self, client_rest: bytes = b"", backend_rest: bytes = b"") -> TunnelEnd:
         self.take_over(client_rest, backend_rest)
@@ -291,17 +308,19 @@ class Tunnel:
                 self.reason += f"; not WebSocket framing, no Close for the {towards}"
             else:
                 self.reason += f"; it stopped mid-frame, no Close for the {towards}"
+        elif self.end == _RESET and self.gone is not None:
+            self.reason += "; " + await pass_reset(self, self.gone, SEND_BUDGET)
 
     async def _send_close(self, way: Direction, code: int) -> bool:
         """Relay `way` up to its next frame boundary, then send a Close along it."""
         tracker = way.tracker
-        if tracker.broken or tracker.close_seen:
+        if tracker.broken or tracker.close_seen or way.half_closed or way is self.stalled_way:
             return False
         try:
             with trio.move_on_after(FINISH_FRAME_BUDGET):
                 if way.pending is not None:
                     pending, way.pending = way.pending, None
-                    await self.send(way.dst, pending)
+                    await send_all(way.dst, pending)
                 while not tracker.at_boundary and not way.eof:
                     data = await way.src.receive_some(RECEIVE_SIZE)
                     if not data:
@@ -311,9 +330,9 @@ class Tunnel:
                     piece = data if cut is None else data[:cut]
                     tracker.feed(piece)
                     way.count += len(piece)
-                    await self.send(way.dst, piece)
+                    await send_all(way.dst, piece)
             if tracker.at_boundary and way.pending is None:
-                await self.send(way.dst, close_frame(code, "", masked=way.masked))
+                await send_all(way.dst, close_frame(code, "", masked=way.masked))
                 if self.code is None:
                     self.code = code
                 return True
@@ -333,20 +352,6 @@ class Tunnel:
                 tracker.feed(data)
         except STREAM_ERRORS:
             way.eof = True
-
-    async def send(self, stream: trio.abc.Stream, data: bytes | bytearray | memoryview) -> None:
-        """Write `data` whole, or raise SideGone.
-
-        Shielded: cancelling a write half-way would cut a frame. The deadline
-        bounds how long a peer that stopped reading can hold the tunnel.
-        """
-        with trio.CancelScope(shield=True, deadline=trio.current_time() + SEND_BUDGET) as scope:
-            try:
-                await stream.send_all(data)
-            except STREAM_ERRORS:
-                raise SideGone() from None
-        if scope.cancelled_caught:
-            raise SideGone()
 
     def _result(self) -> TunnelEnd:
         if self.end is None:  # cancelled from outside: the worker stopped at once

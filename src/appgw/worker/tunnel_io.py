@@ -16,8 +16,8 @@ Anything else, TLS on either side included (relay_streams): one pump task
 per direction on trio's stream API, the task that made the exchange
 watching the deadlines.
 
-Both report to the Tunnel (saw_close, source_ended, source_gone,
-destination_gone) and leave when it has an `end`. The deadline of the
+Both report to the Tunnel (saw_close, source_ended, eof_due, source_gone,
+destination_gone, stalled) and leave when it has an `end`. The deadline of the
 tunnel's `scope` is its next timer (idle timeout, drain deadline, a write
 stalled for SEND_BUDGET): it is moved earlier by a drain, and checked
 lazily when it passes (traffic only records the time of the last byte).
@@ -48,10 +48,16 @@ _SCRATCH_LIST = [SCRATCH]
 _IN = select.EPOLLIN | select.EPOLLRDHUP
 _OUT = select.EPOLLOUT
 _BROKEN = select.EPOLLERR | select.EPOLLHUP
+SEND_BUDGET = 10.0  # seconds one relayed write may take before the side counts as stalled
+_OFF = -1  # a socket taken out of the epoll set (it hung up; nothing to do on it for now)
 
 
 class SideGone(Exception):
     """A side of the tunnel broke or stopped reading."""
+
+
+class SideStalled(SideGone):
+    """A side of the tunnel took no bytes for the send budget."""
 
 
 class Direction:
@@ -88,6 +94,13 @@ class Direction:
         self.src_fd = -1
         self.dst_fd = -1
 
+    def take_over(self, rest: bytes) -> bool:
+        """Bytes src sent before the tunnel began, to be written first. True: a Close among them."""
+        self.tracker.feed(rest)
+        self.count += len(rest)
+        self.pending = memoryview(rest)
+        return self.tracker.close_seen
+
     @property
     def passes_eof(self) -> bool:
         """Whether src's EOF can travel on as a half-close (only plain TCP has one)."""
@@ -121,21 +134,20 @@ async def relay_sockets(tunnel: Tunnel) -> None:
                     want = (0 if up.eof or up.pending is not None else _IN) | (
                         0 if down.pending is None else _OUT
                     )
-                    if want != cmask:
-                        ready.modify(cfd, want)
-                        cmask = want
+                    cmask = _watch(ready, cfd, cmask, want)
                     want = (0 if down.eof or down.pending is not None else _IN) | (
                         0 if up.pending is None else _OUT
                     )
-                    if want != bmask:
-                        ready.modify(bfd, want)
-                        bmask = want
+                    bmask = _watch(ready, bfd, bmask, want)
                     await trio.lowlevel.wait_readable(ready)
                     for fd, events in ready.poll(0):
                         if fd == cfd:
-                            _serve(tunnel, events, up, down)
-                        else:
-                            _serve(tunnel, events, down, up)
+                            if _serve(tunnel, events, up, down):
+                                ready.unregister(cfd)
+                                cmask = _OFF
+                        elif _serve(tunnel, events, down, up):
+                            ready.unregister(bfd)
+                            bmask = _OFF
                         if tunnel.end is not None:
                             break
             tunnel.scope = None
@@ -146,19 +158,38 @@ async def relay_sockets(tunnel: Tunnel) -> None:
         ready.close()
 
 
-def _serve(tunnel: Tunnel, events: int, reading: Direction, writing: Direction) -> None:
-    """One socket is ready: it is the source of `reading` and the destination of `writing`."""
+def _watch(ready: select.epoll, fd: int, mask: int, want: int) -> int:
+    """Ask epoll for `want` on `fd` (watched for `mask` now); the new mask."""
+    if want == mask or (mask == _OFF and not want):
+        return mask
+    if mask == _OFF:
+        ready.register(fd, want)
+    else:
+        ready.modify(fd, want)
+    return want
+
+
+def _serve(tunnel: Tunnel, events: int, reading: Direction, writing: Direction) -> bool:
+    """One socket is ready: it is the source of `reading` and the destination of `writing`.
+
+    True: it hung up and there is nothing to do on it until the other side
+    moves (epoll reports a hang-up whatever it is asked: stop watching it).
+    """
     if writing.pending is not None and events & (_OUT | _BROKEN):
         _flush(tunnel, writing)
         if tunnel.end is not None:
-            return
+            return False
     if not reading.eof and reading.pending is None:
         if events & (_IN | _BROKEN):
             _read(tunnel, reading)
-    elif events & _BROKEN and writing.pending is None:
-        # Nothing left to read or write here, and the socket is dead (epoll
-        # reports that whatever it is asked): the side is gone.
-        tunnel.source_gone(reading, "reset the connection")
+    elif writing.pending is None:
+        if events & select.EPOLLERR:
+            # Nothing can be read or written here now, and the socket has an
+            # error (a reset): the side is gone.
+            tunnel.source_gone(reading, "reset the connection")
+        elif events & select.EPOLLHUP:
+            return True
+    return False
 
 
 def _read(tunnel: Tunnel, way: Direction) -> None:
@@ -212,7 +243,7 @@ def _flush(tunnel: Tunnel, way: Direction) -> None:
         return
     way.pending = None
     way.stalled_since = math.inf
-    if way.eof and not way.half_closed:
+    if way.eof and not way.half_closed and tunnel.eof_due(way):
         _pass_eof(tunnel, way)
 
 
@@ -230,6 +261,21 @@ def _pass_eof(tunnel: Tunnel, way: Direction) -> None:
 
 
 # -- any streams: a pump task per direction ------------------------------------------------
+
+
+async def send_all(stream: trio.abc.Stream, data: bytes | bytearray | memoryview) -> None:
+    """Write `data` whole, or raise SideGone (SideStalled: not within SEND_BUDGET).
+
+    Shielded: cancelling a write half-way would cut a frame. The deadline
+    bounds how long a peer that stopped reading can hold the tunnel.
+    """
+    with trio.CancelScope(shield=True, deadline=trio.current_time() + SEND_BUDGET) as scope:
+        try:
+            await stream.send_all(data)
+        except STREAM_ERRORS as exc:
+            raise SideGone(str(exc) or type(exc).__name__) from None
+    if scope.cancelled_caught:
+        raise SideStalled()
 
 
 async def relay_streams(tunnel: Tunnel) -> None:
@@ -251,7 +297,7 @@ async def _pump(tunnel: Tunnel, way: Direction) -> None:
     try:
         if way.pending is not None:
             pending, way.pending = way.pending, None
-            await tunnel.send(way.dst, pending)
+            await send_all(way.dst, pending)
         tracker = way.tracker
         while tunnel.end is None:
             try:
@@ -273,6 +319,8 @@ async def _pump(tunnel: Tunnel, way: Direction) -> None:
             way.count += len(data)
             if tracker.close_seen is not seen:
                 tunnel.saw_close(way)
-            await tunnel.send(way.dst, data)
-    except SideGone:
-        tunnel.destination_gone(way, "stopped taking bytes")
+            await send_all(way.dst, data)
+    except SideStalled:
+        tunnel.stalled(way, "stopped taking bytes")
+    except SideGone as exc:
+        tunnel.destination_gone(way, f"reset the connection ({exc})")

@@ -47,13 +47,22 @@ async def relay_tunnel(
     drain_timeout: float,
     label: str,
     idle_limit: str = "",
+    close_on_peer_loss: bool = False,
 ) -> TunnelEnd:
     """Relay between client and backend until the tunnel ends; how it ended.
 
     `idle_limit` says what set `idle_timeout`, for the log line of a tunnel
-    that the timeout ends.
+    that the timeout ends; `close_on_peer_loss` is the setting's (relay.py).
     """
-    tunnel = Tunnel(client, backend, idle_timeout, drain_timeout, label, idle_limit)
+    tunnel = Tunnel(
+        client,
+        backend,
+        idle_timeout,
+        drain_timeout,
+        label,
+        idle_limit,
+        close_on_peer_loss=close_on_peer_loss,
+    )
     host.tunnels.add(tunnel)
     host.metrics.tunnels_total += 1
     if host.draining.is_set():  # its handshake was under way when the drain began
