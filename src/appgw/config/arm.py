@@ -13,15 +13,19 @@ Any other key is an error: a misspelled key must not pass unnoticed.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import attrs
 
+from appgw.config.arm_deployments import locate
+from appgw.config.arm_parameters import read_parameters
 from appgw.config.arm_resources import build_config
-from appgw.config.arm_template import Template, id_name, locate
+from appgw.config.arm_template import Template, id_name
 from appgw.config.draft import Draft
 from appgw.config.errors import ConfigError
 from appgw.config.fields import Invalid, Section, join
+from appgw.config.inputs import Inputs, read_certificates, read_references
 
 
 def _keys(text: str) -> frozenset[str]:
@@ -34,7 +38,7 @@ def _keys(text: str) -> frozenset[str]:
 AZURE_ONLY: dict[str, frozenset[str]] = {
     "resource": _keys(
         "apiVersion type name location tags zones identity dependsOn comments id etag"
-        " resourceGroup systemData"
+        " resourceGroup systemData condition copy scope metadata"
     ),
     "gateway": _keys(
         "sku autoscaleConfiguration zones location tags etag id type provisioningState"
@@ -79,16 +83,24 @@ NOT_IMPLEMENTED: dict[str, frozenset[str]] = {
 _ENVELOPE = _keys("name id etag type resourceGroup properties")
 
 
-def build(document: Any, source: str) -> Draft:
+def build(document: Any, source: str, inputs: Inputs | None = None) -> Draft:
     """A parsed JSON document -> Draft; `source` is its file.
 
-    Raises ConfigError when the document holds no application gateway.
+    Raises ConfigError when the document holds no application gateway, or
+    when the command line's inputs (`--parameters`, ...) cannot be read.
     """
+    inputs = inputs or Inputs()
     try:
-        resource, template = locate(document)
+        values = read_parameters(inputs.parameters, inputs.base)
+        references = read_references(inputs.references)
+        certificates = read_certificates(inputs.certificates)
+        base = Path(source).absolute().parent
+        resource, template = locate(document, values, references, base)
     except Invalid as e:
-        raise ConfigError(source, [str(e)]) from None
+        raise ConfigError(source, str(e).split("\n")) from None
     arm = ArmReader(template)
+    arm.certificates = certificates
+    arm.base = inputs.base
     top = arm.section(resource, "")
     if top.has("properties"):
         properties = top.get_section("properties")
@@ -109,6 +121,8 @@ class ArmReader:
 
     def __init__(self, template: Template | None) -> None:
         self.template = template
+        self.certificates: dict[str, tuple[str, str | None]] = {}  # --certificate
+        self.base = "."  # where --certificate files are read from
         self.errors: list[str] = []
         self.warnings: list[str] = []
         self.quiet: set[str] = set()

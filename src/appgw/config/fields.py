@@ -79,7 +79,7 @@ class Section:
     def sub(self, value: Any, path: str) -> Section | None:
         """A section for a nested mapping, or None after reporting a wrong type."""
         value = self._resolved(value, path)
-        if value is _BAD:
+        if value is _BAD or value is None:  # None: an expression's null(), as if absent
             return None
         if not isinstance(value, Mapping):
             self.errors.append(f"{path}: must be a {self.table_word}")

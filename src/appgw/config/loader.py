@@ -16,8 +16,9 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from appgw.config import arm, toml
+from appgw.config import arm, jsonc, toml
 from appgw.config.errors import ConfigError
+from appgw.config.inputs import Inputs
 from appgw.config.model import Config
 from appgw.config.naming import ARM_NAMING, TOML_NAMING
 from appgw.config.validate import validate
@@ -25,8 +26,9 @@ from appgw.config.validate import validate
 _TOML_POSITION = re.compile(r"^(.*) \(at line (\d+), column (\d+)\)$", re.S)
 
 
-def load_file(path: str) -> Config:
-    """Load and validate a TOML file, an ARM template or `az ... show` JSON.
+def load_file(path: str, inputs: Inputs | None = None) -> Config:
+    """Load and validate a TOML file, an ARM template or `az ... show` JSON;
+    `inputs` are the command line's `--parameters`, `--reference`, ...
 
     Raises ConfigError listing every problem with its key path, or naming
     the line of a syntax error.
@@ -36,7 +38,7 @@ def load_file(path: str) -> Config:
     if kind == "toml":
         draft, naming = toml.build(document, path), TOML_NAMING
     else:
-        draft, naming = arm.build(document, path), ARM_NAMING
+        draft, naming = arm.build(document, path, inputs), ARM_NAMING
     errors = draft.merge(validate(draft.config, naming))
     if errors:
         raise ConfigError(path, errors)
@@ -85,8 +87,8 @@ def _parse_toml(path: str, text: str) -> dict[str, Any]:
 
 def _parse_json(path: str, text: str) -> Any:
     try:
-        return json.loads(text)
-    except json.JSONDecodeError as e:
+        return jsonc.loads(text)
+    except jsonc.JsonError as e:
         raise ConfigError(
-            path, [f"line {e.lineno}, column {e.colno}: not valid JSON: {e.msg}"]
+            path, [f"line {e.line}, column {e.column}: not valid JSON: {e.message}"]
         ) from None

@@ -1,0 +1,260 @@
+"""Whole ARM templates: parameters as az takes them, loops, conditions,
+nested and linked deployments, reference() and --reference."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trustme
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.serialization import pkcs12
+
+from appgw.config import ConfigError, Inputs, load
+from appgw.config.model import Server
+from tests.support.quickstart import gateway_resource, quickstart_template, write_quickstart
+
+
+def pfx_b64() -> str:
+    ca = trustme.CA()
+    leaf = ca.issue_cert("www.contoso.com", "localhost")
+    key = serialization.load_pem_private_key(leaf.private_key_pem.bytes(), None)
+    cert = leaf.cert_chain_pems[0].bytes()
+    from cryptography import x509
+
+    pfx = pkcs12.serialize_key_and_certificates(
+        b"site",
+        key,  # type: ignore[arg-type]
+        x509.load_pem_x509_certificate(cert),
+        None,
+        serialization.NoEncryption(),
+    )
+    return base64.b64encode(pfx).decode()
+
+
+@pytest.fixture(scope="module")
+def cert() -> str:
+    return pfx_b64()
+
+
+def errors(path: Path, *parameters: str, **inputs: Any) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        load(str(path), Inputs(parameters=parameters, **inputs))
+    return caught.value.errors
+
+
+def test_quickstart_loads_with_its_parameters_file(tmp_path: Path, cert: str) -> None:
+    template, parameters = write_quickstart(tmp_path, cert)
+    config = load(str(template), Inputs(parameters=(str(parameters),)))
+    assert config.warnings == ()
+    http, https = config.listeners["httpListener"], config.listeners["httpsListener"]
+    assert (http.protocol, http.port, http.certificate) == ("http", 80, None)
+    assert (https.protocol, https.port, https.certificate) == ("https", 443, "siteCert")
+    assert https.host_names == ("www.contoso.com",)
+    assert config.pools["myBackendPool"].servers == (Server("10.0.0.4"), Server("10.0.0.5"))
+    rules = config.rules
+    assert (rules["rule-httpListener"].priority, rules["rule-httpsListener"].priority) == (100, 101)
+    assert rules["rule-httpsListener"].listener == "httpsListener"
+
+
+def test_a_parameter_without_a_value_names_the_flag(tmp_path: Path) -> None:
+    template, _ = write_quickstart(tmp_path, "")
+    assert errors(template) == [
+        "sslCertificates.siteCert.data: parameter 'certData' has no value and no "
+        "defaultValue: give it with --parameters certData=..."
+    ]
+
+
+def test_az_parameter_forms(tmp_path: Path, cert: str) -> None:
+    template, parameters = write_quickstart(tmp_path, cert)
+    (tmp_path / "cert.b64").write_text(cert)
+    at_file = f"@{parameters}"
+    config = load(
+        str(template),
+        Inputs(
+            parameters=(
+                at_file,
+                "certData=@cert.b64",  # NAME=@FILE: the file's text
+                'backendIPAddresses=["127.0.0.2", "127.0.0.3"]',  # JSON when it parses
+                "hostName=gw.example.com",  # else a string
+                "capacity=3",
+            ),
+            base=str(tmp_path),
+        ),
+    )
+    assert config.pools["myBackendPool"].servers == (Server("127.0.0.2"), Server("127.0.0.3"))
+    assert config.listeners["httpsListener"].host_names == ("gw.example.com",)
+    assert config.certificates["siteCert"].key_pem
+
+
+def test_parameters_files_with_comments_and_inline_json(tmp_path: Path, cert: str) -> None:
+    template, _ = write_quickstart(tmp_path, cert)
+    commented = tmp_path / "p.jsonc"
+    body = '"parameters": {"certData": {"value": "' + cert + '"},},'
+    commented.write_text("{\n  // the site certificate\n  " + body + "\n}")
+    config = load(
+        str(template), Inputs(parameters=(str(commented), '{"hostName": {"value": "a.b"}}'))
+    )
+    assert config.listeners["httpListener"].host_names == ("a.b",)
+
+
+def test_bad_parameters_are_named(tmp_path: Path, cert: str) -> None:
+    template, parameters = write_quickstart(tmp_path, cert)
+    assert errors(template, str(parameters), "nope=1", "capacity=many") == [
+        "--parameters: the template has no parameter named 'nope' (it has: backendIPAddresses, "
+        "capacity, certData, certPassword, deployWaf, hostName, location, namePrefix)",
+        "parameters.capacity: parameter 'capacity' must be of type int, not 'many'",
+    ]
+    assert errors(template, str(tmp_path / "missing.json"))[0].startswith(
+        f"--parameters {tmp_path / 'missing.json'}: cannot read"
+    )
+    vault = tmp_path / "vault.json"
+    vault.write_text(json.dumps({"parameters": {"certData": {"reference": {"secretName": "x"}}}}))
+    assert "give its value with --parameters certData=VALUE" in errors(template, str(vault))[0]
+
+
+def test_template_json_with_comments_and_trailing_commas(tmp_path: Path, cert: str) -> None:
+    text = json.dumps(quickstart_template(), indent=2)
+    text = text.replace('"resources": [', '"resources": [ // what gets deployed\n', 1)
+    text = text.rstrip().rstrip("}") + ",}"
+    path = tmp_path / "azuredeploy.json"
+    path.write_text(text)
+    config = load(str(path), Inputs(parameters=(f"certData={cert}",)))
+    assert set(config.listeners) == {"httpListener", "httpsListener"}
+    path.write_text('{\n  "resources": [\n    {"type": }\n  ]\n}')
+    assert errors(path)[0].startswith("line 3, column")
+
+
+def small_gateway(**properties: Any) -> dict[str, Any]:
+    resource = gateway_resource()
+    resource["properties"]["sslCertificates"] = []
+    resource["properties"]["copy"][0]["count"] = 1
+    resource["properties"]["copy"][1]["count"] = 1
+    resource["properties"]["copy"][2]["count"] = 1
+    resource["properties"].update(properties)
+    return resource
+
+
+def small_template(resource: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    document = copy.deepcopy(quickstart_template())
+    document["resources"] = [resource]
+    document.update(extra)
+    return document
+
+
+def write(tmp_path: Path, document: Any, name: str = "main.json") -> Path:
+    path = tmp_path / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(document))
+    return path
+
+
+def test_conditions_and_resource_copy_loops(tmp_path: Path) -> None:
+    resource = small_gateway()
+    resource["condition"] = "[not(parameters('deployWaf'))]"
+    resource["copy"] = {"name": "gateways", "count": 1}
+    path = write(tmp_path, small_template(resource))
+    assert set(load(str(path), Inputs(parameters=("certData=x",))).listeners) == {"httpListener"}
+    assert errors(path, "certData=x", "deployWaf=true") == [
+        "resources: no resource of type Microsoft.Network/applicationGateways"
+    ]
+    resource["copy"]["count"] = 2
+    path = write(tmp_path, small_template(resource))
+    assert errors(path, "certData=x") == ["resources: 2 application gateways; give one a file"]
+
+
+def test_nested_inline_deployments_in_both_scopes(tmp_path: Path) -> None:
+    inner = small_template(small_gateway())
+    del inner["parameters"]["certData"]
+    outer_scope = {
+        "type": "Microsoft.Resources/deployments",
+        "apiVersion": "2022-09-01",
+        "name": "gatewayDeployment",
+        "properties": {"mode": "Incremental", "template": {"resources": [small_gateway()]}},
+    }
+    path = write(tmp_path, small_template(outer_scope))
+    config = load(str(path), Inputs(parameters=("certData=x", 'backendIPAddresses=["10.1.0.9"]')))
+    assert config.pools["myBackendPool"].servers == (Server("10.1.0.9"),)
+    inner_scope = {
+        "type": "Microsoft.Resources/deployments",
+        "apiVersion": "2022-09-01",
+        "name": "gatewayDeployment",
+        "properties": {
+            "expressionEvaluationOptions": {"scope": "inner"},
+            "parameters": {
+                "backendIPAddresses": {"value": "[createArray(parameters('hostName'))]"}
+            },
+            "template": inner,
+        },
+    }
+    path = write(tmp_path, small_template(inner_scope))
+    config = load(str(path), Inputs(parameters=("certData=x", "hostName=10.2.0.1")))
+    assert config.pools["myBackendPool"].servers == (Server("10.2.0.1"),)
+
+
+def test_linked_templates_resolve_beside_the_main_file(tmp_path: Path) -> None:
+    inner = small_template(small_gateway())
+    del inner["parameters"]["certData"]
+    write(tmp_path, inner, "nested/gateway.json")
+    link = {
+        "type": "Microsoft.Resources/deployments",
+        "apiVersion": "2022-09-01",
+        "name": "linked",
+        "properties": {
+            "templateLink": {"relativePath": "nested/gateway.json"},
+            "parameters": {"namePrefix": {"value": "linked"}},
+        },
+    }
+    path = write(tmp_path, small_template(link))
+    assert load(str(path), Inputs(parameters=("certData=x",))).pools["myBackendPool"].servers
+    base = "https://raw.githubusercontent.com/Azure/azure-quickstart-templates/master/x/"
+    link["properties"]["templateLink"] = {"uri": f"[uri('{base}', 'nested/gateway.json')]"}
+    path = write(tmp_path, small_template(link))
+    assert load(str(path), Inputs(parameters=("certData=x",))).listeners
+    link["properties"]["templateLink"] = {"uri": f"{base}elsewhere/other.json"}
+    path = write(tmp_path, small_template(link))
+    assert errors(path, "certData=x") == [
+        f"resources[linked].properties.templateLink.uri: {base}elsewhere/other.json is not "
+        f"fetched; save it beside the main file as {tmp_path / 'other.json'} (or under the "
+        "same folders as in the URL)"
+    ]
+
+
+def test_reference_to_a_resource_in_the_document(tmp_path: Path) -> None:
+    pip = {
+        "type": "Microsoft.Network/publicIPAddresses",
+        "name": "frontIp",
+        "properties": {"dnsSettings": {"fqdn": "[concat(parameters('namePrefix'), '.local')]"}},
+    }
+    resource = small_gateway()
+    listener = resource["properties"]["copy"][1]["input"]["properties"]
+    listener["hostName"] = "[reference('frontIp').dnsSettings.fqdn]"
+    resource["properties"]["backendAddressPools"][0]["properties"] = {
+        "backendAddresses": [{"fqdn": "[reference('webApp').defaultHostName]"}]
+    }
+    path = write(tmp_path, small_template(resource, resources=[pip, resource]))
+    assert errors(path, "certData=x") == [
+        "backendAddressPools.myBackendPool.backendAddresses[0].fqdn: webApp.defaultHostName "
+        "exists only once deployed in Azure; give it with --reference "
+        "webApp.defaultHostName=VALUE"
+    ]
+    config = load(
+        str(path),
+        Inputs(parameters=("certData=x",), references=("webApp.defaultHostName=localhost",)),
+    )
+    assert config.listeners["httpListener"].host_names == ("myAppGateway.local",)
+    assert config.pools["myBackendPool"].servers == (Server("localhost"),)
+
+
+def test_copy_errors_name_the_loop(tmp_path: Path) -> None:
+    resource = small_gateway()
+    resource["properties"]["copy"][0]["count"] = "[frobnicate()]"
+    path = write(tmp_path, small_template(resource))
+    assert errors(path, "certData=x") == [
+        "copy frontendPorts, httpListeners, requestRoutingRules: unknown template function "
+        "frobnicate()"
+    ]
