@@ -143,7 +143,7 @@ def gateway_resource() -> dict[str, Any]:
                 {
                     "name": "myHTTPSetting",
                     "properties": {
-                        "Port": 80,
+                        "Port": "[parameters('backendPort')]",
                         "Protocol": "Http",
                         "CookieBasedAffinity": "Disabled",
                         "PickHostNameFromBackendAddress": False,
@@ -166,6 +166,7 @@ def quickstart_template() -> dict[str, Any]:
             "capacity": {"type": "int", "defaultValue": 2, "minValue": 1},
             "hostName": {"type": "string", "defaultValue": "www.contoso.com"},
             "backendIPAddresses": {"type": "array", "defaultValue": ["10.0.0.4", "10.0.0.5"]},
+            "backendPort": {"type": "int", "defaultValue": 80},
             "certData": {"type": "securestring"},
             "certPassword": {"type": "securestring", "defaultValue": ""},
             "deployWaf": {"type": "bool", "defaultValue": False},

@@ -106,7 +106,7 @@ def test_bad_parameters_are_named(tmp_path: Path, cert: str) -> None:
     template, parameters = write_quickstart(tmp_path, cert)
     assert errors(template, str(parameters), "nope=1", "capacity=many") == [
         "--parameters: the template has no parameter named 'nope' (it has: backendIPAddresses, "
-        "capacity, certData, certPassword, deployWaf, hostName, location, namePrefix)",
+        "backendPort, capacity, certData, certPassword, deployWaf, hostName, location, namePrefix)",
         "parameters.capacity: parameter 'capacity' must be of type int, not 'many'",
     ]
     assert errors(template, str(tmp_path / "missing.json"))[0].startswith(

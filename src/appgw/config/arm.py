@@ -12,7 +12,7 @@ Any other key is an error: a misspelled key must not pass unnoticed.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -83,24 +83,27 @@ NOT_IMPLEMENTED: dict[str, frozenset[str]] = {
 _ENVELOPE = _keys("name id etag type resourceGroup properties")
 
 
-def build(document: Any, source: str, inputs: Inputs | None = None) -> Draft:
-    """A parsed JSON document -> Draft; `source` is its file.
+def build(document: Any, source: str, inputs: Sequence[Inputs] = ()) -> Draft:
+    """A parsed JSON document -> Draft; `source` is its file, `inputs` the
+    `--parameters`, `--reference` and `--certificate` lists (later ones win).
 
     Raises ConfigError when the document holds no application gateway, or
-    when the command line's inputs (`--parameters`, ...) cannot be read.
+    when the inputs cannot be read.
     """
-    inputs = inputs or Inputs()
+    values: dict[str, Any] = {}
+    references: dict[str, Any] = {}
+    certificates: dict[str, tuple[str, str | None]] = {}
     try:
-        values = read_parameters(inputs.parameters, inputs.base)
-        references = read_references(inputs.references)
-        certificates = read_certificates(inputs.certificates)
+        for group in inputs:
+            values.update(read_parameters(group.parameters, group.base))
+            references.update(read_references(group.references))
+            certificates.update(read_certificates(group.certificates, group.base))
         base = Path(source).absolute().parent
         resource, template = locate(document, values, references, base)
     except Invalid as e:
         raise ConfigError(source, str(e).split("\n")) from None
     arm = ArmReader(template)
     arm.certificates = certificates
-    arm.base = inputs.base
     top = arm.section(resource, "")
     if top.has("properties"):
         properties = top.get_section("properties")
@@ -122,7 +125,6 @@ class ArmReader:
     def __init__(self, template: Template | None) -> None:
         self.template = template
         self.certificates: dict[str, tuple[str, str | None]] = {}  # --certificate
-        self.base = "."  # where --certificate files are read from
         self.errors: list[str] = []
         self.warnings: list[str] = []
         self.quiet: set[str] = set()

@@ -12,6 +12,7 @@ connect_to), relative to that file.
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 
 import attrs
@@ -27,15 +28,49 @@ class Inputs:
     connect_to: tuple[str, ...] = ()
     base: str = "."  # where relative file names are read from
 
-    def __add__(self, other: Inputs) -> Inputs:
-        """These inputs, then `other`'s (which win where both give a value)."""
-        return Inputs(
-            self.parameters + other.parameters,
-            self.references + other.references,
-            self.certificates + other.certificates,
-            self.connect_to + other.connect_to,
-            other.base if other.base != "." else self.base,
-        )
+    def given(self) -> bool:
+        return bool(self.parameters or self.references or self.certificates or self.connect_to)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "parameters": list(self.parameters),
+            "references": list(self.references),
+            "certificates": list(self.certificates),
+            "connect_to": list(self.connect_to),
+            "base": self.base,
+        }
+
+    @classmethod
+    def from_json(cls, data: Any) -> Inputs:
+        if not isinstance(data, dict):
+            raise Invalid("inputs: not an object")
+        lists = {
+            key: tuple(str(item) for item in data.get(key) or ())
+            for key in ("parameters", "references", "certificates", "connect_to")
+        }
+        return cls(**lists, base=str(data.get("base") or "."))
+
+
+KEYS = ("template", "parameters", "references", "certificates", "connect_to")
+
+
+def from_toml(gateway: dict[str, Any], base: str) -> tuple[str | None, Inputs, list[str]]:
+    """`[gateway]`'s template and inputs (taken out of the table), and errors."""
+    errors = []
+    template = gateway.pop("template", None)
+    if template is not None and not isinstance(template, str):
+        errors.append("gateway.template: must be a string")
+        template = None
+    lists: dict[str, tuple[str, ...]] = {}
+    for key in KEYS[1:]:
+        value = gateway.pop(key, [])
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            errors.append(f"gateway.{key}: must be a list of strings")
+            value = []
+        lists[key] = tuple(value)
+    return template, Inputs(**lists, base=base), errors
 
 
 def read_references(items: tuple[str, ...]) -> dict[str, Any]:
@@ -55,13 +90,13 @@ def read_references(items: tuple[str, ...]) -> dict[str, Any]:
     return values
 
 
-def read_certificates(items: tuple[str, ...]) -> dict[str, tuple[str, str | None]]:
-    """["cert=site.pfx:secret"] -> {"cert": ("site.pfx", "secret")} (names lower case)."""
+def read_certificates(items: tuple[str, ...], base: str = ".") -> dict[str, tuple[str, str | None]]:
+    """["cert=site.pfx:secret"] -> {"cert": ("/base/site.pfx", "secret")} (names lower case)."""
     out: dict[str, tuple[str, str | None]] = {}
     for item in items:
         name, sep, rest = item.partition("=")
         if not sep or not name.strip() or not rest:
             raise Invalid(f"--certificate {item}: expected NAME=FILE[:PASSWORD]")
         path, colon, password = rest.partition(":")
-        out[name.strip().lower()] = (path, password if colon else None)
+        out[name.strip().lower()] = (os.path.join(base, path), password if colon else None)
     return out

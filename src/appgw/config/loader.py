@@ -11,14 +11,17 @@ from __future__ import annotations
 
 import codecs
 import json
+import os
 import re
 import tomllib
 from pathlib import Path
 from typing import Any
 
+import attrs
+
 from appgw.config import arm, jsonc, toml
 from appgw.config.errors import ConfigError
-from appgw.config.inputs import Inputs
+from appgw.config.inputs import KEYS, Inputs, from_toml
 from appgw.config.model import Config
 from appgw.config.naming import ARM_NAMING, TOML_NAMING
 from appgw.config.validate import validate
@@ -30,19 +33,62 @@ def load_file(path: str, inputs: Inputs | None = None) -> Config:
     """Load and validate a TOML file, an ARM template or `az ... show` JSON;
     `inputs` are the command line's `--parameters`, `--reference`, ...
 
+    A TOML file whose `[gateway]` names a `template` is that template (or az
+    show JSON) with the inputs the table lists and its gateway settings.
     Raises ConfigError listing every problem with its key path, or naming
     the line of a syntax error.
     """
     text = read_text(path)
     kind, document = parse(path, text)
+    given = [inputs] if inputs is not None else []
+    if kind == "toml" and isinstance(document.get("gateway"), dict):
+        gateway = dict(document["gateway"])
+        if any(key in gateway for key in KEYS):
+            return _load_with_template(path, document, gateway, given)
     if kind == "toml":
+        if inputs is not None and inputs.given():
+            raise ConfigError(
+                path,
+                [
+                    "--parameters, --reference and --certificate are for ARM "
+                    "templates and az show JSON, not appgw's TOML"
+                ],
+            )
         draft, naming = toml.build(document, path), TOML_NAMING
     else:
-        draft, naming = arm.build(document, path, inputs), ARM_NAMING
+        draft, naming = arm.build(document, path, given), ARM_NAMING
     errors = draft.merge(validate(draft.config, naming))
     if errors:
         raise ConfigError(path, errors)
     return draft.config
+
+
+def _load_with_template(
+    path: str, document: dict[str, Any], gateway: dict[str, Any], given: list[Inputs]
+) -> Config:
+    base = str(Path(path).absolute().parent)
+    template, kept, errors = from_toml(gateway, base)
+    if template is None and not errors:
+        errors.append("gateway.parameters: needs gateway.template, the ARM template they are for")
+    errors += [
+        f"{key}: a TOML file with gateway.template holds only the [gateway] table"
+        for key in document
+        if key != "gateway"
+    ]
+    if errors or template is None:
+        raise ConfigError(path, errors)
+    settings = toml.build({"gateway": gateway}, path)
+    if settings.errors:
+        raise ConfigError(path, list(settings.errors))
+    source = os.path.join(base, template)
+    kind, arm_document = parse(source, read_text(source))
+    if kind != "json":
+        raise ConfigError(path, [f"gateway.template: {template} is not JSON"])
+    draft = arm.build(arm_document, source, [kept, *given])
+    errors = draft.merge(validate(draft.config, ARM_NAMING))
+    if errors:
+        raise ConfigError(source, errors)
+    return attrs.evolve(draft.config, gateway=settings.config.gateway)
 
 
 def read_text(path: str) -> str:

@@ -97,6 +97,9 @@ class Arbiter:
         if problem:
             self.sockets.close()
             return self._fail(problem)
+        self.options.handoff = runfiles.inputs_file(self.files.pid_file)
+        if not self.predecessor:
+            runfiles.remove(self.options.handoff)  # left by a reload of an earlier run
         self.signals = signals.SignalQueue()
         snapshot = self.files.read("health") if self.predecessor else None
         if isinstance(snapshot, dict):  # a binary upgrade: the old master's last health

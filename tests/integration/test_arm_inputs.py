@@ -1,0 +1,99 @@
+"""An ARM template run with az's inputs: --parameters on check, run and reload,
+and the [gateway] TOML table that keeps them."""
+
+from __future__ import annotations
+
+import json
+from functools import partial
+from pathlib import Path
+
+import trio
+
+from tests.support.backends import serve_http_backend
+from tests.support.clients import open_http
+from tests.support.gateway import open_gateway, run_cli
+from tests.support.ports import free_port
+from tests.support.quickstart import write_quickstart
+from tests.unit.test_arm_templates import pfx_b64
+
+FRONTEND = "127.0.0.1"
+
+
+async def test_check_names_the_missing_parameter(tmp_path: Path) -> None:
+    template, parameters = write_quickstart(tmp_path, pfx_b64())
+    with trio.fail_after(60):
+        missing = await run_cli("check", "-c", template.name, cwd=tmp_path)
+        given = await run_cli(
+            "check", "-c", template.name, "--parameters", f"@{parameters.name}", cwd=tmp_path
+        )
+    assert missing.returncode == 1
+    assert "give it with --parameters certData=..." in missing.output
+    assert given.returncode == 0, given.output
+    assert "ok (2 listener(s), 1 pool(s), 1 setting(s), 2 rule(s))" in given.output
+
+
+async def test_parameters_hold_across_reloads_and_reload_replaces_them(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    template, parameters = write_quickstart(tmp_path, pfx_b64())
+    http_port = free_port(FRONTEND)
+    while (https_port := free_port(FRONTEND)) == http_port:
+        pass
+    with trio.fail_after(90):
+        first = await nursery.start(partial(serve_http_backend, "127.0.0.2", name="first"))
+        second = await nursery.start(partial(serve_http_backend, "127.0.0.2", name="second"))
+        args = [
+            "--bind", FRONTEND, "--port", f"80={http_port}", "--port", f"443={https_port}",
+            "--parameters", parameters.name, 'backendIPAddresses=["127.0.0.2"]',
+            f"backendPort={first.port}",
+        ]  # fmt: skip
+        async with open_gateway(template, tmp_path, workers=1, extra_args=args) as gw:
+
+            async def answer() -> str:
+                async with open_http(FRONTEND, http_port) as client:
+                    response = await client.get("/", headers=[("Host", "www.contoso.com")])
+                assert response.status == 200
+                return response.text().strip()
+
+            assert await answer() == "backend first"
+            pid = ["--pid-file", str(gw.pid_file)]
+            plain = await run_cli("reload", *pid, cwd=tmp_path)  # keeps --parameters
+            assert plain.returncode == 0, plain.output
+            assert await answer() == "backend first"
+            new = await run_cli(
+                "reload", *pid, "--parameters", parameters.name,
+                'backendIPAddresses=["127.0.0.2"]', f"backendPort={second.port}",
+                cwd=tmp_path,
+            )  # fmt: skip
+            assert new.returncode == 0, new.output
+            assert await answer() == "backend second"
+            again = await run_cli("reload", *pid, cwd=tmp_path)  # the new ones are kept
+            assert again.returncode == 0, again.output
+            assert await answer() == "backend second"
+            refused = await run_cli("reload", *pid, "--parameters", "nope=1", cwd=tmp_path)
+            assert refused.returncode == 1
+            assert "no parameter named 'nope'" in refused.output
+            assert await answer() == "backend second"
+
+
+async def test_a_toml_gateway_table_keeps_template_and_parameters(tmp_path: Path) -> None:
+    template, parameters = write_quickstart(tmp_path, pfx_b64())
+    toml = tmp_path / "gateway.toml"
+    toml.write_text(
+        f'[gateway]\ntemplate = "{template.name}"\nworkers = 1\n'
+        f'parameters = ["{parameters.name}", "hostName=toml.example"]\n'
+    )
+    bad = tmp_path / "bad.toml"
+    bad.write_text(
+        f'[gateway]\ntemplate = "{template.name}"\nparameters = "x=1"\n'
+        '[pools.p]\nservers = ["127.0.0.2"]\n'
+    )
+    with trio.fail_after(60):
+        ok = await run_cli("check", "-c", toml.name, cwd=tmp_path)
+        refused = await run_cli("check", "-c", bad.name, cwd=tmp_path)
+    assert ok.returncode == 0, ok.output
+    assert refused.returncode == 1
+    assert "pools: a TOML file with gateway.template holds only the [gateway] table" in (
+        refused.output
+    )
+    assert json.loads(parameters.read_text())["parameters"]["certData"]
