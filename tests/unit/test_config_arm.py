@@ -372,13 +372,13 @@ def test_bad_pfx_and_key_vault(tmp_path: Path) -> None:
     ]
     vault = {"keyVaultSecretId": "https://vault.vault.azure.net/secrets/cert"}
     assert errors_of(write(tmp_path, https_gateway(vault))) == [
-        "sslCertificates.cert.keyVaultSecretId: not supported locally, "
-        "export the certificate as PFX data"
+        "sslCertificates.cert.keyVaultSecretId: read only in Azure: give the certificate "
+        "with --certificate cert=FILE[:PASSWORD] (PFX, or PEM with its key)"
     ]
     public_only = {"publicCertData": "MIIB"}
     assert errors_of(write(tmp_path, https_gateway(public_only))) == [
-        "sslCertificates.cert.data: required: the certificate as base64 PFX data "
-        "(publicCertData has no private key)"
+        "sslCertificates.cert.data: has no private key (publicCertData only): give the "
+        "certificate with --certificate cert=FILE[:PASSWORD] (PFX, or PEM with its key)"
     ]
 
 

@@ -26,6 +26,7 @@ from appgw.config.draft import Draft
 from appgw.config.errors import ConfigError
 from appgw.config.fields import Invalid, Section, join
 from appgw.config.inputs import Inputs, read_certificates, read_references
+from appgw.config.rest_schema import READ_ONLY
 
 
 def _keys(text: str) -> frozenset[str]:
@@ -33,6 +34,9 @@ def _keys(text: str) -> frozenset[str]:
 
 
 # Accepted and ignored: they change nothing when the gateway runs locally.
+# Read-only properties come from the REST API specification (rest_schema.py,
+# generated); this table adds what az show prints beyond it (back-references
+# such as a frontend port's httpListeners) and what a local gateway ignores.
 # "resource" is the gateway resource's envelope, "gateway" its properties,
 # "*" every sub-resource (frontendPorts[], httpListeners[], ...).
 AZURE_ONLY: dict[str, frozenset[str]] = {
@@ -41,9 +45,8 @@ AZURE_ONLY: dict[str, frozenset[str]] = {
         " resourceGroup systemData condition copy scope metadata"
     ),
     "gateway": _keys(
-        "sku autoscaleConfiguration zones location tags etag id type provisioningState"
-        " resourceGuid operationalState gatewayIPConfigurations enableFips"
-        " privateEndpointConnections defaultPredefinedSslPolicy forceFirewallPolicyAssociation"
+        "sku autoscaleConfiguration zones location tags etag id type"
+        " gatewayIPConfigurations enableFips forceFirewallPolicyAssociation"
     ),
     "*": _keys("name id etag type resourceGroup provisioningState"),
     "frontendIPConfigurations": _keys(
@@ -51,14 +54,12 @@ AZURE_ONLY: dict[str, frozenset[str]] = {
         " httpListeners listeners urlPathMaps requestRoutingRules routingRules"
     ),
     "frontendPorts": _keys("httpListeners listeners"),
-    "sslCertificates": _keys("publicCertData"),
     "backendAddressPools": _keys("outboundRule outboundRules loadBalancerBackendAddresses"),
     "backendHttpSettingsCollection": _keys(
         "probeEnabled requestRoutingRules urlPathMaps pathRules"
     ),
     "probes": _keys("backendHttpSettings"),
     "sslProfiles": _keys("httpListeners listeners"),
-    "trustedClientCertificates": _keys("validatedCertData clientCertIssuerDN"),
     "redirectConfigurations": _keys("requestRoutingRules urlPathMaps pathRules"),
 }
 
@@ -72,7 +73,6 @@ NOT_IMPLEMENTED: dict[str, frozenset[str]] = {
         " loadDistributionPolicies globalConfiguration enableHttp2"
     ),
     "httpListeners": _keys("firewallPolicy"),
-    "backendAddressPools": _keys("backendIPConfigurations"),
     "backendHttpSettingsCollection": _keys("authenticationCertificates dedicatedBackendConnection"),
     "urlPathMaps": _keys("defaultLoadDistributionPolicy"),
     "pathRules": _keys("firewallPolicy loadDistributionPolicy"),
@@ -105,6 +105,7 @@ def build(document: Any, source: str, inputs: Sequence[Inputs] = ()) -> Draft:
     arm = ArmReader(template)
     arm.certificates = certificates
     top = arm.section(resource, "")
+    _child_resources(arm, top)
     if top.has("properties"):
         properties = top.get_section("properties")
         arm.finish(top, "resource")
@@ -113,10 +114,22 @@ def build(document: Any, source: str, inputs: Sequence[Inputs] = ()) -> Draft:
         properties.path = ""
     else:  # flattened az output: the envelope and the properties side by side
         properties = top
+    arm.index_names(properties)
     config = build_config(arm, properties, source)
     arm.finish(properties, "gateway", also="resource" if properties is top else None)
     config = attrs.evolve(config, warnings=tuple(arm.warnings))
     return Draft(config, tuple(arm.errors), frozenset(arm.quiet))
+
+
+def _child_resources(arm: ArmReader, top: Section) -> None:
+    """A template's child resources of the gateway (diagnostic settings, ...): warned of."""
+    children = top.raw("resources")
+    for i, child in enumerate(children if isinstance(children, list) else []):
+        spec = {str(k).lower(): v for k, v in child.items()} if isinstance(child, dict) else {}
+        what = f"{spec.get('type', 'a resource')} {spec.get('name', '')!r}".strip()
+        arm.warnings.append(
+            f"resources[{i}]: {what} is a child resource of the gateway, not run by appgw; ignored"
+        )
 
 
 class ArmReader:
@@ -125,9 +138,27 @@ class ArmReader:
     def __init__(self, template: Template | None) -> None:
         self.template = template
         self.certificates: dict[str, tuple[str, str | None]] = {}  # --certificate
+        self.names: dict[str, dict[str, str]] = {}  # collection -> lower name -> as declared
         self.errors: list[str] = []
         self.warnings: list[str] = []
         self.quiet: set[str] = set()
+
+    def index_names(self, properties: Section) -> None:
+        """Every collection's names, so references find them whatever their case
+        (ARM's names are case-insensitive, as resource ids are)."""
+        for key, items in properties.data.items():
+            if not isinstance(items, list):
+                continue
+            names = self.names.setdefault(str(key).lower(), {})
+            for item in items:
+                name = item.get("name") if isinstance(item, dict) else None
+                if self.template is not None and isinstance(name, str):
+                    try:
+                        name = self.template.resolve(name)
+                    except Invalid:
+                        continue
+                if isinstance(name, str):
+                    names.setdefault(name.lower(), name)
 
     def section(self, data: Any, path: str) -> Section:
         return Section(
@@ -138,11 +169,13 @@ class ArmReader:
             resolve=self.template.resolve if self.template else None,
             table_word="object",
             quiet=self.quiet,
+            lenient=True,
         )
 
     def finish(self, s: Section, kind: str, also: str | None = None) -> None:
         """Sort the keys of `s` not read: Azure-only, not implemented, or unknown."""
         quiet = AZURE_ONLY.get(kind, frozenset()) | AZURE_ONLY.get(also or "", frozenset())
+        quiet |= READ_ONLY.get(kind, frozenset()) | READ_ONLY.get(also or "", frozenset())
         if kind not in ("resource", "gateway"):
             quiet |= AZURE_ONLY["*"]
         for key in s.unused():
@@ -198,7 +231,8 @@ class ArmReader:
             self.quiet.add(ref.path)
             return ""
         try:
-            return id_name(value, collection, self.template)
+            name = id_name(value, collection, self.template)
+            return self.names.get(collection.lower(), {}).get(name.lower(), name)
         except Invalid as e:
             ref.error(None, str(e), placeholder=True)
             return ""

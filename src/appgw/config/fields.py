@@ -48,8 +48,11 @@ class Section:
         resolve: Resolver | None = None,
         table_word: str = "table",
         quiet: set[str] | None = None,
+        lenient: bool = False,
     ) -> None:
         self.data = data
+        # ARM's leniency: "true", "80" where a boolean or a number is expected.
+        self.lenient = lenient
         self.path = path
         self.errors = errors
         # Key paths whose value was replaced by a placeholder after an error.
@@ -93,6 +96,7 @@ class Section:
             resolve=self.resolve,
             table_word=self.table_word,
             quiet=self.quiet,
+            lenient=self.lenient,
         )
 
     def _resolved(self, value: Any, path: str) -> Any:
@@ -152,6 +156,8 @@ class Section:
             return _MISSING
         if value is _BAD:
             return _MISSING
+        if not check(value) and self.lenient and isinstance(value, str):
+            value = _from_string(value)
         if not check(value):
             self.error(key, f"must be {what}", placeholder=True)
             return _MISSING
@@ -216,6 +222,21 @@ class Section:
             if section is not None:
                 sections.append(section)
         return sections
+
+
+def _from_string(text: str) -> Any:
+    """A boolean or number written as a string, as Azure accepts it; else the text."""
+    word = text.strip()
+    if word.lower() in ("true", "false"):
+        return word.lower() == "true"
+    try:
+        return int(word)
+    except ValueError:
+        pass
+    try:
+        return float(word)
+    except ValueError:
+        return text
 
 
 def _is_int(value: Any) -> bool:
