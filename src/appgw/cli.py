@@ -88,6 +88,14 @@ def _input_options(parser: argparse.ArgumentParser) -> None:
         help="an sslCertificate the document carries without its private key: PFX, or PEM "
         "with the key (repeatable)",
     )
+    parser.add_argument(
+        "--connect-to",
+        action="append",
+        default=[],
+        metavar="HOST[:PORT]=HOST[:PORT]",
+        help="connect to the second address where the configuration says the first; "
+        "Host, SNI and probes keep the configured names (curl's meaning; repeatable)",
+    )
 
 
 def inputs_of(args: argparse.Namespace) -> Inputs:
@@ -312,6 +320,7 @@ def cmd_start(args: argparse.Namespace) -> int:
         ("--parameters", args.parameters),
         ("--reference", args.reference),
         ("--certificate", args.certificate),
+        ("--connect-to", args.connect_to),
     ):
         for item in items:
             command.append(f"{flag}={item}")

@@ -4,6 +4,7 @@ and the [gateway] TOML table that keeps them."""
 from __future__ import annotations
 
 import json
+import ssl
 from functools import partial
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from tests.support.clients import open_http
 from tests.support.gateway import open_gateway, run_cli
 from tests.support.ports import free_port
 from tests.support.quickstart import write_quickstart
-from tests.unit.test_arm_templates import pfx_b64
+from tests.unit.test_arm_templates import pfx_b64, site_certificate
 
 FRONTEND = "127.0.0.1"
 
@@ -97,3 +98,51 @@ async def test_a_toml_gateway_table_keeps_template_and_parameters(tmp_path: Path
         refused.output
     )
     assert json.loads(parameters.read_text())["parameters"]["certData"]
+
+
+async def test_quickstart_with_connect_to_serves_every_listener(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    cert, ca = site_certificate()
+    template, parameters = write_quickstart(tmp_path, cert)
+    http_port = free_port(FRONTEND)
+    while (https_port := free_port(FRONTEND)) == http_port:
+        pass
+    with trio.fail_after(90):
+        first = await nursery.start(partial(serve_http_backend, "127.0.0.2", name="a"))
+        second = await nursery.start(partial(serve_http_backend, "127.0.0.3", name="b"))
+        args = [
+            "--bind", FRONTEND, "--port", f"80={http_port}", "--port", f"443={https_port}",
+            "--parameters", parameters.name,
+            # the template's backends, 10.0.0.4:80 and 10.0.0.5:80, served here
+            "--connect-to", f"10.0.0.4:80=127.0.0.2:{first.port}",
+            "--connect-to", f"10.0.0.5=127.0.0.3:{second.port}",
+        ]  # fmt: skip
+        async with open_gateway(template, tmp_path, workers=1, extra_args=args) as gw:
+            # probes go through --connect-to and report the template's addresses
+            for server in ("10.0.0.4:80", "10.0.0.5:80"):
+                await gw.wait_for_log(
+                    f"server {server} of pool myBackendPool (setting myHTTPSetting) is Healthy", 30
+                )
+            host = [("Host", "www.contoso.com")]
+            async with open_http(FRONTEND, http_port) as client:
+                plain = [await client.get("/", headers=host) for _ in range(4)]
+            trust = ssl.create_default_context()
+            ca.configure_trust(trust)
+            async with open_http(
+                FRONTEND, https_port, ssl_context=trust, server_hostname="www.contoso.com"
+            ) as client:
+                secure = [await client.get("/", headers=host) for _ in range(4)]
+            check = await run_cli(
+                "check", "-c", template.name, "-p", parameters.name,
+                "--connect-to", "10.0.0.4=nowhere:80:80", cwd=tmp_path,
+            )  # fmt: skip
+    assert [r.status for r in plain + secure] == [200] * 8
+    assert {r.text().strip() for r in plain} == {"backend a", "backend b"}
+    assert {r.text().strip() for r in secure} == {"backend a", "backend b"}
+    seen = [r for backend in (first, second) for r in backend.requests_to("/")]
+    assert {r.header("host") for r in seen if r.header("host") != "127.0.0.1"} >= {
+        "www.contoso.com"
+    }
+    assert check.returncode == 1
+    assert "--connect-to 10.0.0.4=nowhere:80:80: expected HOST[:PORT]=HOST[:PORT]" in check.output

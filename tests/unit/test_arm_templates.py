@@ -19,21 +19,26 @@ from appgw.config.model import Server
 from tests.support.quickstart import gateway_resource, quickstart_template, write_quickstart
 
 
-def pfx_b64() -> str:
+def site_certificate() -> tuple[str, trustme.CA]:
+    """Base64 PFX of a certificate for www.contoso.com and localhost, and its CA."""
+    from cryptography import x509
+
     ca = trustme.CA()
     leaf = ca.issue_cert("www.contoso.com", "localhost")
     key = serialization.load_pem_private_key(leaf.private_key_pem.bytes(), None)
-    cert = leaf.cert_chain_pems[0].bytes()
-    from cryptography import x509
-
+    cert = x509.load_pem_x509_certificate(leaf.cert_chain_pems[0].bytes())
     pfx = pkcs12.serialize_key_and_certificates(
         b"site",
         key,  # type: ignore[arg-type]
-        x509.load_pem_x509_certificate(cert),
+        cert,
         None,
         serialization.NoEncryption(),
     )
-    return base64.b64encode(pfx).decode()
+    return base64.b64encode(pfx).decode(), ca
+
+
+def pfx_b64() -> str:
+    return site_certificate()[0]
 
 
 @pytest.fixture(scope="module")

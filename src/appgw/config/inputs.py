@@ -51,6 +51,7 @@ class Inputs:
         return cls(**lists, base=str(data.get("base") or "."))
 
 
+# [gateway] keys that belong to a template; connect_to (last) also to appgw's TOML.
 KEYS = ("template", "parameters", "references", "certificates", "connect_to")
 
 

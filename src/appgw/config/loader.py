@@ -20,6 +20,7 @@ from typing import Any
 import attrs
 
 from appgw.config import arm, jsonc, toml
+from appgw.config.connect_to import parse_connect_to
 from appgw.config.errors import ConfigError
 from appgw.config.inputs import KEYS, Inputs, from_toml
 from appgw.config.model import Config
@@ -43,15 +44,21 @@ def load_file(path: str, inputs: Inputs | None = None) -> Config:
     given = [inputs] if inputs is not None else []
     if kind == "toml" and isinstance(document.get("gateway"), dict):
         gateway = dict(document["gateway"])
-        if any(key in gateway for key in KEYS):
+        if any(key in gateway for key in KEYS[:-1]):
             return _load_with_template(path, document, gateway, given)
+        if "connect_to" in gateway:  # appgw's own format with [gateway] connect_to
+            _, kept, errors = from_toml(gateway, str(Path(path).absolute().parent))
+            if errors:
+                raise ConfigError(path, errors)
+            document = {**document, "gateway": gateway}
+            given.insert(0, kept)
     if kind == "toml":
-        if inputs is not None and inputs.given():
+        if any(group.parameters or group.references or group.certificates for group in given):
             raise ConfigError(
                 path,
                 [
-                    "--parameters, --reference and --certificate are for ARM "
-                    "templates and az show JSON, not appgw's TOML"
+                    "--parameters, --reference and --certificate are for ARM templates "
+                    "and az show JSON, not appgw's TOML"
                 ],
             )
         draft, naming = toml.build(document, path), TOML_NAMING
@@ -60,7 +67,17 @@ def load_file(path: str, inputs: Inputs | None = None) -> Config:
     errors = draft.merge(validate(draft.config, naming))
     if errors:
         raise ConfigError(path, errors)
-    return draft.config
+    return _with_connect_to(draft.config, path, given)
+
+
+def _with_connect_to(config: Config, path: str, given: list[Inputs]) -> Config:
+    table = {}
+    for group in given:
+        try:
+            table.update(parse_connect_to(group.connect_to))
+        except ValueError as e:
+            raise ConfigError(path, [str(e)]) from None
+    return attrs.evolve(config, connect_to=table) if table else config
 
 
 def _load_with_template(
@@ -88,7 +105,8 @@ def _load_with_template(
     errors = draft.merge(validate(draft.config, ARM_NAMING))
     if errors:
         raise ConfigError(source, errors)
-    return attrs.evolve(draft.config, gateway=settings.config.gateway)
+    config = attrs.evolve(draft.config, gateway=settings.config.gateway)
+    return _with_connect_to(config, path, [kept, *given])
 
 
 def read_text(path: str) -> str:

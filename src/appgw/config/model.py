@@ -331,6 +331,8 @@ class Config:
 
     source: str  # the file it was loaded from
     gateway: Gateway = attrs.Factory(Gateway)
+    # --connect-to: (host, port or None) -> where connections really go (connect_to.py)
+    connect_to: Mapping[tuple[str, int | None], tuple[str, int | None]] = attrs.Factory(dict)
     certificates: Mapping[str, Certificate] = attrs.Factory(dict)
     trusted_root_certificates: Mapping[str, bytes] = attrs.Factory(dict)  # name -> PEM
     ssl_policy: SslPolicy = attrs.Factory(SslPolicy)  # the gateway's TLS policy
