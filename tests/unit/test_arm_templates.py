@@ -263,3 +263,38 @@ def test_copy_errors_name_the_loop(tmp_path: Path) -> None:
         "copy frontendPorts, httpListeners, requestRoutingRules: unknown template function "
         "frobnicate()"
     ]
+
+
+def test_one_message_per_root_cause(tmp_path: Path) -> None:
+    resource = small_gateway()
+    resource["properties"]["copy"][1]["count"] = 2  # two listeners on port 80
+    listener = resource["properties"]["copy"][1]["input"]["properties"]
+    listener["protocol"] = "Http"
+    listener["sslCertificate"] = None
+    listener["hostName"] = "[parameters('site')]"
+    resource["properties"]["backendHttpSettingsCollection"][0]["properties"]["hostName"] = (
+        "[parameters('site')]"
+    )
+    document = small_template(resource)
+    document["parameters"]["site"] = {"type": "string"}
+    document["variables"]["listeners"][1]["port"] = 80
+    resource["properties"]["copy"][0]["count"] = 1
+    path = write(tmp_path, document)
+    assert errors(path, "certData=x") == [
+        "httpListeners.httpListener.hostName, httpListeners.httpsListener.hostName, "
+        "backendHttpSettingsCollection.myHTTPSetting.hostName: parameter 'site' has no value "
+        "and no defaultValue: give it with --parameters site=..."
+    ]
+
+
+def test_errors_inside_copy_loops_name_the_key(tmp_path: Path) -> None:
+    resource = small_gateway()
+    rules = resource["properties"]["copy"][2]["input"]["properties"]
+    rules["backendAddressPool"] = {"id": "[resourceId('x', frobnicate())]"}
+    rules["priority"] = "[add(100, copyIndex('requestRoutingRules'), 1)]"
+    path = write(tmp_path, small_template(resource))
+    assert errors(path, "certData=x") == [
+        "requestRoutingRules.rule-httpListener.priority: add() takes 2 argument(s), got 3",
+        "requestRoutingRules.rule-httpListener.backendAddressPool: unknown template function "
+        "frobnicate()",
+    ]

@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 from appgw.config import ConfigError, Inputs, load
 from appgw.config.certs import pair_problem
 from appgw.config.rest_schema import READ_ONLY
+from appgw.config.validate_tls import effective_policy
 from tests.unit.test_config_arm import GW, gateway, props, ref, template
 
 
@@ -193,3 +194,46 @@ def test_az_show_of_a_list_and_flattened_properties(tmp_path: Path) -> None:
     flattened["provisioningState"] = "Succeeded"
     flattened["resourceGuid"] = "g"
     assert load(write(tmp_path, [flattened])).listeners["web"].port == 80
+
+
+@pytest.mark.parametrize(
+    ("api_version", "printed", "expected"),
+    [
+        ("2017-06-01", None, "AppGwSslPolicy20150501"),
+        ("2022-11-01", None, "AppGwSslPolicy20150501"),
+        ("2023-02-01", None, "AppGwSslPolicy20220101"),
+        (None, "AppGwSslPolicy20170401S", "AppGwSslPolicy20170401S"),
+        (None, None, "AppGwSslPolicy20220101"),
+    ],
+)
+def test_default_tls_policy_by_api_version(
+    tmp_path: Path, api_version: str | None, printed: str | None, expected: str
+) -> None:
+    pfx, _ = key_pair(tmp_path, None)
+    doc = https_show()
+    if printed:
+        doc["properties"]["defaultPredefinedSslPolicy"] = printed
+    document: Any = doc
+    if api_version:
+        doc["apiVersion"] = api_version
+        document = template(doc)
+    config = load(write(tmp_path, document), Inputs(certificates=(f"site={pfx}",)))
+    assert effective_policy(config, config.listeners["secure"]).name == expected
+
+
+def test_an_old_template_keeps_its_own_ssl_profile(tmp_path: Path) -> None:
+    pfx, _ = key_pair(tmp_path, None)
+    doc = https_show()
+    doc["apiVersion"] = "2019-09-01"
+    doc["properties"]["sslProfiles"] = [
+        {
+            "name": "legacy",
+            "properties": {
+                "sslPolicy": {"policyType": "Predefined", "policyName": "AppGwSslPolicy20170401"}
+            },
+        }
+    ]
+    listener = doc["properties"]["httpListeners"][1]["properties"]
+    listener["sslProfile"] = ref("sslProfiles", "legacy")
+    config = load(write(tmp_path, template(doc)), Inputs(certificates=(f"site={pfx}",)))
+    assert effective_policy(config, config.listeners["secure"]).name == "AppGwSslPolicy20170401"

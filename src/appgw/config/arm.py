@@ -12,7 +12,8 @@ Any other key is an error: a misspelled key must not pass unnoticed.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import re
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from appgw.config.arm_deployments import locate
 from appgw.config.arm_parameters import read_parameters
 from appgw.config.arm_resources import build_config
 from appgw.config.arm_template import Template, id_name
+from appgw.config.arm_tls import default_policy_name
 from appgw.config.draft import Draft
 from appgw.config.errors import ConfigError
 from appgw.config.fields import Invalid, Section, join
@@ -104,6 +106,7 @@ def build(document: Any, source: str, inputs: Sequence[Inputs] = ()) -> Draft:
         raise ConfigError(source, str(e).split("\n")) from None
     arm = ArmReader(template)
     arm.certificates = certificates
+    arm.default_policy = _default_policy(resource, template)
     top = arm.section(resource, "")
     _child_resources(arm, top)
     if top.has("properties"):
@@ -118,7 +121,59 @@ def build(document: Any, source: str, inputs: Sequence[Inputs] = ()) -> Draft:
     config = build_config(arm, properties, source)
     arm.finish(properties, "gateway", also="resource" if properties is top else None)
     config = attrs.evolve(config, warnings=tuple(arm.warnings))
-    return Draft(config, tuple(arm.errors), frozenset(arm.quiet))
+    return Draft(
+        config,
+        tuple(one_per_cause(arm.errors)),
+        frozenset(arm.quiet | _resources_of(arm.unresolved)),
+    )
+
+
+_NAMES_A_FLAG = re.compile(r"--(parameters|reference|certificate) ")
+
+
+def one_per_cause(errors: list[str]) -> list[str]:
+    """One message per root cause: a missing input (a parameter, a reference, a
+    certificate) read in three places is one error naming the three key paths."""
+    paths: dict[str, list[str]] = {}
+    for error in errors:
+        path, sep, message = error.partition(": ")
+        key = message if sep and _NAMES_A_FLAG.search(message) else error
+        if key == error:
+            sep = ""
+        paths.setdefault(key, []).append(path if sep else "")
+    out = []
+    for message, where in paths.items():
+        named = [w for w in where if w]
+        out.append(f"{', '.join(named)}: {message}" if named else message)
+    return out
+
+
+def _resources_of(quiet: set[str]) -> set[str]:
+    """The resources ("httpListeners.web") with a value that could not be
+    evaluated: validation's findings about them would follow from that error."""
+    prefixes = set()
+    for path in quiet:
+        parts = path.split(".")
+        if len(parts) > 2:
+            prefixes.add(".".join(parts[:2]))
+    return prefixes
+
+
+def _default_policy(resource: Mapping[str, Any], template: Template | None) -> str | None:
+    envelope = {str(k).lower(): v for k, v in resource.items()}
+    inner = envelope.get("properties")
+    inner = inner if isinstance(inner, Mapping) else envelope
+    printed = {str(k).lower(): v for k, v in inner.items()}.get("defaultpredefinedsslpolicy")
+    version = envelope.get("apiversion")
+    if template is not None and isinstance(version, str):
+        try:
+            version = template.resolve(version)
+        except Invalid:
+            version = None
+    return default_policy_name(
+        version if isinstance(version, str) else None,
+        printed if isinstance(printed, str) else None,
+    )
 
 
 def _child_resources(arm: ArmReader, top: Section) -> None:
@@ -138,10 +193,20 @@ class ArmReader:
     def __init__(self, template: Template | None) -> None:
         self.template = template
         self.certificates: dict[str, tuple[str, str | None]] = {}  # --certificate
+        self.default_policy: str | None = None  # the TLS policy without sslPolicy
+        self.unresolved: set[str] = set()  # key paths whose expression failed
         self.names: dict[str, dict[str, str]] = {}  # collection -> lower name -> as declared
         self.errors: list[str] = []
         self.warnings: list[str] = []
         self.quiet: set[str] = set()
+
+    def _resolve(self, value: Any, path: str) -> Any:
+        assert self.template is not None
+        try:
+            return self.template.resolve(value, path)
+        except Invalid:
+            self.unresolved.add(path)
+            raise
 
     def index_names(self, properties: Section) -> None:
         """Every collection's names, so references find them whatever their case
@@ -166,7 +231,7 @@ class ArmReader:
             path,
             self.errors,
             fold_case=True,
-            resolve=self.template.resolve if self.template else None,
+            resolve=self._resolve if self.template else None,
             table_word="object",
             quiet=self.quiet,
             lenient=True,

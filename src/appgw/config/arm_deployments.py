@@ -187,7 +187,7 @@ def expand_copies(value: Any, scope: Template) -> Any:
     for key, item in value.items():
         if key.lower() == "copy" and isinstance(item, list):
             try:
-                out.update(scope.copies(item, Template.deep))
+                out.update(scope.copies(item, Template.tolerant))
             except Invalid as e:
                 names = ", ".join(str(lower_keys(c).get("name")) for c in item)
                 raise Invalid(f"copy {names}: {e}") from None

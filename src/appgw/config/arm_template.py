@@ -40,6 +40,14 @@ def lower_keys(mapping: Any) -> dict[str, Any]:
     return {str(k).lower(): v for k, v in mapping.items()}
 
 
+class Failed:
+    """A value inside a copy loop that could not be evaluated: its error, raised
+    when the value is read (so the message names its key path)."""
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+
+
 class _Shared:
     """What every scope of one template shares: declarations and caches."""
 
@@ -111,27 +119,40 @@ class Template:
 
     def resolve(self, value: Any, path: str = "") -> Any:
         """A value as the template means it: an expression evaluated, `[[x` read as `[x`."""
+        if isinstance(value, Failed):
+            raise Invalid(value.message)
         if not isinstance(value, str):
             return value
         if is_expression(value):
             return evaluate(value, self)
         return literal(value)
 
-    def deep(self, value: Any) -> Any:
-        """`value` with every expression in it evaluated and property copy loops expanded."""
+    def deep(self, value: Any, tolerant: bool = False) -> Any:
+        """`value` with every expression in it evaluated and property copy loops
+        expanded. `tolerant`: a value that fails becomes Failed, reported with
+        its key path when it is read."""
         if isinstance(value, str):
-            return self.resolve(value)
+            if not tolerant:
+                return self.resolve(value)
+            try:
+                return self.resolve(value)
+            except Invalid as e:
+                return Failed(str(e))
         if isinstance(value, list):
-            return [self.deep(v) for v in value]
+            return [self.deep(v, tolerant) for v in value]
         if isinstance(value, Mapping):
             out: dict[str, Any] = {}
             for key, item in value.items():
                 if key.lower() == "copy" and isinstance(item, list):
-                    out.update(self.copies(item, Template.deep))
+                    make = Template.tolerant if tolerant else Template.deep
+                    out.update(self.copies(item, make))
                 else:
-                    out[key] = self.deep(item)
+                    out[key] = self.deep(item, tolerant)
             return out
         return value
+
+    def tolerant(self, value: Any) -> Any:
+        return self.deep(value, tolerant=True)
 
     def copies(
         self, loops: list[Any], make: Callable[[Template, Any], Any]
@@ -292,6 +313,8 @@ def id_name(value: Any, collection: str, template: Template | None) -> str:
     ("frontendPorts"); raises Invalid when it cannot be read."""
     if isinstance(value, Unresolved):
         raise value.invalid()
+    if isinstance(value, Failed):
+        raise Invalid(value.message)
     if not isinstance(value, str):
         raise Invalid("the id must be a string")
     text = value.strip()
