@@ -15,7 +15,7 @@ from tests.support.clients import open_http
 from tests.support.gateway import open_gateway, run_cli
 from tests.support.ports import free_port
 from tests.support.quickstart import write_quickstart
-from tests.unit.test_arm_templates import pfx_b64, site_certificate
+from tests.unit.test_arm_templates import dual_stack_template, pfx_b64, site_certificate
 
 FRONTEND = "127.0.0.1"
 
@@ -146,3 +146,23 @@ async def test_quickstart_with_connect_to_serves_every_listener(
     }
     assert check.returncode == 1
     assert "--connect-to 10.0.0.4=nowhere:80:80: expected HOST[:PORT]=HOST[:PORT]" in check.output
+
+
+async def test_dual_stack_frontends_bind_once_with_bind(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    template = tmp_path / "dual.json"
+    template.write_text(json.dumps(dual_stack_template()))
+    port = free_port(FRONTEND)
+    with trio.fail_after(60):
+        backend = await nursery.start(partial(serve_http_backend, "127.0.0.2", name="dual"))
+        args = [
+            "--bind", FRONTEND, "--port", f"80={port}",
+            "--parameters", "backendIPAddresses=[\"127.0.0.2\"]", f"backendPort={backend.port}",
+        ]  # fmt: skip
+        async with open_gateway(template, tmp_path, workers=1, extra_args=args) as gw:
+            async with open_http(FRONTEND, port) as client:
+                response = await client.get("/")
+            log = gw.log()
+    assert response.status == 200
+    assert log.count(f"http://{FRONTEND}:{port}") == 1  # the two frontends share one socket

@@ -298,3 +298,49 @@ def test_errors_inside_copy_loops_name_the_key(tmp_path: Path) -> None:
         "requestRoutingRules.rule-httpListener.backendAddressPool: unknown template function "
         "frobnicate()",
     ]
+
+
+def dual_stack_template() -> dict[str, Any]:
+    """Public IPv4 and IPv6 frontends, each with a listener on port 80."""
+    resource = small_gateway()
+    props = resource["properties"]
+    props["frontendIPConfigurations"] = [
+        {"name": f"front{v}", "properties": {"publicIPAddress": {"id": f"[resourceId("
+         f"'Microsoft.Network/publicIPAddresses', 'pip{v}')]"}}}
+        for v in (4, 6)
+    ]  # fmt: skip
+    listener = props["copy"][1]["input"]
+    listener["name"] = "[concat('web', copyIndex('httpListeners'))]"
+    listener["properties"]["frontendIPConfiguration"] = {
+        "id": "[resourceId('Microsoft.Network/applicationGateways/frontendIPConfigurations', "
+        "'gw', concat('front', if(equals(copyIndex('httpListeners'), 0), '4', '6')))]"
+    }
+    listener["properties"]["protocol"] = "Http"
+    listener["properties"]["sslCertificate"] = None
+    listener["properties"]["frontendPort"] = {"id": "x/frontendPorts/port_80"}
+    listener["properties"].pop("hostName")
+    props["copy"][1]["count"] = 2
+    rule = props["copy"][2]["input"]
+    rule["name"] = "[concat('rule', copyIndex('requestRoutingRules'))]"
+    rule["properties"]["httpListener"] = {
+        "id": "[resourceId('Microsoft.Network/applicationGateways/httpListeners', 'gw', "
+        "concat('web', copyIndex('requestRoutingRules')))]"
+    }
+    props["copy"][2]["count"] = 2
+    pips = [
+        {
+            "type": "Microsoft.Network/publicIPAddresses",
+            "name": f"pip{v}",
+            "properties": {"publicIPAddressVersion": f"IPv{v}"},
+        }
+        for v in (4, 6)
+    ]
+    document = small_template(resource, resources=[*pips, resource])
+    document["parameters"].pop("certData")
+    return document
+
+
+def test_dual_stack_frontends(tmp_path: Path) -> None:
+    config = load(str(write(tmp_path, dual_stack_template())))
+    assert (config.listeners["web0"].address, config.listeners["web1"].address) == ("0.0.0.0", "::")
+    assert {listener.port for listener in config.listeners.values()} == {80}

@@ -200,6 +200,20 @@ class ArmReader:
         self.warnings: list[str] = []
         self.quiet: set[str] = set()
 
+    def public_address(self, reference: Any) -> str:
+        """Where a public frontend listens: "::" for a public IPv6 address declared
+        in the same template (publicIPAddressVersion IPv6), else "0.0.0.0"."""
+        if self.template is None or not isinstance(reference, Mapping):
+            return "0.0.0.0"
+        try:
+            target = id_name(reference.get("id"), "publicIPAddresses", self.template)
+            declared = self.template.declared(target)
+        except Invalid:
+            return "0.0.0.0"
+        properties = {str(k).lower(): v for k, v in (declared or {}).get("properties", {}).items()}
+        version = str(properties.get("publicipaddressversion", "IPv4")).lower()
+        return "::" if version == "ipv6" else "0.0.0.0"
+
     def _resolve(self, value: Any, path: str) -> Any:
         assert self.template is not None
         try:

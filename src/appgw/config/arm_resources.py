@@ -88,7 +88,7 @@ def _frontend_port(arm: ArmReader, s: Section) -> int | None:
 
 
 def _frontend_ip(arm: ArmReader, s: Section) -> str:
-    address = s.get_opt_str("privateIPAddress") or "0.0.0.0"
+    address = s.get_opt_str("privateIPAddress") or arm.public_address(s.raw("publicIPAddress"))
     arm.finish(s, "frontendIPConfigurations")
     return address
 

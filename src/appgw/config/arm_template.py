@@ -263,6 +263,14 @@ class Template:
                 return index + offset
         raise Invalid(f"copyIndex(): no copy loop named {args[0]!r} around it")
 
+    def declared(self, name: str) -> dict[str, Any] | None:
+        """The resource of the document named `name`, evaluated (keys lower case)."""
+        found = self.shared.resources.get(name.lower())
+        if found is None:
+            return None
+        resource, scope = found
+        return lower_keys(scope.deep(resource))
+
     def reference(self, args: list[Any]) -> Any:
         if not args or not isinstance(args[0], str):
             raise Invalid("reference() takes a resource name or id")
