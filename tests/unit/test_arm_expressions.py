@@ -46,6 +46,7 @@ def ev(text: str, parameters: dict[str, Any] | None = None, **variables: Any) ->
         ("[replace('123-123-1234', '-', '')]", "1231231234"),
         ("[replace('123-123-1234', '1234', 'xxxx')]", "123-123-xxxx"),
         ("[split('one,two,three', ',')]", ["one", "two", "three"]),
+        ("[join(createArray('abc', 'def', 'ghi'), ',')]", "abc,def,ghi"),
         ("[split('one;two,three', createArray(',', ';'))]", ["one", "two", "three"]),
         ("[substring('one two three', 1, 3)]", "ne "),
         ("[trim('    one two three   ')]", "one two three"),

@@ -102,6 +102,11 @@ fn("dataUri", 1)(
 )
 
 
+fn("join", 2)(
+    lambda a: _want("join", a[1], str).join(to_string(x) for x in _want("join", a[0], list))
+)
+
+
 @fn("split", 2)
 def _split(a: list[Any]) -> Any:
     text = _want("split", a[0], str)
