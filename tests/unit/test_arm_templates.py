@@ -344,3 +344,41 @@ def test_dual_stack_frontends(tmp_path: Path) -> None:
     config = load(str(write(tmp_path, dual_stack_template())))
     assert (config.listeners["web0"].address, config.listeners["web1"].address) == ("0.0.0.0", "::")
     assert {listener.port for listener in config.listeners.values()} == {80}
+
+
+def test_pools_filled_by_the_template_s_network_interfaces(tmp_path: Path) -> None:
+    resource = small_gateway()
+    resource["properties"]["backendAddressPools"][0]["properties"] = {}
+    nic = {
+        "type": "Microsoft.Network/networkInterfaces",
+        "name": "[concat('nic', copyIndex(1))]",
+        "copy": {"name": "nics", "count": 2},
+        "properties": {
+            "ipConfigurations": [
+                {
+                    "name": "ipconfig1",
+                    "properties": {
+                        "privateIPAllocationMethod": "[if(equals(copyIndex(), 0), 'Static', "
+                        "'Dynamic')]",
+                        "privateIPAddress": "[if(equals(copyIndex(), 0), '10.0.1.4', null())]",
+                        "applicationGatewayBackendAddressPools": [
+                            {
+                                "id": "[resourceId('Microsoft.Network/applicationGateways/"
+                                "backendAddressPools', 'gw', 'myBackendPool')]"
+                            }
+                        ],
+                    },
+                }
+            ]
+        },
+    }
+    path = write(tmp_path, small_template(resource, resources=[nic, resource]))
+    assert errors(path, "certData=x") == [
+        "backendAddressPools.myBackendPool: filled by network interface 'nic2', whose private "
+        "IP exists only once deployed; give it with --reference nic2.privateIPAddress=VALUE"
+    ]
+    config = load(
+        str(path),
+        Inputs(parameters=("certData=x",), references=("NIC2.privateIPAddress=10.0.1.5",)),
+    )
+    assert config.pools["myBackendPool"].servers == (Server("10.0.1.4"), Server("10.0.1.5"))

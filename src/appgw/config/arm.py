@@ -19,7 +19,7 @@ from typing import Any
 
 import attrs
 
-from appgw.config.arm_deployments import locate
+from appgw.config.arm_deployments import locate, nic_members
 from appgw.config.arm_parameters import read_parameters
 from appgw.config.arm_resources import build_config
 from appgw.config.arm_template import Template, id_name
@@ -199,6 +199,16 @@ class ArmReader:
         self.errors: list[str] = []
         self.warnings: list[str] = []
         self.quiet: set[str] = set()
+
+    def nic_members(self, s: Section, pool: str) -> list[str]:
+        """A pool filled by the template's network interfaces (reported on `s`)."""
+        if self.template is None:
+            return []
+        try:
+            return nic_members(self.template, pool)
+        except Invalid as e:
+            s.error(None, str(e))
+            return []
 
     def public_address(self, reference: Any) -> str:
         """Where a public frontend listens: "::" for a public IPv6 address declared

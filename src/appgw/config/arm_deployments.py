@@ -233,3 +233,44 @@ def locate(
     raise Invalid(
         "neither an ARM template (no resources[]) nor an application gateway (no properties)"
     )
+
+
+NIC_TYPE = "microsoft.network/networkinterfaces"
+
+
+def nic_members(template: Template, pool: str) -> list[str]:
+    """The private IP addresses of the document's network interfaces whose IP
+    configurations join backend pool `pool` (applicationGatewayBackendAddressPools),
+    as the gallery's quickstarts fill a pool. An address given only once
+    deployed (privateIPAllocationMethod Dynamic) raises Invalid naming
+    `--reference NIC.privateIPAddress=VALUE`."""
+    members = []
+    for name, (spec, scope) in list(template.shared.resources.items()):
+        if str(spec.get("type", "")).lower() != NIC_TYPE:
+            continue
+        try:
+            properties = lower_keys(scope.deep(spec.get("properties") or {}))
+        except Invalid:
+            continue
+        for config in properties.get("ipconfigurations") or []:
+            ip = lower_keys(lower_keys(config).get("properties"))
+            pools = ip.get("applicationgatewaybackendaddresspools") or []
+            ids = [str(lower_keys(p).get("id", "")) for p in pools]
+            if not any(i.rstrip("/").split("/")[-1].strip().lower() == pool.lower() for i in ids):
+                continue
+            try:
+                name = str(scope.resolve(spec.get("name"))).rstrip("/").split("/")[-1]
+            except Invalid:
+                pass
+            wanted = f"{name}.privateipaddress".lower()
+            given = next(
+                (v for k, v in template.shared.references.items() if k.lower() == wanted), None
+            )
+            address = given or ip.get("privateipaddress")
+            if not isinstance(address, str) or not address:
+                raise Invalid(
+                    f"filled by network interface {name!r}, whose private IP exists only "
+                    f"once deployed; give it with --reference {name}.privateIPAddress=VALUE"
+                )
+            members.append(address)
+    return members

@@ -178,6 +178,8 @@ def _pool(arm: ArmReader, name: str, s: Section) -> Pool:
             a.error(None, "needs ipAddress or fqdn")
         arm.finish(a, "backendAddresses")
     arm.finish(s, "backendAddressPools")
+    if not servers and not s.has("backendAddresses"):
+        servers = [Server(address) for address in arm.nic_members(s, name)]
     return Pool(name, tuple(servers))
 
 

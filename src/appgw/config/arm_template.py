@@ -330,7 +330,7 @@ def id_name(value: Any, collection: str, template: Template | None) -> str:
         text = template.resolve(text)
         if not isinstance(text, str):
             raise Invalid(f"the id {value!r} is not a string")
-    segments = [s for s in text.rstrip(_ID_PUNCTUATION).split("/") if s]
+    segments = [s.strip() for s in text.rstrip(_ID_PUNCTUATION).split("/") if s.strip()]
     if not segments:
         raise Invalid(f"{value!r} is not a resource id")
     if len(segments) >= 2 and segments[-2].lower() != collection.lower():

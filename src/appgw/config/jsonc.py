@@ -30,7 +30,7 @@ class JsonError(ValueError):
 def loads(text: str) -> Any:
     """The value of JSON text that may hold comments and trailing commas."""
     try:
-        return json.loads(text)
+        return json.loads(text, strict=False)  # tabs inside strings, as ARM takes them
     except json.JSONDecodeError as strict:
         try:
             return json5.loads(text)
