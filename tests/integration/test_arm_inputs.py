@@ -15,6 +15,7 @@ from tests.support.clients import open_http
 from tests.support.gateway import open_gateway, run_cli
 from tests.support.ports import free_port
 from tests.support.quickstart import write_quickstart
+from tests.support.waiting import wait_until
 from tests.unit.test_arm_templates import dual_stack_template, pfx_b64, site_certificate
 
 FRONTEND = "127.0.0.1"
@@ -166,3 +167,37 @@ async def test_dual_stack_frontends_bind_once_with_bind(
             log = gw.log()
     assert response.status == 200
     assert log.count(f"http://{FRONTEND}:{port}") == 1  # the two frontends share one socket
+
+
+async def test_watch_follows_the_template_s_parameters_file(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    template, parameters = write_quickstart(tmp_path, pfx_b64())
+    port = free_port(FRONTEND)
+    with trio.fail_after(90):
+        first = await nursery.start(partial(serve_http_backend, "127.0.0.2", name="first"))
+        second = await nursery.start(partial(serve_http_backend, "127.0.0.2", name="second"))
+        ports = tmp_path / "ports.json"
+        ports.write_text(json.dumps({"parameters": {"backendPort": {"value": first.port}}}))
+        toml = tmp_path / "gateway.toml"
+        toml.write_text(
+            f'[gateway]\ntemplate = "{template.name}"\nwatch = true\n'
+            f'parameters = ["{parameters.name}", \'backendIPAddresses=["127.0.0.2"]\', '
+            f'"{ports.name}"]\n'
+        )
+        args = ["--bind", FRONTEND, "--port", f"80={port}", "--port", f"443={free_port()}"]
+        async with open_gateway(toml, tmp_path, workers=1, extra_args=args) as gw:
+
+            async def answer() -> str:
+                async with open_http(FRONTEND, port) as client:
+                    response = await client.get("/", headers=[("Host", "www.contoso.com")])
+                return response.text().strip()
+
+            assert await answer() == "backend first"
+            ports.write_text(json.dumps({"parameters": {"backendPort": {"value": second.port}}}))
+            await gw.wait_for_log(f"{toml} changed", 30)
+
+            async def second_serves() -> bool:
+                return await answer() == "backend second"
+
+            await wait_until(second_serves, 30, "the new backend port in service")

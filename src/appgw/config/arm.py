@@ -95,9 +95,10 @@ def build(document: Any, source: str, inputs: Sequence[Inputs] = ()) -> Draft:
     values: dict[str, Any] = {}
     references: dict[str, Any] = {}
     certificates: dict[str, tuple[str, str | None]] = {}
+    files: list[str] = []
     try:
         for group in inputs:
-            values.update(read_parameters(group.parameters, group.base))
+            values.update(read_parameters(group.parameters, group.base, files))
             references.update(read_references(group.references))
             certificates.update(read_certificates(group.certificates, group.base))
         base = Path(source).absolute().parent
@@ -120,7 +121,10 @@ def build(document: Any, source: str, inputs: Sequence[Inputs] = ()) -> Draft:
     arm.index_names(properties)
     config = build_config(arm, properties, source)
     arm.finish(properties, "gateway", also="resource" if properties is top else None)
-    config = attrs.evolve(config, warnings=tuple(arm.warnings))
+    files += [path for path, _ in certificates.values()]
+    if template is not None:
+        files += template.shared.files
+    config = attrs.evolve(config, warnings=tuple(arm.warnings), files=tuple(files))
     return Draft(
         config,
         tuple(one_per_cause(arm.errors)),

@@ -116,6 +116,7 @@ def _nested(
     elif "templatelink" in props:
         path = linked_file(lower_keys(props["templatelink"]), scope, base, where)
         document, child_base, inner = _read_template(path, where), path.parent, True
+        scope.shared.files.append(str(path))
     else:
         return []
     if not isinstance(document, Mapping):

@@ -18,6 +18,7 @@ does for a value written as a string (`coerce`: "80" for an int).
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -26,11 +27,15 @@ from appgw.config.fields import Invalid
 from appgw.config.jsonc import loads as load_json
 
 
-def read_parameters(items: Sequence[str], base: str = ".") -> dict[str, Any]:
+def read_parameters(
+    items: Sequence[str], base: str = ".", files: list[str] | None = None
+) -> dict[str, Any]:
     """The parameter values of `--parameters` items; Invalid names the bad item.
 
-    Relative file names are read from `base` (a TOML file's directory).
+    Relative file names are read from `base` (a TOML file's directory); the
+    files read are added to `files`.
     """
+    files = [] if files is None else files
     values: dict[str, Any] = {}
     for item in items:
         text = item.strip()
@@ -41,11 +46,13 @@ def read_parameters(items: Sequence[str], base: str = ".") -> dict[str, Any]:
         if sep and name and "/" not in name and not _is_file(Path(base, text)):
             if value.startswith("@"):
                 values[name] = _read(base, value[1:], f"--parameters {item}")
+                files.append(os.path.join(base, value[1:]))
             else:
                 values[name] = _maybe_json(value)
             continue
         path = text[1:] if text.startswith("@") else text
         document = _json(_read(base, path, f"--parameters {item}"), f"--parameters {path}")
+        files.append(os.path.join(base, path))
         values.update(_parameters_file(document, f"--parameters {path}"))
     return values
 

@@ -68,6 +68,7 @@ class _Shared:
         self.parameter_cache: dict[str, Any] = {}
         self.variable_cache: dict[str, Any] = {}
         self.evaluating: list[str] = []
+        self.files: list[str] = []  # linked templates read
         copies = self.variables.pop("copy", None)
         self.variable_copies = {
             str(lower_keys(c).get("name", "")).lower(): c

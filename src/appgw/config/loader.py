@@ -105,7 +105,9 @@ def _load_with_template(
     errors = draft.merge(validate(draft.config, ARM_NAMING))
     if errors:
         raise ConfigError(source, errors)
-    config = attrs.evolve(draft.config, gateway=settings.config.gateway)
+    config = attrs.evolve(
+        draft.config, gateway=settings.config.gateway, files=(source, *draft.config.files)
+    )
     return _with_connect_to(config, path, [kept, *given])
 
 
