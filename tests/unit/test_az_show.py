@@ -79,6 +79,8 @@ def test_every_read_only_property_is_accepted(tmp_path: Path) -> None:
     doc = with_every_read_only_property(gateway())
     props(doc, "frontendPorts")["httpListeners"] = [ref("httpListeners", "web")]
     props(doc, "backendHttpSettingsCollection")["requestRoutingRules"] = [ref("x", "rule")]
+    for collection in ("httpListeners", "backendAddressPools"):
+        props(doc, collection)["requestRoutingRules"] = [ref("requestRoutingRules", "rule")]
     assert props(doc, "backendAddressPools")["backendipconfigurations"]
     config = load(write(tmp_path, doc))
     assert config.warnings == ()

@@ -56,7 +56,15 @@ AZURE_ONLY: dict[str, frozenset[str]] = {
         " httpListeners listeners urlPathMaps requestRoutingRules routingRules"
     ),
     "frontendPorts": _keys("httpListeners listeners"),
-    "backendAddressPools": _keys("outboundRule outboundRules loadBalancerBackendAddresses"),
+    # Back-references az show prints that the REST specification leaves out.
+    "httpListeners": _keys("requestRoutingRules routingRules"),
+    "sslCertificates": _keys("httpListeners listeners"),
+    "rewriteRuleSets": _keys("requestRoutingRules urlPathMaps pathRules"),
+    "urlPathMaps": _keys("requestRoutingRules"),
+    "backendAddressPools": _keys(
+        "outboundRule outboundRules loadBalancerBackendAddresses"
+        " requestRoutingRules routingRules urlPathMaps pathRules"
+    ),
     "backendHttpSettingsCollection": _keys(
         "probeEnabled requestRoutingRules urlPathMaps pathRules"
     ),
