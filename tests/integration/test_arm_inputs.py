@@ -201,3 +201,23 @@ async def test_watch_follows_the_template_s_parameters_file(
                 return await answer() == "backend second"
 
             await wait_until(second_serves, 30, "the new backend port in service")
+
+
+async def test_check_takes_the_certificate_flag(tmp_path: Path) -> None:
+    from tests.unit.test_az_show import https_show, key_pair
+
+    pfx, pem = key_pair(tmp_path, b"secret")
+    body = tmp_path / "show.json"
+    body.write_text(json.dumps(https_show()))
+    with trio.fail_after(60):
+        missing = await run_cli("check", "-c", body.name, cwd=tmp_path)
+        given = await run_cli(
+            "check", "-c", body.name, "--certificate", f"site={pfx.name}:secret", cwd=tmp_path
+        )
+        pem_given = await run_cli(
+            "check", "-c", body.name, "--certificate", f"site={pem.name}", cwd=tmp_path
+        )
+    assert missing.returncode == 1
+    assert "give the certificate with --certificate site=FILE[:PASSWORD]" in missing.output
+    assert given.returncode == 0, given.output
+    assert pem_given.returncode == 0, pem_given.output
