@@ -382,3 +382,184 @@ def test_pools_filled_by_the_template_s_network_interfaces(tmp_path: Path) -> No
         Inputs(parameters=("certData=x",), references=("NIC2.privateIPAddress=10.0.1.5",)),
     )
     assert config.pools["myBackendPool"].servers == (Server("10.0.1.4"), Server("10.0.1.5"))
+
+
+def _optional_id(collection: str, item: str, key: str) -> str:
+    """The gallery's idiom: an optional reference built from a parameter array."""
+    return (
+        f"[if(contains({item}, '{key}'), json(format('{{{{\"id\": \"{{0}}\"}}}}', "
+        f"resourceId('Microsoft.Network/applicationGateways/{collection}', "
+        f"parameters('applicationGatewayName'), {item}.{key}))), null())]"
+    )
+
+
+def test_a_gateway_built_from_parameter_arrays(tmp_path: Path) -> None:
+    listener = "parameters('httpListeners')[copyIndex('httpListeners')]"
+    rule = "parameters('rules')[copyIndex('requestRoutingRules')]"
+    setting = "parameters('backendHttpSettings')[copyIndex('backendHttpSettingsCollection')]"
+    document = {
+        "parameters": {
+            "applicationGatewayName": {"type": "string", "defaultValue": "appGw01"},
+            "http2Enabled": {"type": "bool", "defaultValue": False},
+            "enableWebApplicationFirewall": {"type": "bool", "defaultValue": False},
+            "existingVnetName": {"type": "string"},
+            "frontEndPorts": {"type": "array", "defaultValue": [{"name": "port_80", "port": 80}]},
+            "httpListeners": {
+                "type": "array",
+                "defaultValue": [{"name": "L1", "protocol": "Http", "frontEndPort": "port_80"}],
+            },
+            "backendAddressPools": {
+                "type": "array",
+                "defaultValue": [{"name": "P1", "backendAddresses": [{"ipAddress": "10.1.2.3"}]}],
+            },
+            "backendHttpSettings": {
+                "type": "array",
+                "defaultValue": [
+                    {
+                        "name": "S1",
+                        "port": 80,
+                        "protocol": "Http",
+                        "cookieBasedAffinity": "Enabled",
+                        "requestTimeout": 300,
+                        "connectionDraining": {"drainTimeoutInSec": 60, "enabled": True},
+                    }
+                ],
+            },
+            "rules": {
+                "type": "array",
+                "defaultValue": [
+                    {
+                        "name": "R1",
+                        "ruleType": "Basic",
+                        "listener": "L1",
+                        "backendPool": "P1",
+                        "backendHttpSettings": "S1",
+                    }
+                ],
+            },
+            "customProbes": {"type": "array", "defaultValue": []},
+        },
+        "resources": [
+            {
+                "type": "Microsoft.Network/applicationGateways",
+                "apiVersion": "2021-03-01",
+                "name": "[parameters('applicationGatewayName')]",
+                "properties": {
+                    "copy": [
+                        {
+                            "name": "frontendPorts",
+                            "count": "[length(parameters('frontEndPorts'))]",
+                            "input": {
+                                "name": "[parameters('frontEndPorts')[copyIndex('frontendPorts')]"
+                                ".name]",
+                                "properties": {
+                                    "port": "[parameters('frontEndPorts')"
+                                    "[copyIndex('frontendPorts')].port]"
+                                },
+                            },
+                        },
+                        {
+                            "name": "probes",
+                            "count": "[length(parameters('customProbes'))]",
+                            "input": {"name": "[parameters('customProbes')[copyIndex()].name]"},
+                        },
+                        {
+                            "name": "backendAddressPools",
+                            "count": "[length(parameters('backendAddressPools'))]",
+                            "input": {
+                                "name": "[parameters('backendAddressPools')"
+                                "[copyIndex('backendAddressPools')].name]",
+                                "properties": {
+                                    "backendAddresses": "[parameters('backendAddressPools')"
+                                    "[copyIndex('backendAddressPools')].backendAddresses]"
+                                },
+                            },
+                        },
+                        {
+                            "name": "backendHttpSettingsCollection",
+                            "count": "[length(parameters('backendHttpSettings'))]",
+                            "input": {
+                                "name": f"[{setting}.name]",
+                                "properties": {
+                                    "port": f"[{setting}.port]",
+                                    "protocol": f"[{setting}.protocol]",
+                                    "cookieBasedAffinity": f"[{setting}.cookieBasedAffinity]",
+                                    "affinityCookieName": f"[if(contains({setting}, "
+                                    f"'affinityCookieName'), {setting}.affinityCookieName, null())]",
+                                    "requestTimeout": f"[{setting}.requestTimeout]",
+                                    "connectionDraining": f"[{setting}.connectionDraining]",
+                                    "probe": _optional_id("probes", setting, "probeName"),
+                                    "pickHostNameFromBackendAddress": f"[if(contains({setting}, "
+                                    "'pickHostNameFromBackendAddress'), "
+                                    f"{setting}.pickHostNameFromBackendAddress, false())]",
+                                },
+                            },
+                        },
+                        {
+                            "name": "httpListeners",
+                            "count": "[length(parameters('httpListeners'))]",
+                            "input": {
+                                "name": f"[{listener}.name]",
+                                "properties": {
+                                    "frontendPort": {
+                                        "id": "[resourceId('Microsoft.Network/applicationGateways"
+                                        "/frontendPorts', parameters('applicationGatewayName'), "
+                                        f"{listener}.frontEndPort)]"
+                                    },
+                                    "protocol": f"[{listener}.protocol]",
+                                    "sslCertificate": _optional_id(
+                                        "sslCertificates", listener, "sslCertificate"
+                                    ),
+                                    "hostNames": f"[if(contains({listener}, 'hostNames'), "
+                                    f"{listener}.hostNames, null())]",
+                                },
+                            },
+                        },
+                        {
+                            "name": "requestRoutingRules",
+                            "count": "[length(parameters('rules'))]",
+                            "input": {
+                                "name": f"[{rule}.name]",
+                                "properties": {
+                                    "ruleType": f"[{rule}.ruleType]",
+                                    "priority": "[add(copyIndex('requestRoutingRules'), 1)]",
+                                    "httpListener": _optional_id("httpListeners", rule, "listener"),
+                                    "backendAddressPool": _optional_id(
+                                        "backendAddressPools", rule, "backendPool"
+                                    ),
+                                    "backendHttpSettings": _optional_id(
+                                        "backendHttpSettingsCollection", rule, "backendHttpSettings"
+                                    ),
+                                },
+                            },
+                        },
+                    ],
+                    "enableHttp2": "[parameters('http2Enabled')]",
+                    "webApplicationFirewallConfiguration": "[if(parameters("
+                    "'enableWebApplicationFirewall'), createObject('enabled', true()), null())]",
+                    "gatewayIPConfigurations": [
+                        {
+                            "name": "ipconfig",
+                            "properties": {
+                                "subnet": {
+                                    "id": "[resourceId('Microsoft.Network/virtualNetworks/subnets',"
+                                    " parameters('existingVnetName'), 'appgw')]"
+                                }
+                            },
+                        }
+                    ],
+                },
+            }
+        ],
+    }
+    path = write(tmp_path, document)
+    config = load(str(path), Inputs(parameters=("existingVnetName=vnet",)))
+    assert config.warnings == ()  # enableHttp2 and the WAF evaluate to off
+    assert config.pools["P1"].servers == (Server("10.1.2.3"),)
+    setting_model = config.settings["S1"]
+    assert (setting_model.cookie_based_affinity, setting_model.drain_timeout) == (True, 60)
+    assert (config.rules["R1"].listener, config.rules["R1"].pool) == ("L1", "P1")
+    warned = load(
+        str(path), Inputs(parameters=("existingVnetName=vnet", "http2Enabled=true"))
+    ).warnings
+    assert warned == ("enableHttp2: not implemented by appgw, ignored",)

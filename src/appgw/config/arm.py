@@ -236,6 +236,16 @@ class ArmReader:
         version = str(properties.get("publicipaddressversion", "IPv4")).lower()
         return "::" if version == "ipv6" else "0.0.0.0"
 
+    def _value(self, value: Any) -> Any:
+        """A value as evaluated, for telling a set feature from an unset one
+        (`"[parameters('http2Enabled')]"` that is false); itself if it fails."""
+        if self.template is None:
+            return value
+        try:
+            return self.template.resolve(value)
+        except Invalid:
+            return value
+
     def _resolve(self, value: Any, path: str) -> Any:
         assert self.template is not None
         try:
@@ -283,7 +293,7 @@ class ArmReader:
             if key.lower() in quiet:
                 continue
             if key.lower() in NOT_IMPLEMENTED.get(kind, frozenset()):
-                if s.data[key] not in (None, False, "", [], {}):
+                if self._value(s.data[key]) not in (None, False, "", [], {}):
                     self.warnings.append(f"{join(s.path, key)}: not implemented by appgw, ignored")
                 continue
             s.error(key, "unknown key")
