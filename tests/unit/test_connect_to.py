@@ -43,7 +43,7 @@ def test_toml_gateway_connect_to(tmp_path: Path) -> None:
         ("10.0.0.5", None): ("127.0.0.3", None),
     }
     path.write_text(text.replace("127.0.0.2:8081", "127.0.0.2:x"))
-    with pytest.raises(ConfigError, match="--connect-to 10.0.0.4:80=127.0.0.2:x: expected"):
+    with pytest.raises(ConfigError, match="gateway.connect_to: 10.0.0.4:80=127.0.0.2:x: expected"):
         load(str(path))
     with pytest.raises(ConfigError, match="not appgw's TOML"):
         load(str(path), Inputs(parameters=("a=1",)))

@@ -27,6 +27,7 @@ class Inputs:
     certificates: tuple[str, ...] = ()
     connect_to: tuple[str, ...] = ()
     base: str = "."  # where relative file names are read from
+    toml: bool = False  # from a TOML file's [gateway] table (messages name its keys)
 
     def given(self) -> bool:
         return bool(self.parameters or self.references or self.certificates or self.connect_to)
@@ -44,11 +45,16 @@ class Inputs:
     def from_json(cls, data: Any) -> Inputs:
         if not isinstance(data, dict):
             raise Invalid("inputs: not an object")
-        lists = {
-            key: tuple(str(item) for item in data.get(key) or ())
-            for key in ("parameters", "references", "certificates", "connect_to")
-        }
-        return cls(**lists, base=str(data.get("base") or "."))
+        def items(key: str) -> tuple[str, ...]:
+            return tuple(str(item) for item in data.get(key) or ())
+
+        return cls(
+            parameters=items("parameters"),
+            references=items("references"),
+            certificates=items("certificates"),
+            connect_to=items("connect_to"),
+            base=str(data.get("base") or "."),
+        )
 
 
 # [gateway] keys that belong to a template; connect_to (last) also to appgw's TOML.
@@ -71,7 +77,15 @@ def from_toml(gateway: dict[str, Any], base: str) -> tuple[str | None, Inputs, l
             errors.append(f"gateway.{key}: must be a list of strings")
             value = []
         lists[key] = tuple(value)
-    return template, Inputs(**lists, base=base), errors
+    inputs = Inputs(
+        parameters=lists["parameters"],
+        references=lists["references"],
+        certificates=lists["certificates"],
+        connect_to=lists["connect_to"],
+        base=base,
+        toml=True,
+    )
+    return template, inputs, errors
 
 
 def read_references(items: tuple[str, ...]) -> dict[str, Any]:

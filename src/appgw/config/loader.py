@@ -74,7 +74,8 @@ def _with_connect_to(config: Config, path: str, given: list[Inputs]) -> Config:
     table = {}
     for group in given:
         try:
-            table.update(parse_connect_to(group.connect_to))
+            flag = "gateway.connect_to:" if group.toml else "--connect-to"
+            table.update(parse_connect_to(group.connect_to, flag))
         except ValueError as e:
             raise ConfigError(path, [str(e)]) from None
     return attrs.evolve(config, connect_to=table) if table else config
