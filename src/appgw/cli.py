@@ -16,7 +16,7 @@ import time
 from collections.abc import Sequence
 
 from appgw import __version__, control, runfiles
-from appgw.config import Config, ConfigError, load
+from appgw.config import Config, ConfigError, Inputs, load
 from appgw.config.overrides import apply, parse_port_map
 from appgw.config.silence import silence_limits
 from appgw.config.validate_tls import effective_policy
@@ -58,6 +58,55 @@ def _gateway_options(parser: argparse.ArgumentParser) -> None:
         "--access-log",
         metavar="PATH",
         help="write the access log (JSON lines) to PATH, '-' for stdout",
+    )
+    _input_options(parser)
+
+
+def _input_options(parser: argparse.ArgumentParser) -> None:
+    """What an ARM template or az show JSON takes besides the file (see inputs.py)."""
+    parser.add_argument(
+        "--parameters",
+        "-p",
+        action="extend",
+        nargs="+",
+        default=[],
+        metavar="PARAMS",
+        help="template parameters as az takes them: FILE, @FILE, NAME=VALUE, NAME=@FILE "
+        "(repeatable)",
+    )
+    parser.add_argument(
+        "--reference",
+        action="append",
+        default=[],
+        metavar="NAME.PATH=VALUE",
+        help="a value that exists only once deployed, for reference() (repeatable)",
+    )
+    parser.add_argument(
+        "--certificate",
+        action="append",
+        default=[],
+        metavar="NAME=FILE[:PASSWORD]",
+        help="an sslCertificate the document carries without its private key: PFX, or PEM "
+        "with the key (repeatable)",
+    )
+    parser.add_argument(
+        "--connect-to",
+        action="append",
+        default=[],
+        metavar="HOST[:PORT]=HOST[:PORT]",
+        help="connect to the second address where the configuration says the first; "
+        "Host, SNI and probes keep the configured names (curl's meaning; repeatable)",
+    )
+
+
+def inputs_of(args: argparse.Namespace) -> Inputs:
+    """The command line's inputs, with relative files read from here."""
+    return Inputs(
+        parameters=tuple(args.parameters),
+        references=tuple(args.reference),
+        certificates=tuple(args.certificate),
+        connect_to=tuple(getattr(args, "connect_to", ())),
+        base=os.getcwd(),
     )
 
 
@@ -102,6 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     reload = sub.add_parser("reload", help="reload the configuration with no downtime")
     _pid_options(reload)
+    _input_options(reload)
     reload.add_argument(
         "--timeout", type=float, default=60.0, help="seconds to wait for the new workers"
     )
@@ -183,13 +233,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         watch=args.watch,
         admin=args.admin,
         access_log=overrides["access_log"],  # type: ignore[arg-type]
+        inputs=inputs_of(args),
     )
     return Arbiter(options).run()
 
 
 def cmd_check(args: argparse.Namespace) -> int:
     try:
-        config = apply(load(args.config), **_overrides(args))  # type: ignore[arg-type]
+        config = apply(load(args.config, inputs_of(args)), **_overrides(args))  # type: ignore[arg-type]
     except ConfigError as exc:
         print(exc.report(), file=sys.stderr)
         return 1
@@ -230,7 +281,7 @@ def tls_summary(config: Config) -> list[str]:
 
 def cmd_start(args: argparse.Namespace) -> int:
     try:
-        config = apply(load(args.config), **_overrides(args))  # type: ignore[arg-type]
+        config = apply(load(args.config, inputs_of(args)), **_overrides(args))  # type: ignore[arg-type]
     except ConfigError as exc:
         print(exc.report(), file=sys.stderr)
         return 1
@@ -268,6 +319,14 @@ def cmd_start(args: argparse.Namespace) -> int:
         command += ["--admin", args.admin]
     if args.access_log:
         command += ["--access-log", str(_absolute(args.access_log))]
+    for flag, items in (
+        ("--parameters", args.parameters),
+        ("--reference", args.reference),
+        ("--certificate", args.certificate),
+        ("--connect-to", args.connect_to),
+    ):
+        for item in items:
+            command.append(f"{flag}={item}")
     with open(log_file, "ab") as log:
         process = subprocess.Popen(
             command,

@@ -103,6 +103,20 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def _reload_inputs(args: argparse.Namespace) -> dict[str, object] | None:
+    """`reload --parameters ...`: the inputs that replace the running ones."""
+    from appgw.config.inputs import Inputs
+
+    inputs = Inputs(
+        parameters=tuple(getattr(args, "parameters", ())),
+        references=tuple(getattr(args, "reference", ())),
+        certificates=tuple(getattr(args, "certificate", ())),
+        connect_to=tuple(getattr(args, "connect_to", ())),
+        base=os.getcwd(),
+    )
+    return inputs.to_json() if inputs.given() else None
+
+
 def cmd_reload(args: argparse.Namespace) -> int:
     pid_file, pid = _running(args)
     if pid is None:
@@ -110,6 +124,9 @@ def cmd_reload(args: argparse.Namespace) -> int:
         return 1
     before = state_of(pid_file)
     reloads = int(before.get("reloads", 0))  # type: ignore[call-overload]
+    inputs = _reload_inputs(args)
+    if inputs is not None:  # the master reads them on this reload
+        runfiles.write_json(runfiles.inputs_file(pid_file), inputs)
     os.kill(pid, signal.SIGHUP)
     deadline = time.monotonic() + args.timeout
     while time.monotonic() < deadline:

@@ -5,7 +5,9 @@
   overrides, generation, workers, the outcome of the last reload), read by
   `appgw status` and `appgw reload`;
 - `<name>.health.json`: the latest health snapshot, read by `appgw health`;
-- `<name>.metrics.json`: the workers' counters, summed, read by `appgw metrics`.
+- `<name>.metrics.json`: the workers' counters, summed, read by `appgw metrics`;
+- `<name>.inputs.json`: new `--parameters`/`--reference`/... from `appgw reload`,
+  read (and removed) by the master on that reload.
 
 Each is replaced atomically (write, then rename), so a reader never sees
 half a file.
@@ -47,6 +49,11 @@ def state_file(pid_file: str) -> str:
 
 def health_file(pid_file: str) -> str:
     return sibling(pid_file, ".health.json")
+
+
+def inputs_file(pid_file: str) -> str:
+    """Where `appgw reload --parameters ...` leaves the inputs for the master."""
+    return sibling(pid_file, ".inputs.json")
 
 
 def metrics_file(pid_file: str) -> str:

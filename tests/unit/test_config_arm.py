@@ -231,7 +231,8 @@ def test_resource_ids_resolve_by_last_segment(value: str) -> None:
     "value",
     [
         f"{GW}/backendAddressPools/p80",  # an id of the wrong collection
-        "[format('{0}', 'p80')]",
+        "[format('{0}/backendAddressPools/{1}', 'gw', 'p80')]",
+        "[frobnicate('p80')]",
         "')]",
     ],
 )
@@ -293,14 +294,16 @@ def test_parameters_and_variables_resolve(tmp_path: Path) -> None:
 def test_unresolvable_expressions_name_the_key(tmp_path: Path) -> None:
     doc = gateway()
     props(doc, "frontendPorts")["port"] = "[parameters('noDefault')]"
-    props(doc, "backendHttpSettingsCollection")["port"] = "[add(8000, 80)]"
+    props(doc, "backendHttpSettingsCollection")["port"] = "[frobnicate(8000, 80)]"
     props(doc, "backendHttpSettingsCollection")["hostName"] = "[variables('missing')]"
     document = template(doc, parameters={"noDefault": {"type": "int"}})
     errors = errors_of(write(tmp_path, document))
-    assert errors[0] == "frontendPorts.p80.port: parameter 'noDefault' has no defaultValue"
-    assert errors[1].startswith(
-        "backendHttpSettingsCollection.set.port: template expression '[add(8000, 80)]' "
-        "is not supported"
+    assert errors[0] == (
+        "frontendPorts.p80.port: parameter 'noDefault' has no value and no defaultValue: "
+        "give it with --parameters noDefault=..."
+    )
+    assert errors[1] == (
+        "backendHttpSettingsCollection.set.port: unknown template function frobnicate()"
     )
     assert errors[2] == "backendHttpSettingsCollection.set.hostName: no variable named 'missing'"
     assert len(errors) == 3  # the listener's port stays quiet: its frontend port was reported
@@ -369,13 +372,13 @@ def test_bad_pfx_and_key_vault(tmp_path: Path) -> None:
     ]
     vault = {"keyVaultSecretId": "https://vault.vault.azure.net/secrets/cert"}
     assert errors_of(write(tmp_path, https_gateway(vault))) == [
-        "sslCertificates.cert.keyVaultSecretId: not supported locally, "
-        "export the certificate as PFX data"
+        "sslCertificates.cert.keyVaultSecretId: read only in Azure: give the certificate "
+        "with --certificate cert=FILE[:PASSWORD] (PFX, or PEM with its key)"
     ]
     public_only = {"publicCertData": "MIIB"}
     assert errors_of(write(tmp_path, https_gateway(public_only))) == [
-        "sslCertificates.cert.data: required: the certificate as base64 PFX data "
-        "(publicCertData has no private key)"
+        "sslCertificates.cert.data: has no private key (publicCertData only): give the "
+        "certificate with --certificate cert=FILE[:PASSWORD] (PFX, or PEM with its key)"
     ]
 
 

@@ -12,16 +12,23 @@ Any other key is an error: a misspelled key must not pass unnoticed.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import attrs
 
+from appgw.config.arm_deployments import locate, nic_members
+from appgw.config.arm_parameters import read_parameters
 from appgw.config.arm_resources import build_config
-from appgw.config.arm_template import Template, id_name, locate
+from appgw.config.arm_template import Template, id_name
+from appgw.config.arm_tls import default_policy_name
 from appgw.config.draft import Draft
 from appgw.config.errors import ConfigError
 from appgw.config.fields import Invalid, Section, join
+from appgw.config.inputs import Inputs, read_certificates, read_references
+from appgw.config.rest_schema import READ_ONLY
 
 
 def _keys(text: str) -> frozenset[str]:
@@ -29,17 +36,19 @@ def _keys(text: str) -> frozenset[str]:
 
 
 # Accepted and ignored: they change nothing when the gateway runs locally.
+# Read-only properties come from the REST API specification (rest_schema.py,
+# generated); this table adds what az show prints beyond it (back-references
+# such as a frontend port's httpListeners) and what a local gateway ignores.
 # "resource" is the gateway resource's envelope, "gateway" its properties,
 # "*" every sub-resource (frontendPorts[], httpListeners[], ...).
 AZURE_ONLY: dict[str, frozenset[str]] = {
     "resource": _keys(
         "apiVersion type name location tags zones identity dependsOn comments id etag"
-        " resourceGroup systemData"
+        " resourceGroup systemData condition copy scope metadata"
     ),
     "gateway": _keys(
-        "sku autoscaleConfiguration zones location tags etag id type provisioningState"
-        " resourceGuid operationalState gatewayIPConfigurations enableFips"
-        " privateEndpointConnections defaultPredefinedSslPolicy forceFirewallPolicyAssociation"
+        "sku autoscaleConfiguration zones location tags etag id type"
+        " gatewayIPConfigurations enableFips forceFirewallPolicyAssociation"
     ),
     "*": _keys("name id etag type resourceGroup provisioningState"),
     "frontendIPConfigurations": _keys(
@@ -47,14 +56,20 @@ AZURE_ONLY: dict[str, frozenset[str]] = {
         " httpListeners listeners urlPathMaps requestRoutingRules routingRules"
     ),
     "frontendPorts": _keys("httpListeners listeners"),
-    "sslCertificates": _keys("publicCertData"),
-    "backendAddressPools": _keys("outboundRule outboundRules loadBalancerBackendAddresses"),
+    # Back-references az show prints that the REST specification leaves out.
+    "httpListeners": _keys("requestRoutingRules routingRules"),
+    "sslCertificates": _keys("httpListeners listeners"),
+    "rewriteRuleSets": _keys("requestRoutingRules urlPathMaps pathRules"),
+    "urlPathMaps": _keys("requestRoutingRules"),
+    "backendAddressPools": _keys(
+        "outboundRule outboundRules loadBalancerBackendAddresses"
+        " requestRoutingRules routingRules urlPathMaps pathRules"
+    ),
     "backendHttpSettingsCollection": _keys(
         "probeEnabled requestRoutingRules urlPathMaps pathRules"
     ),
     "probes": _keys("backendHttpSettings"),
     "sslProfiles": _keys("httpListeners listeners"),
-    "trustedClientCertificates": _keys("validatedCertData clientCertIssuerDN"),
     "redirectConfigurations": _keys("requestRoutingRules urlPathMaps pathRules"),
 }
 
@@ -68,7 +83,6 @@ NOT_IMPLEMENTED: dict[str, frozenset[str]] = {
         " loadDistributionPolicies globalConfiguration enableHttp2"
     ),
     "httpListeners": _keys("firewallPolicy"),
-    "backendAddressPools": _keys("backendIPConfigurations"),
     "backendHttpSettingsCollection": _keys("authenticationCertificates dedicatedBackendConnection"),
     "urlPathMaps": _keys("defaultLoadDistributionPolicy"),
     "pathRules": _keys("firewallPolicy loadDistributionPolicy"),
@@ -79,17 +93,31 @@ NOT_IMPLEMENTED: dict[str, frozenset[str]] = {
 _ENVELOPE = _keys("name id etag type resourceGroup properties")
 
 
-def build(document: Any, source: str) -> Draft:
-    """A parsed JSON document -> Draft; `source` is its file.
+def build(document: Any, source: str, inputs: Sequence[Inputs] = ()) -> Draft:
+    """A parsed JSON document -> Draft; `source` is its file, `inputs` the
+    `--parameters`, `--reference` and `--certificate` lists (later ones win).
 
-    Raises ConfigError when the document holds no application gateway.
+    Raises ConfigError when the document holds no application gateway, or
+    when the inputs cannot be read.
     """
+    values: dict[str, Any] = {}
+    references: dict[str, Any] = {}
+    certificates: dict[str, tuple[str, str | None]] = {}
+    files: list[str] = []
     try:
-        resource, template = locate(document)
+        for group in inputs:
+            values.update(read_parameters(group.parameters, group.base, files))
+            references.update(read_references(group.references))
+            certificates.update(read_certificates(group.certificates, group.base))
+        base = Path(source).absolute().parent
+        resource, template = locate(document, values, references, base)
     except Invalid as e:
-        raise ConfigError(source, [str(e)]) from None
+        raise ConfigError(source, str(e).split("\n")) from None
     arm = ArmReader(template)
+    arm.certificates = certificates
+    arm.default_policy = _default_policy(resource, template)
     top = arm.section(resource, "")
+    _child_resources(arm, top)
     if top.has("properties"):
         properties = top.get_section("properties")
         arm.finish(top, "resource")
@@ -98,10 +126,77 @@ def build(document: Any, source: str) -> Draft:
         properties.path = ""
     else:  # flattened az output: the envelope and the properties side by side
         properties = top
+    arm.index_names(properties)
     config = build_config(arm, properties, source)
     arm.finish(properties, "gateway", also="resource" if properties is top else None)
-    config = attrs.evolve(config, warnings=tuple(arm.warnings))
-    return Draft(config, tuple(arm.errors), frozenset(arm.quiet))
+    files += [path for path, _ in certificates.values()]
+    if template is not None:
+        files += template.shared.files
+    config = attrs.evolve(config, warnings=tuple(arm.warnings), files=tuple(files))
+    return Draft(
+        config,
+        tuple(one_per_cause(arm.errors)),
+        frozenset(arm.quiet | _resources_of(arm.unresolved)),
+    )
+
+
+_NAMES_A_FLAG = re.compile(r"--(parameters|reference|certificate) ")
+
+
+def one_per_cause(errors: list[str]) -> list[str]:
+    """One message per root cause: a missing input (a parameter, a reference, a
+    certificate) read in three places is one error naming the three key paths."""
+    paths: dict[str, list[str]] = {}
+    for error in errors:
+        path, sep, message = error.partition(": ")
+        key = message if sep and _NAMES_A_FLAG.search(message) else error
+        if key == error:
+            sep = ""
+        paths.setdefault(key, []).append(path if sep else "")
+    out = []
+    for message, where in paths.items():
+        named = [w for w in where if w]
+        out.append(f"{', '.join(named)}: {message}" if named else message)
+    return out
+
+
+def _resources_of(quiet: set[str]) -> set[str]:
+    """The resources ("httpListeners.web") with a value that could not be
+    evaluated: validation's findings about them would follow from that error."""
+    prefixes = set()
+    for path in quiet:
+        parts = path.split(".")
+        if len(parts) > 2:
+            prefixes.add(".".join(parts[:2]))
+    return prefixes
+
+
+def _default_policy(resource: Mapping[str, Any], template: Template | None) -> str | None:
+    envelope = {str(k).lower(): v for k, v in resource.items()}
+    inner = envelope.get("properties")
+    inner = inner if isinstance(inner, Mapping) else envelope
+    printed = {str(k).lower(): v for k, v in inner.items()}.get("defaultpredefinedsslpolicy")
+    version = envelope.get("apiversion")
+    if template is not None and isinstance(version, str):
+        try:
+            version = template.resolve(version)
+        except Invalid:
+            version = None
+    return default_policy_name(
+        version if isinstance(version, str) else None,
+        printed if isinstance(printed, str) else None,
+    )
+
+
+def _child_resources(arm: ArmReader, top: Section) -> None:
+    """A template's child resources of the gateway (diagnostic settings, ...): warned of."""
+    children = top.raw("resources")
+    for i, child in enumerate(children if isinstance(children, list) else []):
+        spec = {str(k).lower(): v for k, v in child.items()} if isinstance(child, dict) else {}
+        what = f"{spec.get('type', 'a resource')} {spec.get('name', '')!r}".strip()
+        arm.warnings.append(
+            f"resources[{i}]: {what} is a child resource of the gateway, not run by appgw; ignored"
+        )
 
 
 class ArmReader:
@@ -109,9 +204,72 @@ class ArmReader:
 
     def __init__(self, template: Template | None) -> None:
         self.template = template
+        self.certificates: dict[str, tuple[str, str | None]] = {}  # --certificate
+        self.default_policy: str | None = None  # the TLS policy without sslPolicy
+        self.unresolved: set[str] = set()  # key paths whose expression failed
+        self.names: dict[str, dict[str, str]] = {}  # collection -> lower name -> as declared
         self.errors: list[str] = []
         self.warnings: list[str] = []
         self.quiet: set[str] = set()
+
+    def nic_members(self, s: Section, pool: str) -> list[str]:
+        """A pool filled by the template's network interfaces (reported on `s`)."""
+        if self.template is None:
+            return []
+        try:
+            return nic_members(self.template, pool)
+        except Invalid as e:
+            s.error(None, str(e))
+            return []
+
+    def public_address(self, reference: Any) -> str:
+        """Where a public frontend listens: "::" for a public IPv6 address declared
+        in the same template (publicIPAddressVersion IPv6), else "0.0.0.0"."""
+        if self.template is None or not isinstance(reference, Mapping):
+            return "0.0.0.0"
+        try:
+            target = id_name(reference.get("id"), "publicIPAddresses", self.template)
+            declared = self.template.declared(target)
+        except Invalid:
+            return "0.0.0.0"
+        properties = {str(k).lower(): v for k, v in (declared or {}).get("properties", {}).items()}
+        version = str(properties.get("publicipaddressversion", "IPv4")).lower()
+        return "::" if version == "ipv6" else "0.0.0.0"
+
+    def _value(self, value: Any) -> Any:
+        """A value as evaluated, for telling a set feature from an unset one
+        (`"[parameters('http2Enabled')]"` that is false); itself if it fails."""
+        if self.template is None:
+            return value
+        try:
+            return self.template.resolve(value)
+        except Invalid:
+            return value
+
+    def _resolve(self, value: Any, path: str) -> Any:
+        assert self.template is not None
+        try:
+            return self.template.resolve(value, path)
+        except Invalid:
+            self.unresolved.add(path)
+            raise
+
+    def index_names(self, properties: Section) -> None:
+        """Every collection's names, so references find them whatever their case
+        (ARM's names are case-insensitive, as resource ids are)."""
+        for key, items in properties.data.items():
+            if not isinstance(items, list):
+                continue
+            names = self.names.setdefault(str(key).lower(), {})
+            for item in items:
+                name = item.get("name") if isinstance(item, dict) else None
+                if self.template is not None and isinstance(name, str):
+                    try:
+                        name = self.template.resolve(name)
+                    except Invalid:
+                        continue
+                if isinstance(name, str):
+                    names.setdefault(name.lower(), name)
 
     def section(self, data: Any, path: str) -> Section:
         return Section(
@@ -119,21 +277,23 @@ class ArmReader:
             path,
             self.errors,
             fold_case=True,
-            resolve=self.template.resolve if self.template else None,
+            resolve=self._resolve if self.template else None,
             table_word="object",
             quiet=self.quiet,
+            lenient=True,
         )
 
     def finish(self, s: Section, kind: str, also: str | None = None) -> None:
         """Sort the keys of `s` not read: Azure-only, not implemented, or unknown."""
         quiet = AZURE_ONLY.get(kind, frozenset()) | AZURE_ONLY.get(also or "", frozenset())
+        quiet |= READ_ONLY.get(kind, frozenset()) | READ_ONLY.get(also or "", frozenset())
         if kind not in ("resource", "gateway"):
             quiet |= AZURE_ONLY["*"]
         for key in s.unused():
             if key.lower() in quiet:
                 continue
             if key.lower() in NOT_IMPLEMENTED.get(kind, frozenset()):
-                if s.data[key] not in (None, False, "", [], {}):
+                if self._value(s.data[key]) not in (None, False, "", [], {}):
                     self.warnings.append(f"{join(s.path, key)}: not implemented by appgw, ignored")
                 continue
             s.unknown(key)
@@ -182,7 +342,8 @@ class ArmReader:
             self.quiet.add(ref.path)
             return ""
         try:
-            return id_name(value, collection, self.template)
+            name = id_name(value, collection, self.template)
+            return self.names.get(collection.lower(), {}).get(name.lower(), name)
         except Invalid as e:
             ref.error(None, str(e), placeholder=True)
             return ""

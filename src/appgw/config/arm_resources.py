@@ -13,12 +13,12 @@ import binascii
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from appgw.config.arm_certificates import certificate
 from appgw.config.arm_tls import ssl_policy, ssl_profile, trusted_client_certificate
-from appgw.config.certs import CertError, ca_to_pem, pfx_to_pem
+from appgw.config.certs import CertError, ca_to_pem
 from appgw.config.error_pages import read_arm as read_error_pages
 from appgw.config.fields import Section, join, read_status_codes
 from appgw.config.model import (
-    Certificate,
     Config,
     HeaderAction,
     Listener,
@@ -51,7 +51,7 @@ def build_config(arm: ArmReader, p: Section, source: str) -> Config:
     base = Path(source).absolute().parent  # file paths of custom error pages
     return Config(
         source=source,
-        certificates={n: _certificate(arm, n, s) for n, s in arm.resources(p, "sslCertificates")},
+        certificates={n: certificate(arm, n, s) for n, s in arm.resources(p, "sslCertificates")},
         trusted_root_certificates={
             n: _trusted_root(arm, s) for n, s in arm.resources(p, "trustedRootCertificates")
         },
@@ -88,7 +88,7 @@ def _frontend_port(arm: ArmReader, s: Section) -> int | None:
 
 
 def _frontend_ip(arm: ArmReader, s: Section) -> str:
-    address = s.get_opt_str("privateIPAddress") or "0.0.0.0"
+    address = s.get_opt_str("privateIPAddress") or arm.public_address(s.raw("publicIPAddress"))
     arm.finish(s, "frontendIPConfigurations")
     return address
 
@@ -99,31 +99,6 @@ def _decode(s: Section, key: str, data: str) -> bytes | None:
     except (binascii.Error, ValueError):
         s.error(key, "not valid base64")
         return None
-
-
-def _certificate(arm: ArmReader, name: str, s: Section) -> Certificate:
-    data, password = s.get_opt_str("data"), s.get_opt_str("password")
-    key_vault = s.get_opt_str("keyVaultSecretId")
-    has_public = s.has("publicCertData")
-    arm.finish(s, "sslCertificates")
-    pems = None
-    if key_vault:
-        s.error("keyVaultSecretId", KEY_VAULT)
-    elif data is None:
-        if not s.has("data"):
-            hint = " (publicCertData has no private key)" if has_public else ""
-            s.error("data", f"required: the certificate as base64 PFX data{hint}")
-    else:
-        pfx = _decode(s, "data", data)
-        if pfx is not None:
-            try:
-                pems = pfx_to_pem(pfx, password)
-            except CertError as e:
-                s.error("data", str(e))
-    if pems is None:
-        arm.quiet.add(s.key_path("data"))
-        pems = (b"", b"")
-    return Certificate(name, pems[0], pems[1], source=s.path)
 
 
 def _trusted_root(arm: ArmReader, s: Section) -> bytes:
@@ -203,6 +178,8 @@ def _pool(arm: ArmReader, name: str, s: Section) -> Pool:
             a.error(None, "needs ipAddress or fqdn")
         arm.finish(a, "backendAddresses")
     arm.finish(s, "backendAddressPools")
+    if not servers and not s.has("backendAddresses"):
+        servers = [Server(address) for address in arm.nic_members(s, name)]
     return Pool(name, tuple(servers))
 
 

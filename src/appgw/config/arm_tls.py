@@ -16,15 +16,33 @@ from typing import TYPE_CHECKING
 from appgw.config.certs import CertError, ca_to_pem
 from appgw.config.fields import Section
 from appgw.config.model import ClientAuth, SslPolicy, SslProfile
+from appgw.tls_policy import PREDEFINED
 
 if TYPE_CHECKING:
     from appgw.config.arm import ArmReader
 
 
+# Azure's default policy when a gateway names none depends on the API version
+# it was created with (the TLS policy overview): AppGwSslPolicy20220101 from
+# 2023-02-01 on, AppGwSslPolicy20150501 before.
+NEW_DEFAULT_FROM = "2023-02-01"
+
+
+def default_policy_name(api_version: str | None, printed: str | None) -> str | None:
+    """The predefined policy a gateway without sslPolicy runs: the one az show
+    prints (defaultPredefinedSslPolicy), else by the template's apiVersion;
+    None is appgw's default (AppGwSslPolicy20220101)."""
+    if printed in PREDEFINED:
+        return printed
+    if api_version and api_version[:10] < NEW_DEFAULT_FROM:
+        return "AppGwSslPolicy20150501"
+    return None
+
+
 def ssl_policy(arm: ArmReader, s: Section | None) -> SslPolicy:
     """An `sslPolicy` object; absent: the default predefined policy."""
     if s is None:
-        return SslPolicy()
+        return SslPolicy(policy_name=arm.default_policy)
     disabled = s.get_strs("disabledSslProtocols")
     policy_type = s.get_opt_str("policyType")
     policy = SslPolicy(

@@ -24,8 +24,21 @@ class Draft:
     quiet: frozenset[str] = frozenset()
 
     def merge(self, validation_errors: list[str]) -> list[str]:
-        """Every error: the loader's, then validation's not already covered."""
-        return list(self.errors) + [e for e in validation_errors if error_path(e) not in self.quiet]
+        """Every error: the loader's, then validation's not already covered (at a
+        quiet path, or under one)."""
+        return list(self.errors) + [
+            e for e in validation_errors if not self._covered(error_path(e))
+        ]
+
+    def _covered(self, path: str) -> bool:
+        if path in self.quiet:
+            return True
+        head, _, _ = path.rpartition(".")
+        while head:
+            if head in self.quiet:
+                return True
+            head, _, _ = head.rpartition(".")
+        return False
 
 
 def error_path(error: str) -> str:

@@ -50,8 +50,11 @@ class Section:
         resolve: Resolver | None = None,
         table_word: str = "table",
         quiet: set[str] | None = None,
+        lenient: bool = False,
     ) -> None:
         self.data = data
+        # ARM's leniency: "true", "80" where a boolean or a number is expected.
+        self.lenient = lenient
         self.path = path
         self.errors = errors
         # Key paths whose value was replaced by a placeholder after an error.
@@ -82,7 +85,7 @@ class Section:
     def sub(self, value: Any, path: str) -> Section | None:
         """A section for a nested mapping, or None after reporting a wrong type."""
         value = self._resolved(value, path)
-        if value is _BAD:
+        if value is _BAD or value is None:  # None: an expression's null(), as if absent
             return None
         if not isinstance(value, Mapping):
             self.errors.append(f"{path}: must be a {self.table_word}")
@@ -96,6 +99,7 @@ class Section:
             resolve=self.resolve,
             table_word=self.table_word,
             quiet=self.quiet,
+            lenient=self.lenient,
         )
 
     def _resolved(self, value: Any, path: str) -> Any:
@@ -160,6 +164,8 @@ class Section:
             return _MISSING
         if value is _BAD:
             return _MISSING
+        if not check(value) and self.lenient and isinstance(value, str):
+            value = _from_string(value)
         if not check(value):
             self.error(key, f"must be {what}", placeholder=True)
             return _MISSING
@@ -224,6 +230,21 @@ class Section:
             if section is not None:
                 sections.append(section)
         return sections
+
+
+def _from_string(text: str) -> Any:
+    """A boolean or number written as a string, as Azure accepts it; else the text."""
+    word = text.strip()
+    if word.lower() in ("true", "false"):
+        return word.lower() == "true"
+    try:
+        return int(word)
+    except ValueError:
+        pass
+    try:
+        return float(word)
+    except ValueError:
+        return text
 
 
 def _is_int(value: Any) -> bool:

@@ -338,6 +338,11 @@ class Config:
 
     source: str  # the file it was loaded from
     gateway: Gateway = attrs.Factory(Gateway)
+    # Files read besides `source` (a TOML's template, parameters files, linked
+    # templates, --certificate files): config watch follows them too.
+    files: tuple[str, ...] = ()
+    # --connect-to: (host, port or None) -> where connections really go (connect_to.py)
+    connect_to: Mapping[tuple[str, int | None], tuple[str, int | None]] = attrs.Factory(dict)
     certificates: Mapping[str, Certificate] = attrs.Factory(dict)
     trusted_root_certificates: Mapping[str, bytes] = attrs.Factory(dict)  # name -> PEM
     ssl_policy: SslPolicy = attrs.Factory(SslPolicy)  # the gateway's TLS policy

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 import attrs
 
 from appgw.config.admin import admin_problems, parse_admin
+from appgw.config.bound import bound_conflicts
 from appgw.config.errors import ConfigError
 from appgw.config.model import Admin, Config
 
@@ -36,6 +37,15 @@ def apply(
         )
         for name, listener in config.listeners.items()
     }
+    if bind or ports:
+        flags = " ".join(
+            [*(["--bind " + bind] if bind else []), *(f"--port {f}={t}" for f, t in ports.items())]
+        )
+        conflicts = bound_conflicts(
+            attrs.evolve(config, listeners=listeners), config.listeners, flags
+        )
+        if conflicts:
+            raise ConfigError(config.source, conflicts)
     gateway = config.gateway
     if workers is not None:
         gateway = attrs.evolve(gateway, workers=workers)

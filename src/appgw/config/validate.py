@@ -145,16 +145,24 @@ class Checks:
         self.ref(setting_key, names, setting, "settings")
         self.ref(redirect_key, names, redirect, "redirects")
 
-    def unique_names(self, schema: str, names: tuple[str, ...], items: Iterable[Any]) -> None:
+    def unique_names(
+        self,
+        schema: str,
+        names: tuple[str, ...],
+        items: Iterable[Any],
+        pattern: re.Pattern[str] | None = None,
+    ) -> None:
         """Names of entries of a list (path rules, rewrite rules): valid and unique."""
+        pattern = pattern or NAME
         seen: set[str] = set()
         for item in items:
             if not item.name:
                 continue  # reported by the loader
             if item.name in seen:
                 self.error(f"{schema}.*", (*names, item.name), "duplicate name")
-            elif not NAME.match(item.name):
-                self.error(f"{schema}.*", (*names, item.name), _BAD_NAME)
+            elif not pattern.match(item.name):
+                message = _BAD_NAME if pattern is NAME else _BAD_RULE_NAME
+                self.error(f"{schema}.*", (*names, item.name), message)
             seen.add(item.name)
 
     # -- resources ------------------------------------------------------------
@@ -330,6 +338,7 @@ class Checks:
 
 
 _BAD_NAME = "invalid name: up to 80 letters, digits, '_', '.' and '-'"
+_BAD_RULE_NAME = "invalid name: 1 to 80 characters, no control characters"
 
 
 def network_problem(text: str) -> str | None:

@@ -12,6 +12,10 @@ from urllib.parse import urlsplit
 from appgw.config.model import REDIRECT_STATUS, UNREWRITABLE_HEADERS, HeaderAction
 from appgw.patterns import PatternError, compile_pattern
 
+# Rewrite rules are entries of a list, not resources with ids: Azure takes
+# names such as "Set X-Forwarded-For" (its own example's).
+RULE_NAME = re.compile(r"^[^\x00-\x1f\x7f]{1,80}$")
+
 if TYPE_CHECKING:
     from appgw.config.validate import Checks
 
@@ -52,7 +56,7 @@ def _redirects(c: Checks) -> None:
 
 def _rewrite_rule_sets(c: Checks) -> None:
     for name, rule_set in c.config.rewrite_rule_sets.items():
-        c.unique_names("rewrite_rule_sets.*.rules", (name,), rule_set.rules)
+        c.unique_names("rewrite_rule_sets.*.rules", (name,), rule_set.rules, RULE_NAME)
         for rule in rule_set.rules:
             if not rule.name:
                 continue

@@ -42,7 +42,7 @@ from appgw.master.options import RunOptions
 from appgw.master.reports import RunFiles, Starter
 from appgw.master.sockets import ListeningSocket, SocketSet
 from appgw.master.upgrade import predecessor, start_successor
-from appgw.master.watch import ConfigWatch
+from appgw.master.watch import ConfigWatch, signatures
 from appgw.metrics import MasterTotals
 
 log = logs.log
@@ -59,7 +59,11 @@ class Arbiter:
         self.children = Brood()
         self.sockets = SocketSet()
         self.signals: signals.SignalQueue | None = None
-        self.watch = ConfigWatch(options.config_path)
+        # The configuration file and what it read besides (template, parameters).
+        self.watch = ConfigWatch(
+            options.config_path,
+            read=lambda path: signatures((path, *self.options.files)),
+        )
         self.wanted = 1
         self.stopping: str | None = None
         self.stop_deadline = 0.0
@@ -83,6 +87,7 @@ class Arbiter:
             config = self.options.load()
         except ConfigError as exc:
             return self._fail(exc.report())
+        self.watch.rebase()  # now with the files the configuration read
         logs.setup(config.gateway.error_log, config.gateway.access_log)
         for level, note in config_notes(config):  # its warnings, each rule's silence limit
             log.log(level, "%s", note)
@@ -97,6 +102,9 @@ class Arbiter:
         if problem:
             self.sockets.close()
             return self._fail(problem)
+        self.options.handoff = runfiles.inputs_file(self.files.pid_file)
+        if not self.predecessor:
+            runfiles.remove(self.options.handoff)  # left by a reload of an earlier run
         self.signals = signals.SignalQueue()
         snapshot = self.files.read("health") if self.predecessor else None
         if isinstance(snapshot, dict):  # a binary upgrade: the old master's last health

@@ -7,9 +7,14 @@ reloads.
 
 from __future__ import annotations
 
+import os
+
 import attrs
 
-from appgw.config import load
+from appgw import runfiles
+from appgw.config import Inputs, load
+from appgw.config.errors import ConfigError
+from appgw.config.fields import Invalid
 from appgw.config.model import Config
 from appgw.config.overrides import apply
 
@@ -25,10 +30,31 @@ class RunOptions:
     watch: bool = False  # --watch: reload when the configuration file changes
     admin: str | None = None  # --admin ADDR:PORT
     access_log: str | None = None  # --access-log PATH
+    inputs: Inputs = attrs.Factory(Inputs)  # --parameters, --reference, --certificate
+    handoff: str | None = None  # where `appgw reload --parameters ...` leaves new inputs
+    files: tuple[str, ...] = ()  # what the configuration read besides its file
 
     def load(self) -> Config:
-        """The configuration with the overrides applied; ConfigError if it is invalid."""
-        config = load(self.config_path)
+        """The configuration with the overrides applied; ConfigError if it is invalid.
+
+        Inputs handed over by `appgw reload --parameters ...` replace the kept
+        ones once a configuration loads with them.
+        """
+        inputs = self.inputs
+        if self.handoff is not None and os.path.exists(self.handoff):
+            try:
+                data = runfiles.read_json(self.handoff)
+            except (OSError, ValueError):
+                data = None
+            runfiles.remove(self.handoff)
+            if data is not None:
+                try:
+                    inputs = Inputs.from_json(data)
+                except Invalid as exc:
+                    raise ConfigError(self.config_path, [f"appgw reload: {exc}"]) from None
+        config = load(self.config_path, inputs)
+        self.inputs = inputs
+        self.files = config.files
         return apply(
             config,
             bind=self.bind,

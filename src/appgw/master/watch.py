@@ -48,6 +48,11 @@ def signature(path: str) -> Signature | None:
     return Signature(target, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
 
+def signatures(paths: tuple[str, ...]) -> tuple[Signature | None, ...]:
+    """The signatures of several files (a template and its parameters files)."""
+    return tuple(signature(path) for path in paths)
+
+
 class ConfigWatch:
     """Polls one file's signature; `poll(now)` says when to reload."""
 
@@ -55,7 +60,7 @@ class ConfigWatch:
         self,
         path: str,
         interval: float = INTERVAL,
-        read: Callable[[str], Signature | None] = signature,
+        read: Callable[[str], object] = signature,  # any comparable value
     ) -> None:
         self.path = os.path.abspath(path)
         self.interval = interval

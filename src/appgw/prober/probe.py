@@ -107,7 +107,7 @@ async def _probe(
     scope: trio.CancelScope,
 ) -> None:
     try:
-        tcp = await trio.open_tcp_stream(target.host, target.port)
+        tcp = await trio.open_tcp_stream(*target.address)
     except socket.gaierror:
         attempt.result = results.name_not_resolved()
         return

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 from attrs import frozen
 
+from appgw.config.connect_to import dial
 from appgw.config.model import Config, Probe, Server, Setting
 
 # (pool name, setting name, server host, traffic port): how health is keyed.
@@ -78,6 +79,7 @@ class Target:
     trusted_root_certificates: tuple[bytes, ...] = ()  # PEM; empty: the system store
     validate_chain: bool = True  # the setting's validate_cert_chain_and_expiry
     validate_name: bool = True  # the setting's validate_sni
+    dial_to: tuple[str, int] | None = None  # --connect-to: where the probe really connects
 
     @property
     def tls_key(self) -> TlsKey:
@@ -89,8 +91,13 @@ class Target:
 
     @property
     def host(self) -> str:
-        """The address to connect to."""
+        """The server's configured address."""
         return self.server.host
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """Where the probe connects: the server, or where --connect-to sends it."""
+        return self.dial_to or (self.server.host, self.port)
 
     @property
     def protocol(self) -> str:
@@ -166,19 +173,22 @@ def make_target(config: Config, pool: str, setting: Setting, server: Server) -> 
         roots = tuple(
             config.trusted_root_certificates[n] for n in setting.trusted_root_certificates
         )
+    probe_port = probe.port if probe.port is not None else port
+    dialed = dial(config.connect_to, server.host, probe_port)
     return Target(
         pool=pool,
         setting=setting.name,
         server=server,
         probe=probe,
         is_default_probe=is_default,
-        port=probe.port if probe.port is not None else port,
+        port=probe_port,
         traffic_port=port,
         host_name=host_name,
         tls_server_name=tls_name,
         trusted_root_certificates=roots,
         validate_chain=setting.validate_cert_chain_and_expiry,
         validate_name=setting.validate_sni,
+        dial_to=dialed if dialed != (server.host, probe_port) else None,
     )
 
 

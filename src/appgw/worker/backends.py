@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
+from appgw.config.connect_to import ConnectTo, dial
 from appgw.errors import STREAM_ERRORS, BadGateway, GatewayTimeout
 from appgw.worker.streams import BACKEND_RECEIVE_SIZE, Endpoint, Expired, abort, raw_socket
 
@@ -130,9 +131,12 @@ class BackendConnection:
 class BackendConnections:
     """Idle keep-alive connections to backends, per worker."""
 
-    def __init__(self, connect_timeout: float, timer: Timer) -> None:
+    def __init__(
+        self, connect_timeout: float, timer: Timer, connect_to: ConnectTo | None = None
+    ) -> None:
         self.connect_timeout = connect_timeout
         self.timer = timer
+        self.connect_to = connect_to or {}  # --connect-to: where host:port really is
         self._idle: dict[BackendKey, deque[BackendConnection]] = {}
 
     async def acquire(
@@ -159,9 +163,10 @@ class BackendConnections:
 
     async def _connect(self, key: BackendKey, tls: ssl.SSLContext | None) -> BackendConnection:
         host, port, server_name = key
+        address, real_port = dial(self.connect_to, host, port)
         try:
             with trio.fail_after(self.connect_timeout):
-                stream: trio.abc.Stream = await _open_tcp(host, port)
+                stream: trio.abc.Stream = await _open_tcp(address, real_port)
                 if tls is not None:
                     stream = trio.SSLStream(
                         stream, tls, server_hostname=server_name or host, https_compatible=True
