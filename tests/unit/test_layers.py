@@ -123,23 +123,18 @@ def _knot(*names: str) -> frozenset[str]:
 
 
 KNOWN_KNOTS: set[frozenset[str]] = {
-    _knot("config.arm", "config.arm_resources", "config.arm_tls", "config.error_pages"),
+    _knot(
+        "config.arm",
+        "config.arm_certificates",
+        "config.arm_resources",
+        "config.arm_tls",
+        "config.error_pages",
+    ),
     _knot("config.toml", "config.toml_tls"),
     _knot("config.validate", "config.validate_routing", "config.validate_tls"),
     _knot("worker.streams", "worker.timer"),
-    _knot(
-        "worker.bodies",
-        "worker.connection",
-        "worker.exchange",
-        "worker.handshake",
-        "worker.main",
-        "worker.observe",
-        "worker.proxy",
-        "worker.relay",
-        "worker.services",
-        "worker.tunnel_io",
-        "worker.upload",
-    ),
+    _knot("worker.peer_loss", "worker.relay", "worker.tunnel_io"),
+    _knot("worker.connection", "worker.observe", "worker.services"),
 }
 
 
