@@ -3,7 +3,7 @@
 HAProxy in TCP mode with `send-proxy-v2` in front of three gateways from one
 file; HTTP load and 30 WebSockets through it while each instance, one after
 another, reloads by itself (`--watch`) onto a new release of the file.
-Nothing fails, every WebSocket is open or closed 1001 at its drain deadline,
+Nothing fails, every WebSocket is open or closed 1001 within its drain window,
 the backends see the load generator's address, and one affinity cookie
 holds through every instance. `scripts/rollout` runs the same rehearsal.
 """
