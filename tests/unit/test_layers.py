@@ -132,8 +132,6 @@ KNOWN_KNOTS: set[frozenset[str]] = {
     ),
     _knot("config.toml", "config.toml_tls"),
     _knot("config.validate", "config.validate_routing", "config.validate_tls"),
-    _knot("worker.streams", "worker.timer"),
-    _knot("worker.peer_loss", "worker.relay", "worker.tunnel_io"),
     _knot("worker.connection", "worker.observe", "worker.services"),
 }
 

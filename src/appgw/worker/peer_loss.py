@@ -37,16 +37,12 @@ from __future__ import annotations
 import fcntl
 import struct
 import termios
-from typing import TYPE_CHECKING
 
 import trio
 
 from appgw.errors import STREAM_ERRORS
 from appgw.worker.streams import RECEIVE_SIZE, abort, raw_socket
 from appgw.worker.tunnel_io import Direction, SideGone, send_all
-
-if TYPE_CHECKING:
-    from appgw.worker.relay import Tunnel
 
 _BROKE: tuple[type[Exception], ...] = (SideGone, *STREAM_ERRORS)
 
@@ -89,19 +85,19 @@ def eof_reason(outcome: str, first: str, way: Direction, other: Direction) -> st
     return f"{first} ended its connection, passed on as a half-close; then the {second} did"
 
 
-async def pass_reset(tunnel: Tunnel, way: Direction, budget: float) -> str:
-    """`way`'s source broke: relay what it sent, then reset `way`'s destination.
+async def pass_reset(way: Direction, towards: str, budget: float) -> str:
+    """`way`'s source broke: relay what it sent, then reset `way`'s destination
+    (the `towards` side).
 
     Returns what was done, for the tunnel's log line.
     """
-    towards = tunnel.other(way).side
     delivered = False
     with trio.move_on_after(budget):
         try:
             if way.pending is not None:
                 pending, way.pending = way.pending, None
                 await send_all(way.dst, pending)
-            await _relay_rest(tunnel, way)
+            await _relay_rest(way)
             delivered = await sent_out(way.dst)
         except _BROKE:
             pass  # the other side broke too: it is reset all the same
@@ -111,7 +107,7 @@ async def pass_reset(tunnel: Tunnel, way: Direction, budget: float) -> str:
     return f"reset the {towards}'s connection (it had not taken all that was relayed)"
 
 
-async def _relay_rest(tunnel: Tunnel, way: Direction) -> None:
+async def _relay_rest(way: Direction) -> None:
     """What the broken source still hands out before its error, relayed."""
     if way.half_closed:
         return

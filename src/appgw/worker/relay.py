@@ -309,7 +309,9 @@ class Tunnel:
             else:
                 self.reason += f"; it stopped mid-frame, no Close for the {towards}"
         elif self.end == _RESET and self.gone is not None:
-            self.reason += "; " + await pass_reset(self, self.gone, SEND_BUDGET)
+            self.reason += "; " + await pass_reset(
+                self.gone, self.other(self.gone).side, SEND_BUDGET
+            )
 
     async def _send_close(self, way: Direction, code: int) -> bool:
         """Relay `way` up to its next frame boundary, then send a Close along it."""

@@ -20,15 +20,30 @@ from __future__ import annotations
 import heapq
 import itertools
 from time import monotonic
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import trio
 
-if TYPE_CHECKING:
-    from appgw.worker.streams import Endpoint
-
 INF = float("inf")
 SWEEP = 5.0  # seconds between looks at the heap when nothing is due sooner
+
+
+class Endpoint(Protocol):
+    """What the timer needs of a connection with deadlines (streams.Endpoint)."""
+
+    armed: float  # when the timer looks at it next (INF: not in the heap)
+    read_at: float
+    write_at: float
+
+    @property
+    def sock(self) -> _Socket | None: ...
+
+    def expire(self) -> None:
+        """Wake its waits: a deadline passed."""
+
+
+class _Socket(Protocol):
+    def fileno(self) -> int: ...
 
 
 class Timer:

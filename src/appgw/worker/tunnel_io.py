@@ -29,16 +29,13 @@ import math
 import os
 import select
 import socket
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import trio
 
 from appgw.errors import STREAM_ERRORS
 from appgw.worker.frames import FrameTracker
 from appgw.worker.streams import RECEIVE_SIZE
-
-if TYPE_CHECKING:
-    from appgw.worker.relay import Tunnel
 
 SCRATCH = bytearray(RECEIVE_SIZE)  # see the module doc: shared, never held across an await
 _SCRATCH_VIEW = memoryview(SCRATCH)
@@ -108,6 +105,28 @@ class Direction:
 
 
 # -- two plain TCP sockets: one task, non-blocking calls ------------------------------------
+
+
+class Tunnel(Protocol):
+    """What moving a tunnel's bytes needs of the tunnel (relay.Tunnel): its
+    two directions and the decisions taken on what they see."""
+
+    client: trio.abc.Stream
+    backend: trio.abc.Stream
+    up: Direction  # client -> backend
+    down: Direction  # backend -> client
+    end: str | None  # set once the relay phase is over
+    scope: trio.CancelScope | None  # the relay phase's, deadline = next timer
+    last_activity: float
+
+    def deadline(self) -> float: ...
+    def check_timers(self) -> None: ...
+    def saw_close(self, way: Direction) -> None: ...
+    def source_ended(self, way: Direction) -> bool: ...
+    def eof_due(self, way: Direction) -> bool: ...
+    def source_gone(self, way: Direction, what: str) -> None: ...
+    def destination_gone(self, way: Direction, what: str) -> None: ...
+    def stalled(self, way: Direction, what: str) -> None: ...
 
 
 async def relay_sockets(tunnel: Tunnel) -> None:
