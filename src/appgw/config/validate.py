@@ -179,6 +179,8 @@ class Checks:
                 self.error(f"gateway.admin.{key}", (), message)
         for field in attrs.fields(Limits):
             value = getattr(g.limits, field.name)
+            if isinstance(value, bool):
+                continue
             if field.name == "max_body_bytes":  # 0: no limit
                 self.at_least(f"gateway.limits.{field.name}", (), value, 0)
             elif value <= 0:

@@ -22,6 +22,7 @@ over whatever either side had already sent past its head.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from time import monotonic
 from typing import TYPE_CHECKING
 
@@ -31,7 +32,7 @@ import trio
 from appgw import logs
 from appgw.config.model import Server
 from appgw.errors import BadGateway, BadRequest, GatewayError, GatewayTimeout, first_error
-from appgw.worker import errorpage, forwarding, handshake
+from appgw.worker import buffering, errorpage, forwarding, handshake
 from appgw.worker import headers as rules
 from appgw.worker.backends import BackendConnection
 from appgw.worker.balancer import server_port
@@ -97,6 +98,8 @@ class Exchange:
         self.status = 0
         self.upstream_label = ""
         self.upload: Upload | None = None  # a request body on its way (upload.py)
+        self.buffered: buffering.BufferedBody | None = None  # read before the backend
+        self.backend_done = False  # the backend connection went back (or closed) already
         # -- for observe.Exchanged (the access log and metrics) --
         self.server = ""  # "host:port" of the server reached
         self.connect_seconds: float | None = None  # a new connection's connect time
@@ -104,6 +107,7 @@ class Exchange:
         self.latency: float | None = None  # head sent -> response head
         self.source_port = 0
         self.tunnel: TunnelEnd | None = None
+        self.response_keep_alive = False
 
     # -- choosing and reaching a server --------------------------------------
 
@@ -186,6 +190,21 @@ class Exchange:
         limit = client.limits.max_body_bytes
         if limit and request.content_length is not None and request.content_length > limit:
             raise GatewayError("request body too large", status=413)
+        if request.body_expected and client.limits.request_buffering:
+            # Request buffering: the body (or its first buffer) is read and
+            # checked before anything of the request reaches a backend.
+            if request.expect_continue:
+                await client.send_continue()
+            self.buffered = await buffering.read_ahead(client, self.services.buffers.requests)
+        try:
+            await self._exchange()
+        finally:
+            if self.buffered is not None:
+                self.buffered.release()
+
+    async def _exchange(self) -> None:
+        client = self.client
+        request = self.request
         server, backend, reader, response = await self._open()
         reusable = False
         try:
@@ -207,7 +226,9 @@ class Exchange:
                     return
                 reusable = await self._respond(server, backend, reader, response)
         finally:
-            if reusable and request.reuse_backend:
+            if self.backend_done:
+                pass  # handed back when the response was read ahead of the client
+            elif reusable and request.reuse_backend:
                 self.services.backends.release(backend)
             elif self.status != 101:
                 backend.abort()
@@ -217,10 +238,12 @@ class Exchange:
     ) -> bool:
         """Stream the request body beside the wait for the response, and relay that."""
         client = self.client
-        if self.request.expect_continue:
+        buffered = self.buffered
+        if self.request.expect_continue and buffered is None:
             await client.send_continue()
         reusable = False
-        upload = self.upload = Upload(client, backend, self.request, self.timeout)
+        received = 0 if buffered is None else buffered.size
+        upload = self.upload = Upload(client, backend, self.request, self.timeout, received)
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(upload.send)
@@ -256,6 +279,10 @@ class Exchange:
         out once more on a fresh connection to the same server.
         """
         head = self._backend_head(server)
+        buffered = self.buffered
+        streamed = self.request.body_expected and (buffered is None or not buffered.complete)
+        if buffered is not None:
+            head += buffered.framed(self.request.chunked)  # what was read goes with the head
         self.head_sent = monotonic()
         for attempt in (1, 2):
             sent = False
@@ -265,11 +292,11 @@ class Exchange:
                 backend.label,
             )
             try:
-                if self.request.body_expected:
+                if streamed:
                     await backend.send(head, self.timeout)
                     return backend, reader, None
-                # No body: sending the head and waiting for the answer is one
-                # phase, with one deadline.
+                # No body (or one read whole): sending the request and
+                # waiting for the answer is one phase, with one deadline.
                 deadline = self.head_sent + self.timeout
                 backend.endpoint.write_by(deadline)
                 backend.endpoint.read_by(deadline)
@@ -323,6 +350,21 @@ class Exchange:
             raise BadRequest("request target with a space")
         return rules.build_head(request.method + b" " + target + b" HTTP/1.1\r\n", built)
 
+    def _read_ahead(self, backend: BackendConnection) -> Callable[[bool], None]:
+        """What frees the backend connection once its response was read ahead of the client."""
+
+        def read(reusable: bool) -> None:
+            upload = self.upload
+            if upload is not None and not upload.done:
+                return  # the request is still on its way: decided at the exchange's end
+            self.backend_done = True
+            if reusable and self.response_keep_alive and self.request.reuse_backend:
+                self.services.backends.release(backend)
+            else:
+                backend.abort()
+
+        return read
+
     async def _head_from(self, backend: BackendConnection, reader: ResponseReader) -> ResponseHead:
         """The response head, reading as needed (the caller holds the deadline)."""
         while True:
@@ -347,6 +389,7 @@ class Exchange:
         client = self.client
         if self.services.draining.is_set():
             client.closing = True
+        self.response_keep_alive = response.keep_alive
         kind, length = framing(response.status, self.request.method == b"HEAD", response.headers)
         chunk_out = kind in (CHUNKED, UNTIL_CLOSE) and self.request.version == "1.1"
         if kind in (CHUNKED, UNTIL_CLOSE) and not chunk_out:
@@ -373,7 +416,10 @@ class Exchange:
             head = rules.build_head(b"HTTP/1.1 %d %s\r\n" % (response.status, reason), out)
         except BadGateway as exc:
             raise BadGateway(f"{backend.label} sent an unusable response head: {exc}") from None
-        body = ResponseBody(client, backend, reader, self.timeout, chunk_out)
+        ahead = self.services.buffers.responses if client.limits.response_buffering else None
+        body = ResponseBody(
+            client, backend, reader, self.timeout, chunk_out, ahead, self._read_ahead(backend)
+        )
         try:
             await body.relay(kind, length, head)
         finally:

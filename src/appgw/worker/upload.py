@@ -34,6 +34,7 @@ class Upload:
         backend: BackendConnection,
         request: Request,
         timeout: float,
+        received: int = 0,
     ) -> None:
         self.client = client
         self.backend = backend
@@ -41,6 +42,7 @@ class Upload:
         self.timeout = timeout
         self.sent = trio.Event()  # set once the whole body went out
         self.head_wait = False  # the response head is awaited: its deadline moves on
+        self.received = received  # body bytes read before (request buffering)
 
     @property
     def done(self) -> bool:
@@ -53,7 +55,7 @@ class Upload:
         backend = self.backend
         chunked = self.chunked
         limit = client.limits.max_body_bytes
-        received = 0
+        received = self.received
         while True:
             piece = await client.receive_body()
             if piece is None:
