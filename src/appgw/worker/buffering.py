@@ -14,7 +14,8 @@ enableRequestBuffering and enableResponseBuffering); so does appgw
   while its buffer fills. Whatever the client already sent past the bound
   (the pieces read and queued) is checked too.
 - All requests of a worker share `worker_request_buffer_bytes`: a request
-  reserves its bound (or what is left) before it reads; a request that
+  reserves its bound (or its Content-Length, or what is left) before it
+  reads; a request that
   finds the budget spent checks only what has already arrived, and
   streams the rest.
 - Response buffering (bodies.py, readahead.py): a response is read ahead
@@ -98,15 +99,18 @@ class BufferedBody:
         self._granted = 0
 
 
-async def read_ahead(client: ClientConnection, budget: Budget) -> BufferedBody:
+async def read_ahead(client: ClientConnection, budget: Budget, length: int | None) -> BufferedBody:
     """Read a request body, up to the per-request bound, before the backend is reached.
 
-    Raises what `receive_body` raises (400 for a malformed body or a client
-    that closed mid-body, 408 for one too slow) and 413 past
-    `max_body_bytes`: then nothing of the request went anywhere.
+    `length` is the body's Content-Length (None: chunked); no more room
+    than the body needs is taken from the budget. Raises what
+    `receive_body` raises (400 for a malformed body or a client that closed
+    mid-body, 408 for one too slow) and 413 past `max_body_bytes`: then
+    nothing of the request went anywhere.
     """
     limits = client.limits
-    granted = budget.take(limits.request_buffer_bytes)
+    bound = limits.request_buffer_bytes
+    granted = budget.take(bound if length is None else min(bound, length))
     body = BufferedBody(budget, granted)
     limit = limits.max_body_bytes
     try:

@@ -195,7 +195,9 @@ class Exchange:
             # checked before anything of the request reaches a backend.
             if request.expect_continue:
                 await client.send_continue()
-            self.buffered = await buffering.read_ahead(client, self.services.buffers.requests)
+            self.buffered = await buffering.read_ahead(
+                client, self.services.buffers.requests, request.content_length
+            )
         try:
             await self._exchange()
         finally:
