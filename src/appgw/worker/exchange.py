@@ -5,11 +5,14 @@ backend connection is taken (kept-alive ones first); a server that cannot
 be reached is skipped for the next one, so a dead server costs no failed
 request. The head goes out built as bytes, in one write, with one framing
 (Content-Length or chunked, never both). A request without a body then
-simply waits for the response head: no task, no Event. A request with a
-body streams it to the backend in one task while the main task waits for
-the response head (upload.py), so a backend that answers early is heard at
-once. The response streams back (bodies.py) with back-pressure both ways:
-nothing is held whole.
+simply waits for the response head: no task, no Event. With request
+buffering (buffering.py) a body is read and checked before a server is
+chosen: one read whole goes out with the head, like a request without a
+body; the rest of a larger one, and any body without buffering, streams to
+the backend in one task while the main task waits for the response head
+(upload.py), so a backend that answers early is heard at once. The
+response streams back (bodies.py, read ahead of a slow client with
+response buffering) with back-pressure both ways.
 
 Deadlines: the setting's request timeout bounds every wait on the backend
 (the response head, and each read of the body): 504 before the response has
@@ -27,11 +30,10 @@ from time import monotonic
 from typing import TYPE_CHECKING
 
 import attrs
-import trio
 
 from appgw import logs
 from appgw.config.model import Server
-from appgw.errors import BadGateway, BadRequest, GatewayError, GatewayTimeout, first_error
+from appgw.errors import BadGateway, BadRequest, GatewayError, GatewayTimeout
 from appgw.worker import buffering, errorpage, forwarding, handshake
 from appgw.worker import headers as rules
 from appgw.worker.backends import BackendConnection
@@ -43,18 +45,13 @@ from appgw.worker.response_wire import ResponseHead, ResponseReader
 from appgw.worker.rewrite import CompiledRuleSet, RequestRewrite
 from appgw.worker.routing import Route, backend_target
 from appgw.worker.streams import Expired, raw_socket
-from appgw.worker.upload import Upload
+from appgw.worker.upload import Upload, stream_beside
 from appgw.worker.variables import RequestContext
 
 if TYPE_CHECKING:
     from appgw.worker.connection import ClientConnection
 
 log = logs.log
-
-# Seconds a response waits, at most, for the last bytes of a request body
-# that the client already sent in full (a backend that answered early and
-# does not read them costs a closed connection, not a stalled response).
-BODY_TAIL_WAIT = 1.0
 
 _DROP = frozenset({b"expect"})  # answered by the gateway itself (100 Continue)
 _DROP_TRACED = _DROP | forwarding.GATEWAY_HEADERS
@@ -211,7 +208,7 @@ class Exchange:
         reusable = False
         try:
             if response is None:
-                reusable = await self._with_body(server, backend, reader)
+                reusable = await stream_beside(self, server, backend, reader)
             else:
                 self.status = response.status
                 if response.status == 101:
@@ -226,7 +223,7 @@ class Exchange:
                         self.services, client, backend, rest, self.timeout, self.setting
                     )
                     return
-                reusable = await self._respond(server, backend, reader, response)
+                reusable = await self.respond(server, backend, reader, response)
         finally:
             if self.backend_done:
                 pass  # handed back when the response was read ahead of the client
@@ -234,42 +231,6 @@ class Exchange:
                 self.services.backends.release(backend)
             elif self.status != 101:
                 backend.abort()
-
-    async def _with_body(
-        self, server: Server, backend: BackendConnection, reader: ResponseReader
-    ) -> bool:
-        """Stream the request body beside the wait for the response, and relay that."""
-        client = self.client
-        buffered = self.buffered
-        if self.request.expect_continue and buffered is None:
-            await client.send_continue()
-        reusable = False
-        received = 0 if buffered is None else buffered.size
-        upload = self.upload = Upload(client, backend, self.request, self.timeout, received)
-        try:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(upload.send)
-                response = await upload.head(lambda: self._head_from(backend, reader))
-                if response.status == 101:
-                    self.status = 502  # no tunnel: the backend connection is dropped
-                    raise BadGateway(f"{backend.label} switched protocols mid-request")
-                self.status = response.status
-                if not upload.done and client.body_received:
-                    # The client sent it all and its last bytes are on their
-                    # way: let them arrive, so both connections stay usable.
-                    with trio.move_on_after(min(self.timeout, BODY_TAIL_WAIT)):
-                        await upload.sent.wait()
-                reusable = await self._respond(server, backend, reader, response)
-                if not upload.done:
-                    # The backend answered before the request body ended:
-                    # the rest of the body has nowhere to go, and neither
-                    # side of this exchange can be reused.
-                    nursery.cancel_scope.cancel()
-                    client.closing = True
-                    reusable = False
-        except BaseExceptionGroup as group:
-            raise first_error(group) from None
-        return reusable
 
     async def _start(
         self, server: Server, backend: BackendConnection
@@ -296,6 +257,8 @@ class Exchange:
             try:
                 if streamed:
                     await backend.send(head, self.timeout)
+                    if buffered is not None:
+                        buffered.release()  # out: the rest streams (upload.py)
                     return backend, reader, None
                 # No body (or one read whole): sending the request and
                 # waiting for the answer is one phase, with one deadline.
@@ -305,7 +268,7 @@ class Exchange:
                 try:
                     await backend.write(head)
                     sent = True
-                    response = await self._head_from(backend, reader)
+                    response = await self.head_from(backend, reader)
                 except Expired:
                     raise GatewayTimeout(
                         f"{backend.label} did not respond within {self.timeout:g}s"
@@ -367,7 +330,7 @@ class Exchange:
 
         return read
 
-    async def _head_from(self, backend: BackendConnection, reader: ResponseReader) -> ResponseHead:
+    async def head_from(self, backend: BackendConnection, reader: ResponseReader) -> ResponseHead:
         """The response head, reading as needed (the caller holds the deadline)."""
         while True:
             event = reader.next_event()
@@ -380,7 +343,7 @@ class Exchange:
                 raise BadGateway(f"{backend.label} closed the connection without a response")
             reader.feed(data)
 
-    async def _respond(
+    async def respond(
         self,
         server: Server,
         backend: BackendConnection,
