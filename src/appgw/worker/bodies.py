@@ -125,8 +125,8 @@ class ResponseBody:
         if ahead and self.on_read is not None:
             self.on_read(self.reusable)
 
-    async def _stream(self, produce: readahead.Produce) -> None:
-        await readahead.relay(self.client, produce, self.ahead, self.bound, self._finished)
+    async def _stream(self, produce: readahead.Produce, bound: int) -> None:
+        await readahead.relay(self.client, produce, self.ahead, bound, self._finished)
 
     async def relay(self, kind: int, length: int, head: bytes) -> None:
         if kind == NO_BODY:
@@ -160,7 +160,8 @@ class ResponseBody:
         client.sent += len(out) + len(rest) - len(head)
         await client.send_head(out, rest)  # one write, the body not copied behind the head
         if self._remaining > 0:
-            await self._stream(self._counted)
+            # No more read ahead than the body has left.
+            await self._stream(self._counted, min(self.bound, self._remaining))
         else:
             self.reusable = not reader.trailing
 
@@ -202,7 +203,7 @@ class ResponseBody:
         if self._ended:
             self.reusable = not self.reader.trailing
         else:
-            await self._stream(self._next_chunks)
+            await self._stream(self._next_chunks, self.bound)
 
     async def _next_chunks(self) -> bytes | bytearray | None:
         while not self._ended:
@@ -229,7 +230,7 @@ class ResponseBody:
                 out += b"%x\r\n%b\r\n" % (len(event), event) if framed else event
         await client.send_head(out)
         self.reusable = False  # the backend closes: that is how the body ends
-        await self._stream(self._until_closed)
+        await self._stream(self._until_closed, self.bound)
 
     async def _until_closed(self) -> bytes | None:
         if self._ended:

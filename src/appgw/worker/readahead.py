@@ -7,7 +7,8 @@ that is all: no task, no buffer. The first piece the client's socket does
 not take at once (a client slower than its backend) starts the read-ahead,
 when response buffering is on and the worker's budget grants room: one
 task keeps reading the backend while the client is written to, up to the
-granted bound; past it, back-pressure as without buffering. Once the body
+granted bound (a chunked or close-delimited body: one read past it); past
+it, back-pressure as without buffering. Once the body
 is read whole, `finished(True)` lets the exchange hand the backend
 connection back (or close it) while the rest goes to the client.
 
@@ -85,7 +86,7 @@ async def _ahead(
 
     async def read() -> None:
         while True:
-            while queue.held >= bound:
+            while queue.held > bound:
                 queue.room = trio.Event()
                 await queue.room.wait()
             out = await produce()
