@@ -329,3 +329,45 @@ async def test_memory_stays_bounded_with_500_slow_uploads(
                 for stream in streams:
                     await trio.aclose_forcefully(stream)
             await _control(gateway_port, backend, "after")
+
+
+@pytest.mark.timeout(60)
+async def test_an_event_stream_is_not_held_back(
+    nursery: trio.Nursery, tmp_path: Path, gateway_port: int, backend_port: int
+) -> None:
+    # Response buffering on: each event reaches the client while the
+    # backend waits, with the stream (chunked, no end in sight) still open.
+    delivered = [trio.Event() for _ in range(3)]
+
+    async def events(
+        backend: ScriptedBackend, stream: trio.SocketStream, reader: RawReader
+    ) -> None:
+        head, _ = await backend.read_request(reader)
+        if not head.startswith(b"GET /events"):
+            await stream.send_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+            return
+        await stream.send_all(
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n"
+        )
+        for number, seen in enumerate(delivered):
+            event = b"data: %d\n\n" % number
+            await stream.send_all(b"%x\r\n%s\r\n" % (len(event), event))
+            await seen.wait()  # the client has it before the next is sent
+        await stream.send_all(b"0\r\n\r\n")
+
+    with trio.fail_after(50):
+        await nursery.start(serve_scripted_backend, A, backend_port, events)
+        async with open_gateway(_config(backend_port, gateway_port, True), tmp_path, workers=1):
+            async with open_raw(GATEWAY, gateway_port) as stream:
+                await stream.send_all(b"GET /events HTTP/1.1\r\nHost: gateway.test\r\n\r\n")
+                raw = RawReader(stream)
+                head = await raw.until(b"\r\n\r\n")
+                assert b"text/event-stream" in head
+                for number, seen in enumerate(delivered):
+                    with trio.fail_after(10):
+                        size = int((await raw.until(b"\r\n")).strip(), 16)
+                        data = await raw.exactly(size + 2)
+                    assert data == b"data: %d\n\n\r\n" % number
+                    seen.set()
+                assert await raw.until(b"\r\n\r\n") == b"0\r\n\r\n"
