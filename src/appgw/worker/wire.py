@@ -6,9 +6,11 @@ Two readers turn bytes into events, in order: `RequestReader` here, and
 - `RequestReader` (client side, one per connection): a `RequestHead` per
   request, then its body pieces (bytes), then `END`. Pipelined requests
   simply queue up behind each other. llhttp skips empty lines before a
-  request line (RFC 9112 §2.2); a bare CR there is refused (400), and so
-  is a request line without a version (HTTP/0.9's `GET /x`). A head that
-  breaks a rule or a limit becomes a `GatewayError` event (400, 414, 431, 505) and the reader stops.
+  request line (RFC 9112 §2.2); a bare CR there is refused (400) where a
+  read begins between two requests (behind a pipelined request in the same
+  read, llhttp skips it), and so is a request line without a version
+  (HTTP/0.9's `GET /x`). A head that breaks a rule or a limit becomes a
+  `GatewayError` event (400, 414, 431, 505) and the reader stops.
   A head that asks for an upgrade ends the HTTP stream for llhttp: the
   bytes after it are held in `upgrade_rest`, for the tunnel, or handed
   back with `resume` if no tunnel starts.
