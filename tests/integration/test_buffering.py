@@ -371,3 +371,33 @@ async def test_an_event_stream_is_not_held_back(
                     assert data == b"data: %d\n\n\r\n" % number
                     seen.set()
                 assert await raw.until(b"\r\n\r\n") == b"0\r\n\r\n"
+
+
+@pytest.mark.timeout(60)
+async def test_a_body_that_turns_bad_past_its_buffer_aborts_the_backend_connection(
+    nursery: trio.Nursery, tmp_path: Path, gateway_port: int, backend_port: int
+) -> None:
+    bound = 64 * 1024
+    chunk = b"y" * 8192
+    good = b"%x\r\n%s\r\n" % (len(chunk), chunk) * (2 * bound // len(chunk))
+    with trio.fail_after(50):
+        backend: RawBackend = await nursery.start(partial(serve_raw_backend, A, backend_port))
+        config = _config(backend_port, gateway_port, True, request_buffer_bytes=bound)
+        async with open_gateway(config, tmp_path, workers=1):
+            head = CHUNKED_HEAD.replace(b"bad", b"mid")
+            status = await _send_bad(gateway_port, [head + good, OVERFLOW], False)
+            assert status == 400
+
+            def cut_off() -> list[int]:
+                return [
+                    number
+                    for number, data in backend.received.items()
+                    if b"x-desync-marker: mid" in bytes(data) and len(data) > bound
+                ]
+
+            # The first buffer's worth went out (checked), then the bad chunk
+            # size ended the backend connection: no request was completed on it.
+            [number] = await wait_until(cut_off, 10, "the body's first buffer reaches the backend")
+            await _control(gateway_port, backend, "after")
+            assert not backend.by_marker("mid")
+            assert all(r.connection != number for r in backend.requests)
