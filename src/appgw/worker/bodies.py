@@ -125,8 +125,27 @@ class ResponseBody:
         if ahead and self.on_read is not None:
             self.on_read(self.reusable)
 
-    async def _stream(self, produce: readahead.Produce, bound: int) -> None:
-        await readahead.relay(self.client, produce, self.ahead, bound, self._finished)
+    async def _stream(
+        self,
+        head: bytes | bytearray,
+        body: bytes | memoryview,
+        produce: readahead.Produce,
+        bound: int,
+    ) -> None:
+        """The response's start (`head` and the `body` bytes that came with
+        it), then the rest as `produce` reads it; with response buffering,
+        a client that does not take the start at once is read ahead of too."""
+        client = self.client
+        pending = b""
+        if self.ahead is None:
+            await client.send_head(head, body)
+        else:
+            taken = client.send_head_now(head, body)
+            if taken < len(head) + len(body):
+                pending = (bytes(head) + bytes(body))[taken:]
+        # What the client did not take of the start is held beside the bound.
+        bound += len(pending)
+        await readahead.relay(client, produce, self.ahead, bound, self._finished, pending)
 
     async def relay(self, kind: int, length: int, head: bytes) -> None:
         if kind == NO_BODY:
@@ -158,11 +177,11 @@ class ResponseBody:
             rest = rest[:remaining]
         self._remaining = remaining - len(rest)
         client.sent += len(out) + len(rest) - len(head)
-        await client.send_head(out, rest)  # one write, the body not copied behind the head
         if self._remaining > 0:
             # No more read ahead than the body has left.
-            await self._stream(self._counted, min(self.bound, self._remaining))
+            await self._stream(out, rest, self._counted, min(self.bound, self._remaining))
         else:
+            await client.send_head(out, rest)  # one write, the body not copied behind the head
             self.reusable = not reader.trailing
 
     async def _counted(self) -> bytes | None:
@@ -199,11 +218,12 @@ class ResponseBody:
 
     async def _chunked(self, head: bytes) -> None:
         self._feed(None)
-        await self.client.send_head(self._chunks(bytearray(head)))
+        out = self._chunks(bytearray(head))
         if self._ended:
+            await self.client.send_head(out)
             self.reusable = not self.reader.trailing
         else:
-            await self._stream(self._next_chunks, self.bound)
+            await self._stream(out, b"", self._next_chunks, self.bound)
 
     async def _next_chunks(self) -> bytes | bytearray | None:
         while not self._ended:
@@ -228,9 +248,8 @@ class ResponseBody:
             if isinstance(event, bytes) and event:
                 client.sent += len(event)
                 out += b"%x\r\n%b\r\n" % (len(event), event) if framed else event
-        await client.send_head(out)
         self.reusable = False  # the backend closes: that is how the body ends
-        await self._stream(self._until_closed, self.bound)
+        await self._stream(out, b"", self._until_closed, self.bound)
 
     async def _until_closed(self) -> bytes | None:
         if self._ended:

@@ -20,6 +20,7 @@ finishes its exchange with `Connection: close`.
 
 from __future__ import annotations
 
+import os
 import time
 from time import monotonic
 from typing import TYPE_CHECKING
@@ -244,6 +245,20 @@ class ClientConnection:
         """Write what the client's socket takes without waiting: how much it took."""
         try:
             return self.endpoint.write_now(data)
+        except STREAM_ERRORS as exc:
+            raise ClientGone(str(exc)) from None
+
+    def send_head_now(self, head: bytes | bytearray, body: bytes | memoryview = b"") -> int:
+        """Start the response with what the client's socket takes without
+        waiting (the head, then `body`, in one system call): how much it took."""
+        self.response_started = True
+        sock = self.endpoint.sock
+        if sock is None:
+            return 0  # TLS: written by `send` only
+        try:
+            return os.writev(sock.fileno(), (head, body))
+        except BlockingIOError:
+            return 0
         except STREAM_ERRORS as exc:
             raise ClientGone(str(exc)) from None
 

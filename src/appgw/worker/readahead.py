@@ -41,8 +41,14 @@ async def relay(
     budget: Budget | None,
     bound: int,
     finished: Finished,
+    pending: bytes = b"",
 ) -> None:
-    """Write what `produce` makes to the client (see the module's docstring)."""
+    """Write `pending` (what the client did not take of the response's start)
+    and then what `produce` makes to the client (see the module's docstring)."""
+    if pending:
+        assert budget is not None
+        if await _held_up(client, produce, pending, budget, bound, finished):
+            return
     while True:
         out = await produce()
         if out is None:
@@ -54,16 +60,29 @@ async def relay(
         taken = client.send_now(out)
         if taken == len(out):
             continue
-        rest = memoryview(out)[taken:]
-        granted = budget.take(bound)
-        if not granted:
-            await client.send(rest)  # the worker's budget is spent: back-pressure
-            continue
-        try:
-            await _ahead(client, produce, bytes(rest), granted, finished)
-        finally:
-            budget.give(granted)
-        return
+        if await _held_up(client, produce, bytes(memoryview(out)[taken:]), budget, bound, finished):
+            return
+
+
+async def _held_up(
+    client: ClientConnection,
+    produce: Produce,
+    rest: bytes,
+    budget: Budget,
+    bound: int,
+    finished: Finished,
+) -> bool:
+    """The client did not take `rest` at once: read ahead of it if the budget
+    has room (True: the body is done), else wait for it (False: go on)."""
+    granted = budget.take(bound)
+    if not granted:
+        await client.send(rest)  # the worker's budget is spent: back-pressure
+        return False
+    try:
+        await _ahead(client, produce, rest, granted, finished)
+    finally:
+        budget.give(granted)
+    return True
 
 
 class _Queue:
