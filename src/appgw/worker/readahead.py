@@ -3,14 +3,15 @@
 `relay` takes what a response body makes for the client (`produce`: the
 next bytes, None at its end; bodies.py reads the backend and frames) and
 writes it to the client. As long as the client takes every piece at once,
-that is all: no task, no buffer. The first piece the client's socket does
-not take at once (a client slower than its backend) starts the read-ahead,
-when response buffering is on and the worker's budget grants room: one
-task keeps reading the backend while the client is written to, up to the
-granted bound (a chunked or close-delimited body: one read past it); past
-it, back-pressure as without buffering. Once the body
-is read whole, `finished(True)` lets the exchange hand the backend
-connection back (or close it) while the rest goes to the client.
+that is all: no task, no buffer. The first piece (the response's start
+included) that the client's socket does not take at once (a client slower
+than its backend) starts the read-ahead, when response buffering is on and
+the worker's budget grants room: one task keeps reading the backend while
+the client is written to, up to the granted bound (a chunked or
+close-delimited body: one read past it); past it, back-pressure as without
+buffering. Once the body is read whole, `finished(True)` lets the exchange
+hand the backend connection back (or close it) while the rest goes to the
+client.
 
 A read-ahead never waits for its buffer to fill: every byte is written as
 soon as the client takes it, so a stream without an end (text/event-stream,
@@ -123,8 +124,9 @@ async def _ahead(
             nursery.start_soon(read)
             while True:
                 if queue.pieces:
-                    data = b"".join(queue.pieces)
-                    queue.pieces.clear()
+                    pieces = queue.pieces
+                    data = pieces.popleft() if len(pieces) == 1 else b"".join(pieces)
+                    pieces.clear()
                     await client.send(data)
                     queue.held -= len(data)
                     queue.room.set()
