@@ -120,3 +120,57 @@ async def test_request_rules(
     assert (
         not backend.by_marker("c1") and not backend.by_marker("h0") and not backend.by_marker("v0")
     )
+
+
+async def test_strict_edges(
+    nursery: trio.Nursery, tmp_path: Path, gateway_port: int, backend_port: int
+) -> None:
+    config = gateway_toml(servers=[A], backend_port=backend_port, http_port=gateway_port)
+    refused = {
+        # No version at all (HTTP/0.9's request line): 400, not 505.
+        "no version": b"GET /x\r\nHost: gateway.test\r\nX-Desync-Marker: s0\r\n\r\n",
+        "no version, no headers": b"GET /x\r\n\r\n",
+        # Absolute-form: a Host that is not a valid host, or blank, is refused
+        # whatever the target's authority says (RFC 9110 §7.2, RFC 9112 §3.2).
+        "absolute-form, space in Host": get(
+            "s1", line=b"GET http://gateway.test/x HTTP/1.1", host=b"gateway .test"
+        ),
+        "absolute-form, tab in Host": get(
+            "s2", line=b"GET http://gateway.test/x HTTP/1.1", host=b"gateway\t.test"
+        ),
+        "absolute-form, blank Host": get(
+            "s3", line=b"GET http://gateway.test/x HTTP/1.1", host=b" \t"
+        ),
+        "absolute-form, bad authority": get(
+            "s4", line=b"GET http://gate~way.test:x/x HTTP/1.1", host=b"gateway.test"
+        ),
+        # Bare CRs before the request line (only empty lines may come there).
+        "bare CRs": b"\r\r\r" + get("s5"),
+        "one bare CR": b"\r" + get("s6"),
+    }
+    with trio.fail_after(60):
+        backend: RawBackend = await nursery.start(partial(serve_raw_backend, A, backend_port))
+        async with open_gateway(config, tmp_path, workers=1):
+            for name, data in refused.items():
+                [(status, _, alive)] = await answers(gateway_port, data, [b"GET"])
+                assert (status, alive) == (400, False), name
+            # Before the next request of a kept-alive connection, too.
+            async with open_raw(GATEWAY, gateway_port) as stream:
+                reader = ResponseReader(stream)
+                statuses = []
+                for data in (get("k1"), b"\r\r" + get("k2")):
+                    await stream.send_all(data)
+                    reader.expect(b"GET")
+                    with trio.fail_after(BUDGET):
+                        response = await reader.read()
+                    assert response is not None
+                    statuses.append(response.status)
+                assert statuses == [200, 400]
+                assert await reader.closes_within(BUDGET)
+            # An absolute-form request with a valid Host is served.
+            got = await answers(
+                gateway_port, get("ok", line=b"GET http://gateway.test/x HTTP/1.1"), [b"GET"]
+            )
+            assert got == [(200, b"ok", True)]
+    markers = {request.marker for request in backend.requests}
+    assert not markers & {f"s{n}" for n in range(7)} and "k2" not in markers

@@ -80,7 +80,7 @@ NOT_IMPLEMENTED: dict[str, frozenset[str]] = {
         "webApplicationFirewallConfiguration firewallPolicy"
         " authenticationCertificates privateLinkConfigurations listeners"
         " routingRules backendSettingsCollection"
-        " loadDistributionPolicies globalConfiguration enableHttp2"
+        " loadDistributionPolicies enableHttp2"
     ),
     "httpListeners": _keys("firewallPolicy"),
     "backendHttpSettingsCollection": _keys("authenticationCertificates dedicatedBackendConnection"),

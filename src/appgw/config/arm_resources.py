@@ -20,7 +20,9 @@ from appgw.config.error_pages import read_arm as read_error_pages
 from appgw.config.fields import Section, join, read_status_codes
 from appgw.config.model import (
     Config,
+    Gateway,
     HeaderAction,
+    Limits,
     Listener,
     PathMap,
     PathRule,
@@ -76,7 +78,20 @@ def build_config(arm: ArmReader, p: Section, source: str) -> Config:
         path_maps={n: _path_map(arm, n, s) for n, s in arm.resources(p, "urlPathMaps")},
         rules={n: _rule(arm, n, s) for n, s in arm.resources(p, "requestRoutingRules")},
         error_pages=read_error_pages(arm, p, base),
+        gateway=_global_configuration(arm, p.get_section("globalConfiguration")),
     )
+
+
+def _global_configuration(arm: ArmReader, s: Section | None) -> Gateway:
+    """globalConfiguration: request and response buffering (both on unless set false)."""
+    if s is None:
+        return Gateway()
+    limits = Limits(
+        request_buffering=s.get_bool("enableRequestBuffering", True),
+        response_buffering=s.get_bool("enableResponseBuffering", True),
+    )
+    arm.finish(s, "globalConfiguration")
+    return Gateway(limits=limits)
 
 
 def _frontend_port(arm: ArmReader, s: Section) -> int | None:

@@ -301,6 +301,14 @@ class Limits:
     connect_timeout: float = 5.0  # backend connect
     max_connections: int = 10000  # per worker; accepting pauses at the limit
     max_response_header_bytes: int = 32 * 1024  # from a backend -> 502
+    # Request and response buffering (Application Gateway's
+    # globalConfiguration.enableRequestBuffering / enableResponseBuffering).
+    request_buffering: bool = True  # read and check a body before the backend is reached
+    request_buffer_bytes: int = 128 * 1024  # per request, read before the head goes out
+    worker_request_buffer_bytes: int = 32 * 1024 * 1024  # all requests of a worker together
+    response_buffering: bool = True  # read a response ahead of a slow client
+    response_buffer_bytes: int = 1024 * 1024  # per response
+    worker_response_buffer_bytes: int = 64 * 1024 * 1024  # all responses of a worker together
 
 
 @frozen

@@ -173,7 +173,9 @@ class _Reader:
         values: dict[str, Any] = {}
         for field in attrs.fields(Limits):
             default = field.default
-            if isinstance(default, int):
+            if isinstance(default, bool):
+                values[field.name] = s.get_bool(field.name, default)
+            elif isinstance(default, int):
                 values[field.name] = s.get_int(field.name, default)
             elif isinstance(default, float):
                 values[field.name] = s.get_float(field.name, default)

@@ -187,10 +187,20 @@ class Checks:
                 self.error(f"gateway.admin.{key}", (), message)
         for field in attrs.fields(Limits):
             value = getattr(g.limits, field.name)
+            if isinstance(value, bool):
+                continue
             if field.name == "max_body_bytes":  # 0: no limit
                 self.at_least(f"gateway.limits.{field.name}", (), value, 0)
             elif value <= 0:
                 self.error(f"gateway.limits.{field.name}", (), "must be > 0")
+        for kind in ("request", "response"):
+            one = getattr(g.limits, f"{kind}_buffer_bytes")
+            if one > getattr(g.limits, f"worker_{kind}_buffer_bytes"):
+                self.error(
+                    f"gateway.limits.{kind}_buffer_bytes",
+                    (),
+                    f"must be at most worker_{kind}_buffer_bytes",
+                )
 
     def certificates(self) -> None:
         for name, cert in self.config.certificates.items():

@@ -20,6 +20,7 @@ finishes its exchange with `Connection: close`.
 
 from __future__ import annotations
 
+import os
 import time
 from time import monotonic
 from typing import TYPE_CHECKING
@@ -210,6 +211,11 @@ class ClientConnection:
             raise BadRequest("request bytes out of order")
 
     @property
+    def body_pending(self) -> bool:
+        """Whether more of the request (body pieces, its end, an error) is already read."""
+        return self.reader.pending
+
+    @property
     def body_received(self) -> bool:
         """Whether the whole request body was read from the client (maybe not yet consumed)."""
         return self.request_done or self.reader.has_end()
@@ -223,7 +229,9 @@ class ClientConnection:
 
     # -- writing -------------------------------------------------------------
 
-    async def send(self, data: bytes | bytearray, then: bytes | memoryview = b"") -> None:
+    async def send(
+        self, data: bytes | bytearray | memoryview, then: bytes | memoryview = b""
+    ) -> None:
         """Write to the client (`then` after `data`, in the same system call);
         only a write that has to wait gets a deadline."""
         try:
@@ -232,6 +240,27 @@ class ClientConnection:
             raise ClientGone(str(exc)) from None
         except Expired:
             raise ClientGone("client stopped reading") from None
+
+    def send_now(self, data: bytes | bytearray | memoryview) -> int:
+        """Write what the client's socket takes without waiting: how much it took."""
+        try:
+            return self.endpoint.write_now(data)
+        except STREAM_ERRORS as exc:
+            raise ClientGone(str(exc)) from None
+
+    def send_head_now(self, head: bytes | bytearray, body: bytes | memoryview = b"") -> int:
+        """Start the response with what the client's socket takes without
+        waiting (the head, then `body`, in one system call): how much it took."""
+        self.response_started = True
+        sock = self.endpoint.sock
+        if sock is None:
+            return 0  # TLS: written by `send` only
+        try:
+            return os.writev(sock.fileno(), (head, body))
+        except BlockingIOError:
+            return 0
+        except STREAM_ERRORS as exc:
+            raise ClientGone(str(exc)) from None
 
     async def send_head(self, head: bytes | bytearray, body: bytes | memoryview = b"") -> None:
         """A response head, with whatever body follows it at once, in one write."""

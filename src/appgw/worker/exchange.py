@@ -5,11 +5,14 @@ backend connection is taken (kept-alive ones first); a server that cannot
 be reached is skipped for the next one, so a dead server costs no failed
 request. The head goes out built as bytes, in one write, with one framing
 (Content-Length or chunked, never both). A request without a body then
-simply waits for the response head: no task, no Event. A request with a
-body streams it to the backend in one task while the main task waits for
-the response head (upload.py), so a backend that answers early is heard at
-once. The response streams back (bodies.py) with back-pressure both ways:
-nothing is held whole.
+simply waits for the response head: no task, no Event. With request
+buffering (buffering.py) a body is read and checked before a server is
+chosen: one read whole goes out with the head, like a request without a
+body; the rest of a larger one, and any body without buffering, streams to
+the backend in one task while the main task waits for the response head
+(upload.py), so a backend that answers early is heard at once. The
+response streams back (bodies.py, read ahead of a slow client with
+response buffering) with back-pressure both ways.
 
 Deadlines: the setting's request timeout bounds every wait on the backend
 (the response head, and each read of the body): 504 before the response has
@@ -22,16 +25,16 @@ over whatever either side had already sent past its head.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from time import monotonic
 from typing import TYPE_CHECKING
 
 import attrs
-import trio
 
 from appgw import logs
 from appgw.config.model import Server
-from appgw.errors import BadGateway, BadRequest, GatewayError, GatewayTimeout, first_error
-from appgw.worker import errorpage, forwarding, handshake
+from appgw.errors import BadGateway, BadRequest, GatewayError, GatewayTimeout
+from appgw.worker import buffering, errorpage, forwarding, handshake
 from appgw.worker import headers as rules
 from appgw.worker.backends import BackendConnection
 from appgw.worker.balancer import server_port
@@ -42,18 +45,13 @@ from appgw.worker.response_wire import ResponseHead, ResponseReader
 from appgw.worker.rewrite import CompiledRuleSet, RequestRewrite
 from appgw.worker.routing import Route, backend_target
 from appgw.worker.streams import Expired, raw_socket
-from appgw.worker.upload import Upload
+from appgw.worker.upload import Upload, stream_beside
 from appgw.worker.variables import RequestContext
 
 if TYPE_CHECKING:
     from appgw.worker.connection import ClientConnection
 
 log = logs.log
-
-# Seconds a response waits, at most, for the last bytes of a request body
-# that the client already sent in full (a backend that answered early and
-# does not read them costs a closed connection, not a stalled response).
-BODY_TAIL_WAIT = 1.0
 
 _DROP = frozenset({b"expect"})  # answered by the gateway itself (100 Continue)
 _DROP_TRACED = _DROP | forwarding.GATEWAY_HEADERS
@@ -97,6 +95,8 @@ class Exchange:
         self.status = 0
         self.upstream_label = ""
         self.upload: Upload | None = None  # a request body on its way (upload.py)
+        self.buffered: buffering.BufferedBody | None = None  # read before the backend
+        self.backend_done = False  # the backend connection went back (or closed) already
         # -- for observe.Exchanged (the access log and metrics) --
         self.server = ""  # "host:port" of the server reached
         self.connect_seconds: float | None = None  # a new connection's connect time
@@ -104,6 +104,7 @@ class Exchange:
         self.latency: float | None = None  # head sent -> response head
         self.source_port = 0
         self.tunnel: TunnelEnd | None = None
+        self.response_keep_alive = False
 
     # -- choosing and reaching a server --------------------------------------
 
@@ -186,11 +187,28 @@ class Exchange:
         limit = client.limits.max_body_bytes
         if limit and request.content_length is not None and request.content_length > limit:
             raise GatewayError("request body too large", status=413)
+        if request.body_expected and client.limits.request_buffering:
+            # Request buffering: the body (or its first buffer) is read and
+            # checked before anything of the request reaches a backend.
+            if request.expect_continue:
+                await client.send_continue()
+            self.buffered = await buffering.read_ahead(
+                client, self.services.buffers.requests, request.content_length
+            )
+        try:
+            await self._exchange()
+        finally:
+            if self.buffered is not None:
+                self.buffered.release()
+
+    async def _exchange(self) -> None:
+        client = self.client
+        request = self.request
         server, backend, reader, response = await self._open()
         reusable = False
         try:
             if response is None:
-                reusable = await self._with_body(server, backend, reader)
+                reusable = await stream_beside(self, server, backend, reader)
             else:
                 self.status = response.status
                 if response.status == 101:
@@ -205,46 +223,14 @@ class Exchange:
                         self.services, client, backend, rest, self.timeout, self.setting
                     )
                     return
-                reusable = await self._respond(server, backend, reader, response)
+                reusable = await self.respond(server, backend, reader, response)
         finally:
-            if reusable and request.reuse_backend:
+            if self.backend_done:
+                pass  # handed back when the response was read ahead of the client
+            elif reusable and request.reuse_backend:
                 self.services.backends.release(backend)
             elif self.status != 101:
                 backend.abort()
-
-    async def _with_body(
-        self, server: Server, backend: BackendConnection, reader: ResponseReader
-    ) -> bool:
-        """Stream the request body beside the wait for the response, and relay that."""
-        client = self.client
-        if self.request.expect_continue:
-            await client.send_continue()
-        reusable = False
-        upload = self.upload = Upload(client, backend, self.request, self.timeout)
-        try:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(upload.send)
-                response = await upload.head(lambda: self._head_from(backend, reader))
-                if response.status == 101:
-                    self.status = 502  # no tunnel: the backend connection is dropped
-                    raise BadGateway(f"{backend.label} switched protocols mid-request")
-                self.status = response.status
-                if not upload.done and client.body_received:
-                    # The client sent it all and its last bytes are on their
-                    # way: let them arrive, so both connections stay usable.
-                    with trio.move_on_after(min(self.timeout, BODY_TAIL_WAIT)):
-                        await upload.sent.wait()
-                reusable = await self._respond(server, backend, reader, response)
-                if not upload.done:
-                    # The backend answered before the request body ended:
-                    # the rest of the body has nowhere to go, and neither
-                    # side of this exchange can be reused.
-                    nursery.cancel_scope.cancel()
-                    client.closing = True
-                    reusable = False
-        except BaseExceptionGroup as group:
-            raise first_error(group) from None
-        return reusable
 
     async def _start(
         self, server: Server, backend: BackendConnection
@@ -256,6 +242,10 @@ class Exchange:
         out once more on a fresh connection to the same server.
         """
         head = self._backend_head(server)
+        buffered = self.buffered
+        streamed = self.request.body_expected and (buffered is None or not buffered.complete)
+        if buffered is not None:
+            head += buffered.framed(self.request.chunked)  # what was read goes with the head
         self.head_sent = monotonic()
         for attempt in (1, 2):
             sent = False
@@ -265,18 +255,20 @@ class Exchange:
                 backend.label,
             )
             try:
-                if self.request.body_expected:
+                if streamed:
                     await backend.send(head, self.timeout)
+                    if buffered is not None:
+                        buffered.release()  # out: the rest streams (upload.py)
                     return backend, reader, None
-                # No body: sending the head and waiting for the answer is one
-                # phase, with one deadline.
+                # No body (or one read whole): sending the request and
+                # waiting for the answer is one phase, with one deadline.
                 deadline = self.head_sent + self.timeout
                 backend.endpoint.write_by(deadline)
                 backend.endpoint.read_by(deadline)
                 try:
                     await backend.write(head)
                     sent = True
-                    response = await self._head_from(backend, reader)
+                    response = await self.head_from(backend, reader)
                 except Expired:
                     raise GatewayTimeout(
                         f"{backend.label} did not respond within {self.timeout:g}s"
@@ -323,7 +315,22 @@ class Exchange:
             raise BadRequest("request target with a space")
         return rules.build_head(request.method + b" " + target + b" HTTP/1.1\r\n", built)
 
-    async def _head_from(self, backend: BackendConnection, reader: ResponseReader) -> ResponseHead:
+    def _read_ahead(self, backend: BackendConnection) -> Callable[[bool], None]:
+        """What frees the backend connection once its response was read ahead of the client."""
+
+        def read(reusable: bool) -> None:
+            upload = self.upload
+            if upload is not None and not upload.done:
+                return  # the request is still on its way: decided at the exchange's end
+            self.backend_done = True
+            if reusable and self.response_keep_alive and self.request.reuse_backend:
+                self.services.backends.release(backend)
+            else:
+                backend.abort()
+
+        return read
+
+    async def head_from(self, backend: BackendConnection, reader: ResponseReader) -> ResponseHead:
         """The response head, reading as needed (the caller holds the deadline)."""
         while True:
             event = reader.next_event()
@@ -336,7 +343,7 @@ class Exchange:
                 raise BadGateway(f"{backend.label} closed the connection without a response")
             reader.feed(data)
 
-    async def _respond(
+    async def respond(
         self,
         server: Server,
         backend: BackendConnection,
@@ -347,6 +354,7 @@ class Exchange:
         client = self.client
         if self.services.draining.is_set():
             client.closing = True
+        self.response_keep_alive = response.keep_alive
         kind, length = framing(response.status, self.request.method == b"HEAD", response.headers)
         chunk_out = kind in (CHUNKED, UNTIL_CLOSE) and self.request.version == "1.1"
         if kind in (CHUNKED, UNTIL_CLOSE) and not chunk_out:
@@ -373,7 +381,10 @@ class Exchange:
             head = rules.build_head(b"HTTP/1.1 %d %s\r\n" % (response.status, reason), out)
         except BadGateway as exc:
             raise BadGateway(f"{backend.label} sent an unusable response head: {exc}") from None
-        body = ResponseBody(client, backend, reader, self.timeout, chunk_out)
+        ahead = self.services.buffers.responses if client.limits.response_buffering else None
+        body = ResponseBody(
+            client, backend, reader, self.timeout, chunk_out, ahead, self._read_ahead(backend)
+        )
         try:
             await body.relay(kind, length, head)
         finally:

@@ -16,7 +16,7 @@ import trio
 
 from appgw import logs
 from appgw.errors import BadRequest, GatewayError
-from appgw.worker import errorpage
+from appgw.worker import errorpage, strict
 from appgw.worker import headers as rules
 from appgw.worker.exchange import Exchange, Rewrite
 from appgw.worker.forwarding import Trace
@@ -234,7 +234,11 @@ def _origin_form(target: str, host: bytes | None) -> tuple[str, bytes | None]:
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise BadRequest("request target must be origin-form or absolute-form")
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    return path, parts.netloc.encode()
+    authority = parts.netloc.encode()
+    problem = strict.authority_problem(authority, host)
+    if problem:
+        raise BadRequest(problem)
+    return path, authority
 
 
 async def _redirect(client: ClientConnection, route: Route, host: bytes | None, target: str) -> int:

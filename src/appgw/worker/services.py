@@ -18,6 +18,7 @@ from appgw.config.model import Config, Limits, Setting
 from appgw.metrics import WorkerMetrics
 from appgw.worker.backends import BackendConnections
 from appgw.worker.balancer import Balancer, Health
+from appgw.worker.buffering import Buffers
 from appgw.worker.custom_errors import CustomErrorPages
 from appgw.worker.rewrite import CompiledRuleSet
 from appgw.worker.routing import Router
@@ -59,3 +60,5 @@ class Services:
     backend_tls: Callable[[Setting], ssl.SSLContext | None]
     tunnels: Any  # what tunnels.relay_tunnel registers a tunnel with (tunnels.TunnelHost)
     handle: Handler  # serves one request (proxy.handle_request)
+    # The worker's request and response buffers' budgets (buffering.py).
+    buffers: Buffers = attrs.Factory(lambda self: Buffers(self.limits), takes_self=True)

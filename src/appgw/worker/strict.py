@@ -20,6 +20,10 @@ Rejected with 400 (and the client connection closed):
 - no Host in an HTTP/1.1 request, more than one Host, or a Host that is not
   a valid host (`uri-host [":" port]`: control characters or spaces inside).
 
+Rejected with 400 too (proxy.py, `authority_problem`): an absolute-form
+target whose authority is not a valid host, or that comes with an empty
+(or blank) Host.
+
 Rejected with 505: a version other than HTTP/1.0 and HTTP/1.1 (after the
 framing checks, so a smuggling attempt in an odd version is still a 400).
 
@@ -67,6 +71,20 @@ def host_problem(host: bytes) -> str | None:
         return f"Host {host!r} is not a valid host"
     if colon and port and not port.isdigit():
         return f"Host {host!r} has a bad port"
+    return None
+
+
+def authority_problem(authority: bytes, host: bytes | None) -> str | None:
+    """Why an absolute-form request is refused: its authority is not a valid
+    host, or its Host header has no valid value (an empty or blank Host is
+    for targets without an authority, RFC 9112 §3.2), or None."""
+    if not authority:
+        return "absolute-form target without a host"
+    problem = host_problem(authority)
+    if problem:
+        return problem.replace("Host", "request target's host", 1)
+    if host is not None and not host:
+        return "empty Host with an absolute-form target"
     return None
 
 

@@ -6,8 +6,11 @@ Two readers turn bytes into events, in order: `RequestReader` here, and
 - `RequestReader` (client side, one per connection): a `RequestHead` per
   request, then its body pieces (bytes), then `END`. Pipelined requests
   simply queue up behind each other. llhttp skips empty lines before a
-  request line (RFC 9112 §2.2). A head that breaks a rule or a limit
-  becomes a `GatewayError` event (400, 414, 431, 505) and the reader stops.
+  request line (RFC 9112 §2.2); a bare CR there is refused (400) where a
+  read begins between two requests (behind a pipelined request in the same
+  read, llhttp skips it), and so is a request line without a version
+  (HTTP/0.9's `GET /x`). A head that breaks a rule or a limit becomes a
+  `GatewayError` event (400, 414, 431, 505) and the reader stops.
   A head that asks for an upgrade ends the HTTP stream for llhttp: the
   bytes after it are held in `upgrade_rest`, for the tunnel, or handed
   back with `resume` if no tunnel starts.
@@ -57,6 +60,28 @@ RequestEvent = RequestHead | bytes | End | GatewayError
 _OTHER_VERSION = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+ [^ ]+ HTTP/[0-9]\.[0-9]\r\n")
 
 
+def _versioned(data: bytes, url: bytes) -> bool:
+    """Whether the request line of `url` in `data` carries a version (HTTP/0.9
+    written out), as opposed to none at all; True when it cannot be told."""
+    at = data.find(url) if url else -1
+    return at < 0 or data[at + len(url) : at + len(url) + 6] == b" HTTP/"
+
+
+def _bare_cr(data: bytes, open_cr: bool) -> tuple[bool, bool]:
+    """Before a request line only empty lines (CRLF, LF) may come: (whether a
+    bare CR came, whether `data` ends in a CR whose LF is still to come)."""
+    for byte in data:
+        if open_cr:
+            if byte != 10:
+                return True, False
+            open_cr = False
+        elif byte == 13:
+            open_cr = True
+        elif byte != 10:
+            return False, False  # the request line begins
+    return False, open_cr
+
+
 def _error_for(exc: httptools.HttpParserError, data: bytes) -> GatewayError:
     text = str(exc) or type(exc).__name__
     if "version" in text.lower() and _OTHER_VERSION.match(data.lstrip(b"\r\n")):
@@ -79,6 +104,9 @@ class RequestReader:
         "_max_uri",
         "failed",
         "upgrade_rest",
+        "_between",
+        "_open_cr",
+        "_data",
     )
 
     def __init__(self, max_head: int, max_uri: int) -> None:
@@ -93,10 +121,14 @@ class RequestReader:
         self._max_uri = max_uri
         self.failed = False  # a head was refused; nothing more is read
         self.upgrade_rest: bytes | None = None  # bytes after an upgrade request
+        self._between = True  # no request begun since the last one ended
+        self._open_cr = False  # a CR before a request line, its LF not read yet
+        self._data = b""  # the bytes being fed (for a request line's version)
 
     # -- llhttp's callbacks ----------------------------------------------------
 
     def on_message_begin(self) -> None:
+        self._between = False
         self._in_head = True
         self._url = b""
         self._headers = []
@@ -115,11 +147,15 @@ class RequestReader:
         parser = self._parser
         url = self._url
         size = self._size + len(url) + 14
+        version = parser.get_http_version()
+        if version == "0.9" and not _versioned(self._data, url):
+            self._fail(BadRequest("request line without an HTTP version"))
+            return
         self._events.append(
             RequestHead(
                 parser.get_method(),
                 url,
-                parser.get_http_version(),
+                version,
                 self._headers,
                 parser.should_upgrade(),
                 size,
@@ -130,6 +166,7 @@ class RequestReader:
         self._events.append(body)
 
     def on_message_complete(self) -> None:
+        self._between = True
         self._events.append(END)
 
     # -- feeding and reading ---------------------------------------------------
@@ -137,6 +174,12 @@ class RequestReader:
     def feed(self, data: bytes) -> None:
         if self.failed or self.upgrade_rest is not None:
             return
+        if self._between and (self._open_cr or data[:1] in (b"\r", b"\n")):
+            bare, self._open_cr = _bare_cr(data, self._open_cr)
+            if bare:
+                self._fail(BadRequest("a bare CR before the request line"))
+                return
+        self._data = data
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
@@ -144,6 +187,8 @@ class RequestReader:
         except httptools.HttpParserError as exc:
             self._fail(_error_for(exc, data))
             return
+        finally:
+            self._data = b""
         if self._in_head:
             self._fed += len(data)
             if len(self._url) > self._max_uri:
@@ -170,6 +215,11 @@ class RequestReader:
                 self._events.clear()
                 return GatewayError("request head too large", status=431, keep_alive=False)
         return event
+
+    @property
+    def pending(self) -> bool:
+        """Whether events are queued (read from the client, not yet taken)."""
+        return bool(self._events)
 
     def has_end(self) -> bool:
         """Whether the end of the current request is already read (queued)."""
