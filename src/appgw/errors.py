@@ -4,7 +4,7 @@ Everything that goes wrong while proxying one exchange is raised as a
 GatewayError carrying the status the client should see (connect failure ->
 502, backend timeout -> 504, oversized head -> 431 ...). The client
 connection turns it into a response in exactly one place
-(worker/connection.py), the way h11 converts its errors at next_event.
+(worker/server/http1.py), the way h11 converts its errors at next_event.
 """
 
 from __future__ import annotations

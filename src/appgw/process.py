@@ -45,8 +45,8 @@ def unblock_signals() -> None:
 PRELOAD = (
     "encodings.idna",
     "appgw.prober.health",
-    "appgw.worker.proxy",
-    "appgw.worker.rewrite",
+    "appgw.worker.exchange.handler",
+    "appgw.worker.policy.rewrite",
 )
 
 

@@ -21,7 +21,7 @@ import pytest
 import trio
 import trio_websocket
 
-from appgw.worker import errorpage
+from appgw.worker.codec import error_page as errorpage
 from tests.support.backends import serve_http_backend
 from tests.support.clients import Response, open_http, open_ws
 from tests.support.gateway import GatewayProcess, open_gateway, pid_alive, run_cli, toml_table

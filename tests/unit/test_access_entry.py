@@ -7,8 +7,8 @@ import json
 import pytest
 
 from appgw.errors import BackendAborted, BadGateway, BadRequest, ClientGone, GatewayTimeout
-from appgw.worker.observe import Exchanged, access_entry, error_info
-from appgw.worker.relay import TunnelEnd
+from appgw.worker.exchange.observe import Exchanged, access_entry, error_info
+from appgw.worker.tunnel.tunnel import TunnelEnd
 
 
 def record(**fields) -> Exchanged:

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from appgw.config.model import Config, Gateway, Pool, Server, Setting
-from appgw.worker.balancer import Balancer, EveryoneHealthy
+from appgw.worker.policy.balancer import Balancer, EveryoneHealthy
 
 
 class Down:

@@ -18,9 +18,9 @@ import pytest
 from appgw.config import ConfigError, load
 from appgw.config.model import Limits
 from appgw.errors import BadRequest, GatewayError
-from appgw.worker import strict
-from appgw.worker.buffering import Budget, BufferedBody
-from appgw.worker.wire import END, RequestHead, RequestReader
+from appgw.worker.codec import strict
+from appgw.worker.codec.request_reader import END, RequestHead, RequestReader
+from appgw.worker.exchange.request_buffer import Budget, BufferedBody
 
 TOML = """
     [listeners.web]

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from appgw.worker.drain_spread import (
+from appgw.worker.tunnel.drain_spread import (
     DRAIN_SETTLE,
     SPREAD_SHARE,
     DrainTurn,

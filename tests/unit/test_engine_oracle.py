@@ -16,8 +16,8 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from appgw.errors import GatewayError
-from appgw.worker.request import Request, read
-from appgw.worker.wire import RequestHead, RequestReader
+from appgw.worker.codec.request import Request, read
+from appgw.worker.codec.request_reader import RequestHead, RequestReader
 
 settings.register_profile("oracle", deadline=500, max_examples=400)
 settings.load_profile("oracle")

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import re
 
-from appgw.worker.forwarding import (
+from appgw.worker.policy.forwarding import (
     Trace,
     add_request_headers,
     affinity_cookie,

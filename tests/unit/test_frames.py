@@ -1,4 +1,4 @@
-"""Tests for appgw.worker.frames: frame boundaries found from headers alone.
+"""Tests for appgw.worker.codec.frames: frame boundaries found from headers alone.
 
 Frames are built by a small encoder written here from RFC 6455 section 5.2
 (independent of the module under test) and, when wsproto is installed, cross
@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from appgw.websocket import close_frame
-from appgw.worker.frames import FrameTracker
+from appgw.worker.codec.frames import FrameTracker
 
 CONT, TEXT, BINARY, CLOSE, PING, PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
 KEY = b"\x37\xfa\x21\x3d"

@@ -5,7 +5,7 @@ import base64
 from hypothesis import given
 from hypothesis import strategies as st
 
-from appgw.worker import headers as rules
+from appgw.worker.codec import headers as rules
 
 
 def names(headers: list[tuple[bytes, bytes]]) -> list[bytes]:

@@ -1,10 +1,10 @@
 """Properties of header handling, routing and the WebSocket checks (hypothesis).
 
-Header handling (appgw.worker.headers): whatever a client sends, the
+Header handling (appgw.worker.codec.headers): whatever a client sends, the
 request towards the backend carries exactly the framing the gateway will
 send (one Content-Length, or chunked, or neither), no hop-by-hop header and
 no header its Connection names; responses likewise. Routing
-(appgw.worker.routing): host and path lookups never raise, the first path
+(appgw.worker.policy.routing): host and path lookups never raise, the first path
 pattern in list order that matches wins (case-insensitively), and host
 patterns match exactly the names they describe. WebSocket: only version 13 with a
 key that is the base64 of 16 bytes passes, and a 101 passes only with the
@@ -21,8 +21,8 @@ from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
 from appgw.config.model import Config, Listener, PathMap, PathRule, Pool, Rule, Server, Setting
-from appgw.worker import headers as rules
-from appgw.worker.routing import PathTable, Router, host_pattern, request_host
+from appgw.worker.codec import headers as rules
+from appgw.worker.policy.routing import PathTable, Router, host_pattern, request_host
 
 settings.register_profile("appgw", deadline=500, max_examples=200)
 settings.load_profile("appgw")

@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from appgw.certs import issue_client_cert
 from appgw.mtls import ClientAuthSetup, check, describe, issuer_name
 from appgw.ocsp import OcspChecker
-from appgw.worker.variables import RequestContext, Scope
+from appgw.worker.policy.variables import RequestContext, Scope
 from tests.support.ocsp_responder import OcspResponder, serve_ocsp
 
 

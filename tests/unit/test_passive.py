@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from appgw.config.model import Config, Pool, Server, Setting
 from appgw.prober import report
-from appgw.worker.balancer import Balancer, EveryoneHealthy
-from appgw.worker.passive import PassiveHealth
+from appgw.worker.policy.balancer import Balancer, EveryoneHealthy
+from appgw.worker.policy.passive import PassiveHealth
 
 REFUSED = "connect to 10.0.0.2:80 failed: [Errno 111] Connection refused"
 

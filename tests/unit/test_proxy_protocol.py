@@ -9,8 +9,8 @@ import struct
 import pytest
 import trio
 
-from appgw.worker.proxy_accept import Refused, read_header, trust_for
-from appgw.worker.proxy_protocol import (
+from appgw.worker.io.proxy_header import Refused, read_header, trust_for
+from appgw.worker.io.proxy_protocol import (
     MAX_V2_LENGTH,
     V1_MAX,
     V2_SIGNATURE,

@@ -13,8 +13,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from appgw.worker.response_wire import ResponseHead, ResponseReader
-from appgw.worker.wire import END, RequestHead, RequestReader
+from appgw.worker.codec.request_reader import END, RequestHead, RequestReader
+from appgw.worker.codec.response_reader import ResponseHead, ResponseReader
 
 RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nServer: x\r\n\r\nhello"
 REQUEST = b"GET / HTTP/1.1\r\nHost: example.com\r\n\r\n"

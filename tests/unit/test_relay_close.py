@@ -31,8 +31,8 @@ import pytest
 import trio
 import trio.testing
 
-from appgw.worker.drain_spread import DRAIN_SETTLE
-from appgw.worker.relay import (
+from appgw.worker.tunnel.drain_spread import DRAIN_SETTLE
+from appgw.worker.tunnel.tunnel import (
     CLOSE_REPLY_BUDGET,
     FINISH_FRAME_BUDGET,
     SEND_BUDGET,

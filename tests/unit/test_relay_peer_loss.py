@@ -18,7 +18,7 @@ import pytest
 import trio
 import trio.testing
 
-from appgw.worker.peer_loss import (
+from appgw.worker.tunnel.peer_loss import (
     BOTH,
     HANDSHAKE,
     LOST,
@@ -27,8 +27,8 @@ from appgw.worker.peer_loss import (
     WAIT,
     after_eof,
 )
-from appgw.worker.relay import SEND_BUDGET, Tunnel, TunnelEnd
-from appgw.worker.tunnel_io import Direction
+from appgw.worker.tunnel.pump import Direction
+from appgw.worker.tunnel.tunnel import SEND_BUDGET, Tunnel, TunnelEnd
 from tests.support.load import OP_BINARY, OP_CLOSE, OP_TEXT, close_payload, encode_frame
 from tests.unit.test_relay_close import (
     DRAIN,

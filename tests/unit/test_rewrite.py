@@ -1,4 +1,4 @@
-"""Tests for appgw.worker.rewrite: rewrite rule sets as Application Gateway runs them.
+"""Tests for appgw.worker.policy.rewrite: rewrite rule sets as Application Gateway runs them.
 
 The expected values follow Application Gateway's documentation of rewrites
 (conditions, captures, server variables, URL rewrite and reroute); the
@@ -22,8 +22,8 @@ from appgw.config.model import (
     RewriteRuleSet,
     UrlAction,
 )
-from appgw.worker import headers as forwarding
-from appgw.worker.rewrite import (
+from appgw.worker.codec import headers as forwarding
+from appgw.worker.policy.rewrite import (
     RequestContext,
     apply_header_edits,
     compile_rule_set,

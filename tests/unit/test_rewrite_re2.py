@@ -18,8 +18,8 @@ from appgw.config.model import (
 )
 from appgw.config.validate import validate
 from appgw.patterns import PatternError, compile_pattern
-from appgw.worker.rewrite import compile_rule_set
-from appgw.worker.variables import RequestContext
+from appgw.worker.policy.rewrite import compile_rule_set
+from appgw.worker.policy.variables import RequestContext
 from tests.unit.test_config_validate import base
 
 

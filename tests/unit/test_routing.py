@@ -13,7 +13,7 @@ from appgw.config.model import (
     Server,
     Setting,
 )
-from appgw.worker.routing import (
+from appgw.worker.policy.routing import (
     PathTable,
     Router,
     backend_target,

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from appgw.errors import GatewayError
-from appgw.worker.request import Request, read
-from appgw.worker.strict import host_problem, inspect
-from appgw.worker.wire import END, RequestHead, RequestReader
+from appgw.worker.codec.request import Request, read
+from appgw.worker.codec.request_reader import END, RequestHead, RequestReader
+from appgw.worker.codec.strict import host_problem, inspect
 
 
 def head(*fields: str, line: str = "POST / HTTP/1.1") -> bytes:

@@ -14,8 +14,8 @@ import pytest
 import trio
 import trio.testing
 
-from appgw.worker.streams import Endpoint, Expired
-from appgw.worker.timer import Timer
+from appgw.worker.io.endpoint import Endpoint, Expired
+from appgw.worker.io.timer import Timer
 from tests.support.waiting import wait_until
 
 BUDGET = 10

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from appgw.websocket import accept_key, close_frame, parse_close_payload
-from appgw.worker.frames import FrameTracker
+from appgw.worker.codec.frames import FrameTracker
 
 CLOSE = 0x8
 

@@ -381,7 +381,7 @@ class Arbiter:
             workers=sum(1 for c in workers if c.life.live),
             draining=sum(1 for c in workers if not c.life.live),
         )
-        # Servers the workers pass over after failed connects (worker/passive.py).
+        # Servers the workers pass over after failed connects (worker/policy/passive.py).
         data["passive"] = [s for c in workers for s in c.metrics.get("passive_servers", ())]
         self.files.write("metrics", data)
 

@@ -16,7 +16,7 @@ and the reason. as_backend_health() gives the same data in the shape of
 `port`, `since` and `routable` are appgw's additions (a pool may hold one
 host on several ports; `routable` shows servers kept in rotation by
 min_servers), and so is `passive`: when workers pass a server over after
-failed connects (passive health, worker/passive.py), its reason, the
+failed connects (passive health, worker/policy/passive.py), its reason, the
 failures counted and the end of the back-off; else null. Both functions
 take a snapshot as the prober publishes it, and the workers' passive
 entries as the master collects them.

@@ -41,18 +41,18 @@ from appgw.mtls import inspect as inspect_client
 from appgw.ocsp import OcspChecker
 from appgw.process import unblock_signals
 from appgw.tls import backend_context, socket_context
-from appgw.worker.backends import BackendConnections
-from appgw.worker.balancer import Balancer, EveryoneHealthy, Health
-from appgw.worker.connection import ClientConnection
-from appgw.worker.custom_errors import CustomErrorPages
-from appgw.worker.proxy import handle_request
-from appgw.worker.proxy_accept import Refused, Trust, read_header, trust_for
-from appgw.worker.relay import CLOSE_REPLY_BUDGET, FINISH_FRAME_BUDGET, Tunnel
-from appgw.worker.rewrite import compile_rule_set
-from appgw.worker.routing import Router
+from appgw.worker.exchange.handler import handle_request
+from appgw.worker.io.proxy_header import Refused, Trust, read_header, trust_for
+from appgw.worker.io.timer import Timer
+from appgw.worker.policy.balancer import Balancer, EveryoneHealthy, Health
+from appgw.worker.policy.custom_error_pages import CustomErrorPages
+from appgw.worker.policy.rewrite import compile_rule_set
+from appgw.worker.policy.routing import Router
+from appgw.worker.server.http1 import ClientConnection
 from appgw.worker.services import Services
-from appgw.worker.timer import Timer
-from appgw.worker.tunnels import drain_tunnels
+from appgw.worker.tunnel.registry import drain_tunnels
+from appgw.worker.tunnel.tunnel import CLOSE_REPLY_BUDGET, FINISH_FRAME_BUDGET, Tunnel
+from appgw.worker.upstream.connections import BackendConnections
 
 log = logs.log
 

@@ -1,46 +1,30 @@
 """What a client connection needs from its worker, handed over as one value.
 
-The worker builds this once; connections, the proxy and exchanges use it
-and never see the worker itself, so imports flow one way: main imports
-connection and proxy, never the reverse.
+The worker builds this once. It implements the seams the layers below are
+written against (exchange/downstream.py's Context, server/http1.py's
+Served), so connections and exchanges never see the worker itself and
+imports flow one way: down.
 """
 
 from __future__ import annotations
 
 import ssl
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import Callable
 
 import attrs
 import trio
 
 from appgw.config.model import Config, Limits, Setting
 from appgw.metrics import WorkerMetrics
-from appgw.worker.backends import BackendConnections
-from appgw.worker.balancer import Balancer, Health
-from appgw.worker.buffering import Buffers
-from appgw.worker.custom_errors import CustomErrorPages
-from appgw.worker.rewrite import CompiledRuleSet
-from appgw.worker.routing import Router
-from appgw.worker.timer import Timer
-
-if TYPE_CHECKING:
-    from appgw.worker.connection import ClientConnection
-    from appgw.worker.request import Request
-
-    Handler = Callable[[ClientConnection, Request], Awaitable[None]]
-else:
-    Handler = Callable[..., Awaitable[None]]
-
-
-class ListeningSocket(Protocol):
-    """The listening socket a connection came through (main.Socket)."""
-
-    protocol: str  # "http" | "https"
-    port: int
-
-    @property
-    def bound(self) -> tuple[str, int]: ...
+from appgw.worker.exchange.budgets import Buffers
+from appgw.worker.exchange.downstream import Handler
+from appgw.worker.io.timer import Timer
+from appgw.worker.policy.balancer import Balancer, Health
+from appgw.worker.policy.custom_error_pages import CustomErrorPages
+from appgw.worker.policy.rewrite import CompiledRuleSet
+from appgw.worker.policy.routing import Router
+from appgw.worker.tunnel.registry import TunnelHost
+from appgw.worker.upstream.connections import BackendConnections
 
 
 @attrs.frozen
@@ -58,7 +42,7 @@ class Services:
     metrics: WorkerMetrics
     error_pages: CustomErrorPages
     backend_tls: Callable[[Setting], ssl.SSLContext | None]
-    tunnels: Any  # what tunnels.relay_tunnel registers a tunnel with (tunnels.TunnelHost)
+    tunnels: TunnelHost  # what a tunnel registers with (the worker)
     handle: Handler  # serves one request (proxy.handle_request)
     # The worker's request and response buffers' budgets (buffering.py).
     buffers: Buffers = attrs.Factory(lambda self: Buffers(self.limits), takes_self=True)

@@ -22,7 +22,7 @@ from typing import NamedTuple
 import httptools
 
 from appgw.errors import BadGateway, GatewayError
-from appgw.worker.wire import END, End, Headers, release_parser
+from appgw.worker.codec.request_reader import END, End, Headers, release_parser
 
 
 class ResponseHead(NamedTuple):

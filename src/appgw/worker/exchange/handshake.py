@@ -9,20 +9,15 @@ already sent past its head; nothing of the HTTP exchange stays set on them.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from appgw.config.model import Setting
 from appgw.errors import BadRequest, GatewayError
-from appgw.worker import headers as rules
-from appgw.worker.backends import BackendConnection
-from appgw.worker.relay import TunnelEnd
-from appgw.worker.request import Request
-from appgw.worker.response_wire import ResponseHead, ResponseReader
-from appgw.worker.services import Services
-from appgw.worker.tunnels import relay_tunnel
-
-if TYPE_CHECKING:
-    from appgw.worker.connection import ClientConnection
+from appgw.worker.codec import headers as rules
+from appgw.worker.codec.request import Request
+from appgw.worker.codec.response_reader import ResponseHead, ResponseReader
+from appgw.worker.exchange.downstream import Context, Downstream
+from appgw.worker.tunnel.registry import relay_tunnel
+from appgw.worker.tunnel.tunnel import TunnelEnd
+from appgw.worker.upstream.connections import BackendConnection
 
 
 def check(request: Request) -> None:
@@ -42,19 +37,19 @@ def switching_problem(request: Request, response: ResponseHead) -> str | None:
     return rules.switching_problem(request.headers, response.headers)
 
 
-async def switch(client: ClientConnection, reader: ResponseReader, response: ResponseHead) -> bytes:
+async def switch(client: Downstream, reader: ResponseReader, response: ResponseHead) -> bytes:
     """Pass a checked 101 on; the bytes past its head (the reader is done)."""
     reason = response.reason or b"Switching Protocols"
     await client.send_head(
         rules.build_head(b"HTTP/1.1 101 %s\r\n" % reason, rules.switching_headers(response.headers))
     )
-    client.closing = True
+    client.close_after()
     return reader.release()
 
 
 async def tunnel(
-    services: Services,
-    client: ClientConnection,
+    services: Context,
+    client: Downstream,
     backend: BackendConnection,
     rest: bytes,
     idle_timeout: float,
@@ -63,11 +58,11 @@ async def tunnel(
     """Relay the two connections until the tunnel ends; how it ended."""
     # The tunnel keeps time itself (relay.py): no HTTP deadline stays set.
     backend.endpoint.no_deadlines()
-    client.endpoint.no_deadlines()
+    client_stream, client_rest = client.hand_over()
     return await relay_tunnel(
         services.tunnels,
-        client.stream,
-        client.take_tunnel_bytes(),
+        client_stream,
+        client_rest,
         backend.stream,
         rest,
         idle_timeout=idle_timeout,

@@ -6,20 +6,21 @@ be reached is skipped for the next one, so a dead server costs no failed
 request. The head goes out built as bytes, in one write, with one framing
 (Content-Length or chunked, never both). A request without a body then
 simply waits for the response head: no task, no Event. With request
-buffering (buffering.py) a body is read and checked before a server is
+buffering (request_buffer.py) a body is read and checked before a server is
 chosen: one read whole goes out with the head, like a request without a
 body; the rest of a larger one, and any body without buffering, streams to
 the backend in one task while the main task waits for the response head
 (upload.py), so a backend that answers early is heard at once. The
-response streams back (bodies.py, read ahead of a slow client with
-response buffering) with back-pressure both ways.
+response streams back (response_body.py, read ahead of a slow client with
+response buffering) with back-pressure both ways. The heads are built by
+heads.py.
 
 Deadlines: the setting's request timeout bounds every wait on the backend
 (the response head, and each read of the body): 504 before the response has
 started, an aborted client connection after.
 
 A WebSocket handshake answered by `101` with the right Sec-WebSocket-Accept
-turns the two connections into a tunnel (handshake.py, relay.py), handing
+turns the two connections into a tunnel (handshake.py, tunnel/), handing
 over whatever either side had already sent past its head.
 """
 
@@ -27,51 +28,42 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from time import monotonic
-from typing import TYPE_CHECKING
 
-import attrs
+import trio
 
 from appgw import logs
 from appgw.config.model import Server
-from appgw.errors import BadGateway, BadRequest, GatewayError, GatewayTimeout
-from appgw.worker import buffering, errorpage, forwarding, handshake
-from appgw.worker import headers as rules
-from appgw.worker.backends import BackendConnection
-from appgw.worker.balancer import server_port
-from appgw.worker.bodies import CHUNKED, UNTIL_CLOSE, ResponseBody, framing
-from appgw.worker.relay import TunnelEnd
-from appgw.worker.request import Request
-from appgw.worker.response_wire import ResponseHead, ResponseReader
-from appgw.worker.rewrite import CompiledRuleSet, RequestRewrite
-from appgw.worker.routing import Route, backend_target
-from appgw.worker.streams import Expired, raw_socket
-from appgw.worker.upload import Upload, stream_beside
-from appgw.worker.variables import RequestContext
-
-if TYPE_CHECKING:
-    from appgw.worker.connection import ClientConnection
+from appgw.errors import BadGateway, GatewayError, GatewayTimeout, first_error
+from appgw.worker.codec.request import Request
+from appgw.worker.codec.response_reader import ResponseHead, ResponseReader
+from appgw.worker.exchange import handshake, heads
+from appgw.worker.exchange import request_buffer as buffering
+from appgw.worker.exchange.downstream import Downstream
+from appgw.worker.exchange.heads import Rewrite
+from appgw.worker.exchange.response_body import CHUNKED, UNTIL_CLOSE, ResponseBody, framing
+from appgw.worker.exchange.upload import Upload
+from appgw.worker.io.endpoint import Expired, raw_socket
+from appgw.worker.policy import forwarding
+from appgw.worker.policy.balancer import server_port
+from appgw.worker.policy.routing import Route, backend_target
+from appgw.worker.tunnel.tunnel import TunnelEnd
+from appgw.worker.upstream.connections import BackendConnection
 
 log = logs.log
 
-_DROP = frozenset({b"expect"})  # answered by the gateway itself (100 Continue)
-_DROP_TRACED = _DROP | forwarding.GATEWAY_HEADERS
+# Seconds a response waits, at most, for the last bytes of a request body
+# that the client already sent in full (a backend that answered early and
+# does not read them costs a closed connection, not a stalled response).
+BODY_TAIL_WAIT = 1.0
+
 
 _IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE", b"TRACE"})
-
-
-@attrs.frozen
-class Rewrite:
-    """A rewrite rule set's outcome for one request, kept for its response."""
-
-    rule_set: CompiledRuleSet
-    context: RequestContext
-    result: RequestRewrite
 
 
 class Exchange:
     def __init__(
         self,
-        client: ClientConnection,
+        client: Downstream,
         request: Request,
         route: Route,
         host: bytes | None,
@@ -108,18 +100,6 @@ class Exchange:
 
     # -- choosing and reaching a server --------------------------------------
 
-    def _sticky(self) -> str | None:
-        if not self.setting.cookie_based_affinity:
-            return None
-        return forwarding.affinity_cookie(self.request.headers, self.setting.affinity_cookie_name)
-
-    def _host_header(self, server: Server) -> bytes | None:
-        if self.setting.host_name:
-            return self.setting.host_name.encode()
-        if self.setting.pick_host_name_from_backend_address:
-            return server.host.encode()
-        return None
-
     async def _open(self) -> tuple[Server, BackendConnection, ResponseReader, ResponseHead | None]:
         """Reach a server and start the exchange there.
 
@@ -131,7 +111,7 @@ class Exchange:
         """
         services = self.services
         candidates = services.balancer.candidates(
-            self.pool, self.setting, services.health(), self._sticky()
+            self.pool, self.setting, services.health(), heads.sticky(self.setting, self.request)
         )
         if not candidates:
             raise BadGateway(f"no healthy server in pool {self.pool.name}")
@@ -140,10 +120,8 @@ class Exchange:
         failure: BadGateway | None = None
         balancer = services.balancer
         for server in candidates:
-            name = (
-                self.setting.sni_name
-                or (self._host_header(server) or server.host.encode()).decode()
-            )
+            host = heads.host_override(self.setting, server) or server.host.encode()
+            name = self.setting.sni_name or host.decode()
             port = server_port(server, self.setting)
             began = monotonic()
             try:
@@ -208,7 +186,7 @@ class Exchange:
         reusable = False
         try:
             if response is None:
-                reusable = await stream_beside(self, server, backend, reader)
+                reusable = await self._stream_beside(server, backend, reader)
             else:
                 self.status = response.status
                 if response.status == 101:
@@ -232,6 +210,46 @@ class Exchange:
             elif self.status != 101:
                 backend.abort()
 
+    async def _stream_beside(
+        self, server: Server, backend: BackendConnection, reader: ResponseReader
+    ) -> bool:
+        """Stream the request body beside the wait for the response, and relay that.
+
+        The request head (with what request buffering read of the body) is out;
+        returns whether the backend connection may serve again.
+        """
+        client = self.client
+        buffered = self.buffered
+        if self.request.expect_continue and buffered is None:
+            await client.send_continue()
+        reusable = False
+        received = 0 if buffered is None else buffered.size
+        upload = self.upload = Upload(client, backend, self.request, self.timeout, received)
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(upload.send)
+                response = await upload.head(lambda: self.head_from(backend, reader))
+                if response.status == 101:
+                    self.status = 502  # no tunnel: the backend connection is dropped
+                    raise BadGateway(f"{backend.label} switched protocols mid-request")
+                self.status = response.status
+                if not upload.done and client.body_received:
+                    # The client sent it all and its last bytes are on their
+                    # way: let them arrive, so both connections stay usable.
+                    with trio.move_on_after(min(self.timeout, BODY_TAIL_WAIT)):
+                        await upload.sent.wait()
+                reusable = await self.respond(server, backend, reader, response)
+                if not upload.done:
+                    # The backend answered before the request body ended:
+                    # the rest of the body has nowhere to go, and neither
+                    # side of this exchange can be reused.
+                    nursery.cancel_scope.cancel()
+                    client.close_after()
+                    reusable = False
+        except BaseExceptionGroup as group:
+            raise first_error(group) from None
+        return reusable
+
     async def _start(
         self, server: Server, backend: BackendConnection
     ) -> tuple[BackendConnection, ResponseReader, ResponseHead | None]:
@@ -241,7 +259,15 @@ class Exchange:
         here before anything of the exchange happened; the request then goes
         out once more on a fresh connection to the same server.
         """
-        head = self._backend_head(server)
+        head = heads.backend_head(
+            self.request,
+            self.target,
+            client=(self.client.peer[0], self.client.scheme, self.client.socket.port),
+            host=self.host,
+            host_override=heads.host_override(self.setting, server),
+            trace=self.trace,
+            rewrite=None if self.rewrite is None else self.rewrite.result,
+        )
         buffered = self.buffered
         streamed = self.request.body_expected and (buffered is None or not buffered.complete)
         if buffered is not None:
@@ -288,33 +314,6 @@ class Exchange:
             )
         raise AssertionError("unreachable")
 
-    def _backend_head(self, server: Server) -> bytes:
-        request = self.request
-        trace = self.trace
-        # One walk over the client's headers: hop-by-hop, forwarding, Expect
-        # and the gateway's own (forwarding.py) go; the rest is kept.
-        built = rules.request_headers(
-            request.headers,
-            client_ip=self.client.peer[0],
-            scheme=self.client.scheme,
-            port=self.client.socket.port,
-            host=self.host,
-            host_override=self._host_header(server),
-            content_length=request.content_length,
-            chunked=request.chunked,
-            websocket=request.websocket,
-            drop=_DROP_TRACED if trace is not None else _DROP,
-            tokens=request.connection,
-        )
-        if trace is not None:
-            built += forwarding.trace_headers(trace)
-        if self.rewrite is not None:
-            built = self.rewrite.result.apply(built)
-        target = self.target.encode("latin-1", "replace")
-        if b" " in target or not target:
-            raise BadRequest("request target with a space")
-        return rules.build_head(request.method + b" " + target + b" HTTP/1.1\r\n", built)
-
     def _read_ahead(self, backend: BackendConnection) -> Callable[[bool], None]:
         """What frees the backend connection once its response was read ahead of the client."""
 
@@ -352,35 +351,33 @@ class Exchange:
     ) -> bool:
         """Relay the response; whether the backend connection may serve again."""
         client = self.client
-        if self.services.draining.is_set():
-            client.closing = True
         self.response_keep_alive = response.keep_alive
         kind, length = framing(response.status, self.request.method == b"HEAD", response.headers)
         chunk_out = kind in (CHUNKED, UNTIL_CLOSE) and self.request.version == "1.1"
-        if kind in (CHUNKED, UNTIL_CLOSE) and not chunk_out:
-            client.closing = True  # an HTTP/1.0 client: the close ends the body
-        close = client.closing or (self.upload is not None and not self.upload.done)
-        if close:
+        if heads.closes_after(
+            closing=client.closing,
+            draining=self.services.draining.is_set(),
+            unframed_for_client=kind in (CHUNKED, UNTIL_CLOSE) and not chunk_out,
+            upload_unfinished=self.upload is not None and not self.upload.done,
+        ):
             # Said in the head, so kept: even if the body's last bytes reach
             # the backend while the response is on its way.
-            client.closing = True
-        out = rules.response_headers(response.headers, close=close)
-        if chunk_out:
-            out.append((b"transfer-encoding", b"chunked"))
+            client.close_after()
+        cookies: list[bytes] = []
         if self.setting.cookie_based_affinity:
             value = self.services.balancer.cookie_value(self.pool, server)
-            if self._sticky() != value:
+            if heads.sticky(self.setting, self.request) != value:
                 cookies = forwarding.affinity_set_cookies(
                     self.setting.affinity_cookie_name, value, client.scheme == "https"
                 )
-                out.extend((b"set-cookie", cookie) for cookie in cookies)
-        if self.rewrite is not None:
-            out = self.rewrite.rule_set.rewrite_response(self.rewrite.context, response.status, out)
-        reason = response.reason or errorpage.reason(response.status)
-        try:
-            head = rules.build_head(b"HTTP/1.1 %d %s\r\n" % (response.status, reason), out)
-        except BadGateway as exc:
-            raise BadGateway(f"{backend.label} sent an unusable response head: {exc}") from None
+        head = heads.response_head(
+            response,
+            close=client.closing,
+            chunk_out=chunk_out,
+            cookies=cookies,
+            rewrite=self.rewrite,
+            label=backend.label,
+        )
         ahead = self.services.buffers.responses if client.limits.response_buffering else None
         body = ResponseBody(
             client, backend, reader, self.timeout, chunk_out, ahead, self._read_ahead(backend)

@@ -1,6 +1,6 @@
 """Request checks beyond llhttp's (pure): the gateway's desync defence.
 
-llhttp (worker/wire.py) already refuses what no reading of RFC 9112 allows:
+llhttp (worker/codec/request_reader.py) already refuses what no reading of RFC 9112 allows:
 Content-Length with Transfer-Encoding, a repeated or non-numeric
 Content-Length, obsolete line folding, a bare LF or CR, whitespace before a
 colon, control characters in a field value (tab aside), a transfer coding

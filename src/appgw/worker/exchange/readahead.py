@@ -22,22 +22,19 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
 
 import trio
 
 from appgw.errors import first_error
-from appgw.worker.buffering import Budget
-
-if TYPE_CHECKING:
-    from appgw.worker.connection import ClientConnection
+from appgw.worker.exchange.budgets import Budget
+from appgw.worker.exchange.downstream import Downstream
 
 Produce = Callable[[], Awaitable[bytes | bytearray | None]]
 Finished = Callable[[bool], None]  # called once at the body's end; True: read ahead
 
 
 async def relay(
-    client: ClientConnection,
+    client: Downstream,
     produce: Produce,
     budget: Budget | None,
     bound: int,
@@ -66,7 +63,7 @@ async def relay(
 
 
 async def _held_up(
-    client: ClientConnection,
+    client: Downstream,
     produce: Produce,
     rest: bytes,
     budget: Budget,
@@ -100,7 +97,7 @@ class _Queue:
 
 
 async def _ahead(
-    client: ClientConnection, produce: Produce, first: bytes, bound: int, finished: Finished
+    client: Downstream, produce: Produce, first: bytes, bound: int, finished: Finished
 ) -> None:
     queue = _Queue(first)
 

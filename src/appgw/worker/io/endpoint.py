@@ -55,7 +55,7 @@ from trio.lowlevel import (
 from appgw.errors import STREAM_ERRORS
 
 if TYPE_CHECKING:
-    from appgw.worker.timer import Timer
+    from appgw.worker.io.timer import Timer
 
 RECEIVE_SIZE = 64 * 1024
 # A backend connection reads more at once: a response that is all there (a

@@ -10,9 +10,9 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from appgw.errors import BadRequest, GatewayError
-from appgw.worker import headers as rules
-from appgw.worker import strict
-from appgw.worker.wire import RequestHead
+from appgw.worker.codec import headers as rules
+from appgw.worker.codec import strict
+from appgw.worker.codec.request_reader import RequestHead
 
 Headers = tuple[tuple[bytes, bytes], ...]
 

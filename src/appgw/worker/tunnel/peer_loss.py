@@ -41,8 +41,8 @@ import termios
 import trio
 
 from appgw.errors import STREAM_ERRORS
-from appgw.worker.streams import RECEIVE_SIZE, abort, raw_socket
-from appgw.worker.tunnel_io import Direction, SideGone, send_all
+from appgw.worker.io.endpoint import RECEIVE_SIZE, abort, raw_socket
+from appgw.worker.tunnel.pump import Direction, SideGone, send_all
 
 _BROKE: tuple[type[Exception], ...] = (SideGone, *STREAM_ERRORS)
 

@@ -13,32 +13,21 @@ that does not answer.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
 
 import trio
 
-from appgw.errors import BadGateway, GatewayError, GatewayTimeout, first_error
-from appgw.worker.backends import BackendConnection
-from appgw.worker.request import Request
-from appgw.worker.response_wire import ResponseHead
-from appgw.worker.streams import Expired
-
-if TYPE_CHECKING:
-    from appgw.config.model import Server
-    from appgw.worker.connection import ClientConnection
-    from appgw.worker.exchange import Exchange
-    from appgw.worker.response_wire import ResponseReader
-
-# Seconds a response waits, at most, for the last bytes of a request body
-# that the client already sent in full (a backend that answered early and
-# does not read them costs a closed connection, not a stalled response).
-BODY_TAIL_WAIT = 1.0
+from appgw.errors import GatewayError, GatewayTimeout
+from appgw.worker.codec.request import Request
+from appgw.worker.codec.response_reader import ResponseHead
+from appgw.worker.exchange.downstream import Downstream
+from appgw.worker.io.endpoint import Expired
+from appgw.worker.upstream.connections import BackendConnection
 
 
 class Upload:
     def __init__(
         self,
-        client: ClientConnection,
+        client: Downstream,
         backend: BackendConnection,
         request: Request,
         timeout: float,
@@ -95,44 +84,3 @@ class Upload:
             ) from None
         finally:
             self.head_wait = False
-
-
-async def stream_beside(
-    exchange: Exchange, server: Server, backend: BackendConnection, reader: ResponseReader
-) -> bool:
-    """Stream the request body beside the wait for the response, and relay that.
-
-    The request head (with what request buffering read of the body) is out;
-    returns whether the backend connection may serve again.
-    """
-    client = exchange.client
-    buffered = exchange.buffered
-    if exchange.request.expect_continue and buffered is None:
-        await client.send_continue()
-    reusable = False
-    received = 0 if buffered is None else buffered.size
-    upload = exchange.upload = Upload(client, backend, exchange.request, exchange.timeout, received)
-    try:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(upload.send)
-            response = await upload.head(lambda: exchange.head_from(backend, reader))
-            if response.status == 101:
-                exchange.status = 502  # no tunnel: the backend connection is dropped
-                raise BadGateway(f"{backend.label} switched protocols mid-request")
-            exchange.status = response.status
-            if not upload.done and client.body_received:
-                # The client sent it all and its last bytes are on their
-                # way: let them arrive, so both connections stay usable.
-                with trio.move_on_after(min(exchange.timeout, BODY_TAIL_WAIT)):
-                    await upload.sent.wait()
-            reusable = await exchange.respond(server, backend, reader, response)
-            if not upload.done:
-                # The backend answered before the request body ended:
-                # the rest of the body has nowhere to go, and neither
-                # side of this exchange can be reused.
-                nursery.cancel_scope.cancel()
-                client.closing = True
-                reusable = False
-    except BaseExceptionGroup as group:
-        raise first_error(group) from None
-    return reusable

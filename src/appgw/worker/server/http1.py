@@ -23,7 +23,7 @@ from __future__ import annotations
 import os
 import time
 from time import monotonic
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import trio
 
@@ -36,12 +36,13 @@ from appgw.errors import (
     GatewayError,
     RequestTimeout,
 )
-from appgw.worker import errorpage
-from appgw.worker.observe import Exchanged, observe
-from appgw.worker.request import Request, read
-from appgw.worker.services import ListeningSocket, Services
-from appgw.worker.streams import INF, RECEIVE_SIZE, Endpoint, Expired, abort
-from appgw.worker.wire import END, RequestHead, RequestReader
+from appgw.worker.codec import error_page as errorpage
+from appgw.worker.codec.request import Request, read
+from appgw.worker.codec.request_reader import END, RequestHead, RequestReader
+from appgw.worker.exchange.downstream import Context, Handler, ListeningSocket
+from appgw.worker.exchange.observe import Exchanged, observe
+from appgw.worker.io.endpoint import INF, RECEIVE_SIZE, Endpoint, Expired, abort
+from appgw.worker.io.timer import Timer
 
 if TYPE_CHECKING:
     from appgw.mtls import ClientCertificate
@@ -68,10 +69,21 @@ def error_head(
     return b"".join(lines)
 
 
+class Served(Context, Protocol):
+    """What a client connection needs from its worker (services.Services)."""
+
+    @property
+    def timer(self) -> Timer: ...  # the deadlines of plain connections
+    @property
+    def grace(self) -> float: ...  # seconds an idle connection gets once a drain began
+    @property
+    def handle(self) -> Handler: ...  # serves one request (exchange/handler.py)
+
+
 class ClientConnection:
     def __init__(
         self,
-        services: Services,
+        services: Served,
         stream: trio.abc.Stream,
         socket: ListeningSocket,
         peer: tuple[str, int],
@@ -219,6 +231,16 @@ class ClientConnection:
     def body_received(self) -> bool:
         """Whether the whole request body was read from the client (maybe not yet consumed)."""
         return self.request_done or self.reader.has_end()
+
+    def hand_over(self) -> tuple[trio.abc.Stream, bytes]:
+        """The connection for a tunnel: its stream, no deadline left on it,
+        and what the client sent past its upgrade request's head."""
+        self.endpoint.no_deadlines()  # the tunnel keeps time itself
+        return self.stream, self.take_tunnel_bytes()
+
+    def close_after(self) -> None:
+        """The exchange ends the connection: it answers with Connection: close."""
+        self.closing = True
 
     def take_tunnel_bytes(self) -> bytes:
         """What the client sent after its upgrade request's head (for the tunnel).

@@ -9,29 +9,28 @@ gateway itself; anything else becomes an exchange with a backend
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import trio
 
 from appgw import logs
 from appgw.errors import BadRequest, GatewayError
-from appgw.worker import errorpage, strict
-from appgw.worker import headers as rules
-from appgw.worker.exchange import Exchange, Rewrite
-from appgw.worker.forwarding import Trace
-from appgw.worker.observe import Exchanged, count, observe
-from appgw.worker.request import Request
-from appgw.worker.routing import Route, redirect_location
-from appgw.worker.variables import RequestContext
-
-if TYPE_CHECKING:
-    from appgw.worker.connection import ClientConnection
+from appgw.worker.codec import error_page as errorpage
+from appgw.worker.codec import headers as rules
+from appgw.worker.codec import strict
+from appgw.worker.codec.request import Request
+from appgw.worker.exchange.backend import Exchange
+from appgw.worker.exchange.downstream import Downstream
+from appgw.worker.exchange.heads import Rewrite
+from appgw.worker.exchange.observe import Exchanged, count, observe
+from appgw.worker.policy.forwarding import Trace
+from appgw.worker.policy.routing import Route, redirect_location
+from appgw.worker.policy.variables import RequestContext
 
 log = logs.log
 
 
-async def handle_request(client: ClientConnection, request: Request) -> None:
+async def handle_request(client: Downstream, request: Request) -> None:
     started = time.monotonic()
     services = client.services
     original = target = request.target.decode("ascii", "replace")
@@ -72,7 +71,7 @@ async def handle_request(client: ClientConnection, request: Request) -> None:
             status = exchange.status
         raise
     finally:
-        # -- observability: one record, one call (worker/observe.py) --
+        # -- observability: one record, one call (worker/exchange/observe.py) --
         if logs.access_log.enabled:
             record = _exchanged(
                 client, request, started, status, failure, route, exchange, original, host, trace
@@ -83,7 +82,7 @@ async def handle_request(client: ClientConnection, request: Request) -> None:
 
 
 def _count(
-    client: ClientConnection,
+    client: Downstream,
     started: float,
     status: int,
     failure: BaseException | None,
@@ -119,7 +118,7 @@ def _count(
 
 
 def _sent(
-    client: ClientConnection, status: int, failure: BaseException | None, host: bytes | None
+    client: Downstream, status: int, failure: BaseException | None, host: bytes | None
 ) -> int:
     """Body bytes sent to the client, the error page about to be sent included."""
     if isinstance(failure, GatewayError) and not client.response_started:
@@ -130,7 +129,7 @@ def _sent(
 
 
 def _exchanged(
-    client: ClientConnection,
+    client: Downstream,
     request: Request,
     started: float,
     status: int,
@@ -191,7 +190,7 @@ def _exchanged(
 
 
 def _rewrite(
-    client: ClientConnection, request: Request, route: Route, host: bytes | None, target: str
+    client: Downstream, request: Request, route: Route, host: bytes | None, target: str
 ) -> tuple[Route, str, Rewrite]:
     """Apply the route's rewrite rule set to the request.
 
@@ -241,7 +240,7 @@ def _origin_form(target: str, host: bytes | None) -> tuple[str, bytes | None]:
     return path, authority
 
 
-async def _redirect(client: ClientConnection, route: Route, host: bytes | None, target: str) -> int:
+async def _redirect(client: Downstream, route: Route, host: bytes | None, target: str) -> int:
     assert route.redirect is not None
     location = redirect_location(route, route.redirect, client.services.config, host, target)
     status = route.redirect.status
@@ -260,7 +259,7 @@ async def _redirect(client: ClientConnection, route: Route, host: bytes | None, 
     return status
 
 
-async def _discard_body(client: ClientConnection, limit: int = 1024 * 1024) -> None:
+async def _discard_body(client: Downstream, limit: int = 1024 * 1024) -> None:
     """Read and drop a small request body so the connection can be reused."""
     seen = 0
     with trio.move_on_after(client.limits.request_timeout):
@@ -269,4 +268,4 @@ async def _discard_body(client: ClientConnection, limit: int = 1024 * 1024) -> N
             if piece is not None:
                 seen += len(piece)
     if not client.request_done:
-        client.closing = True
+        client.close_after()

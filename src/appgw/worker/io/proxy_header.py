@@ -25,7 +25,7 @@ from collections.abc import Iterable
 import attrs
 import trio
 
-from appgw.worker.proxy_protocol import MAX_V2_LENGTH, V2_FIXED, Malformed, ProxyHeader, parse
+from appgw.worker.io.proxy_protocol import MAX_V2_LENGTH, V2_FIXED, Malformed, ProxyHeader, parse
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 

@@ -34,8 +34,8 @@ from typing import Protocol
 import trio
 
 from appgw.errors import STREAM_ERRORS
-from appgw.worker.frames import FrameTracker
-from appgw.worker.streams import RECEIVE_SIZE
+from appgw.worker.codec.frames import FrameTracker
+from appgw.worker.io.endpoint import RECEIVE_SIZE
 
 SCRATCH = bytearray(RECEIVE_SIZE)  # see the module doc: shared, never held across an await
 _SCRATCH_VIEW = memoryview(SCRATCH)

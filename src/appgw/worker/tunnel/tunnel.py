@@ -40,10 +40,10 @@ import trio
 
 from appgw import logs
 from appgw.websocket import close_frame
-from appgw.worker.drain_spread import DrainTurn
-from appgw.worker.peer_loss import LOST, PASS, WAIT, after_eof, eof_reason, pass_reset
-from appgw.worker.streams import RECEIVE_SIZE, abort
-from appgw.worker.tunnel_io import (
+from appgw.worker.io.endpoint import RECEIVE_SIZE, abort
+from appgw.worker.tunnel.drain_spread import DrainTurn
+from appgw.worker.tunnel.peer_loss import LOST, PASS, WAIT, after_eof, eof_reason, pass_reset
+from appgw.worker.tunnel.pump import (
     SEND_BUDGET,
     STREAM_ERRORS,
     Direction,

@@ -20,18 +20,15 @@ connection (BackendAborted), the only honest signal left.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from appgw.errors import BackendAborted, BadGateway
-from appgw.worker import readahead
-from appgw.worker.backends import BackendConnection
-from appgw.worker.buffering import Budget
-from appgw.worker.response_wire import ResponseReader
-from appgw.worker.streams import Expired
-from appgw.worker.wire import END
-
-if TYPE_CHECKING:
-    from appgw.worker.connection import ClientConnection
+from appgw.worker.codec.request_reader import END
+from appgw.worker.codec.response_reader import ResponseReader
+from appgw.worker.exchange import readahead
+from appgw.worker.exchange.budgets import Budget
+from appgw.worker.exchange.downstream import Downstream
+from appgw.worker.io.endpoint import Expired
+from appgw.worker.upstream.connections import BackendConnection
 
 NO_BODY = 0
 LENGTH = 1
@@ -77,7 +74,7 @@ class ResponseBody:
 
     def __init__(
         self,
-        client: ClientConnection,
+        client: Downstream,
         backend: BackendConnection,
         reader: ResponseReader,
         timeout: float,

@@ -35,8 +35,8 @@ from appgw.errors import (
 )
 
 if TYPE_CHECKING:
-    from appgw.worker.relay import TunnelEnd
-    from appgw.worker.services import Services
+    from appgw.worker.exchange.downstream import Context
+    from appgw.worker.tunnel.tunnel import TunnelEnd
 
 
 @attrs.frozen(slots=True)
@@ -73,7 +73,7 @@ class Exchanged:
     tunnel: TunnelEnd | None = None
 
 
-def observe(services: Services, record: Exchanged) -> None:
+def observe(services: Context, record: Exchanged) -> None:
     """Count and log one finished exchange."""
     count(
         services,
@@ -96,7 +96,7 @@ def observe(services: Services, record: Exchanged) -> None:
 
 
 def count(
-    services: Services,
+    services: Context,
     received_bytes: int,
     sent_bytes: int,
     status: int,

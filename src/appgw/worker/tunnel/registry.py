@@ -14,8 +14,8 @@ from typing import Protocol
 import trio
 
 from appgw.metrics import WorkerMetrics
-from appgw.worker.drain_spread import late_moment, spread
-from appgw.worker.relay import Tunnel, TunnelEnd
+from appgw.worker.tunnel.drain_spread import late_moment, spread
+from appgw.worker.tunnel.tunnel import Tunnel, TunnelEnd
 
 
 class TunnelHost(Protocol):

@@ -29,10 +29,10 @@ import trio
 
 from appgw.config.connect_to import ConnectTo, dial
 from appgw.errors import STREAM_ERRORS, BadGateway, GatewayTimeout
-from appgw.worker.streams import BACKEND_RECEIVE_SIZE, Endpoint, Expired, abort, raw_socket
+from appgw.worker.io.endpoint import BACKEND_RECEIVE_SIZE, Endpoint, Expired, abort, raw_socket
 
 if TYPE_CHECKING:
-    from appgw.worker.timer import Timer
+    from appgw.worker.io.timer import Timer
 
 MAX_IDLE_PER_SERVER = 128
 IDLE_TIMEOUT = 60.0

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from appgw.config.model import Config, ErrorPage
-from appgw.worker.routing import BoundAddress, Router
+from appgw.worker.policy.routing import BoundAddress, Router
 
 Page = tuple[bytes, bytes]  # (body, content type)
 

@@ -73,7 +73,7 @@ from appgw.config.model import (
     RewriteRuleSet,
 )
 from appgw.patterns import Match, Pattern, PatternError, compile_pattern
-from appgw.worker.variables import RequestContext, Scope, latin1
+from appgw.worker.policy.variables import RequestContext, Scope, latin1
 
 Headers = list[tuple[bytes, bytes]]
 

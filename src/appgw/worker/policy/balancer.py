@@ -26,7 +26,7 @@ from typing import Protocol
 
 from appgw import logs
 from appgw.config.model import Config, Pool, Server, Setting
-from appgw.worker.passive import PassiveHealth
+from appgw.worker.policy.passive import PassiveHealth
 
 
 class Health(Protocol):

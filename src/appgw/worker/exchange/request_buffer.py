@@ -33,42 +33,9 @@ With both off, bodies stream byte for byte as they arrive.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from appgw.config.model import Limits
 from appgw.errors import GatewayError
-
-if TYPE_CHECKING:
-    from appgw.worker.connection import ClientConnection
-
-
-class Budget:
-    """Bytes that a worker's buffers of one kind may hold together."""
-
-    __slots__ = ("total", "used")
-
-    def __init__(self, total: int) -> None:
-        self.total = total
-        self.used = 0
-
-    def take(self, wanted: int) -> int:
-        """Reserve up to `wanted` bytes; how many were granted (maybe 0)."""
-        granted = max(0, min(wanted, self.total - self.used))
-        self.used += granted
-        return granted
-
-    def give(self, amount: int) -> None:
-        self.used -= amount
-
-
-class Buffers:
-    """A worker's two budgets (one per direction)."""
-
-    __slots__ = ("requests", "responses")
-
-    def __init__(self, limits: Limits) -> None:
-        self.requests = Budget(limits.worker_request_buffer_bytes)
-        self.responses = Budget(limits.worker_response_buffer_bytes)
+from appgw.worker.exchange.budgets import Budget
+from appgw.worker.exchange.downstream import Downstream
 
 
 class BufferedBody:
@@ -99,7 +66,7 @@ class BufferedBody:
         self._granted = 0
 
 
-async def read_ahead(client: ClientConnection, budget: Budget, length: int | None) -> BufferedBody:
+async def read_ahead(client: Downstream, budget: Budget, length: int | None) -> BufferedBody:
     """Read a request body, up to the per-request bound, before the backend is reached.
 
     `length` is the body's Content-Length (None: chunked); no more room

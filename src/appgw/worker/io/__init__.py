@@ -1,0 +1,1 @@
+"""The bottom of the worker: a connection's bytes and their deadlines."""

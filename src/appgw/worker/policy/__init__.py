@@ -1,0 +1,2 @@
+"""What the gateway decides about a request, pure: routing, rewrites,
+variables, forwarded headers, balancing, passive health, custom error pages."""

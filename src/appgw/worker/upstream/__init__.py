@@ -1,0 +1,1 @@
+"""Connections to backends and the worker's pool of them."""
