@@ -21,7 +21,7 @@ from appgw.config.fields import Section
 from appgw.config.model import Certificate
 
 if TYPE_CHECKING:
-    from appgw.config.arm import ArmReader
+    from appgw.config.arm_reader import ArmReader
 
 FLAG = "--certificate {name}=FILE[:PASSWORD]"
 

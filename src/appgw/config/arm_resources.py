@@ -40,7 +40,7 @@ from appgw.config.model import (
 )
 
 if TYPE_CHECKING:
-    from appgw.config.arm import ArmReader
+    from appgw.config.arm_reader import ArmReader
 
 KEY_VAULT = "not supported locally, export the certificate as PFX data"
 RULE_TYPES = {"basic": "basic", "pathbasedrouting": "path"}

@@ -19,7 +19,7 @@ from appgw.config.model import ClientAuth, SslPolicy, SslProfile
 from appgw.tls_policy import PREDEFINED
 
 if TYPE_CHECKING:
-    from appgw.config.arm import ArmReader
+    from appgw.config.arm_reader import ArmReader
 
 
 # Azure's default policy when a gateway names none depends on the API version

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 
 from appgw.config.model import Config, Listener
 from appgw.config.naming import ARM_NAMING, TOML_NAMING
-from appgw.config.validate import Checks
+from appgw.config.validate import GatewayChecks
 
 
 def _family(address: str) -> int:
@@ -29,7 +29,7 @@ def bound_conflicts(config: Config, before: Mapping[str, Listener], flags: str) 
     """Conflicts among `config`'s listeners that share an (address, port) only
     since the overrides (`before`: the listeners as configured)."""
     naming = TOML_NAMING if config.source.endswith(".toml") else ARM_NAMING
-    checks = Checks(config, naming)
+    checks = GatewayChecks(config, naming)
     listeners = list(config.listeners.values())
     for i, b in enumerate(listeners):
         for a in listeners[:i]:

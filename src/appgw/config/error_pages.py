@@ -28,7 +28,7 @@ from appgw.config.fields import Invalid, Section
 from appgw.config.model import CUSTOM_ERROR_STATUSES, ErrorPage
 
 if TYPE_CHECKING:
-    from appgw.config.arm import ArmReader
+    from appgw.config.arm_reader import ArmReader
 
 MAX_PAGE_BYTES = 1024 * 1024
 FETCH_TIMEOUT = 10.0

@@ -18,14 +18,22 @@ Part of the TOML loader (toml.py). The keys are ARM's in snake case:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from appgw.config.certs import CertError, ca_to_pem
 from appgw.config.fields import Section
 from appgw.config.model import ClientAuth, SslPolicy, SslProfile
 
-if TYPE_CHECKING:
-    from appgw.config.toml import _Reader
+
+class Reader(Protocol):
+    """What reading a certificate needs of the TOML load (toml.py's reader)."""
+
+    quiet: set[str]  # key paths read, not to be reported as unknown
+
+    def read(self, s: Section, key: str, value: str) -> bytes | None:
+        """The file `value` names (relative to the configuration), or None
+        with an error at `key`."""
+        ...
 
 
 def ssl_policy(s: Section | None) -> SslPolicy:
@@ -62,7 +70,7 @@ def ssl_profile(name: str, s: Section) -> SslProfile:
     return profile
 
 
-def trusted_client_certificate(reader: _Reader, name: str, s: Section) -> bytes:
+def trusted_client_certificate(reader: Reader, name: str, s: Section) -> bytes:
     cert = s.get_str("cert", "", required=True)
     s.reject_unused()
     data = reader.read(s, "cert", cert) if cert else None

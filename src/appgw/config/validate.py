@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Iterable
-from typing import Any
 
 import attrs
 
 from appgw.config.admin import admin_problems
 from appgw.config.certs import ca_problem, pair_problem
+from appgw.config.checks import BAD_NAME, NAME, Checks
 from appgw.config.model import Config, Limits, Listener
 from appgw.config.naming import TOML_NAMING, Naming
 from appgw.config.validate_routing import check_routing
@@ -30,7 +29,6 @@ LISTENER_PROTOCOLS = ("http", "https")
 SETTING_PROTOCOLS = ("http", "https")
 PROBE_PROTOCOLS = ("http", "https", "ws", "wss")
 
-NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,79}$")
 HOST_NAME = re.compile(r"^[A-Za-z0-9_*?]([A-Za-z0-9_*?.-]{0,251}[A-Za-z0-9_*?.])?$")
 SERVER_NAME = re.compile(r"^[A-Za-z0-9_]([A-Za-z0-9_.-]{0,251}[A-Za-z0-9_.])?$")
 TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")  # an HTTP header or cookie name
@@ -52,7 +50,7 @@ COLLECTIONS = (
 
 def validate(config: Config, naming: Naming = TOML_NAMING) -> list[str]:
     """Every problem of `config`, each "key.path: message"; [] when it is usable."""
-    checks = Checks(config, naming)
+    checks = GatewayChecks(config, naming)
     checks.names()
     checks.gateway()
     checks.certificates()
@@ -74,96 +72,9 @@ def is_ip(text: str) -> bool:
     return True
 
 
-class Checks:
-    """The error list of one validation and the helpers that fill it."""
-
-    def __init__(self, config: Config, naming: Naming) -> None:
-        self.config = config
-        self.naming = naming
-        self.errors: list[str] = []
-
-    # -- helpers --------------------------------------------------------------
-
-    def error(self, schema: str, names: Iterable[str], message: str) -> None:
-        self.errors.append(f"{self.naming.path(schema, *names)}: {message}")
-
-    def key(self, schema: str) -> str:
-        """The last key of `schema` as the file spells it ("backendAddressPool")."""
-        blanks = ["_"] * schema.count("*")
-        return self.naming.path(schema, *blanks).rsplit(".", 1)[-1]
-
-    def range(
-        self, schema: str, names: Iterable[str], value: float | None, low: int, high: int
-    ) -> None:
-        if value is not None and not low <= value <= high:
-            self.error(schema, names, f"must be {low}..{high}")
-
-    def at_least(self, schema: str, names: Iterable[str], value: float, low: int) -> None:
-        if value < low:
-            self.error(schema, names, f"must be >= {low}")
-
-    def choice(
-        self, schema: str, names: Iterable[str], value: str, choices: tuple[str, ...]
-    ) -> None:
-        if value not in choices:
-            shown = self.naming.show(schema, value)
-            self.error(
-                schema, names, f"must be {self.naming.choices(schema, choices)}, not {shown!r}"
-            )
-
-    def ref(self, schema: str, names: Iterable[str], value: str | None, collection: str) -> None:
-        """A reference by name to a resource of `collection`; None is no reference."""
-        if value is None:
-            return
-        if value == "":
-            self.error(schema, names, "required")
-        elif value not in getattr(self.config, collection):
-            self.error(schema, names, f"no {self.naming.noun(collection)} named {value!r}")
-
-    def target(
-        self,
-        base: str,
-        names: tuple[str, ...],
-        pool: str | None,
-        setting: str | None,
-        redirect: str | None,
-        keys: tuple[str, str, str] = ("pool", "setting", "redirect"),
-    ) -> None:
-        """A pool and a setting, or a redirect, never both (rules, path maps)."""
-        pool_key, setting_key, redirect_key = (f"{base}.{k}" for k in keys)
-        words = [self.key(k) for k in (pool_key, setting_key, redirect_key)]
-        if redirect is not None:
-            if pool is not None or setting is not None:
-                self.error(redirect_key, names, f"excludes {words[0]} and {words[1]}")
-        elif pool is None and setting is None:
-            self.error(base, names, f"needs {words[0]} and {words[1]}, or {words[2]}")
-        elif pool is None:
-            self.error(pool_key, names, f"required with {words[1]}")
-        elif setting is None:
-            self.error(setting_key, names, f"required with {words[0]}")
-        self.ref(pool_key, names, pool, "pools")
-        self.ref(setting_key, names, setting, "settings")
-        self.ref(redirect_key, names, redirect, "redirects")
-
-    def unique_names(
-        self,
-        schema: str,
-        names: tuple[str, ...],
-        items: Iterable[Any],
-        pattern: re.Pattern[str] | None = None,
-    ) -> None:
-        """Names of entries of a list (path rules, rewrite rules): valid and unique."""
-        pattern = pattern or NAME
-        seen: set[str] = set()
-        for item in items:
-            if not item.name:
-                continue  # reported by the loader
-            if item.name in seen:
-                self.error(f"{schema}.*", (*names, item.name), "duplicate name")
-            elif not pattern.match(item.name):
-                message = _BAD_NAME if pattern is NAME else _BAD_RULE_NAME
-                self.error(f"{schema}.*", (*names, item.name), message)
-            seen.add(item.name)
+class GatewayChecks(Checks):
+    """Application Gateway's checks of each kind of resource (routing and TLS
+    are in validate_routing.py and validate_tls.py)."""
 
     # -- resources ------------------------------------------------------------
 
@@ -171,7 +82,7 @@ class Checks:
         for collection in COLLECTIONS:
             for name in getattr(self.config, collection):
                 if not NAME.match(name):
-                    self.error(f"{collection}.*", (name,), _BAD_NAME)
+                    self.error(f"{collection}.*", (name,), BAD_NAME)
         if not self.config.listeners:
             self.error("listeners", (), "at least one listener is required")
         if not self.config.rules:
@@ -347,8 +258,6 @@ class Checks:
                 self.error("probes.*.host", names, f"cannot be set with {other}")
 
 
-_BAD_NAME = "invalid name: up to 80 letters, digits, '_', '.' and '-'"
-_BAD_RULE_NAME = "invalid name: 1 to 80 characters, no control characters"
 
 
 def network_problem(text: str) -> str | None:

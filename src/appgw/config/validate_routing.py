@@ -17,7 +17,7 @@ from appgw.patterns import PatternError, compile_pattern
 RULE_NAME = re.compile(r"^[^\x00-\x1f\x7f]{1,80}$")
 
 if TYPE_CHECKING:
-    from appgw.config.validate import Checks
+    from appgw.config.checks import Checks
 
 RULE_KINDS = ("basic", "path")
 REDIRECT_TYPES = tuple(REDIRECT_STATUS)

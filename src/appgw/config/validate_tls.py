@@ -19,7 +19,7 @@ from appgw.config.certs import ca_problem
 from appgw.config.model import Config, Listener, SslPolicy
 
 if TYPE_CHECKING:
-    from appgw.config.validate import Checks
+    from appgw.config.checks import Checks
 
 SNI_NAME = re.compile(r"^[A-Za-z0-9_]([A-Za-z0-9_.-]{0,251}[A-Za-z0-9_.])?$")
 CLIENT_AUTH_MODES = ("strict", "passthrough")
