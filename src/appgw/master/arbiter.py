@@ -44,6 +44,7 @@ from appgw.master.sockets import ListeningSocket, SocketSet
 from appgw.master.upgrade import predecessor, start_successor
 from appgw.master.watch import ConfigWatch
 from appgw.metrics import MasterTotals
+from appgw.titles import master_title, set_title
 
 log = logs.log
 
@@ -378,6 +379,7 @@ class Arbiter:
         self.files.write("metrics", data)
 
     def _write_state(self) -> None:
+        set_title(master_title(self.generation, self.options.config_path, bool(self.stopping)))
         if self.files is None or self.config is None:
             return
         state = {

@@ -40,6 +40,7 @@ from appgw.mtls import ClientAuthSetup, ClientCertificate, client_auth_setup
 from appgw.mtls import inspect as inspect_client
 from appgw.ocsp import OcspChecker
 from appgw.process import unblock_signals
+from appgw.titles import set_title, worker_title
 from appgw.tls import backend_context, socket_context
 from appgw.worker.backends import BackendConnections
 from appgw.worker.balancer import Balancer, EveryoneHealthy, Health
@@ -198,6 +199,7 @@ class Worker:
         now = trio.current_time()
         self.draining.set()
         self.drain_started = now
+        set_title(worker_title(self.generation, draining=True))
         self._accept_scope.cancel()
         log.info(
             "draining: %d connection(s), %d tunnel(s)", len(self.connections), len(self.tunnels)
