@@ -18,8 +18,7 @@ and a new prober start, and once every new worker is ready the old
 generation drains. The listening sockets never close in between, so no
 connection is refused. An invalid configuration leaves everything as it is.
 
-The master never runs trio, and never blocks on a child: every write to a
-channel is non-blocking with a bounded outbox.
+The master never runs trio, and never blocks on a child (bounded outboxes).
 """
 
 from __future__ import annotations
@@ -33,7 +32,7 @@ from appgw import logs, runfiles, sdnotify
 from appgw.config import ConfigError
 from appgw.config.model import Config
 from appgw.ipc import Health
-from appgw.master import lifecycle, signals
+from appgw.master import descriptors, lifecycle, signals
 from appgw.master.brood import Brood, Child
 from appgw.master.children import kill
 from appgw.master.generations import drain_budget, generation_ready, plan, worker_count
@@ -255,6 +254,7 @@ class Arbiter:
     # -- children ----------------------------------------------------------------
 
     def _start_generation(self, config: Config) -> None:
+        descriptors.check(config, start=not self.generation)
         self.generation += 1
         self.config = config
         self.configs[self.generation] = config
