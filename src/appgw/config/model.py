@@ -294,6 +294,10 @@ class Limits:
     connect_timeout: float = 5.0  # backend connect
     max_connections: int = 10000  # per worker; accepting pauses at the limit
     max_response_header_bytes: int = 32 * 1024  # from a backend -> 502
+    # Seconds a pooled backend connection may have been idle and still carry
+    # a request that cannot be sent twice (POST, a body); below the backends'
+    # own keep-alive timeout, that request never meets a closing connection.
+    backend_reuse_idle: float = 1.0
 
 
 @frozen

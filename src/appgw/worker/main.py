@@ -117,7 +117,9 @@ class Worker:
         }
         self.balancer = Balancer(config, clock=trio.current_time)
         self.timer = Timer()
-        self.backends = BackendConnections(limits.connect_timeout, self.timer)
+        self.backends = BackendConnections(
+            limits.connect_timeout, self.timer, reuse_idle=limits.backend_reuse_idle
+        )
         self.health: Health = EveryoneHealthy()
         self.draining = trio.Event()
         self.drain_started = 0.0
