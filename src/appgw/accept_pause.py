@@ -19,6 +19,10 @@ import attrs
 # accept() errors that mean "not now": the connection waits in the backlog.
 PAUSING_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 RETRY = 0.1  # seconds between two tries while paused
+# A pause ends once accepts have gone on this long without a refusal: right
+# after descriptors free up, the backlog's connections may use them up again
+# for a moment, and that is still the same pause.
+SETTLE = 0.5
 
 
 @attrs.define
@@ -28,10 +32,12 @@ class AcceptPause:
     where: str  # "127.0.0.1:8080", as the log names the listener
     since: float | None = None
     deferred: int = 0  # accepts refused (and retried) since the pause began
+    last_refused: float = 0.0
 
     def refused(self, exc: OSError, now: float) -> str | None:
         """An accept was refused by a limit; the log line when this begins a pause."""
         self.deferred += 1
+        self.last_refused = now
         if self.since is not None:
             return None
         self.since = now
@@ -43,9 +49,9 @@ class AcceptPause:
 
     def accepted(self, now: float) -> str | None:
         """An accept succeeded; the log line when this ends a pause."""
-        if self.since is None:
+        if self.since is None or now - self.last_refused < SETTLE:
             return None
-        seconds, deferred = now - self.since, self.deferred
+        seconds, deferred = self.last_refused + RETRY - self.since, self.deferred
         self.since, self.deferred = None, 0
         return (
             f"accept on {self.where}: accepting again after {seconds:.1f} s paused;"

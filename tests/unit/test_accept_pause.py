@@ -22,9 +22,11 @@ def test_a_pause_is_one_line_in_and_one_line_out_with_its_length_and_deferred_ac
     assert began.startswith("accept on 127.0.0.1:8080: [Errno 24] Too many open files; pausing")
     assert "until descriptors are free" in began
     assert [pause.refused(emfile(), 10.0 + n / 10) for n in range(1, 42)] == [None] * 41
-    ended = pause.accepted(14.25)
+    assert pause.accepted(14.2) is None  # too soon: the pause may not be over
+    assert pause.refused(emfile(), 14.25) is None  # and it was not: the same pause
+    ended = pause.accepted(14.8)
     assert ended == (
-        "accept on 127.0.0.1:8080: accepting again after 4.2 s paused; 42 accept(s) deferred"
+        "accept on 127.0.0.1:8080: accepting again after 4.3 s paused; 43 accept(s) deferred"
     )
     assert pause.since is None and pause.deferred == 0
     assert pause.accepted(15.0) is None
