@@ -71,6 +71,16 @@ FAMILIES = (
         "Connections refused on a PROXY protocol listener, by listening port and reason.",
         ("port", "reason"),
     ),
+    Family(
+        "appgw_accept_pauses_total",
+        "counter",
+        "Times a worker paused accepting on a listener: out of descriptors (or kernel memory).",
+    ),
+    Family(
+        "appgw_accepts_deferred_total",
+        "counter",
+        "Accepts refused by a descriptor or memory limit and retried (every 0.1 s while paused).",
+    ),
     Family("appgw_tunnels_current", "gauge", "WebSocket tunnels open now."),
     Family("appgw_tunnels_total", "counter", "WebSocket tunnels opened."),
     Family("appgw_received_bytes_total", "counter", "Bytes received from clients."),
@@ -140,6 +150,8 @@ class WorkerMetrics:
         self.first_byte: dict[Labels, Histogram] = {}
         self.connections_total = 0
         self.proxy_refused: dict[Labels, int] = {}  # (port, reason)
+        self.accept_pauses = 0
+        self.accepts_deferred = 0
         self.tunnels_total = 0
         self.received_bytes = 0
         self.sent_bytes = 0
@@ -171,6 +183,10 @@ class WorkerMetrics:
     def proxy_refused_one(self, port: int, reason: str) -> None:
         key = (str(port), reason)
         self.proxy_refused[key] = self.proxy_refused.get(key, 0) + 1
+    def accept_refused(self, *, paused: bool) -> None:
+        """An accept refused by a limit; `paused` when that began a pause."""
+        self.accepts_deferred += 1
+        self.accept_pauses += paused
 
     def snapshot(self, connections: int, tunnels: int) -> dict[str, Any]:
         """Everything counted so far, in the wire form."""
@@ -181,6 +197,8 @@ class WorkerMetrics:
                 "appgw_backend_responses_total": _pairs(self.backend_responses),
                 "appgw_connections_total": [[[], self.connections_total]],
                 "appgw_proxy_protocol_refused_total": _pairs(self.proxy_refused),
+                "appgw_accept_pauses_total": [[[], self.accept_pauses]],
+                "appgw_accepts_deferred_total": [[[], self.accepts_deferred]],
                 "appgw_tunnels_total": [[[], self.tunnels_total]],
                 "appgw_received_bytes_total": [[[], self.received_bytes]],
                 "appgw_sent_bytes_total": [[[], self.sent_bytes]],

@@ -19,7 +19,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -267,6 +267,7 @@ async def open_gateway(
     ready_timeout: float = 30,
     term_timeout: float = 10,
     check_exit: bool = True,
+    preexec_fn: Callable[[], object] | None = None,
 ) -> AsyncIterator[GatewayProcess]:
     """Run `appgw run` on a configuration until the block ends.
 
@@ -279,7 +280,8 @@ async def open_gateway(
     block itself passing) it must then exit 0 within term_timeout, else the
     test fails. So every test also checks a graceful stop; a test that ends
     the gateway its own way, or leaves tunnels open on purpose, passes
-    check_exit=False.
+    check_exit=False. `preexec_fn` runs in the child before the gateway
+    starts (resource limits, for one).
     """
     n = next(_counter)
     if isinstance(config, str):
@@ -302,6 +304,7 @@ async def open_gateway(
             start_new_session=True,
             cwd=str(tmp_path),
             env=appgw_env(),
+            preexec_fn=preexec_fn,
         )
     finally:
         log.close()

@@ -188,6 +188,14 @@ def test_every_reference_kind_dangling() -> None:
             "gateway.limits.max_body_bytes: must be >= 0",
         ),
         (
+            {"gateway": Gateway(limits=Limits(backend_reuse_idle=61))},
+            "gateway.limits.backend_reuse_idle: must be 0..60",
+        ),
+        (
+            {"gateway": Gateway(limits=Limits(backend_reuse_idle=-0.5))},
+            "gateway.limits.backend_reuse_idle: must be 0..60",
+        ),
+        (
             {"pools": {"web": Pool("web", (Server("127.0.0.2", 0),))}},
             "pools.web.servers[0]: port must be 1..65535",
         ),

@@ -23,6 +23,7 @@ import h11
 import trio
 
 from appgw import logs
+from appgw.accept_pause import PAUSING_ERRNOS, RETRY, AcceptPause
 from appgw.admin.views import Views
 from appgw.config.model import Config
 from appgw.errors import STREAM_ERRORS
@@ -49,6 +50,7 @@ async def serve_admin(
     views = Views(worker.config, worker.generation)
     listener = trio.socket.from_stdlib_socket(sock)
     slots = trio.Semaphore(MAX_CONNECTIONS)
+    pause = AcceptPause("the admin listener")
     async with trio.open_nursery() as nursery:
         task_status.started()
         while True:
@@ -57,12 +59,17 @@ async def serve_admin(
                 conn, _ = await listener.accept()
             except OSError as exc:
                 slots.release()
-                log.warning("admin listener: accept: %s", exc)
-                await trio.sleep(0.1)
+                if exc.errno not in PAUSING_ERRNOS:
+                    log.warning("admin listener: accept: %s", exc)
+                elif (began := pause.refused(exc, trio.current_time())) is not None:
+                    log.warning("%s", began)
+                await trio.sleep(RETRY)
                 continue
             except BaseException:
                 slots.release()
                 raise
+            if pause.since is not None:
+                log.warning("%s", pause.accepted(trio.current_time()))
             nursery.start_soon(_serve_one, views, trio.SocketStream(conn), slots)
 
 

@@ -309,6 +309,10 @@ class Limits:
     response_buffering: bool = True  # read a response ahead of a slow client
     response_buffer_bytes: int = 1024 * 1024  # per response
     worker_response_buffer_bytes: int = 64 * 1024 * 1024  # all responses of a worker together
+    # Seconds a pooled backend connection may have been idle and still carry
+    # a request that cannot be sent twice (POST, a body); below the backends'
+    # own keep-alive timeout, that request never meets a closing connection.
+    backend_reuse_idle: float = 1.0
 
 
 @frozen

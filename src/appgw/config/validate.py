@@ -102,6 +102,8 @@ class GatewayChecks(Checks):
                 continue
             if field.name == "max_body_bytes":  # 0: no limit
                 self.at_least(f"gateway.limits.{field.name}", (), value, 0)
+            elif field.name == "backend_reuse_idle":  # 0: never; idle ones go at 60 s
+                self.range(f"gateway.limits.{field.name}", (), value, 0, 60)
             elif value <= 0:
                 self.error(f"gateway.limits.{field.name}", (), "must be > 0")
         for kind in ("request", "response"):

@@ -18,8 +18,7 @@ and a new prober start, and once every new worker is ready the old
 generation drains. The listening sockets never close in between, so no
 connection is refused. An invalid configuration leaves everything as it is.
 
-The master never runs trio, and never blocks on a child: every write to a
-channel is non-blocking with a bounded outbox.
+The master never runs trio, and never blocks on a child (bounded outboxes).
 """
 
 from __future__ import annotations
@@ -33,7 +32,7 @@ from appgw import logs, runfiles, sdnotify
 from appgw.config import ConfigError, config_notes
 from appgw.config.model import Config
 from appgw.ipc import Health
-from appgw.master import lifecycle, signals
+from appgw.master import descriptors, lifecycle, signals
 from appgw.master.brood import Brood, Child
 from appgw.master.children import kill
 from appgw.master.generations import drain_budget, generation_ready, plan, worker_count
@@ -44,6 +43,7 @@ from appgw.master.sockets import ListeningSocket, SocketSet
 from appgw.master.upgrade import predecessor, start_successor
 from appgw.master.watch import ConfigWatch, signatures
 from appgw.metrics import MasterTotals
+from appgw.titles import master_title, set_title
 
 log = logs.log
 
@@ -262,6 +262,7 @@ class Arbiter:
     # -- children ----------------------------------------------------------------
 
     def _start_generation(self, config: Config) -> None:
+        descriptors.check(config, start=not self.generation)
         self.generation += 1
         self.config = config
         self.configs[self.generation] = config
@@ -386,6 +387,7 @@ class Arbiter:
         self.files.write("metrics", data)
 
     def _write_state(self) -> None:
+        set_title(master_title(self.generation, self.options.config_path, bool(self.stopping)))
         if self.files is None or self.config is None:
             return
         state = {

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from appgw import logs
 from appgw.ipc import BootFailure, MasterChannel, encode, socketpair
 from appgw.process import BOOT_ERROR, CHILD_SIGNALS, BootError, drop_privileges, unblock_signals
+from appgw.titles import PROBER_TITLE, set_title, worker_title
 
 if TYPE_CHECKING:
     from appgw.config.model import Config
@@ -144,6 +145,7 @@ def worker_body(
     """A worker: TLS contexts built (as root), privileges dropped, then trio."""
 
     def body(channel: socket.socket) -> int:
+        set_title(worker_title(generation))
         from appgw.worker.main import Socket, run_worker, tls_for_sockets
 
         sockets = [Socket(s.sock, s.address, s.port, s.protocol) for s in listening]
@@ -161,6 +163,7 @@ def prober_body(config: Config, previous: Any) -> Callable[[socket.socket], int]
     """The prober, starting from the previous prober's results if any."""
 
     def body(channel: socket.socket) -> int:
+        set_title(PROBER_TITLE)
         from appgw.prober.main import run_prober
 
         # The prober has no files of its own to reopen, and HUP is the

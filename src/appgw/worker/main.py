@@ -17,7 +17,6 @@ channel closes (the master is gone), the worker drains and exits.
 
 from __future__ import annotations
 
-import errno
 import gc
 import signal
 import socket
@@ -30,6 +29,7 @@ import attrs
 import trio
 
 from appgw import logs
+from appgw.accept_pause import PAUSING_ERRNOS, RETRY, AcceptPause
 from appgw.admin.server import serve_admin
 from appgw.config.model import Config, Setting
 from appgw.config.validate_tls import effective_policy
@@ -40,6 +40,7 @@ from appgw.mtls import ClientAuthSetup, ClientCertificate, client_auth_setup
 from appgw.mtls import inspect as inspect_client
 from appgw.ocsp import OcspChecker
 from appgw.process import unblock_signals
+from appgw.titles import set_title, worker_title
 from appgw.tls import backend_context, socket_context
 from appgw.worker.exchange.handler import handle_request
 from appgw.worker.io.proxy_header import Refused, Trust, read_header, trust_for
@@ -130,7 +131,12 @@ class Worker:
         }
         self.balancer = Balancer(config, clock=trio.current_time)
         self.timer = Timer()
-        self.backends = BackendConnections(limits.connect_timeout, self.timer, config.connect_to)
+        self.backends = BackendConnections(
+            limits.connect_timeout,
+            self.timer,
+            config.connect_to,
+            reuse_idle=limits.backend_reuse_idle,
+        )
         self.health: Health = EveryoneHealthy()
         self.draining = trio.Event()
         self.drain_started = 0.0
@@ -213,6 +219,7 @@ class Worker:
         now = trio.current_time()
         self.draining.set()
         self.drain_started = now
+        set_title(worker_title(self.generation, draining=True))
         self._accept_scope.cancel()
         log.info(
             "draining: %d connection(s), %d tunnel(s)", len(self.connections), len(self.tunnels)
@@ -249,19 +256,25 @@ class Worker:
     async def _accept(
         self, listener: trio.socket.SocketType, sock: Socket, handlers: trio.Nursery
     ) -> None:
+        pause = AcceptPause(f"{sock.address}:{sock.port}")
         while True:
             await self.slots.acquire()
             try:
                 conn, address = await listener.accept()
             except OSError as exc:
                 self.slots.release()
-                if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
-                    log.error("accept on %s:%d: %s; pausing", sock.address, sock.port, exc)
-                    await trio.sleep(0.1)
+                if exc.errno in PAUSING_ERRNOS:
+                    began = pause.refused(exc, trio.current_time())
+                    if began is not None:
+                        log.error("%s", began)
+                    self.metrics.accept_refused(paused=began is not None)
+                    await trio.sleep(RETRY)
                 continue
             except BaseException:
                 self.slots.release()
                 raise
+            if pause.since is not None:
+                log.warning("%s", pause.accepted(trio.current_time()))
             handlers.start_soon(self._handle, conn, address, sock)
 
     async def _handle(self, conn: trio.socket.SocketType, address: Any, sock: Socket) -> None:

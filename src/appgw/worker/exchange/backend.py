@@ -125,7 +125,9 @@ class Exchange:
             port = server_port(server, self.setting)
             began = monotonic()
             try:
-                backend = await services.backends.acquire(server.host, port, tls, name)
+                backend = await services.backends.acquire(
+                    server.host, port, tls, name, replayable=replayable
+                )
             except BadGateway as exc:
                 balancer.connect_failed(self.pool, server.host, port, exc.detail)
                 failure = exc

@@ -7,11 +7,17 @@ whole); if so it goes back to BackendConnections, keyed by (host, port, TLS
 server name), and the next request to that server reuses it.
 
 An idle connection may have been closed by the backend. Before reuse its
-socket is polled without blocking: readable means EOF or stray bytes, and
-either way the connection is dropped. The race that remains (the backend
-closes just as a request goes out) is handled by the exchange, which sends
-a request once more on a fresh connection when nothing of the response
-arrived and nothing of a body was sent.
+socket is polled without blocking: readable means EOF (the backend's FIN)
+or stray bytes, and either way the connection is dropped. The race that
+remains is a backend that closes an idle connection just as a request goes
+out (its keep-alive timeout ran out: Node.js closes after 5 s, gunicorn
+after 2 s). A request that can be replayed (an idempotent method, no body)
+takes that chance: the exchange sends it once more on a fresh connection
+when nothing of the response arrived. A request that cannot be replayed
+never does: it reuses only a connection idle for less than `reuse_idle`
+(gateway.limits.backend_reuse_idle), which is set below the backends'
+keep-alive timeout, and otherwise gets a fresh one, as HAProxy's
+`http-reuse safe` does.
 """
 
 from __future__ import annotations
@@ -132,11 +138,17 @@ class BackendConnections:
     """Idle keep-alive connections to backends, per worker."""
 
     def __init__(
-        self, connect_timeout: float, timer: Timer, connect_to: ConnectTo | None = None
+        self,
+        connect_timeout: float,
+        timer: Timer,
+        connect_to: ConnectTo | None = None,
+        *,
+        reuse_idle: float = 1.0,
     ) -> None:
         self.connect_timeout = connect_timeout
         self.timer = timer
         self.connect_to = connect_to or {}  # --connect-to: where host:port really is
+        self.reuse_idle = reuse_idle  # the longest idle a non-replayable request reuses
         self._idle: dict[BackendKey, deque[BackendConnection]] = {}
 
     async def acquire(
@@ -147,14 +159,24 @@ class BackendConnections:
         server_name: str | None,
         *,
         fresh: bool = False,
+        replayable: bool = True,
     ) -> BackendConnection:
+        """A connection to the server: the most recently idle one, else a new one.
+
+        A request that cannot be replayed takes only one idle for less than
+        `reuse_idle` (the newest is the least idle: when it is too old, so
+        are the others, and they stay for requests that can be replayed).
+        """
         key: BackendKey = (host, port, server_name if tls else None)
         idle = None if fresh else self._idle.get(key)
         if idle:
             now = monotonic()
-            while idle:
+            while idle and now - idle[0].idle_since >= IDLE_TIMEOUT:
+                idle.popleft().abort()  # the oldest first: too old for any request
+            longest = IDLE_TIMEOUT if replayable else self.reuse_idle
+            while idle and now - idle[-1].idle_since < longest:
                 connection = idle.pop()
-                if now - connection.idle_since > IDLE_TIMEOUT or connection.stale():
+                if connection.stale():
                     connection.abort()
                     continue
                 connection.reused = True
