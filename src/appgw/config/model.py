@@ -15,6 +15,8 @@ from collections.abc import Mapping
 import attrs
 from attrs import frozen
 
+from appgw.config.waf import WafPolicy
+
 # Application Gateway's names for redirect types, and the status each sends.
 REDIRECT_STATUS = {"permanent": 301, "found": 302, "seeother": 303, "temporary": 307}
 
@@ -57,6 +59,7 @@ class Listener:
     require_sni: bool = False
     ssl_profile: str | None = None  # name in Config.ssl_profiles; https only
     error_pages: tuple[ErrorPage, ...] = ()  # these win over the gateway's
+    firewall_policy: str | None = None  # name in Config.waf_policies
 
 
 @frozen
@@ -250,6 +253,7 @@ class PathRule:
     setting: str | None = None
     redirect: str | None = None
     rewrite_rule_set: str | None = None
+    firewall_policy: str | None = None  # name in Config.waf_policies
 
 
 @frozen
@@ -345,5 +349,7 @@ class Config:
     path_maps: Mapping[str, PathMap] = attrs.Factory(dict)
     rules: Mapping[str, Rule] = attrs.Factory(dict)
     error_pages: tuple[ErrorPage, ...] = ()  # for every listener without its own
+    waf_policies: Mapping[str, WafPolicy] = attrs.Factory(dict)  # config/waf.py
+    firewall_policy: str | None = None  # the gateway's: name in waf_policies
     # Things loaded but worth telling the operator (Azure-only keys ignored, ...).
     warnings: tuple[str, ...] = ()
