@@ -77,6 +77,7 @@ def reopen() -> None:
         if isinstance(handler, ReopenableFileHandler):
             handler.reopen()
     access_log.reopen()
+    firewall_log.reopen()
 
 
 class AccessLog:
@@ -142,6 +143,9 @@ class AccessLog:
 
 
 access_log = AccessLog()
+# The WAF's firewall log (ApplicationGatewayFirewallLog's fields), opened by
+# workers that have WAF policies (worker/firewall_step.py).
+firewall_log = AccessLog()
 
 
 def _stamp(when: float) -> str:

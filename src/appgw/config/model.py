@@ -351,5 +351,6 @@ class Config:
     error_pages: tuple[ErrorPage, ...] = ()  # for every listener without its own
     waf_policies: Mapping[str, WafPolicy] = attrs.Factory(dict)  # config/waf.py
     firewall_policy: str | None = None  # the gateway's: name in waf_policies
+    firewall_log: str | None = None  # the WAF's log (JSON lines); None: the error log
     # Things loaded but worth telling the operator (Azure-only keys ignored, ...).
     warnings: tuple[str, ...] = ()

@@ -41,6 +41,7 @@ from appgw.mtls import inspect as inspect_client
 from appgw.ocsp import OcspChecker
 from appgw.process import unblock_signals
 from appgw.tls import backend_context, socket_context
+from appgw.worker import firewall_step
 from appgw.worker.backends import BackendConnections
 from appgw.worker.balancer import Balancer, EveryoneHealthy, Health
 from appgw.worker.connection import ClientConnection
@@ -146,6 +147,7 @@ class Worker:
             backend_tls=self.backend_tls,
             tunnels=self,
             handle=handle_request,
+            firewall=firewall_step.build(config),
         )
 
     # -- per request helpers -------------------------------------------------

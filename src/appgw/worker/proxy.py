@@ -16,7 +16,7 @@ import trio
 
 from appgw import logs
 from appgw.errors import BadRequest, GatewayError
-from appgw.worker import errorpage
+from appgw.worker import errorpage, firewall_step
 from appgw.worker import headers as rules
 from appgw.worker.exchange import Exchange, Rewrite
 from appgw.worker.forwarding import Trace
@@ -54,6 +54,12 @@ async def handle_request(client: ClientConnection, request: Request) -> None:
         route = services.router.route(client.socket.bound, host, path)
         if route is None:
             raise GatewayError(f"no listener for host {host!r}", status=404)
+        # The WAF screens the request as the client sent it (worker/firewall_step.py).
+        request, status = await firewall_step.screen(
+            client, request, route, host, target, trace.trace_id
+        )
+        if status:
+            return  # a custom block response, sent
         rewrite = None
         if route.rewrite_rule_set is not None and route.redirect is None:
             route, target, rewrite = _rewrite(client, request, route, host, target)

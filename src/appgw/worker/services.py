@@ -59,3 +59,4 @@ class Services:
     backend_tls: Callable[[Setting], ssl.SSLContext | None]
     tunnels: Any  # what relay.relay_tunnel registers a tunnel with
     handle: Handler  # serves one request (proxy.handle_request)
+    firewall: Any = None  # waf.firewall.Firewall, when the configuration has WAF policies
