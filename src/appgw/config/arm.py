@@ -17,6 +17,7 @@ from typing import Any
 
 import attrs
 
+from appgw.config import arm_waf
 from appgw.config.arm_resources import build_config
 from appgw.config.arm_template import Template, id_name, locate
 from appgw.config.draft import Draft
@@ -62,16 +63,14 @@ AZURE_ONLY: dict[str, frozenset[str]] = {
 # implement: loaded with a warning when set (an empty list or false is quiet).
 NOT_IMPLEMENTED: dict[str, frozenset[str]] = {
     "gateway": _keys(
-        "webApplicationFirewallConfiguration firewallPolicy"
-        " authenticationCertificates privateLinkConfigurations listeners"
+        "authenticationCertificates privateLinkConfigurations listeners"
         " routingRules backendSettingsCollection"
         " loadDistributionPolicies globalConfiguration enableHttp2"
     ),
-    "httpListeners": _keys("firewallPolicy"),
     "backendAddressPools": _keys("backendIPConfigurations"),
     "backendHttpSettingsCollection": _keys("authenticationCertificates dedicatedBackendConnection"),
     "urlPathMaps": _keys("defaultLoadDistributionPolicy"),
-    "pathRules": _keys("firewallPolicy loadDistributionPolicy"),
+    "pathRules": _keys("loadDistributionPolicy"),
     "requestRoutingRules": _keys("loadDistributionPolicy"),
 }
 
@@ -99,6 +98,7 @@ def build(document: Any, source: str) -> Draft:
     else:  # flattened az output: the envelope and the properties side by side
         properties = top
     config = build_config(arm, properties, source)
+    config = arm_waf.apply(arm, document, properties, config)  # WAF policies: arm_waf.py
     arm.finish(properties, "gateway", also="resource" if properties is top else None)
     config = attrs.evolve(config, warnings=tuple(arm.warnings))
     return Draft(config, tuple(arm.errors), frozenset(arm.quiet))
