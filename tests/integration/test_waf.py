@@ -16,9 +16,11 @@ import pytest
 import trio
 
 from appgw.waf import crs
+from tests.support.admin import admin_json, sample, wait_for_metrics
 from tests.support.backends import start_http_backends
 from tests.support.clients import open_http
 from tests.support.gateway import open_gateway
+from tests.support.ports import free_port
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.skipif(not crs.installed(), reason="needs modsecurity-crs")
@@ -30,13 +32,22 @@ XSS = "/echo?q=%3Cscript%3Ealert(1)%3C/script%3E"
 HOST = [("Host", "app.example"), ("User-Agent", "test-client/1.0"), ("Accept", "*/*")]
 
 
-def config(gateway_port: int, backend_port: int, log: Path, policies: str, **attach: str) -> str:
+def config(
+    gateway_port: int,
+    backend_port: int,
+    log: Path,
+    policies: str,
+    admin_port: int = 0,
+    **attach: str,
+) -> str:
     site = f'firewall_policy = "{attach["site"]}"' if "site" in attach else ""
     admin = f'firewall_policy = "{attach["admin"]}"' if "admin" in attach else ""
     top = f'firewall_policy = "{attach["gateway"]}"' if "gateway" in attach else ""
+    admin_table = f"[gateway.admin]\nport = {admin_port}" if admin_port else ""
     return f"""
 {top}
 firewall_log = "{log}"
+{admin_table}
 
 [listeners.site]
 protocol = "http"
@@ -105,7 +116,10 @@ mode = "detection"
 """
     with trio.fail_after(60):
         [backend] = await start_http_backends(nursery, [A], backend_port)
-        text = config(gateway_port, backend_port, log, policies, site="strict", admin="watch")
+        admin_port = free_port(GATEWAY)
+        text = config(
+            gateway_port, backend_port, log, policies, admin_port, site="strict", admin="watch"
+        )
         async with open_gateway(text, tmp_path, workers=1):
             clean = await _get(gateway_port, "/echo?page=2")
             sqli = await _get(gateway_port, SQLI)
@@ -114,6 +128,47 @@ mode = "detection"
             await wait_until(
                 lambda: len({e["transactionId"] for e in firewall_lines(log)}) >= 3, 20
             )
+            samples = await wait_for_metrics(
+                admin_port,
+                lambda s: (
+                    sample(
+                        s,
+                        "appgw_AzwafTotalRequests",
+                        policy="strict",
+                        scope="Listener",
+                        mode="Prevention",
+                        action="Block",
+                    )
+                    == 2
+                ),
+            )
+            status = await admin_json(admin_port, "/status.json")
+    assert (
+        sample(
+            samples,
+            "appgw_AzwafTotalRequests",
+            policy="watch",
+            scope="Location",
+            mode="Detection",
+            action="Log",
+        )
+        == 1
+    )
+    assert (
+        sample(
+            samples,
+            "appgw_AzwafSecRule",
+            policy="strict",
+            mode="Prevention",
+            action="Log",
+            rule_set="OWASP_3.2",
+            rule_group="REQUEST-942-APPLICATION-ATTACK-SQLI",
+            rule_id="942100",
+        )
+        == 1
+    )
+    rows = {row["policy"]: row for row in status["firewall"]}
+    assert rows["strict"]["blocked"] == 2 and rows["strict"]["screened"] == 3
     assert clean.status == 200
     assert sqli.status == 403 and xss.status == 403
     # The path rule's Detection policy wins over the listener's: the backend

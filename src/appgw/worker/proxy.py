@@ -54,12 +54,13 @@ async def handle_request(client: ClientConnection, request: Request) -> None:
         route = services.router.route(client.socket.bound, host, path)
         if route is None:
             raise GatewayError(f"no listener for host {host!r}", status=404)
-        # The WAF screens the request as the client sent it (worker/firewall_step.py).
-        request, status = await firewall_step.screen(
-            client, request, route, host, target, trace.trace_id
-        )
-        if status:
-            return  # a custom block response, sent
+        if services.firewall is not None:
+            # The WAF screens the request as the client sent it (worker/firewall_step.py).
+            request, status = await firewall_step.screen(
+                client, request, route, host, target, trace.trace_id
+            )
+            if status:
+                return  # a custom block response, sent
         rewrite = None
         if route.rewrite_rule_set is not None and route.redirect is None:
             route, target, rewrite = _rewrite(client, request, route, host, target)
