@@ -24,3 +24,15 @@ def test_worker_and_config_do_not_import_the_engine() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
     )
     assert out.stdout.strip() == "[]"
+
+
+def test_missing_rule_set_is_named(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from pathlib import Path
+
+    from appgw.config import waf_checks
+    from appgw.waf import crs
+
+    monkeypatch.setattr(crs, "CRS_RULES", Path("/nonexistent/crs/rules"))
+    problem = waf_checks.engine_problem()
+    assert problem is not None
+    assert "apt-get install libmodsecurity3 modsecurity-crs" in problem
