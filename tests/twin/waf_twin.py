@@ -128,6 +128,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("tests", type=Path)
     parser.add_argument("--limit", type=int, default=0)
+    parser.add_argument(
+        "--bench", type=int, default=0, help="also: CPU per request of N clean requests on each"
+    )
+    parser.add_argument(
+        "--waf-off", action="store_true", help="appgw without its policy (the bench's baseline)"
+    )
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="waf-twin-"))
     backend_port, appgw_port, nginx_port = free_port(), free_port(), free_port()
@@ -160,6 +166,7 @@ pool = "web"
 setting = "web"
 [waf_policies.twin]
 mode = "detection"
+enabled = {"false" if args.waf_off else "true"}
 """)
     (work / "modsec.conf").write_text(rules_text(WafPolicy("twin"), crs.table()))
     (work / "nginx.conf").write_text(f"""
@@ -207,7 +214,10 @@ http {{
         wait_port(backend_port, "127.0.0.2")
         for port in (appgw_port, nginx_port):
             wait_port(port)
-        return compare(args, appgw_port, nginx_port, work)
+        result = compare(args, appgw_port, nginx_port, work)
+        if args.bench:
+            bench(args.bench, appgw_port, procs[1].pid, nginx_port, procs[2].pid)
+        return result
     finally:
         for p in procs:
             p.terminate()
@@ -258,6 +268,49 @@ def compare(args: argparse.Namespace, appgw_port: int, nginx_port: int, work: Pa
     for line in differ[:30]:
         print("  " + line)
     return 0
+
+
+CLEAN = (
+    b"GET /index.html?page=2&sort=name HTTP/1.1\r\nHost: localhost\r\n"
+    b"User-Agent: Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/120.0 Safari/537.36\r\n"
+    b"Accept: text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8\r\n"
+    b"Accept-Language: en-US,en;q=0.9\r\nAccept-Encoding: gzip, deflate\r\n"
+    b"Cookie: session=abc123; theme=dark\r\nConnection: close\r\n\r\n"
+)
+
+
+def tree_cpu(root: int) -> float:
+    """CPU seconds (user + system) of a process and its descendants."""
+    ticks = 0
+    parents: dict[int, int] = {}
+    stats: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents[int(entry.name)] = int(fields[1])
+        stats[int(entry.name)] = int(fields[11]) + int(fields[12])
+    for pid, value in stats.items():
+        p = pid
+        while p > 1 and p != root:
+            p = parents.get(p, 1)
+        if p == root:
+            ticks += value
+    return ticks / 100.0
+
+
+def bench(n: int, appgw_port: int, appgw_pid: int, nginx_port: int, nginx_pid: int) -> None:
+    for name, port, pid in (("appgw", appgw_port, appgw_pid), ("nginx", nginx_port, nginx_pid)):
+        before = tree_cpu(pid)
+        started = time.monotonic()
+        for _ in range(n):
+            exchange(port, CLEAN)
+        cpu = tree_cpu(pid) - before
+        wall = time.monotonic() - started
+        print(f"{name}: {n} clean requests, {cpu / n * 1e3:.2f} ms CPU each, {wall:.1f} s")
 
 
 if __name__ == "__main__":
