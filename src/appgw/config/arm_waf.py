@@ -128,6 +128,9 @@ def _check_refs(arm: ArmReader, config: Config, document: Any) -> None:
         problem = checks.engine_problem()
         if problem:
             arm.errors.append(f"firewallPolicies: {problem}")
+        elif not arm.errors:
+            for name, message in checks.compile_problems(config.waf_policies):
+                arm.errors.append(f"firewallPolicies.{name}: {message}")
 
 
 def _finish(s: Section) -> None:

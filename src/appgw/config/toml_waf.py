@@ -80,6 +80,9 @@ def check(config: Config, errors: list[str]) -> None:
         problem = checks.engine_problem()
         if problem:
             errors.append(f"waf_policies: {problem}")
+        elif not errors:
+            for name, message in checks.compile_problems(config.waf_policies):
+                errors.append(f"waf_policies.{name}: {message}")
 
 
 def policy(name: str, s: Section) -> WafPolicy:

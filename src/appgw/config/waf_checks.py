@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ctypes.util
 import ipaddress
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from appgw.config.fields import Section
 from appgw.config.waf import (
@@ -16,6 +16,7 @@ from appgw.config.waf import (
     Exclusion,
     ManagedRuleSet,
     MatchCondition,
+    WafPolicy,
 )
 from appgw.patterns import PatternError, compile_pattern
 
@@ -45,6 +46,29 @@ def engine_problem() -> str | None:
     except ImportError:
         return "the WAF needs the cffi package (pip install cffi)"
     return None
+
+
+def compile_problems(policies: Mapping[str, WafPolicy]) -> list[tuple[str, str]]:
+    """(policy name, ModSecurity's complaint) for each policy whose rules it refuses,
+    so that a worker never starts on rules it cannot load."""
+    from appgw.waf import crs
+    from appgw.waf.directives import rules_text
+    from appgw.waf.engine import EngineUnavailable, RulesError, engine
+
+    problems = []
+    seen: set[str] = set()
+    for name, policy in policies.items():
+        if not policy.managed_rule_sets:
+            continue
+        text = rules_text(policy, crs.table())
+        if text in seen:
+            continue
+        seen.add(text)
+        try:
+            engine().compile(text)
+        except (RulesError, EngineUnavailable) as e:
+            problems.append((name, f"ModSecurity refused the policy's rules: {e}"))
+    return problems
 
 
 def rule_set(s: Section, key: str | None, rs: ManagedRuleSet) -> None:
