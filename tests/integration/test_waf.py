@@ -9,6 +9,7 @@ fields with the request's trace id.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -287,6 +288,24 @@ max_request_body_size_kb = 8
                 )
             async with open_http(GATEWAY, gateway_port) as client:
                 big = await client.request("POST", "/echo", headers=form, body=b"a=" + b"x" * 9000)
+            boundary = "----appgwtest"
+            part = (
+                (
+                    f'--{boundary}\r\nContent-Disposition: form-data; name="file"; '
+                    f'filename="notes.txt"\r\nContent-Type: text/plain\r\n\r\n'
+                ).encode()
+                + b"y" * 50_000
+                + f"\r\n--{boundary}--\r\n".encode()
+            )
+            multipart = [*HOST, ("Content-Type", f"multipart/form-data; boundary={boundary}")]
+            async with open_http(GATEWAY, gateway_port) as client:
+                upload = await client.request(
+                    "POST",
+                    "/upload",
+                    headers=multipart,
+                    body=[part[:3000], part[3000:]],
+                    chunked=True,
+                )
             handshake = [
                 *HOST,
                 ("Upgrade", "websocket"),
@@ -300,6 +319,11 @@ max_request_body_size_kb = 8
     assert attack.status == 403
     assert chunked.status == 200 and json.loads(chunked.body)["body_bytes"] == 8
     assert big.status == 413
+    # An upload past max_request_body_size_kb is inspected in its first part,
+    # then streamed whole (the file upload limit applies to it).
+    assert upload.status == 200
+    assert json.loads(upload.body)["bytes"] == len(part)
+    assert json.loads(upload.body)["sha256"] == hashlib.sha256(part).hexdigest()
     assert upgrade.status == 403
     assert clean_upgrade.startswith(b"HTTP/1.1 101 ")  # a clean handshake goes through
     assert [r.path for r in backend.requests if r.path.startswith("/ws")] == ["/ws/chat"]

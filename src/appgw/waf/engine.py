@@ -84,6 +84,7 @@ class Transaction:
     version: bytes  # "1.1"
     headers: tuple[tuple[bytes, bytes], ...]
     body: bytes | None = None  # None: the body is not inspected
+    partial: bool = False  # the body is longer than what was read ahead
     unique_id: str = ""
 
 

@@ -139,6 +139,8 @@ class Firewall:
                 return self._decision(attached, compiled.prevention, entries)
         if compiled.rules is not None:
             matches = compiled.rules.evaluate(transaction)
+            if transaction.partial:  # a body cut at the limit does not parse: not its fault
+                matches = [m for m in matches if m.rule_id not in crs.GENERAL_RULES]
             verdict = scoring.managed(
                 matches, compiled.actions, compiled.groups, compiled.rule_set, compiled.prevention
             )

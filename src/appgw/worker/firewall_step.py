@@ -80,12 +80,13 @@ async def screen(
         _report(client, host, target, trace_id, firewall.refuse(attached, f"{length} > {bound}"))
         raise Blocked("request body too large for the WAF policy", status=413)
     body: bytes | None = None
+    over = False
     if attached.policy.inspects_body and request.body_expected:
         request, body, over = await _read_ahead(client, request, limit)
         if over and enforced and not upload:
             _report(client, host, target, trace_id, firewall.refuse(attached, f"over {bound}"))
             raise Blocked("request body too large for the WAF policy", status=413)
-    transaction, facts = _request_facts(client, request, host, target, body, trace_id)
+    transaction, facts = _request_facts(client, request, host, target, body, trace_id, over)
     decision = firewall.inspect(attached, transaction, facts)
     _report(client, host, target, trace_id, decision)
     if not decision.blocked:
@@ -104,6 +105,7 @@ def _request_facts(
     target: str,
     body: bytes | None,
     trace_id: str,
+    partial: bool,
 ) -> tuple[Any, Any]:
     """What ModSecurity and the custom rules are given of the request."""
     from appgw.waf.custom import Facts, form_args
@@ -119,6 +121,7 @@ def _request_facts(
         version=request.version.encode(),
         headers=headers,
         body=body,
+        partial=partial,
         unique_id=trace_id,
     )
     table: dict[str, str] = {}
