@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from appgw.config import waf_checks as checks
+from appgw.config.arm_waf_legacy import LEGACY, legacy_policy
 from appgw.config.fields import Section, join
 from appgw.config.model import Config
 from appgw.config.waf import (
@@ -48,7 +49,6 @@ if TYPE_CHECKING:
 
 POLICY_TYPE = "microsoft.network/applicationgatewaywebapplicationfirewallpolicies"
 COLLECTION = "ApplicationGatewayWebApplicationFirewallPolicies"
-LEGACY = "webApplicationFirewallConfiguration"
 # Accepted and ignored: Azure's bookkeeping, and what only Azure's portal shows.
 _QUIET = frozenset(
     k.lower()
@@ -82,7 +82,7 @@ def apply(arm: ArmReader, document: Any, p: Section, config: Config) -> Config:
     gateway = policy_ref(arm, p)
     legacy = p.get_section(LEGACY)
     if legacy is not None:
-        old = _legacy(legacy)
+        old = legacy_policy(legacy, _finish)
         if old is not None and gateway is None:
             policies.setdefault(LEGACY, old)
             gateway = LEGACY
@@ -344,66 +344,3 @@ def _custom_rule(s: Section) -> CustomRule:
     _finish(s)
     checks.custom_rule(s, None, rule)
     return rule
-
-
-def _legacy(s: Section) -> WafPolicy | None:
-    """The gateway's webApplicationFirewallConfiguration, as a policy (None: disabled)."""
-    d = WafPolicy(LEGACY)
-    enabled = s.get_bool("enabled", False)
-    mode = checks.one_of(
-        s,
-        "firewallMode",
-        s.get_str("firewallMode", "Detection"),
-        ("detection", "prevention"),
-        "Detection, Prevention",
-    )
-    kind = s.get_str("ruleSetType", "OWASP")
-    version = s.get_str("ruleSetVersion", "3.2")
-    groups = []
-    for g in s.get_sections("disabledRuleGroups"):
-        ids = [str(i) for i in g.get_list("rules")]
-        name = g.get_str("ruleGroupName", "", required=True)
-        groups.append(
-            RuleGroupOverride(
-                name, tuple(RuleOverride(i, enabled=False) for i in ids), disabled=not ids
-            )
-        )
-        _finish(g)
-    exclusions = []
-    for e in s.get_sections("exclusions"):
-        exclusion = Exclusion(
-            checks.one_of(
-                e,
-                "matchVariable",
-                e.get_str("matchVariable", "", required=True),
-                EXCLUSION_VARIABLES,
-                "Request{Header,Cookie,Arg}{Names,Keys,Values}",
-            ),
-            checks.one_of(
-                e,
-                "selectorMatchOperator",
-                e.get_str("selectorMatchOperator", "Equals"),
-                SELECTOR_OPERATORS,
-                "Equals, StartsWith, EndsWith, Contains, EqualsAny",
-            ),
-            e.get_str("selector", ""),
-        )
-        checks.exclusion(e, None, exclusion)
-        exclusions.append(exclusion)
-        _finish(e)
-    size = s.get_int("maxRequestBodySizeInKb", s.get_int("maxRequestBodySize", 128))
-    rs = ManagedRuleSet(kind, version, tuple(groups))
-    checks.rule_set(s, None, rs)
-    policy = WafPolicy(
-        name=LEGACY,
-        policy_id=LEGACY,
-        enabled=enabled,
-        mode=mode,
-        request_body_check=s.get_bool("requestBodyCheck", True),
-        max_request_body_size_kb=size,
-        file_upload_limit_mb=s.get_int("fileUploadLimitInMb", d.file_upload_limit_mb),
-        managed_rule_sets=(rs,),
-        exclusions=tuple(exclusions),
-    )
-    _finish(s)
-    return policy if enabled else None
