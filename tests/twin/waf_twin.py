@@ -18,6 +18,7 @@ import argparse
 import base64
 import json
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -226,6 +227,7 @@ http {{
                 p.wait(10)
             except subprocess.TimeoutExpired:
                 p.kill()
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def compare(args: argparse.Namespace, appgw_port: int, nginx_port: int, work: Path) -> int:
