@@ -34,3 +34,17 @@ appgw_debian_tool() {
         echo "appgw: $command is missing (Debian: apt-get install $package); $what will fail" >&2
     fi
 }
+
+# The WAF's engine and rules: Debian's libmodsecurity3 and modsecurity-crs.
+# Installed when missing and running as root; otherwise a configuration with
+# a WAF policy is refused with a message that names the packages.
+appgw_waf_packages() {
+    if [ -e /usr/lib/x86_64-linux-gnu/libmodsecurity.so.3 ] || ldconfig -p 2>/dev/null | grep -q 'libmodsecurity\.so\.3'; then
+        [ -d /usr/share/modsecurity-crs/rules ] && return 0
+    fi
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "appgw: installing libmodsecurity3 and modsecurity-crs for the WAF" >&2
+        { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libmodsecurity3 modsecurity-crs; } >&2 \
+            || echo "appgw: could not install libmodsecurity3 modsecurity-crs; WAF policies will be refused" >&2
+    fi
+}

@@ -73,6 +73,7 @@ def reopen() -> None:
         if isinstance(handler, ReopenableFileHandler):
             handler.reopen()
     access_log.reopen()
+    firewall_log.reopen()
 
 
 class AccessLog:
@@ -138,3 +139,6 @@ class AccessLog:
 
 
 access_log = AccessLog()
+# The WAF's firewall log (ApplicationGatewayFirewallLog's fields), opened by
+# workers that have WAF policies (worker/exchange/firewall_step.py).
+firewall_log = AccessLog()

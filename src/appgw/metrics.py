@@ -107,6 +107,25 @@ FAMILIES = (
         "Time from the request sent to a backend to its response head.",
         ("pool",),
     ),
+    # The WAF's, by Azure's metric names (AzwafTotalRequests, AzwafSecRule, AzwafCustomRule).
+    Family(
+        "appgw_AzwafTotalRequests",
+        "counter",
+        "Requests a WAF policy screened, by its action (Allow, Block, Log).",
+        ("policy", "scope", "mode", "action"),
+    ),
+    Family(
+        "appgw_AzwafSecRule",
+        "counter",
+        "Managed rule matches, by rule.",
+        ("policy", "mode", "action", "rule_set", "rule_group", "rule_id"),
+    ),
+    Family(
+        "appgw_AzwafCustomRule",
+        "counter",
+        "Custom rule matches, by rule.",
+        ("policy", "mode", "action", "rule"),
+    ),
     Family("appgw_workers", "gauge", "Worker processes serving the current configuration."),
     Family("appgw_generation", "gauge", "Configurations loaded since start (1 + reloads)."),
     Family(
@@ -155,6 +174,19 @@ class WorkerMetrics:
         self.tunnels_total = 0
         self.received_bytes = 0
         self.sent_bytes = 0
+        self.waf_requests: dict[Labels, int] = {}
+        self.waf_sec_rules: dict[Labels, int] = {}
+        self.waf_custom_rules: dict[Labels, int] = {}
+
+    def firewall(
+        self, requests: Labels, sec_rules: Iterable[Labels], custom: Iterable[Labels]
+    ) -> None:
+        """One request a WAF policy screened, and the rules that matched it."""
+        self.waf_requests[requests] = self.waf_requests.get(requests, 0) + 1
+        for key in sec_rules:
+            self.waf_sec_rules[key] = self.waf_sec_rules.get(key, 0) + 1
+        for key in custom:
+            self.waf_custom_rules[key] = self.waf_custom_rules.get(key, 0) + 1
 
     def request(
         self, listener: str, rule: str, pool: str, status: int, failed: bool, seconds: float | None
@@ -202,6 +234,9 @@ class WorkerMetrics:
                 "appgw_tunnels_total": [[[], self.tunnels_total]],
                 "appgw_received_bytes_total": [[[], self.received_bytes]],
                 "appgw_sent_bytes_total": [[[], self.sent_bytes]],
+                "appgw_AzwafTotalRequests": _pairs(self.waf_requests),
+                "appgw_AzwafSecRule": _pairs(self.waf_sec_rules),
+                "appgw_AzwafCustomRule": _pairs(self.waf_custom_rules),
             },
             "gauges": {
                 "appgw_connections_current": [[[], connections]],

@@ -433,7 +433,6 @@ def test_azure_keys_are_accepted_or_warned_about(tmp_path: Path) -> None:
         gatewayIPConfigurations=[{"name": "ip"}],
         enableHttp2=True,
         sslPolicy={"policyType": "Predefined"},
-        firewallPolicy={"id": "x"},
         customErrorConfigurations=[],  # empty: nothing to warn about
         routingRules=[{"name": "tcp"}],
     )
@@ -443,7 +442,6 @@ def test_azure_keys_are_accepted_or_warned_about(tmp_path: Path) -> None:
     config = load(write(tmp_path, doc))
     assert sorted(config.warnings) == [
         "enableHttp2: not implemented by appgw, ignored",
-        "firewallPolicy: not implemented by appgw, ignored",
         "routingRules: not implemented by appgw, ignored",
     ]
 

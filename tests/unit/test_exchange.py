@@ -100,6 +100,7 @@ class FakeContext:
     error_pages: CustomErrorPages
     buffers: Buffers
     tunnels: object = None
+    firewall: object = None
     health: object = staticmethod(lambda: EveryoneHealthy())
 
     def backend_tls(self, setting: object) -> None:

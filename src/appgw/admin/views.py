@@ -121,6 +121,7 @@ class Views:
             "trends": data.get("trends") or {},
             "listeners": self._listeners(),
             "pools": self._pools(self._health()),
+            "firewall": _firewall(total),
             "time": data.get("time"),
         }
 
@@ -193,6 +194,22 @@ def _targets(config: Config, rule: Any) -> list[str]:
         )
         return [*lines, f"anything else → {default}"]
     return [f"pool {rule.pool} via {rule.setting}"]
+
+
+def _firewall(total: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Requests each WAF policy screened and blocked (AzwafTotalRequests)."""
+    rows: dict[tuple[str, str], dict[str, Any]] = {}
+    counters = (total.get("counters") or {}) if total else {}
+    for labels, count in counters.get("appgw_AzwafTotalRequests", ()):
+        policy, scope, mode, action = labels
+        row = rows.setdefault(
+            (policy, scope),
+            {"policy": policy, "scope": scope, "mode": mode, "screened": 0, "blocked": 0},
+        )
+        row["screened"] += count
+        if action == "Block":
+            row["blocked"] += count
+    return list(rows.values())
 
 
 def _text(status: int, text: str) -> Answer:

@@ -19,6 +19,7 @@ from typing import Any
 
 import attrs
 
+from appgw.config import arm_waf
 from appgw.config.arm_deployments import locate
 from appgw.config.arm_parameters import read_parameters
 from appgw.config.arm_reader import ArmReader
@@ -66,6 +67,7 @@ def build(document: Any, source: str, inputs: Sequence[Inputs] = ()) -> Draft:
         properties = top
     arm.index_names(properties)
     config = build_config(arm, properties, source)
+    config = arm_waf.apply(arm, document, properties, config)  # WAF policies: arm_waf.py
     arm.finish(properties, "gateway", also="resource" if properties is top else None)
     files += [path for path, _ in certificates.values()]
     if template is not None:

@@ -51,6 +51,23 @@ def gateways(
     yield from found
 
 
+def deployed(document: Mapping[str, Any], template: Template, kind: str) -> list[Mapping[str, Any]]:
+    """The template's resources of type `kind` that a deployment would create:
+    their `condition` holds (copy loops and nested deployments aside)."""
+    resources = lower_keys(document).get("resources")
+    if isinstance(resources, Mapping):  # languageVersion 2.0: symbolic names
+        resources = list(resources.values())
+    if not isinstance(resources, list):
+        return []
+    kind = kind.lower()
+    candidates = [
+        r
+        for r in resources
+        if isinstance(r, Mapping) and str(lower_keys(r).get("type", "")).lower() == kind
+    ]
+    return [resource for resource, _ in _expanded(candidates, template)]
+
+
 def _expanded(resources: list[Any], template: Template) -> list[tuple[Mapping[str, Any], Template]]:
     out = []
     for resource in resources:

@@ -61,15 +61,13 @@ AZURE_ONLY: dict[str, frozenset[str]] = {
 # implement: loaded with a warning when set (an empty list or false is quiet).
 NOT_IMPLEMENTED: dict[str, frozenset[str]] = {
     "gateway": _keys(
-        "webApplicationFirewallConfiguration firewallPolicy"
-        " authenticationCertificates privateLinkConfigurations listeners"
+        "authenticationCertificates privateLinkConfigurations listeners"
         " routingRules backendSettingsCollection"
         " loadDistributionPolicies enableHttp2"
     ),
-    "httpListeners": _keys("firewallPolicy"),
     "backendHttpSettingsCollection": _keys("authenticationCertificates dedicatedBackendConnection"),
     "urlPathMaps": _keys("defaultLoadDistributionPolicy"),
-    "pathRules": _keys("firewallPolicy loadDistributionPolicy"),
+    "pathRules": _keys("loadDistributionPolicy"),
     "requestRoutingRules": _keys("loadDistributionPolicy"),
 }
 

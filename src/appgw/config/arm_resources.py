@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from appgw.config.arm_certificates import certificate
 from appgw.config.arm_tls import ssl_policy, ssl_profile, trusted_client_certificate
+from appgw.config.arm_waf import policy_ref
 from appgw.config.certs import CertError, ca_to_pem
 from appgw.config.error_pages import read_arm as read_error_pages
 from appgw.config.fields import Section, join, read_status_codes
@@ -178,6 +179,7 @@ def _listener(
         require_sni=s.get_bool("requireServerNameIndication", False),
         ssl_profile=arm.ref(s, "sslProfile", "sslProfiles"),
         error_pages=read_error_pages(arm, s, base),
+        firewall_policy=policy_ref(arm, s),
     )
     arm.finish(s, "httpListeners")
     return listener
@@ -363,6 +365,7 @@ def _path_map(arm: ArmReader, name: str, s: Section) -> PathMap:
                 setting=arm.ref(r, "backendHttpSettings", "backendHttpSettingsCollection"),
                 redirect=arm.ref(r, "redirectConfiguration", "redirectConfigurations"),
                 rewrite_rule_set=arm.ref(r, "rewriteRuleSet", "rewriteRuleSets"),
+                firewall_policy=policy_ref(arm, r),
             )
         )
         arm.finish(r, "pathRules")

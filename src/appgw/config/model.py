@@ -15,6 +15,8 @@ from collections.abc import Mapping
 import attrs
 from attrs import frozen
 
+from appgw.config.waf import WafPolicy
+
 # Application Gateway's names for redirect types, and the status each sends.
 REDIRECT_STATUS = {"permanent": 301, "found": 302, "seeother": 303, "temporary": 307}
 
@@ -61,6 +63,7 @@ class Listener:
     # sources only (addresses or networks); Azure has no such property.
     proxy_protocol: bool = False
     proxy_protocol_trusted: tuple[str, ...] = ()
+    firewall_policy: str | None = None  # name in Config.waf_policies
 
 
 @frozen
@@ -257,6 +260,7 @@ class PathRule:
     setting: str | None = None
     redirect: str | None = None
     rewrite_rule_set: str | None = None
+    firewall_policy: str | None = None  # name in Config.waf_policies
 
 
 @frozen
@@ -369,5 +373,8 @@ class Config:
     path_maps: Mapping[str, PathMap] = attrs.Factory(dict)
     rules: Mapping[str, Rule] = attrs.Factory(dict)
     error_pages: tuple[ErrorPage, ...] = ()  # for every listener without its own
+    waf_policies: Mapping[str, WafPolicy] = attrs.Factory(dict)  # config/waf.py
+    firewall_policy: str | None = None  # the gateway's: name in waf_policies
+    firewall_log: str | None = None  # the WAF's log (JSON lines); None: the error log
     # Things loaded but worth telling the operator (Azure-only keys ignored, ...).
     warnings: tuple[str, ...] = ()

@@ -16,7 +16,7 @@ from typing import Any
 
 import attrs
 
-from appgw.config import toml_tls
+from appgw.config import toml_tls, toml_waf
 from appgw.config.certs import CertError, ca_to_pem, pem_pair, pfx_to_pem
 from appgw.config.draft import Draft
 from appgw.config.error_pages import read_toml as read_error_pages
@@ -55,10 +55,17 @@ def build(data: Mapping[str, Any], source: str) -> Draft:
     collections: dict[str, Any] = {}
     for key, read in reader.collections().items():
         collections[key] = {name: read(name, s) for name, s in reader.named(root, key)}
+    waf = toml_waf.read(root, reader.base)
     root.reject_unused()
     config = Config(
-        source=source, gateway=gateway, ssl_policy=policy, error_pages=error_pages, **collections
+        source=source,
+        gateway=gateway,
+        ssl_policy=policy,
+        error_pages=error_pages,
+        **collections,
+        **waf,
     )
+    toml_waf.check(config, reader.errors)
     return Draft(config, tuple(reader.errors), frozenset(reader.quiet))
 
 
@@ -232,6 +239,7 @@ class _Reader:
             error_pages=read_error_pages(s.get_section("error_pages"), self.base),
             proxy_protocol=s.get_bool("proxy_protocol", False),
             proxy_protocol_trusted=s.get_strs("proxy_protocol_trusted"),
+            firewall_policy=s.get_opt_str("firewall_policy"),
         )
         s.reject_unused()
         return listener
@@ -355,6 +363,7 @@ class _Reader:
                     setting=rs.get_opt_str("setting"),
                     redirect=rs.get_opt_str("redirect"),
                     rewrite_rule_set=rs.get_opt_str("rewrite_rule_set"),
+                    firewall_policy=rs.get_opt_str("firewall_policy"),
                 )
             )
             rs.reject_unused()

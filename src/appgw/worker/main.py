@@ -42,6 +42,7 @@ from appgw.ocsp import OcspChecker
 from appgw.process import unblock_signals
 from appgw.titles import set_title, worker_title
 from appgw.tls import backend_context, socket_context
+from appgw.worker.exchange import firewall_step
 from appgw.worker.exchange.handler import handle_request
 from appgw.worker.io.proxy_header import Refused, Trust, read_header, trust_for
 from appgw.worker.io.timer import Timer
@@ -167,6 +168,7 @@ class Worker:
             backend_tls=self.backend_tls,
             tunnels=self,
             handle=handle_request,
+            firewall=firewall_step.build(config),
         )
 
     # -- per request helpers -------------------------------------------------

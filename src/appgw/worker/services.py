@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ssl
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import attrs
 import trio
@@ -25,6 +26,9 @@ from appgw.worker.policy.rewrite import CompiledRuleSet
 from appgw.worker.policy.routing import Router
 from appgw.worker.tunnel.registry import TunnelHost
 from appgw.worker.upstream.connections import BackendConnections
+
+if TYPE_CHECKING:
+    from appgw.waf.firewall import Firewall
 
 
 @attrs.frozen
@@ -46,3 +50,4 @@ class Services:
     handle: Handler  # serves one request (proxy.handle_request)
     # The worker's request and response buffers' budgets (buffering.py).
     buffers: Buffers = attrs.Factory(lambda self: Buffers(self.limits), takes_self=True)
+    firewall: Firewall | None = None  # with WAF policies only (exchange/firewall_step.py)

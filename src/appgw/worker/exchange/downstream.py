@@ -10,7 +10,8 @@ exchange, and a test can drive one with a fake client and a fake backend.
   Continue, the connection handed over to a tunnel). An exchange says what
   it decided about the connection's reuse with `close_after` only.
 - `Context`: what an exchange needs from its worker (routing, rewrites,
-  balancing, backend connections, health, the tunnel registry, budgets).
+  balancing, backend connections, health, the tunnel registry, budgets, the
+  firewall).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from appgw.worker.upstream.connections import BackendConnections
 
 if TYPE_CHECKING:
     from appgw.mtls import ClientCertificate
+    from appgw.waf.firewall import Firewall
     from appgw.worker.codec.request import Request
 
 
@@ -75,6 +77,8 @@ class Context(Protocol):
     def tunnels(self) -> TunnelHost: ...
     @property
     def buffers(self) -> Buffers: ...
+    @property
+    def firewall(self) -> Firewall | None: ...  # with WAF policies only
 
 
 class Downstream(Protocol):
@@ -116,6 +120,8 @@ class Downstream(Protocol):
         """This exchange ends the connection (it answers with Connection: close)."""
 
     async def receive_body(self) -> bytes | None: ...
+    def replay_body(self, pieces: list[bytes]) -> None:
+        """Have receive_body give these pieces (read ahead) again, then the rest."""
     async def send_continue(self) -> None: ...
     async def send_head(self, head: bytes | bytearray, body: bytes | memoryview = b"") -> None: ...
     def send_head_now(self, head: bytes | bytearray, body: bytes | memoryview = b"") -> int: ...

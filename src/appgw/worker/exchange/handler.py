@@ -19,6 +19,7 @@ from appgw.worker.codec import error_page as errorpage
 from appgw.worker.codec import headers as rules
 from appgw.worker.codec import strict
 from appgw.worker.codec.request import Request
+from appgw.worker.exchange import firewall_step
 from appgw.worker.exchange.backend import Exchange
 from appgw.worker.exchange.downstream import Downstream
 from appgw.worker.exchange.heads import Rewrite
@@ -53,6 +54,13 @@ async def handle_request(client: Downstream, request: Request) -> None:
         route = services.router.route(client.socket.bound, host, path)
         if route is None:
             raise GatewayError(f"no listener for host {host!r}", status=404)
+        if services.firewall is not None:
+            # The WAF screens the request as the client sent it (worker/exchange/firewall_step.py).
+            request, status = await firewall_step.screen(
+                client, request, route, host, target, trace.trace_id
+            )
+            if status:
+                return  # a custom block response, sent
         rewrite = None
         if route.rewrite_rule_set is not None and route.redirect is None:
             route, target, rewrite = _rewrite(client, request, route, host, target)

@@ -108,6 +108,7 @@ class ClientConnection:
         self.received = 0  # bytes read from the client for the current request
         self.arrived = 0.0  # when the current request's first byte was read (monotonic)
         self.error_page_bytes = 0  # the length of the last error page sent
+        self._replay: list[bytes] | None = None  # body pieces read ahead (replay_body)
 
     # -- reading -------------------------------------------------------------
 
@@ -124,6 +125,7 @@ class ClientConnection:
         """The next request, or None when the client is done or idle too long."""
         self.waited = 0.0
         self.sent = 0
+        self._replay = None
         self.response_started = False
         self.received = 0
         self.arrived = now = monotonic()
@@ -197,6 +199,12 @@ class ClientConnection:
         only, summed over the whole request, so a backend that reads slowly
         is not taken for a slow client.
         """
+        if self._replay is not None:  # read ahead by the WAF: given again first
+            if self._replay:
+                return self._replay.pop(0)
+            self._replay = None
+            if self.request_done:
+                return None
         reader = self.reader
         while True:
             event = reader.next_event()
@@ -221,6 +229,10 @@ class ClientConnection:
             if isinstance(event, GatewayError):
                 raise event
             raise BadRequest("request bytes out of order")
+
+    def replay_body(self, pieces: list[bytes]) -> None:
+        """Have receive_body give these pieces again, then the rest of the body."""
+        self._replay = list(pieces)
 
     @property
     def body_pending(self) -> bool:

@@ -1,0 +1,319 @@
+"""appgw's WAF against its twin, nginx with ModSecurity, on the CRS's own tests.
+
+    scripts/waf-twin CRS_TESTS_DIR [--limit N]
+
+CRS_TESTS_DIR holds the Core Rule Set's regression tests (the YAML files of
+tests/regression/tests in the coreruleset repository, at the tag of the
+installed CRS: `git archive v3.3.4 tests/regression/tests | tar -x`). Every
+test's request is sent, byte for byte, to appgw (a Detection-mode policy)
+and to nginx with Debian's libnginx-mod-http-modsecurity loading the very
+directives appgw compiles (waf/directives.py); the rule ids each logged for
+it are compared: appgw's firewall log against nginx's error log. Needs
+nginx and libnginx-mod-http-modsecurity; runs only on 127.0.0.0/8.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from appgw.config.waf import WafPolicy
+from appgw.waf import crs
+from appgw.waf.directives import rules_text
+
+ID = re.compile(r'\[id "(\d+)"\]')
+SKIP_IDS = ("949", "959", "980", "9000", "9001", "9002", "9003", "9004", "9005", "9006")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(port: int, host: str = "127.0.0.1", seconds: float = 20) -> None:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        try:
+            socket.create_connection((host, port), 0.5).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise SystemExit(f"nothing listens on {port}")
+
+
+def requests(root: Path) -> Iterator[tuple[str, str, bytes]]:
+    """(test title, expected rule id or "", raw request) for every stage."""
+    for path in sorted(root.rglob("*.yaml")):
+        doc = yaml.safe_load(path.read_text(errors="replace"))
+        for test in (doc or {}).get("tests", []):
+            for stage in test.get("stages", []):
+                stage = stage.get("stage", stage)
+                raw = _raw(stage.get("input", {}))
+                expected = str((stage.get("output") or {}).get("log_contains", ""))
+                match = ID.search(expected.replace("id ", "[id ") + "]")
+                if raw is not None:
+                    yield str(test.get("test_title")), match.group(1) if match else "", raw
+
+
+def _raw(i: dict[str, Any]) -> bytes | None:
+    if "encoded_request" in i:
+        return base64.b64decode(i["encoded_request"])
+    if "raw_request" in i:
+        return str(i["raw_request"]).encode("latin-1", "replace")
+    method = i.get("method", "GET")
+    uri = i.get("uri", "/")
+    version = i.get("version", "HTTP/1.1")
+    headers = dict(i.get("headers") or {})
+    data = i.get("data")
+    if isinstance(data, list):
+        data = "\r\n".join(str(x) for x in data)
+    body = b"" if data is None else str(data).encode("latin-1", "replace")
+    headers = {k: v for k, v in headers.items() if k.lower() != "connection"}
+    if body and not any(k.lower() == "content-length" for k in headers):
+        headers["Content-Length"] = str(len(body))
+    head = f"{method} {uri} {version}\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    return (head + "Connection: close\r\n\r\n").encode("latin-1", "replace") + body
+
+
+def exchange(port: int, raw: bytes) -> int:
+    """Send a request, read the answer to its end; its status (0: none)."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), 5) as s:
+            s.sendall(raw)
+            s.shutdown(socket.SHUT_WR)
+            data = b""
+            while chunk := s.recv(65536):
+                data += chunk
+    except OSError:
+        return 0
+    try:
+        return int(data.split(b" ", 2)[1])
+    except (IndexError, ValueError):
+        return 0
+
+
+class Tail:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.offset = 0
+
+    def new(self) -> str:
+        if not self.path.exists():
+            return ""
+        with self.path.open("rb") as f:
+            f.seek(self.offset)
+            data = f.read()
+        self.offset += len(data)
+        return data.decode("utf-8", "replace")
+
+
+def _ids(ids: Any) -> set[str]:
+    return {i for i in ids if i and not i.startswith(SKIP_IDS)}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("tests", type=Path)
+    parser.add_argument("--limit", type=int, default=0)
+    parser.add_argument(
+        "--bench", type=int, default=0, help="also: CPU per request of N clean requests on each"
+    )
+    parser.add_argument(
+        "--waf-off", action="store_true", help="appgw without its policy (the bench's baseline)"
+    )
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="waf-twin-"))
+    backend_port, appgw_port, nginx_port = free_port(), free_port(), free_port()
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "http.server", "--bind", "127.0.0.2", str(backend_port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            cwd=work,
+        )
+    ]
+    (work / "gw.toml").write_text(f"""
+firewall_policy = "twin"
+firewall_log = "{work}/firewall.log"
+[gateway]
+workers = 1
+[gateway.limits]
+max_header_bytes = 65536
+[listeners.web]
+protocol = "http"
+address = "127.0.0.1"
+port = {appgw_port}
+[pools.web]
+servers = ["127.0.0.2"]
+[settings.web]
+port = {backend_port}
+[rules.web]
+listener = "web"
+pool = "web"
+setting = "web"
+[waf_policies.twin]
+mode = "detection"
+enabled = {"false" if args.waf_off else "true"}
+""")
+    (work / "modsec.conf").write_text(rules_text(WafPolicy("twin"), crs.table()))
+    (work / "nginx.conf").write_text(f"""
+include /etc/nginx/modules-enabled/*.conf;
+worker_processes 1;
+pid {work}/nginx.pid;
+error_log {work}/nginx-error.log info;
+events {{ worker_connections 64; }}
+http {{
+  access_log off;
+  client_body_temp_path {work}/body;
+  proxy_temp_path {work}/proxy;
+  server {{
+    listen 127.0.0.1:{nginx_port};
+    modsecurity on;
+    modsecurity_rules_file {work}/modsec.conf;
+    location / {{ proxy_pass http://127.0.0.2:{backend_port}; }}
+  }}
+}}
+""")
+    try:
+        procs.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "appgw",
+                    "run",
+                    "-c",
+                    str(work / "gw.toml"),
+                    "--pid-file",
+                    str(work / "appgw.pid"),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=open(work / "appgw.log", "wb"),
+            )
+        )
+        procs.append(
+            subprocess.Popen(
+                ["nginx", "-c", str(work / "nginx.conf"), "-g", "daemon off;"],
+                stdout=subprocess.DEVNULL,
+                stderr=open(work / "nginx.log", "wb"),
+            )
+        )
+        wait_port(backend_port, "127.0.0.2")
+        for port in (appgw_port, nginx_port):
+            wait_port(port)
+        result = compare(args, appgw_port, nginx_port, work)
+        if args.bench:
+            bench(args.bench, appgw_port, procs[1].pid, nginx_port, procs[2].pid)
+        return result
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def compare(args: argparse.Namespace, appgw_port: int, nginx_port: int, work: Path) -> int:
+    firewall, errors = Tail(work / "firewall.log"), Tail(work / "nginx-error.log")
+    firewall.new(), errors.new()
+    total = same = refused = appgw_expected = nginx_expected = expected_total = 0
+    differ: list[str] = []
+    for title, expected, raw in requests(args.tests):
+        if args.limit and total >= args.limit:
+            break
+        total += 1
+        status = exchange(appgw_port, raw)
+        exchange(nginx_port, raw)
+        time.sleep(0.01)
+        ours = _ids(
+            json.loads(line).get("ruleId", "")
+            for line in firewall.new().splitlines()
+            if line.strip()
+        )
+        theirs = _ids(ID.findall(errors.new()))
+        if status in (0, 400, 408, 413, 414, 431, 501) and not ours:
+            refused += 1  # appgw's HTTP parser refused it before the WAF
+            continue
+        if expected:
+            expected_total += 1
+            appgw_expected += expected in ours
+            nginx_expected += expected in theirs
+        if ours == theirs:
+            same += 1
+        else:
+            differ.append(
+                f"{title}: appgw-only {sorted(ours - theirs)}, nginx-only {sorted(theirs - ours)}"
+            )
+    compared = total - refused
+    print(f"requests: {total}; refused by appgw's parser before the WAF: {refused}")
+    print(f"same rule ids in both logs: {same} of {compared}")
+    print(
+        f"expected rule fired: appgw {appgw_expected}, nginx {nginx_expected} of {expected_total}"
+    )
+    for line in differ[:30]:
+        print("  " + line)
+    return 0
+
+
+CLEAN = (
+    b"GET /index.html?page=2&sort=name HTTP/1.1\r\nHost: localhost\r\n"
+    b"User-Agent: Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/120.0 Safari/537.36\r\n"
+    b"Accept: text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8\r\n"
+    b"Accept-Language: en-US,en;q=0.9\r\nAccept-Encoding: gzip, deflate\r\n"
+    b"Cookie: session=abc123; theme=dark\r\nConnection: close\r\n\r\n"
+)
+
+
+def tree_cpu(root: int) -> float:
+    """CPU seconds (user + system) of a process and its descendants."""
+    ticks = 0
+    parents: dict[int, int] = {}
+    stats: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents[int(entry.name)] = int(fields[1])
+        stats[int(entry.name)] = int(fields[11]) + int(fields[12])
+    for pid, value in stats.items():
+        p = pid
+        while p > 1 and p != root:
+            p = parents.get(p, 1)
+        if p == root:
+            ticks += value
+    return ticks / 100.0
+
+
+def bench(n: int, appgw_port: int, appgw_pid: int, nginx_port: int, nginx_pid: int) -> None:
+    for name, port, pid in (("appgw", appgw_port, appgw_pid), ("nginx", nginx_port, nginx_pid)):
+        before = tree_cpu(pid)
+        started = time.monotonic()
+        for _ in range(n):
+            exchange(port, CLEAN)
+        cpu = tree_cpu(pid) - before
+        wall = time.monotonic() - started
+        print(f"{name}: {n} clean requests, {cpu / n * 1e3:.2f} ms CPU each, {wall:.1f} s")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
