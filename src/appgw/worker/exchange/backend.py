@@ -291,8 +291,7 @@ class Exchange:
                 # No body (or one read whole): sending the request and
                 # waiting for the answer is one phase, with one deadline.
                 deadline = self.head_sent + self.timeout
-                backend.endpoint.write_by(deadline)
-                backend.endpoint.read_by(deadline)
+                backend.answer_by(deadline)
                 try:
                     await backend.write(head)
                     sent = True

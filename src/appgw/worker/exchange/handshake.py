@@ -57,7 +57,7 @@ async def tunnel(
 ) -> TunnelEnd:
     """Relay the two connections until the tunnel ends; how it ended."""
     # The tunnel keeps time itself (relay.py): no HTTP deadline stays set.
-    backend.endpoint.no_deadlines()
+    backend.no_deadlines()
     client_stream, client_rest = client.hand_over()
     return await relay_tunnel(
         services.tunnels,

@@ -98,7 +98,7 @@ class ResponseBody:
 
     async def _receive(self) -> bytes:
         backend = self.backend
-        backend.endpoint.read_within(self.timeout)
+        backend.answer_within(self.timeout)
         try:
             return await backend.receive()
         except BadGateway as exc:

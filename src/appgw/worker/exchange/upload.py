@@ -69,12 +69,12 @@ class Upload:
                 b"%x\r\n%b\r\n" % (len(piece), piece) if chunked else piece, self.timeout
             )
             if self.head_wait:
-                backend.endpoint.read_within(self.timeout)
+                backend.answer_within(self.timeout)
 
     async def head(self, read_head: Callable[[], Awaitable[ResponseHead]]) -> ResponseHead:
         """The response head, within the request timeout of the last piece sent."""
         backend = self.backend
-        backend.endpoint.read_within(self.timeout)
+        backend.answer_within(self.timeout)
         self.head_wait = True
         try:
             return await read_head()

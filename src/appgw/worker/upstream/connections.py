@@ -83,6 +83,23 @@ class BackendConnection:
         self.label = f"{key[0]}:{key[1]}"
         self._poll: select.poll | None = None  # polls the idle connection before reuse
 
+    # -- deadlines: each phase of an exchange says when it must be over --------
+
+    def answer_by(self, deadline: float) -> None:
+        """A request without a body: it goes out and its answer's head comes
+        by `deadline` (monotonic), one phase with one deadline."""
+        endpoint = self.endpoint
+        endpoint.write_by(deadline)
+        endpoint.read_by(deadline)
+
+    def answer_within(self, seconds: float) -> None:
+        """The next read (a response head, a piece of a body) within `seconds`."""
+        self.endpoint.read_within(seconds)
+
+    def no_deadlines(self) -> None:
+        """Idle in the pool, or a tunnel's, which keeps time itself."""
+        self.endpoint.no_deadlines()
+
     async def write(self, data: bytes | bytearray | memoryview) -> None:
         """Write to the backend (502 if it broke the connection).
 
@@ -207,7 +224,7 @@ class BackendConnections:
             idle = self._idle[connection.key] = deque()
         if len(idle) >= MAX_IDLE_PER_SERVER:
             idle.popleft().abort()
-        connection.endpoint.no_deadlines()
+        connection.no_deadlines()
         connection.idle_since = monotonic()
         idle.append(connection)
 
