@@ -26,12 +26,18 @@ appgw_debian_tool() {
     local command="$1" package="$2" what="$3"
     command -v "$command" >/dev/null 2>&1 && return 0
     [ -x "/usr/sbin/$command" ] && return 0
+    appgw_debian_package "$package" "$what"
+}
+
+# A Debian package installed now (as root with apt-get), else a warning.
+appgw_debian_package() {
+    local package="$1" what="$2"
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
         echo "appgw: installing $package for $what" >&2
         { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$package"; } >&2 \
             || echo "appgw: could not install $package; $what will fail" >&2
     else
-        echo "appgw: $command is missing (Debian: apt-get install $package); $what will fail" >&2
+        echo "appgw: $package is missing (Debian: apt-get install $package); $what will fail" >&2
     fi
 }
 
