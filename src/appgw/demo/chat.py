@@ -31,7 +31,7 @@ import attrs
 import trio
 import trio_websocket
 
-from appgw.demo.backends import (
+from appgw.demo.http_server import (
     Request,
     Response,
     hostport,
