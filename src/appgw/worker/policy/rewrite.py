@@ -73,7 +73,16 @@ from appgw.config.model import (
     RewriteRuleSet,
 )
 from appgw.patterns import Match, Pattern, PatternError, compile_pattern
-from appgw.worker.policy.variables import RequestContext, Scope, latin1
+from appgw.worker.policy.rewrite_values import (
+    RESP,
+    Template,
+    Variable,
+    parse_template,
+    parse_variable,
+    render,
+    variable_value,
+)
+from appgw.worker.policy.variables import RequestContext, Scope
 
 Headers = list[tuple[bytes, bytes]]
 
@@ -81,7 +90,6 @@ Headers = list[tuple[bytes, bytes]]
 UNREWRITABLE = frozenset(name.encode() for name in UNREWRITABLE_HEADERS)
 
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
-_REFERENCE = re.compile(r"\{((?:http_req_|http_resp_|var_)[^{}\s]+)\}")
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 _PATH_SAFE = "/!$&'()*+,;=:@%"  # RFC 3986 pchar besides the unreserved, and "%"
 _QUERY_SAFE = _PATH_SAFE + "?"
@@ -113,28 +121,10 @@ class RequestRewrite:
 
 # --- compiled form -------------------------------------------------------------------
 
-_REQ, _RESP, _VAR = 0, 1, 2
-
-
-@frozen
-class _Variable:
-    kind: int  # _REQ | _RESP | _VAR
-    key: bytes | str  # lowercase header name, or server variable name
-
-
-@frozen
-class _Capture:
-    condition: int  # index into the rule's conditions
-    group: int
-
-
-_Part = str | _Variable | _Capture
-_Template = tuple[_Part, ...]
-
 
 @frozen
 class _Condition:
-    source: _Variable
+    source: Variable
     regex: Pattern | None  # None: the pattern did not compile
     negate: bool
 
@@ -144,7 +134,7 @@ class _MatchedAction:
     """A header action with a value matcher: it rewrites the fields it selects."""
 
     name: bytes
-    template: _Template  # group references to the matcher: _Capture(len(conditions), n)
+    template: Template  # group references to the matcher: Capture(len(conditions), n)
     regex: Pattern | None
     negate: bool
 
@@ -153,11 +143,11 @@ class _MatchedAction:
 class _Rule:
     name: str
     conditions: tuple[_Condition, ...]
-    request_headers: tuple[tuple[bytes, _Template], ...]
-    response_headers: tuple[tuple[bytes, _Template], ...]
+    request_headers: tuple[tuple[bytes, Template], ...]
+    response_headers: tuple[tuple[bytes, Template], ...]
     matched_headers: tuple[_MatchedAction, ...]
-    path: _Template | None
-    query: _Template | None
+    path: Template | None
+    query: Template | None
     reroute: bool
     reads_response: bool
 
@@ -184,9 +174,9 @@ class CompiledRuleSet:
                 continue
             _edit(edits, rule.request_headers, scope, matches)
             if rule.path is not None:
-                path = _render(rule.path, scope, matches)
+                path = render(rule.path, scope, matches)
             if rule.query is not None:
-                query = _render(rule.query, scope, matches)
+                query = render(rule.query, scope, matches)
             reroute = reroute or rule.reroute
         return RequestRewrite(
             path=ctx.path if path is None else _target_path(path),
@@ -270,7 +260,7 @@ def _compile_rule(rule: RewriteRule) -> _Rule:
     captures: dict[str, int] = {}  # condition variable as written -> its last condition
     for i, c in enumerate(rule.conditions):
         regex = _pattern(c.pattern, c.ignore_case)
-        conditions.append(_Condition(_variable(c.variable), regex, c.negate))
+        conditions.append(_Condition(parse_variable(c.variable), regex, c.negate))
         captures[c.variable] = i
     url = rule.url
     plain = [a for a in rule.response_headers if a.matcher is None]
@@ -280,22 +270,22 @@ def _compile_rule(rule: RewriteRule) -> _Rule:
         request_headers=_header_actions(rule.request_headers, captures),
         response_headers=_header_actions(plain, captures),
         matched_headers=_matched_actions(rule.response_headers, captures, len(conditions)),
-        path=_template(url.path, captures) if url is not None and url.path else None,
+        path=parse_template(url.path, captures) if url is not None and url.path else None,
         query=(
-            _template(url.query_string, captures)
+            parse_template(url.query_string, captures)
             if url is not None and url.query_string is not None
             else None
         ),
         reroute=url is not None and url.reroute,
         reads_response=any(
-            c.source.kind == _RESP or c.source.key == "http_status" for c in conditions
+            c.source.kind == RESP or c.source.key == "http_status" for c in conditions
         ),
     )
 
 
 def _header_actions(
     actions: Sequence[HeaderAction], captures: dict[str, int]
-) -> tuple[tuple[bytes, _Template], ...]:
+) -> tuple[tuple[bytes, Template], ...]:
     out = []
     for action in actions:
         if not _TOKEN.fullmatch(action.name):
@@ -303,7 +293,7 @@ def _header_actions(
         name = action.name.lower().encode("ascii")
         if name in UNREWRITABLE or (name == b"host" and not action.value):
             continue
-        out.append((name, _template(action.value, captures)))
+        out.append((name, parse_template(action.value, captures)))
     return tuple(out)
 
 
@@ -320,47 +310,11 @@ def _matched_actions(
             continue
         own = captures | {f"http_resp_{action.name}": index}
         regex = _pattern(matcher.pattern, matcher.ignore_case)
-        out.append(_MatchedAction(name, _template(action.value, own), regex, matcher.negate))
+        out.append(_MatchedAction(name, parse_template(action.value, own), regex, matcher.negate))
     return tuple(out)
 
 
-def _variable(name: str) -> _Variable:
-    if name.startswith("http_req_"):
-        return _Variable(_REQ, name[9:].lower().encode("utf-8", "surrogatepass"))
-    if name.startswith("http_resp_"):
-        return _Variable(_RESP, name[10:].lower().encode("utf-8", "surrogatepass"))
-    if name.startswith("var_"):
-        return _Variable(_VAR, name[4:])
-    return _Variable(_VAR, "")  # not a variable at all: always ""
-
-
-def _template(text: str, captures: dict[str, int]) -> _Template:
-    parts: list[_Part] = []
-    at = 0
-    for m in _REFERENCE.finditer(text):
-        if m.start() > at:
-            parts.append(latin1(text[at : m.start()]))
-        parts.append(_reference(m.group(1), captures))
-        at = m.end()
-    if at < len(text):
-        parts.append(latin1(text[at:]))
-    return tuple(parts)
-
-
-def _reference(token: str, captures: dict[str, int]) -> _Part:
-    base, sep, digits = token.rpartition("_")
-    if sep and digits.isdigit() and base in captures:
-        return _Capture(captures[base], int(digits))
-    return _variable(token)
-
-
 # --- running -------------------------------------------------------------------------
-
-
-def _value(scope: Scope, variable: _Variable) -> str:
-    if variable.kind == _VAR:
-        return scope.server(variable.key)  # type: ignore[arg-type]
-    return scope.header(variable.kind == _RESP, variable.key)  # type: ignore[arg-type]
 
 
 def _matches(rule: _Rule, scope: Scope) -> list[Match | None] | None:
@@ -369,7 +323,7 @@ def _matches(rule: _Rule, scope: Scope) -> list[Match | None] | None:
     for condition in rule.conditions:
         if condition.regex is None:
             return None
-        m = condition.regex.search(_value(scope, condition.source))
+        m = condition.regex.search(variable_value(scope, condition.source))
         if condition.negate:
             if m is not None:
                 return None
@@ -381,30 +335,14 @@ def _matches(rule: _Rule, scope: Scope) -> list[Match | None] | None:
     return matches
 
 
-def _render(template: _Template, scope: Scope, matches: Sequence[Match | None]) -> str:
-    out = []
-    for part in template:
-        if isinstance(part, str):
-            out.append(part)
-        elif isinstance(part, _Capture):
-            m = matches[part.condition]
-            try:
-                out.append((m.group(part.group) or "") if m is not None else "")
-            except IndexError:
-                pass
-        else:
-            out.append(_value(scope, part))
-    return "".join(out)
-
-
 def _edit(
     edits: dict[bytes, bytes | None],
-    actions: tuple[tuple[bytes, _Template], ...],
+    actions: tuple[tuple[bytes, Template], ...],
     scope: Scope,
     matches: list[Match | None],
 ) -> None:
     for name, template in actions:
-        value = _CONTROL.sub(" ", _render(template, scope, matches)).strip(" \t")
+        value = _CONTROL.sub(" ", render(template, scope, matches)).strip(" \t")
         if value:
             edits[name] = value.encode("latin-1")
         elif name != b"host":
@@ -426,7 +364,7 @@ def _edit_matching(
         if (m is None) != action.negate:
             out.append((name, value))
             continue
-        new = _CONTROL.sub(" ", _render(action.template, scope, [*matches, m])).strip(" \t")
+        new = _CONTROL.sub(" ", render(action.template, scope, [*matches, m])).strip(" \t")
         if new:
             out.append((name, new.encode("latin-1")))
     return out
