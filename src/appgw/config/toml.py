@@ -26,7 +26,6 @@ from appgw.config.model import (
     Certificate,
     Config,
     Gateway,
-    HeaderAction,
     Limits,
     Listener,
     PathMap,
@@ -34,15 +33,11 @@ from appgw.config.model import (
     Pool,
     Probe,
     Redirect,
-    RewriteCondition,
-    RewriteRule,
-    RewriteRuleSet,
     Rule,
     Server,
     Setting,
-    UrlAction,
-    ValueMatcher,
 )
+from appgw.config.toml_rewrites import rewrite_rule_set, sub_name
 
 
 def build(data: Mapping[str, Any], source: str) -> Draft:
@@ -110,7 +105,7 @@ class _Reader:
             "settings": self.setting,
             "probes": self.probe,
             "redirects": self.redirect,
-            "rewrite_rule_sets": self.rewrite_rule_set,
+            "rewrite_rule_sets": rewrite_rule_set,
             "path_maps": self.path_map,
             "rules": self.rule,
         }
@@ -314,50 +309,12 @@ class _Reader:
         s.reject_unused()
         return redirect
 
-    def rewrite_rule_set(self, name: str, s: Section) -> RewriteRuleSet:
-        rules = [self.rewrite_rule(rs, s.path) for rs in s.get_sections("rules")]
-        s.reject_unused()
-        return RewriteRuleSet(name, tuple(sorted(rules, key=lambda r: r.sequence)))
-
-    def rewrite_rule(self, s: Section, parent: str) -> RewriteRule:
-        name = _sub_name(s, parent, "rules")
-        conditions = []
-        for c in s.get_sections("conditions"):
-            conditions.append(
-                RewriteCondition(
-                    variable=c.get_str("variable", "", required=True),
-                    pattern=c.get_str("pattern", "", required=True),
-                    ignore_case=c.get_bool("ignore_case", True),
-                    negate=c.get_bool("negate", False),
-                )
-            )
-            c.reject_unused()
-        url = None
-        u = s.get_section("url")
-        if u is not None:
-            url = UrlAction(
-                path=u.get_opt_str("path"),
-                query_string=u.get_opt_str("query_string"),
-                reroute=u.get_bool("reroute", False),
-            )
-            u.reject_unused()
-        rule = RewriteRule(
-            name=name,
-            sequence=s.get_int("sequence", 100),
-            conditions=tuple(conditions),
-            request_headers=_headers(s.get_section("request_headers")),
-            response_headers=_headers(s.get_section("response_headers")),
-            url=url,
-        )
-        s.reject_unused()
-        return rule
-
     def path_map(self, name: str, s: Section) -> PathMap:
         rules = []
         for rs in s.get_sections("rules"):
             rules.append(
                 PathRule(
-                    name=_sub_name(rs, s.path, "rules"),
+                    name=sub_name(rs, s.path, "rules"),
                     paths=rs.get_strs("paths"),
                     pool=rs.get_opt_str("pool"),
                     setting=rs.get_opt_str("setting"),
@@ -392,38 +349,3 @@ class _Reader:
         )
         s.reject_unused()
         return rule
-
-
-def _sub_name(s: Section, parent: str, key: str) -> str:
-    """The `name` of an entry of an array of tables; later errors name it."""
-    name = s.get_str("name", "", required=True)
-    if name:
-        s.path = join(parent, f"{key}.{name}")
-    return name
-
-
-def _headers(s: Section | None) -> tuple[HeaderAction, ...]:
-    """Header name = value, or = { value = ..., matcher = { pattern = ... } }."""
-    if s is None:
-        return ()
-    actions = []
-    for name in s.keys():
-        if not isinstance(s.data[name], Mapping):
-            actions.append(HeaderAction(name, s.get_str(name, "")))
-            continue
-        h = s.sub(s.data[name], s.key_path(name))
-        if h is None:
-            continue
-        value = h.get_str("value", "")
-        matcher = None
-        m = h.get_section("matcher")
-        if m is not None:
-            matcher = ValueMatcher(
-                pattern=m.get_str("pattern", "", required=True),
-                ignore_case=m.get_bool("ignore_case", False),
-                negate=m.get_bool("negate", False),
-            )
-            m.reject_unused()
-        h.reject_unused()
-        actions.append(HeaderAction(name, value, matcher))
-    return tuple(actions)
