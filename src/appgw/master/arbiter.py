@@ -38,7 +38,7 @@ from appgw.master.children import kill
 from appgw.master.generations import drain_budget, generation_ready, plan, worker_count
 from appgw.master.lifecycle import Event, Outcome
 from appgw.master.options import RunOptions
-from appgw.master.reports import RunFiles, Starter
+from appgw.master.reports import RunFiles, Starter, metrics_document, state_document
 from appgw.master.sockets import ListeningSocket, SocketSet
 from appgw.master.upgrade import predecessor, start_successor
 from appgw.master.watch import ConfigWatch, signatures
@@ -375,33 +375,12 @@ class Arbiter:
         if self.files is None or now - self.metrics_written < 1.0:
             return
         self.metrics_written = now
-        workers = self.children.of_kind("worker")
-        data = self.totals.document(
-            [c.metrics for c in workers],
-            generation=self.generation,
-            workers=sum(1 for c in workers if c.life.live),
-            draining=sum(1 for c in workers if not c.life.live),
-        )
-        # Servers the workers pass over after failed connects (worker/policy/passive.py).
-        data["passive"] = [s for c in workers for s in c.metrics.get("passive_servers", ())]
+        data = metrics_document(self.totals, self.children.of_kind("worker"), self.generation)
         self.files.write("metrics", data)
 
     def _write_state(self) -> None:
         set_title(master_title(self.generation, self.options.config_path, bool(self.stopping)))
         if self.files is None or self.config is None:
             return
-        state = {
-            "pid": os.getpid(),
-            "config": os.path.abspath(self.options.config_path),
-            "bind": self.options.bind,
-            "ports": {str(k): v for k, v in self.options.ports.items()},
-            "generation": self.generation,
-            "ready": self.generation in self.ready_generations,
-            "stopping": self.stopping,
-            "workers": self.wanted,
-            "reloads": self.reloads,
-            "last_reload": self.last_reload,
-            "watch": self.watching,
-            "listeners": [s.url for s in self.sockets.for_config(self.config)],
-        }
+        state = state_document(self, self.sockets.for_config(self.config))
         self.files.write("state", state)

@@ -12,9 +12,13 @@ exits, unless a successor has taken the pid file over.
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, Protocol
 
 from appgw import logs, runfiles
+from appgw.master.brood import Child
+from appgw.master.options import RunOptions
+from appgw.master.sockets import ListeningSocket
+from appgw.metrics import MasterTotals
 
 log = logs.log
 
@@ -78,3 +82,50 @@ class Starter:
             pass
         finally:
             os.close(fd)
+
+
+class _Master(Protocol):
+    """What the state file tells of the master (arbiter.Arbiter)."""
+
+    options: RunOptions
+    generation: int
+    ready_generations: set[int]
+    stopping: str | None
+    wanted: int
+    reloads: int
+    last_reload: dict[str, object]
+
+    @property
+    def watching(self) -> bool: ...
+
+
+def state_document(master: _Master, listening: list[ListeningSocket]) -> dict[str, Any]:
+    """The state file: what `appgw status` shows of the master."""
+    options = master.options
+    return {
+        "pid": os.getpid(),
+        "config": os.path.abspath(options.config_path),
+        "bind": options.bind,
+        "ports": {str(k): v for k, v in options.ports.items()},
+        "generation": master.generation,
+        "ready": master.generation in master.ready_generations,
+        "stopping": master.stopping,
+        "workers": master.wanted,
+        "reloads": master.reloads,
+        "last_reload": master.last_reload,
+        "watch": master.watching,
+        "listeners": [s.url for s in listening],
+    }
+
+
+def metrics_document(totals: MasterTotals, workers: list[Child], generation: int) -> dict[str, Any]:
+    """The metrics file: the workers' counters summed, for `appgw metrics`."""
+    data = totals.document(
+        [c.metrics for c in workers],
+        generation=generation,
+        workers=sum(1 for c in workers if c.life.live),
+        draining=sum(1 for c in workers if not c.life.live),
+    )
+    # Servers the workers pass over after failed connects (worker/policy/passive.py).
+    data["passive"] = [s for c in workers for s in c.metrics.get("passive_servers", ())]
+    return data
