@@ -44,6 +44,7 @@ from appgw.master.sockets import ListeningSocket, SocketSet
 from appgw.master.upgrade import predecessor, start_successor
 from appgw.master.watch import ConfigWatch
 from appgw.metrics import MasterTotals
+from appgw.tls import Bound, SocketTls, listener_contexts
 
 log = logs.log
 
@@ -56,6 +57,10 @@ class Arbiter:
         self.config: Config | None = None
         self.generation = 0
         self.configs: dict[int, Config] = {}
+        # Each generation's listener TLS contexts, built here before forking
+        # so every worker shares them (tls.py); kept across reloads while
+        # their inputs are unchanged.
+        self.tls: dict[int, dict[Bound, SocketTls]] = {}
         self.children = Brood()
         self.sockets = SocketSet()
         self.signals: signals.SignalQueue | None = None
@@ -101,8 +106,13 @@ class Arbiter:
         snapshot = self.files.read("health") if self.predecessor else None
         if isinstance(snapshot, dict):  # a binary upgrade: the old master's last health
             self.health = Health(snapshot)
+        try:
+            contexts = listener_contexts(config, {})
+        except ValueError as exc:
+            self.sockets.close()
+            return self._fail(str(exc))
         self.wanted = worker_count(config)
-        self._start_generation(config)
+        self._start_generation(config, contexts)
         log.info(
             "appgw master %d: %s, %d worker(s), listening on %s%s",
             os.getpid(),
@@ -139,11 +149,17 @@ class Arbiter:
                 log.error("reload refused: %s", error)
             self._reload_result(False, errors)
             return
+        try:
+            contexts = listener_contexts(config, self.tls.get(self.generation, {}))
+        except ValueError as exc:
+            log.error("reload refused, still serving the previous configuration: %s", exc)
+            self._reload_result(False, [str(exc)])
+            return
         for warning in config.warnings:
             log.warning("%s: %s", config.source, warning)
         if self.options.workers is None:
             self.wanted = worker_count(config)
-        self._start_generation(config)
+        self._start_generation(config, contexts)
 
     def stop(self, how: str) -> None:
         """Stop "graceful" (drain, TERM) or "fast" (QUIT); a fast stop is never slowed."""
@@ -253,10 +269,11 @@ class Arbiter:
 
     # -- children ----------------------------------------------------------------
 
-    def _start_generation(self, config: Config) -> None:
+    def _start_generation(self, config: Config, contexts: dict[Bound, SocketTls]) -> None:
         self.generation += 1
         self.config = config
         self.configs[self.generation] = config
+        self.tls[self.generation] = contexts
         self.children.reset_backoff()
         self._write_state()
 
@@ -293,6 +310,7 @@ class Arbiter:
         self.generation -= 1
         self.config = self.configs[self.generation]
         self.configs.pop(failed, None)
+        self.tls.pop(failed, None)
         self._reload_result(False, ["workers of the new configuration cannot boot"])
 
     def _maintain(self) -> None:
@@ -311,7 +329,13 @@ class Arbiter:
             close = self._close_in_child(listening)
             for _ in range(current_plan.start):
                 self.children.spawn_worker(
-                    config, self.generation, listening, close, self.health, now
+                    config,
+                    self.generation,
+                    listening,
+                    close,
+                    self.health,
+                    now,
+                    self.tls[self.generation],
                 )
         probers = self.children.of_kind("prober")
         if not any(p.generation == self.generation for p in probers):
@@ -331,6 +355,7 @@ class Arbiter:
         if len(self.configs) > 1 and not any(c.generation < self.generation for c in self.children):
             for old in [g for g in self.configs if g < self.generation]:
                 self.configs.pop(old)
+                self.tls.pop(old, None)
 
     def _generation_ready(self) -> None:
         self.ready_generations.add(self.generation)

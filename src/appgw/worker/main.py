@@ -32,15 +32,14 @@ import trio
 from appgw import logs
 from appgw.admin.server import serve_admin
 from appgw.config.model import Config, Setting
-from appgw.config.validate_tls import effective_policy
 from appgw.ipc import ChildChannel, Heartbeat, Ready
 from appgw.ipc import Health as HealthMessage
 from appgw.metrics import WorkerMetrics
-from appgw.mtls import ClientAuthSetup, ClientCertificate, client_auth_setup
+from appgw.mtls import ClientAuthSetup, ClientCertificate
 from appgw.mtls import inspect as inspect_client
 from appgw.ocsp import OcspChecker
 from appgw.process import unblock_signals
-from appgw.tls import backend_context, socket_context
+from appgw.tls import SocketTls, backend_context
 from appgw.worker.backends import BackendConnections
 from appgw.worker.balancer import Balancer, EveryoneHealthy, Health
 from appgw.worker.connection import ClientConnection
@@ -75,31 +74,14 @@ class Socket:
         return (self.address, self.port)
 
 
-def tls_for_sockets(config: Config, sockets: list[Socket]) -> None:
-    """Give every HTTPS socket its context (SNI picks among its listeners' certificates)."""
+def tls_for_sockets(sockets: list[Socket], contexts: Mapping[tuple[str, int], SocketTls]) -> None:
+    """Give every HTTPS socket its context, built by the master before it
+    forked (tls.py: `listener_contexts`), so sessions resume on any worker."""
     for sock in sockets:
-        if sock.protocol != "https":
-            continue
-        listeners = [
-            listener
-            for listener in config.listeners.values()
-            if (listener.address, listener.port) == sock.bound and listener.certificate
-        ]
-        # The first is the default certificate (clients without SNI): the
-        # basic listener's, when the socket has one.
-        listeners.sort(key=lambda listener: 1 if listener.host_names else 0)
-        choices = [(listener.host_names, listener.certificate or "") for listener in listeners]
-        require_sni = any(listener.require_sni for listener in listeners)
-        # Listeners sharing a socket share their TLS policy and client
-        # authentication (validate_tls.py): the first listener's apply.
-        sock.client_auth = client_auth_setup(config, listeners[0])
-        sock.tls = socket_context(
-            config.certificates,
-            choices,
-            require_sni=require_sni,
-            policy=effective_policy(config, listeners[0]),
-            client_auth=sock.client_auth,
-        )
+        built = contexts.get(sock.bound) if sock.protocol == "https" else None
+        if built is not None:
+            sock.tls = built.context
+            sock.client_auth = built.client_auth
 
 
 def proxy_for_sockets(config: Config, sockets: list[Socket]) -> None:
