@@ -349,5 +349,8 @@ class Config:
     path_maps: Mapping[str, PathMap] = attrs.Factory(dict)
     rules: Mapping[str, Rule] = attrs.Factory(dict)
     error_pages: tuple[ErrorPage, ...] = ()  # for every listener without its own
+    # The files it read besides its own (certificates, keys, CA chains), as
+    # absolute paths: config watch watches them too.
+    files: tuple[str, ...] = ()
     # Things loaded but worth telling the operator (Azure-only keys ignored, ...).
     warnings: tuple[str, ...] = ()

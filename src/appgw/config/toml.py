@@ -57,7 +57,12 @@ def build(data: Mapping[str, Any], source: str) -> Draft:
         collections[key] = {name: read(name, s) for name, s in reader.named(root, key)}
     root.reject_unused()
     config = Config(
-        source=source, gateway=gateway, ssl_policy=policy, error_pages=error_pages, **collections
+        source=source,
+        gateway=gateway,
+        ssl_policy=policy,
+        error_pages=error_pages,
+        files=tuple(dict.fromkeys(reader.files)),
+        **collections,
     )
     return Draft(config, tuple(reader.errors), frozenset(reader.quiet))
 
@@ -89,6 +94,7 @@ class _Reader:
         self.base = Path(source).absolute().parent
         self.errors: list[str] = []
         self.quiet: set[str] = set()  # shared with every Section of this load
+        self.files: list[str] = []  # every file read besides the configuration
 
     def collections(self) -> dict[str, Any]:
         return {
@@ -127,6 +133,7 @@ class _Reader:
 
     def read(self, s: Section, key: str, value: str) -> bytes | None:
         path = self.path(value)
+        self.files.append(path)
         try:
             return Path(path).read_bytes()
         except OSError as e:

@@ -240,7 +240,11 @@ class Arbiter:
                 continue
             self._maintain()
             if self.watching and self.watch.poll(time.monotonic()):
-                log.info("%s changed", self.options.config_path)
+                changed = [
+                    self.options.config_path if p == self.watch.path else p
+                    for p in self.watch.changed
+                ]
+                log.info("%s changed", ", ".join(changed))
                 self.reload()
             self._write_metrics()
             self._wait(self._until_next_due())
@@ -270,6 +274,7 @@ class Arbiter:
     # -- children ----------------------------------------------------------------
 
     def _start_generation(self, config: Config, contexts: dict[Bound, SocketTls]) -> None:
+        self.watch.follow(config.files)
         self.generation += 1
         self.config = config
         self.configs[self.generation] = config
@@ -309,6 +314,7 @@ class Arbiter:
         self.children.apply(Event.ABANDON, time.monotonic(), failing)
         self.generation -= 1
         self.config = self.configs[self.generation]
+        self.watch.follow(self.config.files)
         self.configs.pop(failed, None)
         self.tls.pop(failed, None)
         self._reload_result(False, ["workers of the new configuration cannot boot"])
