@@ -51,6 +51,7 @@ from appgw.worker.rewrite import compile_rule_set
 from appgw.worker.routing import Router
 from appgw.worker.services import Services
 from appgw.worker.timer import Timer
+from appgw.worker.tls_stream import TlsStream
 
 log = logs.log
 
@@ -262,7 +263,7 @@ class Worker:
             stream: trio.abc.Stream = trio.SocketStream(conn)
             client_certificate = None
             if sock.tls is not None:
-                stream = trio.SSLStream(stream, sock.tls, server_side=True, https_compatible=True)
+                stream = TlsStream(conn, sock.tls, server_side=True)
                 if sock.client_auth is not None:
                     client_certificate = await self._client_certificate(stream, sock.client_auth)
                     if client_certificate is None:
@@ -295,7 +296,7 @@ class Worker:
         )
 
     async def _client_certificate(
-        self, stream: trio.SSLStream[trio.abc.Stream], setup: ClientAuthSetup
+        self, stream: TlsStream, setup: ClientAuthSetup
     ) -> ClientCertificate | None:
         """Mutual TLS: the handshake now, then the profile's checks (mtls.py).
 

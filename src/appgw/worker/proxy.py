@@ -23,6 +23,7 @@ from appgw.worker.forwarding import Trace
 from appgw.worker.observe import Exchanged, count, observe
 from appgw.worker.request import Request
 from appgw.worker.routing import Route, redirect_location
+from appgw.worker.tls_stream import TlsStream
 from appgw.worker.variables import RequestContext
 
 if TYPE_CHECKING:
@@ -146,7 +147,7 @@ def _exchanged(
     # What only the access log shows is looked up only when there is one.
     tls_protocol = tls_cipher = user_agent = ""
     if logs.access_log.enabled:
-        if isinstance(client.stream, trio.SSLStream):
+        if isinstance(client.stream, (TlsStream, trio.SSLStream)):
             tls_protocol = client.stream.version() or ""
             cipher = client.stream.cipher()
             tls_cipher = cipher[0] if cipher else ""
