@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 import trio
+import trio.testing
 import trustme
 
 from appgw.worker.streams import Endpoint, Expired
@@ -195,5 +196,15 @@ async def test_a_handshake_that_does_not_finish_expires_at_the_read_deadline(
         endpoint.read_within(0.3)
         with pytest.raises(Expired):
             await endpoint.read()
+    await stream.aclose()
+    raw.close()
+
+
+async def test_tls_sides_are_relayed_on_the_epoll_set(server_context):
+    from appgw.worker.tunnel_io import on_epoll
+
+    stream, raw = pair(server_context)
+    assert on_epoll(stream) and on_epoll(stream.transport_stream)
+    assert not on_epoll(trio.testing.memory_stream_pair()[0])
     await stream.aclose()
     raw.close()
