@@ -23,8 +23,8 @@ from __future__ import annotations
 import datetime
 import hashlib
 import ssl
+from typing import Any, Protocol
 
-import trio
 from attrs import field, frozen
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
@@ -126,8 +126,14 @@ def _openssl_time(when: datetime.datetime) -> str:
     return f"{when:%b} {when.day:2d} {when:%H:%M:%S %Y} GMT"
 
 
+class PeerCertificate(Protocol):
+    """A TLS connection after its handshake (the worker's TlsStream, trio's SSLStream)."""
+
+    def getpeercert(self, binary_form: bool = ...) -> Any: ...
+
+
 async def inspect(
-    stream: trio.SSLStream[trio.abc.Stream], setup: ClientAuthSetup, ocsp: OcspChecker
+    stream: PeerCertificate, setup: ClientAuthSetup, ocsp: OcspChecker
 ) -> ClientCertificate:
     """After the handshake: the client's certificate, checked as the profile says."""
     der = stream.getpeercert(binary_form=True)

@@ -4,6 +4,14 @@ Certificates live in the configuration as PEM bytes (TOML files and ARM PFX
 data alike), and the ssl module loads key material only from files, so the
 PEM is handed over through an anonymous in-memory file (memfd) that never
 touches the disk.
+
+Listener contexts are built by the master before it forks its workers
+(`listener_contexts`), so every worker inherits the same contexts and with
+them the same session ticket keys: a TLS session issued by one worker
+resumes on any other. A reload keeps a socket's context (and its ticket
+keys) while what it is built from (certificates, TLS policy, client
+authentication, SNI choices) is unchanged, so returning clients resume
+across reloads too; a changed certificate or policy gets a new context.
 """
 
 from __future__ import annotations
@@ -13,8 +21,11 @@ import ssl
 import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 
-from appgw.config.model import Certificate, Setting
-from appgw.mtls import ClientAuthSetup
+import attrs
+
+from appgw.config.model import Certificate, Config, Setting
+from appgw.config.validate_tls import effective_policy
+from appgw.mtls import ClientAuthSetup, client_auth_setup
 from appgw.tls_policy import DEFAULT_POLICY, EffectivePolicy, effective
 
 
@@ -104,6 +115,97 @@ def socket_context(
 
         default.sni_callback = pick
     return default
+
+
+@attrs.frozen
+class SocketTlsInputs:
+    """Everything an HTTPS socket's context is built from (compared on reload)."""
+
+    choices: tuple[tuple[tuple[str, ...], str], ...]  # (host names, certificate name)
+    certificates: tuple[Certificate, ...]  # those the choices name, in order
+    require_sni: bool
+    policy: EffectivePolicy
+    client_auth: ClientAuthSetup | None
+
+
+@attrs.frozen
+class SocketTls:
+    """An HTTPS socket's server context, with what it was built from."""
+
+    inputs: SocketTlsInputs
+    context: ssl.SSLContext = attrs.field(eq=False)
+
+    @property
+    def client_auth(self) -> ClientAuthSetup | None:
+        return self.inputs.client_auth
+
+
+Bound = tuple[str, int]  # (address, port)
+
+
+def socket_tls_inputs(config: Config, bound: Bound) -> SocketTlsInputs | None:
+    """What the socket at `bound` serves TLS with; None for a plain socket."""
+    listeners = [
+        listener
+        for listener in config.listeners.values()
+        if (listener.address, listener.port) == bound
+        and listener.protocol == "https"
+        and listener.certificate
+    ]
+    if not listeners:
+        return None
+    # The first is the default certificate (clients without SNI): the basic
+    # listener's, when the socket has one.
+    listeners.sort(key=lambda listener: 1 if listener.host_names else 0)
+    choices = tuple((listener.host_names, listener.certificate or "") for listener in listeners)
+    names = list(dict.fromkeys(name for _, name in choices))
+    # Listeners sharing a socket share their TLS policy and client
+    # authentication (validate_tls.py): the first listener's apply.
+    return SocketTlsInputs(
+        choices=choices,
+        certificates=tuple(config.certificates[name] for name in names),
+        require_sni=any(listener.require_sni for listener in listeners),
+        policy=effective_policy(config, listeners[0]),
+        client_auth=client_auth_setup(config, listeners[0]),
+    )
+
+
+def listener_contexts(
+    config: Config, previous: Mapping[Bound, SocketTls]
+) -> dict[Bound, SocketTls]:
+    """The server context of each HTTPS socket of `config`, by (address, port).
+
+    A socket whose inputs equal those of its `previous` context keeps that
+    context (its ticket keys and session cache: sessions resume across the
+    reload). Raises ssl.SSLError / OSError / ValueError for key material
+    that does not load.
+    """
+    built: dict[Bound, SocketTls] = {}
+    for listener in config.listeners.values():
+        bound = (listener.address, listener.port)
+        if bound in built:
+            continue
+        inputs = socket_tls_inputs(config, bound)
+        if inputs is None:
+            continue
+        kept = previous.get(bound)
+        if kept is not None and kept.inputs == inputs:
+            built[bound] = kept
+            continue
+        certificates = {c.name: c for c in inputs.certificates}
+        try:
+            context = socket_context(
+                certificates,
+                inputs.choices,
+                require_sni=inputs.require_sni,
+                policy=inputs.policy,
+                client_auth=inputs.client_auth,
+            )
+        except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+            sources = ", ".join(c.source for c in inputs.certificates)
+            raise ValueError(f"TLS on {bound[0]}:{bound[1]} ({sources}): {exc}") from None
+        built[bound] = SocketTls(inputs, context)
+    return built
 
 
 def backend_context(setting: Setting, trusted_roots: Mapping[str, bytes]) -> ssl.SSLContext:

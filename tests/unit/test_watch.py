@@ -108,3 +108,32 @@ def test_signature_follows_a_configmap_symlink_swap(tmp_path: Path):
     assert after is not None and after.target.endswith("..2024_02/appgw.toml")
     assert after != before
     assert signature(str(tmp_path / "missing.toml")) is None
+
+
+class FakeFiles:
+    """Several files' signatures, changed one at a time."""
+
+    def __init__(self, *paths: str) -> None:
+        self.current = {path: Signature(path, 1, i, 100, 1) for i, path in enumerate(paths)}
+
+    def read(self, path: str) -> Signature | None:
+        return self.current.get(path)
+
+    def change(self, path: str) -> None:
+        old = self.current[path]
+        self.current[path] = attrs.evolve(old, mtime_ns=old.mtime_ns + 1)
+
+
+def test_the_files_a_configuration_names_are_watched_too():
+    files = FakeFiles("/c/appgw.toml", "/c/site.pem", "/c/site-key.pem")
+    watch = ConfigWatch("/c/appgw.toml", read=files.read)
+    files.change("/c/site.pem")
+    assert polls(watch, 0.0, 3) == [False] * 3  # not named yet
+    watch.follow(("/c/site.pem", "/c/site-key.pem"))
+    files.change("/c/site-key.pem")
+    assert polls(watch, 10.0, 3) == [False, True, False]
+    assert watch.changed == ("/c/site-key.pem",)
+    # A configuration that no longer names a file stops watching it.
+    watch.follow(())
+    files.change("/c/site-key.pem")
+    assert polls(watch, 20.0, 3) == [False] * 3

@@ -354,8 +354,9 @@ class Config:
 
     source: str  # the file it was loaded from
     gateway: Gateway = attrs.Factory(Gateway)
-    # Files read besides `source` (a TOML's template, parameters files, linked
-    # templates, --certificate files): config watch follows them too.
+    # Files read besides `source`, as absolute paths (certificates, keys and CA
+    # chains; a template, its parameters and linked templates; --certificate
+    # files): config watch follows them too.
     files: tuple[str, ...] = ()
     # --connect-to: (host, port or None) -> where connections really go (connect_to.py)
     connect_to: Mapping[tuple[str, int | None], tuple[str, int | None]] = attrs.Factory(dict)

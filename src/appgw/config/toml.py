@@ -57,6 +57,7 @@ def build(data: Mapping[str, Any], source: str) -> Draft:
         gateway=gateway,
         ssl_policy=policy,
         error_pages=error_pages,
+        files=tuple(dict.fromkeys(reader.files)),
         **collections,
         **waf,
     )
@@ -91,6 +92,7 @@ class _Reader:
         self.base = Path(source).absolute().parent
         self.errors: list[str] = []
         self.quiet: set[str] = set()  # shared with every Section of this load
+        self.files: list[str] = []  # every file read besides the configuration
 
     def collections(self) -> dict[str, Any]:
         return {
@@ -129,6 +131,7 @@ class _Reader:
 
     def read(self, s: Section, key: str, value: str) -> bytes | None:
         path = self.path(value)
+        self.files.append(path)
         try:
             return Path(path).read_bytes()
         except OSError as e:

@@ -41,9 +41,10 @@ from appgw.master.options import RunOptions
 from appgw.master.reports import RunFiles, Starter, metrics_document, state_document
 from appgw.master.sockets import ListeningSocket, SocketSet
 from appgw.master.upgrade import predecessor, start_successor
-from appgw.master.watch import ConfigWatch, signatures
+from appgw.master.watch import ConfigWatch
 from appgw.metrics import MasterTotals
 from appgw.titles import master_title, set_title
+from appgw.tls import Bound, SocketTls, listener_contexts
 
 log = logs.log
 
@@ -56,14 +57,16 @@ class Arbiter:
         self.config: Config | None = None
         self.generation = 0
         self.configs: dict[int, Config] = {}
+        # Each generation's listener TLS contexts, built here before forking
+        # so every worker shares them (tls.py); kept across reloads while
+        # their inputs are unchanged.
+        self.tls: dict[int, dict[Bound, SocketTls]] = {}
         self.children = Brood()
         self.sockets = SocketSet()
         self.signals: signals.SignalQueue | None = None
-        # The configuration file and what it read besides (template, parameters).
-        self.watch = ConfigWatch(
-            options.config_path,
-            read=lambda path: signatures((path, *self.options.files)),
-        )
+        # The configuration file, and what it read besides (a template, its
+        # parameters, certificates and keys): _start_generation follows them.
+        self.watch = ConfigWatch(options.config_path)
         self.wanted = 1
         self.stopping: str | None = None
         self.stop_deadline = 0.0
@@ -109,8 +112,13 @@ class Arbiter:
         snapshot = self.files.read("health") if self.predecessor else None
         if isinstance(snapshot, dict):  # a binary upgrade: the old master's last health
             self.health = Health(snapshot)
+        try:
+            contexts = listener_contexts(config, {})
+        except ValueError as exc:
+            self.sockets.close()
+            return self._fail(str(exc))
         self.wanted = worker_count(config)
-        self._start_generation(config)
+        self._start_generation(config, contexts)
         log.info(
             "appgw master %d: %s, %d worker(s), listening on %s%s",
             os.getpid(),
@@ -147,11 +155,17 @@ class Arbiter:
                 log.error("reload refused: %s", error)
             self._reload_result(False, errors)
             return
+        try:
+            contexts = listener_contexts(config, self.tls.get(self.generation, {}))
+        except ValueError as exc:
+            log.error("reload refused, still serving the previous configuration: %s", exc)
+            self._reload_result(False, [str(exc)])
+            return
         for level, note in config_notes(config):  # its warnings, each rule's silence limit
             log.log(level, "%s", note)
         if self.options.workers is None:
             self.wanted = worker_count(config)
-        self._start_generation(config)
+        self._start_generation(config, contexts)
 
     def stop(self, how: str) -> None:
         """Stop "graceful" (drain, TERM) or "fast" (QUIT); a fast stop is never slowed."""
@@ -232,7 +246,11 @@ class Arbiter:
                 continue
             self._maintain()
             if self.watching and self.watch.poll(time.monotonic()):
-                log.info("%s changed", self.options.config_path)
+                changed = [
+                    self.options.config_path if p == self.watch.path else p
+                    for p in self.watch.changed
+                ]
+                log.info("%s changed", ", ".join(changed))
                 self.reload()
             self._write_metrics()
             self._wait(self._until_next_due())
@@ -261,11 +279,13 @@ class Arbiter:
 
     # -- children ----------------------------------------------------------------
 
-    def _start_generation(self, config: Config) -> None:
+    def _start_generation(self, config: Config, contexts: dict[Bound, SocketTls]) -> None:
         descriptors.check(config, start=not self.generation)
+        self.watch.follow(config.files)
         self.generation += 1
         self.config = config
         self.configs[self.generation] = config
+        self.tls[self.generation] = contexts
         self.children.reset_backoff()
         self._write_state()
 
@@ -301,7 +321,9 @@ class Arbiter:
         self.children.apply(Event.ABANDON, time.monotonic(), failing)
         self.generation -= 1
         self.config = self.configs[self.generation]
+        self.watch.follow(self.config.files)
         self.configs.pop(failed, None)
+        self.tls.pop(failed, None)
         self._reload_result(False, ["workers of the new configuration cannot boot"])
 
     def _maintain(self) -> None:
@@ -320,7 +342,13 @@ class Arbiter:
             close = self._close_in_child(listening)
             for _ in range(current_plan.start):
                 self.children.spawn_worker(
-                    config, self.generation, listening, close, self.health, now
+                    config,
+                    self.generation,
+                    listening,
+                    close,
+                    self.health,
+                    now,
+                    self.tls[self.generation],
                 )
         probers = self.children.of_kind("prober")
         if not any(p.generation == self.generation for p in probers):
@@ -340,6 +368,7 @@ class Arbiter:
         if len(self.configs) > 1 and not any(c.generation < self.generation for c in self.children):
             for old in [g for g in self.configs if g < self.generation]:
                 self.configs.pop(old)
+                self.tls.pop(old, None)
 
     def _generation_ready(self) -> None:
         self.ready_generations.add(self.generation)

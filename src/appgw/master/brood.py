@@ -14,7 +14,7 @@ from __future__ import annotations
 import errno
 import select
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import attrs
@@ -27,6 +27,7 @@ from appgw.master.children import kill, prober_body, reap, spawn, worker_body
 from appgw.master.generations import WorkerState
 from appgw.master.lifecycle import Backoff, Event, Life, Outcome, Phase
 from appgw.master.sockets import ListeningSocket
+from appgw.tls import SocketTls
 
 log = logs.log
 
@@ -85,8 +86,9 @@ class Brood:
         close_fds: list[int],
         health: Health | None,
         now: float,
+        contexts: Mapping[tuple[str, int], SocketTls],
     ) -> Child:
-        body = worker_body(config, listening, generation)
+        body = worker_body(config, listening, generation, contexts)
         pid, channel = spawn("worker", body, close_fds + self._channel_fds())
         child = self.children[pid] = Child(pid, "worker", generation, channel, Life.begin(now))
         if health is not None:

@@ -6,8 +6,9 @@ A child is forked from the master (which never runs trio), then:
 - every fd of the master that the child must not hold (other children's
   channels, the master's wakeup pipe, the start command's ready pipe) is
   closed;
-- it drops to the configured user and group, after whatever needs root
-  (building TLS contexts) is done (appgw.process, shared with the worker);
+- it drops to the configured user and group (appgw.process, shared with
+  the worker); a worker's TLS contexts were built by the master, as root,
+  before the fork, and every worker inherits the same ones (tls.py);
 - it runs its body and leaves with os._exit, never returning into the
   master's code.
 
@@ -23,7 +24,7 @@ import signal
 import socket
 import sys
 import traceback
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from appgw import logs
@@ -34,6 +35,7 @@ from appgw.titles import PROBER_TITLE, set_title, worker_title
 if TYPE_CHECKING:
     from appgw.config.model import Config
     from appgw.master.sockets import ListeningSocket
+    from appgw.tls import SocketTls
 
 log = logs.log
 
@@ -140,19 +142,19 @@ def kill(pid: int, signum: int) -> None:
 
 
 def worker_body(
-    config: Config, listening: list[ListeningSocket], generation: int
+    config: Config,
+    listening: list[ListeningSocket],
+    generation: int,
+    contexts: Mapping[tuple[str, int], SocketTls],
 ) -> Callable[[socket.socket], int]:
-    """A worker: TLS contexts built (as root), privileges dropped, then trio."""
+    """A worker: the master's TLS contexts (inherited), privileges dropped, then trio."""
 
     def body(channel: socket.socket) -> int:
         set_title(worker_title(generation))
         from appgw.worker.main import Socket, run_worker, tls_for_sockets
 
         sockets = [Socket(s.sock, s.address, s.port, s.protocol) for s in listening]
-        try:
-            tls_for_sockets(config, sockets)
-        except (OSError, ValueError) as exc:
-            raise BootError(f"TLS: {exc}") from None
+        tls_for_sockets(sockets, contexts)
         drop_privileges(config.gateway.user, config.gateway.group)
         return run_worker(config, sockets, channel, generation)
 

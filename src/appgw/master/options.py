@@ -32,7 +32,6 @@ class RunOptions:
     access_log: str | None = None  # --access-log PATH
     inputs: Inputs = attrs.Factory(Inputs)  # --parameters, --reference, --certificate
     handoff: str | None = None  # where `appgw reload --parameters ...` leaves new inputs
-    files: tuple[str, ...] = ()  # what the configuration read besides its file
 
     def load(self) -> Config:
         """The configuration with the overrides applied; ConfigError if it is invalid.
@@ -54,7 +53,6 @@ class RunOptions:
                     raise ConfigError(self.config_path, [f"appgw reload: {exc}"]) from None
         config = load(self.config_path, inputs)
         self.inputs = inputs
-        self.files = config.files
         return apply(
             config,
             bind=self.bind,

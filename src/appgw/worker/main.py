@@ -32,20 +32,20 @@ from appgw import logs
 from appgw.accept_pause import PAUSING_ERRNOS, RETRY, AcceptPause
 from appgw.admin.server import serve_admin
 from appgw.config.model import Config, Setting
-from appgw.config.validate_tls import effective_policy
 from appgw.ipc import ChildChannel, Heartbeat, Ready
 from appgw.ipc import Health as HealthMessage
 from appgw.metrics import WorkerMetrics
-from appgw.mtls import ClientAuthSetup, ClientCertificate, client_auth_setup
+from appgw.mtls import ClientAuthSetup, ClientCertificate
 from appgw.mtls import inspect as inspect_client
 from appgw.ocsp import OcspChecker
 from appgw.process import unblock_signals
 from appgw.titles import set_title, worker_title
-from appgw.tls import backend_context, socket_context
+from appgw.tls import SocketTls, backend_context
 from appgw.worker.exchange import firewall_step
 from appgw.worker.exchange.handler import handle_request
 from appgw.worker.io.proxy_header import Refused, Trust, read_header, trust_for
 from appgw.worker.io.timer import Timer
+from appgw.worker.io.tls_stream import TlsStream
 from appgw.worker.policy.balancer import Balancer, EveryoneHealthy, Health
 from appgw.worker.policy.custom_error_pages import CustomErrorPages
 from appgw.worker.policy.rewrite import compile_rule_set
@@ -78,31 +78,14 @@ class Socket:
         return (self.address, self.port)
 
 
-def tls_for_sockets(config: Config, sockets: list[Socket]) -> None:
-    """Give every HTTPS socket its context (SNI picks among its listeners' certificates)."""
+def tls_for_sockets(sockets: list[Socket], contexts: Mapping[tuple[str, int], SocketTls]) -> None:
+    """Give every HTTPS socket its context, built by the master before it
+    forked (tls.py: `listener_contexts`), so sessions resume on any worker."""
     for sock in sockets:
-        if sock.protocol != "https":
-            continue
-        listeners = [
-            listener
-            for listener in config.listeners.values()
-            if (listener.address, listener.port) == sock.bound and listener.certificate
-        ]
-        # The first is the default certificate (clients without SNI): the
-        # basic listener's, when the socket has one.
-        listeners.sort(key=lambda listener: 1 if listener.host_names else 0)
-        choices = [(listener.host_names, listener.certificate or "") for listener in listeners]
-        require_sni = any(listener.require_sni for listener in listeners)
-        # Listeners sharing a socket share their TLS policy and client
-        # authentication (validate_tls.py): the first listener's apply.
-        sock.client_auth = client_auth_setup(config, listeners[0])
-        sock.tls = socket_context(
-            config.certificates,
-            choices,
-            require_sni=require_sni,
-            policy=effective_policy(config, listeners[0]),
-            client_auth=sock.client_auth,
-        )
+        built = contexts.get(sock.bound) if sock.protocol == "https" else None
+        if built is not None:
+            sock.tls = built.context
+            sock.client_auth = built.client_auth
 
 
 def proxy_for_sockets(config: Config, sockets: list[Socket]) -> None:
@@ -296,7 +279,7 @@ class Worker:
             stream: trio.abc.Stream = trio.SocketStream(conn)
             client_certificate = None
             if sock.tls is not None:
-                stream = trio.SSLStream(stream, sock.tls, server_side=True, https_compatible=True)
+                stream = TlsStream(conn, sock.tls, server_side=True)
                 if sock.client_auth is not None:
                     client_certificate = await self._client_certificate(stream, sock.client_auth)
                     if client_certificate is None:
@@ -329,7 +312,7 @@ class Worker:
         )
 
     async def _client_certificate(
-        self, stream: trio.SSLStream[trio.abc.Stream], setup: ClientAuthSetup
+        self, stream: TlsStream, setup: ClientAuthSetup
     ) -> ClientCertificate | None:
         """Mutual TLS: the handshake now, then the profile's checks (mtls.py).
 

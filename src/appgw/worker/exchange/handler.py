@@ -24,6 +24,7 @@ from appgw.worker.exchange.backend import Exchange
 from appgw.worker.exchange.downstream import Downstream
 from appgw.worker.exchange.heads import Rewrite
 from appgw.worker.exchange.observe import Exchanged, count, observe
+from appgw.worker.io.tls_stream import TlsStream
 from appgw.worker.policy.forwarding import Trace
 from appgw.worker.policy.routing import Route, redirect_location
 from appgw.worker.policy.variables import RequestContext
@@ -153,7 +154,7 @@ def _exchanged(
     # What only the access log shows is looked up only when there is one.
     tls_protocol = tls_cipher = user_agent = ""
     if logs.access_log.enabled:
-        if isinstance(client.stream, trio.SSLStream):
+        if isinstance(client.stream, (TlsStream, trio.SSLStream)):
             tls_protocol = client.stream.version() or ""
             cipher = client.stream.cipher()
             tls_cipher = cipher[0] if cipher else ""

@@ -26,8 +26,12 @@ deadline passed. So a phase with a timeout costs a clock read.
   write is thus neither a schedule point nor a cancellation point when the
   socket takes it whole: every caller reads next, and the read is both.
 
-TLS connections go through their trio stream, under a cancel scope at the
-deadline for each wait.
+TLS connections (appgw's own TlsStream, tls_stream.py) are read and
+written the same way: the socket is read directly and fed to the SSL
+object, what one write encrypts leaves in one system call, and the waits
+and their deadlines are the plain path's (the timer, no cancel scope).
+Any other stream goes through trio's stream API, under a cancel scope at
+the deadline for each wait.
 
 The socket's descriptor is asked for on every call, never kept: a socket
 closed in the meantime reports -1, and the call fails with EBADF instead of
@@ -53,6 +57,7 @@ from trio.lowlevel import (
 )
 
 from appgw.errors import STREAM_ERRORS
+from appgw.worker.io.tls_stream import HandshakePending, TlsStream
 
 if TYPE_CHECKING:
     from appgw.worker.io.timer import Timer
@@ -75,6 +80,7 @@ __all__ = [
     "STREAM_ERRORS",
     "Endpoint",
     "Expired",
+    "TlsStream",
     "abort",
     "raw_socket",
 ]
@@ -92,7 +98,18 @@ def _trio_deadline(at: float) -> float:
 class Endpoint:
     """A connection's bytes both ways, with a read and a write deadline."""
 
-    __slots__ = ("stream", "sock", "size", "read_at", "write_at", "armed", "timer", "_scope")
+    __slots__ = (
+        "stream",
+        "sock",
+        "tls",
+        "raw",
+        "size",
+        "read_at",
+        "write_at",
+        "armed",
+        "timer",
+        "_scope",
+    )
 
     def __init__(self, stream: trio.abc.Stream, timer: Timer, size: int = RECEIVE_SIZE) -> None:
         self.stream = stream
@@ -101,6 +118,10 @@ class Endpoint:
         self.sock: trio.socket.SocketType | None = (
             stream.socket if type(stream) is trio.SocketStream else None
         )
+        # appgw's TLS: its socket read and written directly too.
+        self.tls: TlsStream | None = stream if type(stream) is TlsStream else None
+        # The socket this endpoint waits on (plain or TLS); None otherwise.
+        self.raw = self.sock or (self.tls.socket if self.tls is not None else None)
         self.read_at = INF
         self.write_at = INF
         self.armed = INF  # when the timer looks at this endpoint next
@@ -129,18 +150,18 @@ class Endpoint:
         self.read_at = self.write_at = INF
 
     def _moved(self, at: float) -> None:
-        if at < self.armed and self.sock is not None:
+        if at < self.armed and self.raw is not None:
             self.timer.arm(self, at)
 
     def expire(self) -> None:
         """Wake this endpoint's waits (the timer: a deadline passed)."""
-        sock = self.sock
+        sock = self.raw
         if sock is not None and sock.fileno() >= 0:
             notify_closing(sock)
 
     async def _wait(self, wait: Waiter, writing: bool) -> None:
         """Wait until the socket is ready, or raise Expired at the deadline."""
-        sock = self.sock
+        sock = self.raw
         assert sock is not None
         while True:
             if (self.write_at if writing else self.read_at) <= monotonic():
@@ -167,6 +188,8 @@ class Endpoint:
         """
         sock = self.sock
         if sock is None:
+            if self.tls is not None:
+                return await self._tls_read(self.tls)
             return await self._stream_read()
         await checkpoint()
         while True:
@@ -175,6 +198,19 @@ class Endpoint:
             except BlockingIOError:
                 pass
             await self._wait(wait_readable, False)
+
+    async def _tls_read(self, tls: TlsStream) -> bytes:
+        """As `read`, decrypting: a handshake not done yet is done on the way
+        (its messages written), under the read deadline."""
+        await checkpoint()
+        while True:
+            data = tls.read_now(self.size)
+            if data is not None:
+                return data
+            if tls.wants_write:
+                await self._wait(wait_writable, False)  # (the read deadline applies)
+            else:
+                await self._wait(wait_readable, False)
 
     async def _stream_read(self) -> bytes:
         with trio.CancelScope(deadline=_trio_deadline(self.read_at)) as self._scope:
@@ -198,6 +234,11 @@ class Endpoint:
 
     async def write_rest(self, data: Buffer) -> None:
         """Write all of `data`, waiting for room until the write deadline."""
+        tls = self.tls
+        if tls is not None:
+            self._encrypt(tls, data)
+            await self._tls_flush(tls)
+            return
         if self.sock is None:
             with trio.CancelScope(deadline=_trio_deadline(self.write_at)) as scope:
                 await self.stream.send_all(data)
@@ -209,11 +250,33 @@ class Endpoint:
             await self._wait(wait_writable, True)
             view = view[self.write_now(view) :]
 
+    def _encrypt(self, tls: TlsStream, data: Buffer) -> None:
+        try:
+            tls.encrypt(data)
+        except HandshakePending:  # never here: every exchange reads first
+            raise trio.BrokenResourceError("TLS: a write before the handshake") from None
+
+    async def _tls_flush(self, tls: TlsStream) -> None:
+        while not tls.flush_now():
+            await self._wait(wait_writable, True)
+
     async def write(self, data: Buffer, within: float, then: Buffer = b"") -> None:
         """Write all of `data`, and `then` after it in the same system call
         (a body behind its head is not copied): only a write that has to
         wait gets a deadline, `within` seconds."""
         sock = self.sock
+        tls = self.tls
+        if tls is not None:
+            # Everything encrypted for this write leaves in one system call.
+            self._encrypt(tls, data)
+            if then:
+                self._encrypt(tls, then)
+            if tls.flush_now():
+                return
+            self.write_within(within)
+            await self._tls_flush(tls)
+            self.write_at = INF
+            return
         if not then:
             sent = self.write_now(data)
             if sent == len(data):
@@ -238,6 +301,8 @@ class Endpoint:
 
 
 def raw_socket(stream: trio.abc.Stream) -> trio.socket.SocketType | None:
+    if type(stream) is TlsStream:
+        return stream.socket
     while isinstance(stream, trio.SSLStream):
         stream = stream.transport_stream
     if isinstance(stream, trio.SocketStream):

@@ -12,9 +12,16 @@ is written (back-pressure). One wake-up costs one trio wait, one
 epoll_wait, and a read and a write per ready side; an idle tunnel costs
 its two sockets, the epoll set and a few small objects.
 
-Anything else, TLS on either side included (relay_streams): one pump task
-per direction on trio's stream API, the task that made the exchange
-watching the deadlines.
+A TLS side (appgw's TlsStream) runs on the same epoll set: its socket is
+read into the SSL object and decrypted as far as it goes (the frame
+tracker sees the decrypted bytes), and bytes towards it are encrypted and
+written in one system call; what its socket does not take stays queued in
+the stream, and the direction stops reading until it is out. After such a
+flush, and when the relay starts, a TLS source is read at once: the SSL
+object may hold records that epoll cannot know of.
+
+Anything else (relay_streams): one pump task per direction on trio's
+stream API, the task that made the exchange watching the deadlines.
 
 Both report to the Tunnel (saw_close, source_ended, eof_due, source_gone,
 destination_gone, stalled) and leave when it has an `end`. The deadline of the
@@ -36,6 +43,7 @@ import trio
 from appgw.errors import STREAM_ERRORS
 from appgw.worker.codec.frames import FrameTracker
 from appgw.worker.io.endpoint import RECEIVE_SIZE
+from appgw.worker.io.tls_stream import TlsStream
 
 SCRATCH = bytearray(RECEIVE_SIZE)  # see the module doc: shared, never held across an await
 _SCRATCH_VIEW = memoryview(SCRATCH)
@@ -73,6 +81,8 @@ class Direction:
         "stalled_since",
         "src_fd",
         "dst_fd",
+        "src_tls",
+        "dst_tls",
     )
 
     def __init__(
@@ -90,6 +100,8 @@ class Direction:
         self.stalled_since = math.inf  # when dst last took nothing of `pending`
         self.src_fd = -1
         self.dst_fd = -1
+        self.src_tls = src if type(src) is TlsStream else None
+        self.dst_tls = dst if type(dst) is TlsStream else None
 
     def take_over(self, rest: bytes) -> bool:
         """Bytes src sent before the tunnel began, to be written first. True: a Close among them."""
@@ -103,8 +115,22 @@ class Direction:
         """Whether src's EOF can travel on as a half-close (only plain TCP has one)."""
         return isinstance(self.dst, trio.SocketStream)
 
+    @property
+    def blocked(self) -> bool:
+        """Bytes read from src wait for dst to take them (as plain bytes or,
+        towards TLS, as records queued in the stream)."""
+        if self.pending is not None:
+            return True
+        dst_tls = self.dst_tls
+        return dst_tls is not None and dst_tls.wants_write
 
-# -- two plain TCP sockets: one task, non-blocking calls ------------------------------------
+
+def on_epoll(stream: trio.abc.Stream) -> bool:
+    """Whether a side can be relayed on the epoll set (plain TCP, appgw's TLS)."""
+    return type(stream) is trio.SocketStream or type(stream) is TlsStream
+
+
+# -- plain TCP and TLS sockets: one task, non-blocking calls --------------------------------
 
 
 class Tunnel(Protocol):
@@ -133,7 +159,8 @@ async def relay_sockets(tunnel: Tunnel) -> None:
     up, down = tunnel.up, tunnel.down
     client = tunnel.client
     backend = tunnel.backend
-    assert isinstance(client, trio.SocketStream) and isinstance(backend, trio.SocketStream)
+    assert isinstance(client, (trio.SocketStream, TlsStream))
+    assert isinstance(backend, (trio.SocketStream, TlsStream))
     cfd = up.src_fd = down.dst_fd = client.socket.fileno()
     bfd = down.src_fd = up.dst_fd = backend.socket.fileno()
     try:
@@ -145,18 +172,16 @@ async def relay_sockets(tunnel: Tunnel) -> None:
         ready.register(cfd, 0)
         ready.register(bfd, 0)
         cmask = bmask = 0
+        for way in (up, down):
+            _start(tunnel, way)
         while tunnel.end is None:
             with trio.CancelScope(deadline=tunnel.deadline()) as tunnel.scope:
                 while tunnel.end is None:
                     # Read a side unless what it sent is still waiting; write
                     # a side only while something waits for it.
-                    want = (0 if up.eof or up.pending is not None else _IN) | (
-                        0 if down.pending is None else _OUT
-                    )
+                    want = (0 if up.eof or up.blocked else _IN) | (_OUT if down.blocked else 0)
                     cmask = _watch(ready, cfd, cmask, want)
-                    want = (0 if down.eof or down.pending is not None else _IN) | (
-                        0 if up.pending is None else _OUT
-                    )
+                    want = (0 if down.eof or down.blocked else _IN) | (_OUT if up.blocked else 0)
                     bmask = _watch(ready, bfd, bmask, want)
                     await trio.lowlevel.wait_readable(ready)
                     for fd, events in ready.poll(0):
@@ -188,20 +213,32 @@ def _watch(ready: select.epoll, fd: int, mask: int, want: int) -> int:
     return want
 
 
+def _start(tunnel: Tunnel, way: Direction) -> None:
+    """Before the first wait: bytes held for a TLS destination become its
+    records, and a TLS source is read for what its SSL object holds."""
+    if tunnel.end is not None:
+        return
+    if way.dst_tls is not None and way.pending is not None:
+        pending, way.pending = way.pending, None
+        _write(tunnel, way, pending)
+    if way.src_tls is not None and not way.eof and not way.blocked:
+        _read(tunnel, way)
+
+
 def _serve(tunnel: Tunnel, events: int, reading: Direction, writing: Direction) -> bool:
     """One socket is ready: it is the source of `reading` and the destination of `writing`.
 
     True: it hung up and there is nothing to do on it until the other side
     moves (epoll reports a hang-up whatever it is asked: stop watching it).
     """
-    if writing.pending is not None and events & (_OUT | _BROKEN):
+    if writing.blocked and events & (_OUT | _BROKEN):
         _flush(tunnel, writing)
         if tunnel.end is not None:
             return False
-    if not reading.eof and reading.pending is None:
+    if not reading.eof and not reading.blocked:
         if events & (_IN | _BROKEN):
             _read(tunnel, reading)
-    elif writing.pending is None:
+    elif not writing.blocked:
         if events & select.EPOLLERR:
             # Nothing can be read or written here now, and the socket has an
             # error (a reset): the side is gone.
@@ -212,6 +249,9 @@ def _serve(tunnel: Tunnel, events: int, reading: Direction, writing: Direction) 
 
 
 def _read(tunnel: Tunnel, way: Direction) -> None:
+    if way.src_tls is not None:
+        _read_tls(tunnel, way, way.src_tls)
+        return
     try:
         count = os.readv(way.src_fd, _SCRATCH_LIST)
     except BlockingIOError:
@@ -231,6 +271,9 @@ def _read(tunnel: Tunnel, way: Direction) -> None:
     way.count += count
     if tracker.close_seen is not seen:
         tunnel.saw_close(way)
+    if way.dst_tls is not None:
+        _write(tunnel, way, data)
+        return
     try:
         sent = os.write(way.dst_fd, data)
     except BlockingIOError:
@@ -245,7 +288,73 @@ def _read(tunnel: Tunnel, way: Direction) -> None:
             tunnel.scope.deadline = min(tunnel.scope.deadline, tunnel.deadline())
 
 
+def _read_tls(tunnel: Tunnel, way: Direction, tls: TlsStream) -> None:
+    """Decrypt what the socket and the SSL object hold, passing it on, until
+    nothing is left or the destination stops taking it."""
+    while not way.blocked and tunnel.end is None:
+        try:
+            data = tls.read_now(RECEIVE_SIZE)
+        except STREAM_ERRORS as exc:
+            tunnel.source_gone(way, f"reset the connection ({exc})")
+            return
+        if data is None:
+            return
+        if not data:
+            if tunnel.source_ended(way):
+                _pass_eof(tunnel, way)
+            return
+        tunnel.last_activity = trio.current_time()
+        tracker = way.tracker
+        seen = tracker.close_seen
+        tracker.feed(data)
+        way.count += len(data)
+        if tracker.close_seen is not seen:
+            tunnel.saw_close(way)
+        _write(tunnel, way, data)
+
+
+def _write(tunnel: Tunnel, way: Direction, data: bytes | memoryview) -> None:
+    """`data` towards `way`'s destination now; what it does not take waits."""
+    tls = way.dst_tls
+    if tls is None:
+        try:
+            sent = os.write(way.dst_fd, data)
+        except BlockingIOError:
+            sent = 0
+        except OSError as exc:
+            tunnel.destination_gone(way, f"reset the connection ({exc.strerror})")
+            return
+        if sent == len(data):
+            return
+        way.pending = memoryview(bytes(data[sent:]))
+    else:
+        try:
+            tls.encrypt(data)
+            if tls.flush_now():
+                return
+        except STREAM_ERRORS as exc:
+            tunnel.destination_gone(way, f"reset the connection ({exc})")
+            return
+    way.stalled_since = trio.current_time()
+    if tunnel.scope is not None:
+        tunnel.scope.deadline = min(tunnel.scope.deadline, tunnel.deadline())
+
+
 def _flush(tunnel: Tunnel, way: Direction) -> None:
+    tls = way.dst_tls
+    if tls is not None:
+        try:
+            done = tls.flush_now()
+        except STREAM_ERRORS as exc:
+            tunnel.destination_gone(way, f"reset the connection ({exc})")
+            return
+        tunnel.last_activity = trio.current_time()
+        if not done:
+            way.stalled_since = tunnel.last_activity
+            return
+        way.stalled_since = math.inf
+        _unblocked(tunnel, way)
+        return
     pending = way.pending
     assert pending is not None
     try:
@@ -262,8 +371,16 @@ def _flush(tunnel: Tunnel, way: Direction) -> None:
         return
     way.pending = None
     way.stalled_since = math.inf
-    if way.eof and not way.half_closed and tunnel.eof_due(way):
-        _pass_eof(tunnel, way)
+    _unblocked(tunnel, way)
+
+
+def _unblocked(tunnel: Tunnel, way: Direction) -> None:
+    """All `way` read is out: its EOF may follow, or a TLS source go on."""
+    if way.eof:
+        if not way.half_closed and tunnel.eof_due(way):
+            _pass_eof(tunnel, way)
+    elif way.src_tls is not None:
+        _read(tunnel, way)  # records its SSL object may hold
 
 
 def _pass_eof(tunnel: Tunnel, way: Direction) -> None:

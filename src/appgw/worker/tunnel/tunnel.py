@@ -48,6 +48,7 @@ from appgw.worker.tunnel.pump import (
     STREAM_ERRORS,
     Direction,
     SideGone,
+    on_epoll,
     relay_sockets,
     relay_streams,
     send_all,
@@ -271,9 +272,7 @@ class Tunnel:
         client_rest = backend_rest = b""  # held by the directions until written, no longer
         try:
             try:
-                if isinstance(self.client, trio.SocketStream) and isinstance(
-                    self.backend, trio.SocketStream
-                ):
+                if on_epoll(self.client) and on_epoll(self.backend):
                     await relay_sockets(self)
                 else:
                     await relay_streams(self)
