@@ -195,7 +195,7 @@ async def test_watch_follows_the_template_s_parameters_file(
 
             assert await answer() == "backend first"
             ports.write_text(json.dumps({"parameters": {"backendPort": {"value": second.port}}}))
-            await gw.wait_for_log(f"{toml} changed", 30)
+            await gw.wait_for_log(f"{ports} changed", 30)
 
             async def second_serves() -> bool:
                 return await answer() == "backend second"

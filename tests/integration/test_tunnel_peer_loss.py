@@ -224,7 +224,7 @@ async def wss_client_sees(port: int, context: ssl.SSLContext) -> tuple[bytes, st
         await trio.aclose_forcefully(stream)
 
 
-@pytest.mark.parametrize(("resets", "end"), [(True, "reset"), (False, "no close_notify")])
+@pytest.mark.parametrize(("resets", "end"), [(True, "reset"), (False, "close_notify")])
 async def test_over_tls_a_reset_sends_no_close_notify(
     nursery: trio.Nursery,
     tmp_path: Path,
@@ -236,8 +236,8 @@ async def test_over_tls_a_reset_sends_no_close_notify(
     end: str,
 ) -> None:
     """A backend reset reaches a wss client as a reset of its TCP connection, with no
-    close_notify first; a backend FIN as the end of the TCP connection (TLS has no
-    half-close here; the gateway's HTTPS-compatible streams send no close_notify)."""
+    close_notify first; a backend FIN as TLS's own clean end, a close_notify and the
+    end of the TCP connection (TLS has no half-close here)."""
 
     async def session(peer: RawPeer) -> None:
         await peer.send(FRAMES)
