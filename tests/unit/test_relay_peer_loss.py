@@ -18,6 +18,7 @@ import pytest
 import trio
 import trio.testing
 
+from appgw.worker.tunnel.direction import Direction
 from appgw.worker.tunnel.peer_loss import (
     BOTH,
     HANDSHAKE,
@@ -27,7 +28,6 @@ from appgw.worker.tunnel.peer_loss import (
     WAIT,
     after_eof,
 )
-from appgw.worker.tunnel.pump import Direction
 from appgw.worker.tunnel.tunnel import SEND_BUDGET, Tunnel, TunnelEnd
 from tests.support.load import OP_BINARY, OP_CLOSE, OP_TEXT, close_payload, encode_frame
 from tests.unit.test_relay_close import (

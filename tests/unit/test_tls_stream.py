@@ -201,7 +201,7 @@ async def test_a_handshake_that_does_not_finish_expires_at_the_read_deadline(
 
 
 async def test_tls_sides_are_relayed_on_the_epoll_set(server_context):
-    from appgw.worker.tunnel.pump import on_epoll
+    from appgw.worker.tunnel.direction import on_epoll
 
     stream, raw = pair(server_context)
     assert on_epoll(stream) and on_epoll(stream.transport_stream)

@@ -32,13 +32,13 @@ from appgw import logs, runfiles, sdnotify
 from appgw.config import ConfigError, config_notes
 from appgw.config.model import Config
 from appgw.ipc import Health
-from appgw.master import descriptors, lifecycle, signals
+from appgw.master import descriptors, lifecycle, reports, signals
 from appgw.master.brood import Brood, Child
 from appgw.master.children import kill
 from appgw.master.generations import drain_budget, generation_ready, plan, worker_count
 from appgw.master.lifecycle import Event, Outcome
 from appgw.master.options import RunOptions
-from appgw.master.reports import RunFiles, Starter, metrics_document, state_document
+from appgw.master.reports import RunFiles, Starter
 from appgw.master.sockets import ListeningSocket, SocketSet
 from appgw.master.upgrade import predecessor, start_successor
 from appgw.master.watch import ConfigWatch
@@ -57,15 +57,13 @@ class Arbiter:
         self.config: Config | None = None
         self.generation = 0
         self.configs: dict[int, Config] = {}
-        # Each generation's listener TLS contexts, built here before forking
-        # so every worker shares them (tls.py); kept across reloads while
-        # their inputs are unchanged.
+        # Each generation's listener TLS contexts, built before forking so every
+        # worker shares them (tls.py), kept across reloads while unchanged.
         self.tls: dict[int, dict[Bound, SocketTls]] = {}
         self.children = Brood()
         self.sockets = SocketSet()
         self.signals: signals.SignalQueue | None = None
-        # The configuration file, and what it read besides (a template, its
-        # parameters, certificates and keys): _start_generation follows them.
+        # The configuration file; _start_generation adds the files it read.
         self.watch = ConfigWatch(options.config_path)
         self.wanted = 1
         self.stopping: str | None = None
@@ -119,14 +117,8 @@ class Arbiter:
             return self._fail(str(exc))
         self.wanted = worker_count(config)
         self._start_generation(config, contexts)
-        log.info(
-            "appgw master %d: %s, %d worker(s), listening on %s%s",
-            os.getpid(),
-            config.source,
-            self.wanted,
-            ", ".join(s.url for s in self.sockets.for_config(config)),
-            "; watching the configuration file" if self.watching else "",
-        )
+        listening = self.sockets.for_config(config)
+        log.info("%s", reports.start_line(config, self.wanted, listening, self.watching))
         try:
             self._loop()
         finally:
@@ -150,16 +142,16 @@ class Arbiter:
             self._reload_result(False, exc.errors)
             return
         errors = self.sockets.ensure(config)
+        contexts: dict[Bound, SocketTls] = {}
+        if not errors:
+            try:  # a certificate or key that does not load refuses the reload
+                contexts = listener_contexts(config, self.tls.get(self.generation, {}))
+            except ValueError as exc:
+                errors = [str(exc)]
         if errors:
             for error in errors:
-                log.error("reload refused: %s", error)
+                log.error("reload refused, still serving the previous configuration: %s", error)
             self._reload_result(False, errors)
-            return
-        try:
-            contexts = listener_contexts(config, self.tls.get(self.generation, {}))
-        except ValueError as exc:
-            log.error("reload refused, still serving the previous configuration: %s", exc)
-            self._reload_result(False, [str(exc)])
             return
         for level, note in config_notes(config):  # its warnings, each rule's silence limit
             log.log(level, "%s", note)
@@ -379,14 +371,7 @@ class Arbiter:
         old = [c for c in self.children.of_kind("prober") if c.generation < self.generation]
         self.children.apply(Event.RETIRE, time.monotonic(), old)
         if self.generation == 1:
-            log.info("gateway ready: %d worker(s), pid %d", self.wanted, os.getpid())
-            if self.predecessor:
-                log.info("binary upgrade: telling the old master %d to drain", self.predecessor)
-                kill(self.predecessor, signal.SIGTERM)
-            self.starter.tell("ready")
-            sdnotify.notify(
-                f"READY=1\nSTATUS=serving with {self.wanted} worker(s)\nMAINPID={os.getpid()}"
-            )
+            reports.tell_ready(self.starter, self.wanted, self.predecessor)
         else:
             log.info("reload complete: generation %d ready", self.generation)
             self._reload_result(True, [])
@@ -404,12 +389,12 @@ class Arbiter:
         if self.files is None or now - self.metrics_written < 1.0:
             return
         self.metrics_written = now
-        data = metrics_document(self.totals, self.children.of_kind("worker"), self.generation)
-        self.files.write("metrics", data)
+        workers = self.children.of_kind("worker")
+        self.files.write("metrics", reports.metrics_document(self.totals, workers, self.generation))
 
     def _write_state(self) -> None:
         set_title(master_title(self.generation, self.options.config_path, bool(self.stopping)))
         if self.files is None or self.config is None:
             return
-        state = state_document(self, self.sockets.for_config(self.config))
-        self.files.write("state", state)
+        listening = self.sockets.for_config(self.config)
+        self.files.write("state", reports.state_document(self, listening))

@@ -12,10 +12,13 @@ exits, unless a successor has taken the pid file over.
 from __future__ import annotations
 
 import os
+import signal
 from typing import Any, Protocol
 
-from appgw import logs, runfiles
+from appgw import logs, runfiles, sdnotify
+from appgw.config.model import Config
 from appgw.master.brood import Child
+from appgw.master.children import kill
 from appgw.master.options import RunOptions
 from appgw.master.sockets import ListeningSocket
 from appgw.metrics import MasterTotals
@@ -129,3 +132,24 @@ def metrics_document(totals: MasterTotals, workers: list[Child], generation: int
     # Servers the workers pass over after failed connects (worker/policy/passive.py).
     data["passive"] = [s for c in workers for s in c.metrics.get("passive_servers", ())]
     return data
+
+
+def start_line(
+    config: Config, workers: int, listening: list[ListeningSocket], watching: bool
+) -> str:
+    """The master's line once it serves."""
+    urls = ", ".join(s.url for s in listening)
+    watch = "; watching the configuration file" if watching else ""
+    pid = os.getpid()
+    return f"appgw master {pid}: {config.source}, {workers} worker(s), listening on {urls}{watch}"
+
+
+def tell_ready(starter: Starter, workers: int, predecessor: int | None) -> None:
+    """The first generation serves: the log, `appgw start`, systemd, and a
+    binary upgrade's old master (it drains now)."""
+    log.info("gateway ready: %d worker(s), pid %d", workers, os.getpid())
+    if predecessor:
+        log.info("binary upgrade: telling the old master %d to drain", predecessor)
+        kill(predecessor, signal.SIGTERM)
+    starter.tell("ready")
+    sdnotify.notify(f"READY=1\nSTATUS=serving with {workers} worker(s)\nMAINPID={os.getpid()}")

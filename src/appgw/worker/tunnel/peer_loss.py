@@ -42,7 +42,8 @@ import trio
 
 from appgw.errors import STREAM_ERRORS
 from appgw.worker.io.endpoint import RECEIVE_SIZE, abort, raw_socket
-from appgw.worker.tunnel.pump import Direction, SideGone, send_all
+from appgw.worker.tunnel.direction import Direction, SideGone
+from appgw.worker.tunnel.stream_pump import send_all
 
 _BROKE: tuple[type[Exception], ...] = (SideGone, *STREAM_ERRORS)
 

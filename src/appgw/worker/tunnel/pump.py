@@ -20,8 +20,8 @@ the stream, and the direction stops reading until it is out. After such a
 flush, and when the relay starts, a TLS source is read at once: the SSL
 object may hold records that epoll cannot know of.
 
-Anything else (relay_streams): one pump task per direction on trio's
-stream API, the task that made the exchange watching the deadlines.
+Anything else (relay_streams, stream_pump.py): one pump task per direction on
+trio's stream API, the task that made the exchange watching the deadlines.
 
 Both report to the Tunnel (saw_close, source_ended, eof_due, source_gone,
 destination_gone, stalled) and leave when it has an `end`. The deadline of the
@@ -36,14 +36,14 @@ import math
 import os
 import select
 import socket
-from typing import Protocol
 
 import trio
 
 from appgw.errors import STREAM_ERRORS
-from appgw.worker.codec.frames import FrameTracker
 from appgw.worker.io.endpoint import RECEIVE_SIZE
 from appgw.worker.io.tls_stream import TlsStream
+from appgw.worker.tunnel.direction import Direction, Tunnel
+from appgw.worker.tunnel.stream_pump import relay_streams
 
 SCRATCH = bytearray(RECEIVE_SIZE)  # see the module doc: shared, never held across an await
 _SCRATCH_VIEW = memoryview(SCRATCH)
@@ -53,106 +53,8 @@ _SCRATCH_LIST = [SCRATCH]
 _IN = select.EPOLLIN | select.EPOLLRDHUP
 _OUT = select.EPOLLOUT
 _BROKEN = select.EPOLLERR | select.EPOLLHUP
-SEND_BUDGET = 10.0  # seconds one relayed write may take before the side counts as stalled
 _OFF = -1  # a socket taken out of the epoll set (it hung up; nothing to do on it for now)
-
-
-class SideGone(Exception):
-    """A side of the tunnel broke or stopped reading."""
-
-
-class SideStalled(SideGone):
-    """A side of the tunnel took no bytes for the send budget."""
-
-
-class Direction:
-    """One direction of a tunnel: bytes read from `src`, written to `dst`."""
-
-    __slots__ = (
-        "src",
-        "dst",
-        "side",
-        "tracker",
-        "masked",
-        "eof",
-        "half_closed",
-        "count",
-        "pending",
-        "stalled_since",
-        "src_fd",
-        "dst_fd",
-        "src_tls",
-        "dst_tls",
-    )
-
-    def __init__(
-        self, src: trio.abc.Stream, dst: trio.abc.Stream, side: str, *, masked: bool
-    ) -> None:
-        self.src = src
-        self.dst = dst
-        self.side = side  # who `src` is: "client" or "backend"
-        self.tracker = FrameTracker(masked=masked)
-        self.masked = masked  # frames we inject towards dst must be masked
-        self.eof = False  # src has ended (EOF, reset)
-        self.half_closed = False  # src's EOF was passed on to dst
-        self.count = 0  # bytes read from src
-        self.pending: memoryview | None = None  # read from src, not yet taken by dst
-        self.stalled_since = math.inf  # when dst last took nothing of `pending`
-        self.src_fd = -1
-        self.dst_fd = -1
-        self.src_tls = src if type(src) is TlsStream else None
-        self.dst_tls = dst if type(dst) is TlsStream else None
-
-    def take_over(self, rest: bytes) -> bool:
-        """Bytes src sent before the tunnel began, to be written first. True: a Close among them."""
-        self.tracker.feed(rest)
-        self.count += len(rest)
-        self.pending = memoryview(rest)
-        return self.tracker.close_seen
-
-    @property
-    def passes_eof(self) -> bool:
-        """Whether src's EOF can travel on as a half-close (only plain TCP has one)."""
-        return isinstance(self.dst, trio.SocketStream)
-
-    @property
-    def blocked(self) -> bool:
-        """Bytes read from src wait for dst to take them (as plain bytes or,
-        towards TLS, as records queued in the stream)."""
-        if self.pending is not None:
-            return True
-        dst_tls = self.dst_tls
-        return dst_tls is not None and dst_tls.wants_write
-
-
-def on_epoll(stream: trio.abc.Stream) -> bool:
-    """Whether a side can be relayed on the epoll set (plain TCP, appgw's TLS)."""
-    return type(stream) is trio.SocketStream or type(stream) is TlsStream
-
-
 # -- plain TCP and TLS sockets: one task, non-blocking calls --------------------------------
-
-
-class Tunnel(Protocol):
-    """What moving a tunnel's bytes needs of the tunnel (relay.Tunnel): its
-    two directions and the decisions taken on what they see."""
-
-    client: trio.abc.Stream
-    backend: trio.abc.Stream
-    up: Direction  # client -> backend
-    down: Direction  # backend -> client
-    end: str | None  # set once the relay phase is over
-    scope: trio.CancelScope | None  # the relay phase's, deadline = next timer
-    last_activity: float
-
-    def deadline(self) -> float: ...
-    def check_timers(self) -> None: ...
-    def saw_close(self, way: Direction) -> None: ...
-    def source_ended(self, way: Direction) -> bool: ...
-    def eof_due(self, way: Direction) -> bool: ...
-    def source_gone(self, way: Direction, what: str) -> None: ...
-    def destination_gone(self, way: Direction, what: str) -> None: ...
-    def stalled(self, way: Direction, what: str) -> None: ...
 
 
 async def relay_sockets(tunnel: Tunnel) -> None:
@@ -394,69 +296,3 @@ def _pass_eof(tunnel: Tunnel, way: Direction) -> None:
         dst.socket.shutdown(socket.SHUT_WR)
     except OSError as exc:
         tunnel.destination_gone(way, f"reset the connection ({exc.strerror})")
-
-
-# -- any streams: a pump task per direction ------------------------------------------------
-
-
-async def send_all(stream: trio.abc.Stream, data: bytes | bytearray | memoryview) -> None:
-    """Write `data` whole, or raise SideGone (SideStalled: not within SEND_BUDGET).
-
-    Shielded: cancelling a write half-way would cut a frame. The deadline
-    bounds how long a peer that stopped reading can hold the tunnel.
-    """
-    with trio.CancelScope(shield=True, deadline=trio.current_time() + SEND_BUDGET) as scope:
-        try:
-            await stream.send_all(data)
-        except STREAM_ERRORS as exc:
-            raise SideGone(str(exc) or type(exc).__name__) from None
-    if scope.cancelled_caught:
-        raise SideStalled()
-
-
-async def relay_streams(tunnel: Tunnel) -> None:
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(_pump, tunnel, tunnel.up)
-        nursery.start_soon(_pump, tunnel, tunnel.down)
-        while tunnel.end is None:
-            with trio.CancelScope(deadline=tunnel.deadline()) as tunnel.scope:
-                await trio.sleep_forever()
-            tunnel.scope = None
-            if tunnel.end is None:
-                tunnel.check_timers()
-        # A pump cancelled here is waiting to read, or at the end of a write
-        # (writes are shielded): no frame is cut.
-        nursery.cancel_scope.cancel()
-
-
-async def _pump(tunnel: Tunnel, way: Direction) -> None:
-    try:
-        if way.pending is not None:
-            pending, way.pending = way.pending, None
-            await send_all(way.dst, pending)
-        tracker = way.tracker
-        while tunnel.end is None:
-            try:
-                data = await way.src.receive_some(RECEIVE_SIZE)
-            except STREAM_ERRORS as exc:
-                tunnel.source_gone(way, f"reset the connection ({exc})")
-                return
-            if not data:
-                if tunnel.source_ended(way):
-                    way.half_closed = True
-                    try:
-                        await way.dst.send_eof()  # type: ignore[attr-defined]
-                    except STREAM_ERRORS as exc:
-                        tunnel.destination_gone(way, f"reset the connection ({exc})")
-                return
-            tunnel.last_activity = trio.current_time()
-            seen = tracker.close_seen
-            tracker.feed(data)
-            way.count += len(data)
-            if tracker.close_seen is not seen:
-                tunnel.saw_close(way)
-            await send_all(way.dst, data)
-    except SideStalled:
-        tunnel.stalled(way, "stopped taking bytes")
-    except SideGone as exc:
-        tunnel.destination_gone(way, f"reset the connection ({exc})")

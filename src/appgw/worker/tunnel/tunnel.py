@@ -39,20 +39,14 @@ import attrs
 import trio
 
 from appgw import logs
+from appgw.errors import STREAM_ERRORS
 from appgw.websocket import close_frame
 from appgw.worker.io.endpoint import RECEIVE_SIZE, abort
+from appgw.worker.tunnel.direction import SEND_BUDGET, Direction, SideGone, on_epoll
 from appgw.worker.tunnel.drain_spread import DrainTurn
 from appgw.worker.tunnel.peer_loss import LOST, PASS, WAIT, after_eof, eof_reason, pass_reset
-from appgw.worker.tunnel.pump import (
-    SEND_BUDGET,
-    STREAM_ERRORS,
-    Direction,
-    SideGone,
-    on_epoll,
-    relay_sockets,
-    relay_streams,
-    send_all,
-)
+from appgw.worker.tunnel.pump import relay_sockets
+from appgw.worker.tunnel.stream_pump import relay_streams, send_all
 
 # A side gone, however it shows.
 _SIDE_ERRORS: tuple[type[Exception], ...] = (SideGone, *STREAM_ERRORS)
