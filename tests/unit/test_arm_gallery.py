@@ -30,7 +30,9 @@ def gateway() -> dict[str, Any]:
                 {
                     "name": "l",
                     "properties": {
-                        "frontendIPConfiguration": {"id": ref.format("frontendIPConfigurations", "fe")},
+                        "frontendIPConfiguration": {
+                            "id": ref.format("frontendIPConfigurations", "fe")
+                        },
                         "frontendPort": {"id": ref.format("frontendPorts", "p80")},
                         "protocol": "Http",
                     },
@@ -44,7 +46,9 @@ def gateway() -> dict[str, Any]:
                         "priority": 10,
                         "httpListener": {"id": ref.format("httpListeners", "l")},
                         "backendAddressPool": {"id": POOL_ID},
-                        "backendHttpSettings": {"id": ref.format("backendHttpSettingsCollection", "s")},
+                        "backendHttpSettings": {
+                            "id": ref.format("backendHttpSettingsCollection", "s")
+                        },
                     },
                 }
             ],
