@@ -98,3 +98,19 @@ def test_every_dynamic_nic_of_a_pool_is_named_in_one_message(tmp_path: Path) -> 
     refs = ("net-int1.privateIPAddress=10.0.1.4", "net-int2.privateIPAddress=10.0.1.5")
     config = load(str(path), Inputs(references=refs))
     assert [s.host for s in config.pools["pool"].servers] == ["10.0.1.4", "10.0.1.5"]
+
+
+def test_an_unresolved_key_vault_secret_id_is_one_error(tmp_path: Path) -> None:
+    """The Key Vault quickstart's idiom: keyVaultSecretId built from the vault's
+    vaultUri, which exists only once deployed."""
+    vault = {"type": "Microsoft.KeyVault/vaults", "name": "kv", "properties": {}}
+    resource = gateway()
+    secret_id = "[concat(reference('kv').vaultUri, 'secrets/sslcert')]"
+    resource["properties"]["sslCertificates"] = [
+        {"name": "cert", "properties": {"keyVaultSecretId": secret_id}}
+    ]
+    with pytest.raises(ConfigError) as caught:
+        load(str(write(tmp_path, [vault, resource])))
+    assert len(caught.value.errors) == 1
+    assert caught.value.errors[0].startswith("sslCertificates.cert.keyVaultSecretId: ")
+    assert "--reference kv.vaultUri=VALUE" in caught.value.errors[0]
