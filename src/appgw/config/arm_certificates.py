@@ -65,7 +65,8 @@ def certificate(arm: ArmReader, name: str, s: Section) -> Certificate:
     if key_vault:
         s.error("keyVaultSecretId", f"read only in Azure: give the certificate with {hint(name)}")
     elif data is None:
-        if not s.has("data"):
+        # an unresolved keyVaultSecretId was reported at its own key already
+        if not s.has("data") and not s.has("keyVaultSecretId"):
             what = "has no private key (publicCertData only)" if has_public else "required"
             s.error("data", f"{what}: give the certificate with {hint(name)}")
     else:

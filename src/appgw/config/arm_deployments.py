@@ -262,7 +262,8 @@ def nic_members(template: Template, pool: str) -> list[str]:
     as the gallery's quickstarts fill a pool. An address given only once
     deployed (privateIPAllocationMethod Dynamic) raises Invalid naming
     `--reference NIC.privateIPAddress=VALUE`."""
-    members = []
+    members: list[str] = []
+    missing: list[str] = []
     for name, (spec, scope) in list(template.shared.resources.items()):
         if str(spec.get("type", "")).lower() != NIC_TYPE:
             continue
@@ -286,9 +287,18 @@ def nic_members(template: Template, pool: str) -> list[str]:
             )
             address = given or ip.get("privateipaddress")
             if not isinstance(address, str) or not address:
-                raise Invalid(
-                    f"filled by network interface {name!r}, whose private IP exists only "
-                    f"once deployed; give it with --reference {name}.privateIPAddress=VALUE"
-                )
-            members.append(address)
+                missing.append(name)
+            else:
+                members.append(address)
+    if len(missing) == 1:
+        raise Invalid(
+            f"filled by network interface {missing[0]!r}, whose private IP exists only "
+            f"once deployed; give it with --reference {missing[0]}.privateIPAddress=VALUE"
+        )
+    if missing:
+        flags = " ".join(f"--reference {n}.privateIPAddress=VALUE" for n in missing)
+        raise Invalid(
+            f"filled by network interfaces {', '.join(repr(n) for n in missing)}, whose "
+            f"private IPs exist only once deployed; give them with {flags}"
+        )
     return members
