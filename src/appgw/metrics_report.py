@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from appgw.metrics import BUCKETS, FAMILIES, Family
+from appgw.metric_families import BUCKETS, FAMILIES, Family
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -61,7 +61,7 @@ def host_counts(health: Mapping[str, Any] | None) -> dict[str, tuple[int, int]]:
 
 
 def prometheus(data: Mapping[str, Any], health: Mapping[str, Any] | None) -> str:
-    """The whole exposition: every family of metrics.FAMILIES, in order."""
+    """The whole exposition: every family of metric_families.FAMILIES, in order."""
     total = data.get("metrics") or {}
     hosts = host_counts(health)
     reloads = data.get("reloads") or {}

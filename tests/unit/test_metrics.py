@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 
-from appgw.metrics import BUCKETS, MasterTotals, WorkerMetrics, code_class, merge, quantile
+from appgw.metric_families import BUCKETS
+from appgw.metrics import MasterTotals, WorkerMetrics, code_class, merge, quantile
 from appgw.metrics_report import host_counts, prometheus
 from tests.support.admin import parse_prometheus, sample
 

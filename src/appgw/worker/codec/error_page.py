@@ -38,3 +38,22 @@ def body(status: int) -> bytes:
         phrase = "Error"
     text = _EXPLANATIONS.get(status, "")
     return _PAGE.format(code=status, phrase=phrase, explanation=text).encode()
+
+
+def head(
+    status: int,
+    length: int,
+    close: bool,
+    extra: tuple[tuple[bytes, bytes], ...],
+    content_type: bytes = b"text/html; charset=utf-8",
+) -> bytes:
+    """The head of the gateway's own answer: `length` bytes of page, `extra`
+    headers, and Connection: close when the connection ends with it."""
+    lines = [b"HTTP/1.1 %d %s\r\n" % (status, reason(status))]
+    lines += [name + b": " + value + b"\r\n" for name, value in extra]
+    lines.append(b"content-type: " + content_type + b"\r\n")
+    lines.append(b"content-length: %d\r\ncache-control: no-store\r\n" % length)
+    if close:
+        lines.append(b"connection: close\r\n")
+    lines.append(b"\r\n")
+    return b"".join(lines)

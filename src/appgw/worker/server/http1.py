@@ -52,23 +52,6 @@ log = logs.log
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
-def error_head(
-    status: int,
-    length: int,
-    close: bool,
-    extra: tuple[tuple[bytes, bytes], ...],
-    content_type: bytes = b"text/html; charset=utf-8",
-) -> bytes:
-    lines = [b"HTTP/1.1 %d %s\r\n" % (status, errorpage.reason(status))]
-    lines += [name + b": " + value + b"\r\n" for name, value in extra]
-    lines.append(b"content-type: " + content_type + b"\r\n")
-    lines.append(b"content-length: %d\r\ncache-control: no-store\r\n" % length)
-    if close:
-        lines.append(b"connection: close\r\n")
-    lines.append(b"\r\n")
-    return b"".join(lines)
-
-
 class Served(Context, Protocol):
     """What a client connection needs from its worker (services.Services)."""
 
@@ -319,7 +302,7 @@ class ClientConnection:
         )
         self.error_page_bytes = len(page)
         close = close or self.closing or self.services.draining.is_set()
-        await self.send_head(error_head(status, len(page), close, extra, content_type) + page)
+        await self.send_head(errorpage.head(status, len(page), close, extra, content_type) + page)
 
     # -- the loop ------------------------------------------------------------
 
