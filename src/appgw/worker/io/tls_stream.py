@@ -176,17 +176,24 @@ class TlsStream(trio.abc.Stream):
                 return None
             if self._eof:  # the TCP end came in the middle of a record
                 return b""
-            try:
-                received = os.read(self.socket.fileno(), self._size)
-            except BlockingIOError:
+            if not self._receive("TLS receive"):
                 return None
-            except OSError as exc:
-                raise trio.BrokenResourceError(f"TLS receive: {exc}") from exc
-            if received:
-                self._in.write(received)
-            else:
-                self._eof = True
-                self._in.write_eof()
+
+    def _receive(self, what: str) -> bool:
+        """What the socket holds, into the incoming BIO (its EOF too); False
+        when it holds nothing yet."""
+        try:
+            received = os.read(self.socket.fileno(), self._size)
+        except BlockingIOError:
+            return False
+        except OSError as exc:
+            raise trio.BrokenResourceError(f"{what}: {exc}") from exc
+        if received:
+            self._in.write(received)
+        else:
+            self._eof = True
+            self._in.write_eof()
+        return True
 
     def handshake_now(self) -> bool | None:
         """A step of the handshake: True when done, None when the socket must
@@ -205,18 +212,7 @@ class TlsStream(trio.abc.Stream):
             if self._eof:
                 raise trio.BrokenResourceError("TLS handshake: the peer closed the connection")
             return None
-        try:
-            received = os.read(self.socket.fileno(), self._size)
-        except BlockingIOError:
-            return None
-        except OSError as exc:
-            raise trio.BrokenResourceError(f"TLS handshake: {exc}") from exc
-        if received:
-            self._in.write(received)
-        else:
-            self._eof = True
-            self._in.write_eof()
-        return False  # more to do now
+        return False if self._receive("TLS handshake") else None  # False: more to do now
 
     # -- the trio Stream API ----------------------------------------------------
 
