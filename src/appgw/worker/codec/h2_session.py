@@ -1,0 +1,310 @@
+"""The server side of one HTTP/2 connection, sans-IO, on libnghttp2.
+
+Bytes in, events out; calls in, bytes out:
+
+- `receive(data)` feeds what the socket read to nghttp2
+  (`nghttp2_session_mem_recv`), which parses, checks RFC 9113 (frame
+  sizes, stream states, pseudo-headers, connection-specific fields, TE,
+  content-length against DATA) and resets streams or ends the connection
+  by itself; the callbacks (h2_streams.py) turn what is left into events.
+  It then serializes whatever nghttp2 queued in answer (ACKs, RST_STREAM,
+  GOAWAY), so that resets the codec decided show up as events now.
+- `pending()` returns every byte there is to write, in one piece.
+- `respond`, `send_data`, `reset`, `goaway` queue frames. A response body
+  goes through one data provider: `send_data` takes what both windows
+  allow into the stream's buffer and nghttp2 frames it on `pending()`.
+- `consumed(stream_id, n)` is the back-pressure: WINDOW_UPDATE is not
+  sent (`no_auto_window_update`) until the server has forwarded the bytes.
+
+Peer input never raises: a connection error becomes `ConnectionEnded`
+with GOAWAY queued, after which the session reads nothing more.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from appgw.worker.codec import nghttp2_lib as ng
+from appgw.worker.codec.h2_events import ConnectionEnded, ErrorCode, Event
+from appgw.worker.codec.h2_settings import H2Settings
+from appgw.worker.codec.h2_streams import Streams, body_provider, callbacks
+
+# RFC 9113 8.2.2: fields that mean something only to one HTTP/1.1 hop.
+CONNECTION_SPECIFIC = frozenset(
+    {b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade"}
+)
+_LIBRARY_ERRORS = {
+    ng.ERR_FLOODED: (ErrorCode.ENHANCE_YOUR_CALM, "flood of frames that need an answer"),
+    ng.ERR_TOO_MANY_CONTINUATIONS: (ErrorCode.ENHANCE_YOUR_CALM, "too many CONTINUATION frames"),
+    ng.ERR_BAD_CLIENT_MAGIC: (ErrorCode.PROTOCOL_ERROR, "not an HTTP/2 connection preface"),
+    ng.ERR_NOMEM: (ErrorCode.INTERNAL_ERROR, "out of memory"),
+}
+_STATUS = {status: str(status).encode() for status in range(100, 600)}
+
+
+class H2Session:
+    """One connection's HTTP/2 state: see the module's docstring."""
+
+    def __init__(self, settings: H2Settings, *, clock: Callable[[], float] = time.monotonic):
+        nghttp2 = ng.load()
+        self._ffi, self._lib = nghttp2.ffi, nghttp2.lib
+        self._streams = Streams(settings, clock)
+        # The handle keeps `Streams` alive for the callbacks; Streams holds
+        # nothing of the session, so no cycle.
+        self._handle = self._ffi.new_handle(self._streams)
+        self._provider = body_provider(nghttp2)
+        self._out: list[bytes] = []
+        self._out_ptr = self._ffi.new("const char **")
+        self._dead = False
+        self._graceful = False
+        options = _options(nghttp2, settings)
+        pointer = self._ffi.new("nghttp2_session **")
+        rv = self._lib.nghttp2_session_server_new2(
+            pointer, callbacks(nghttp2), self._handle, options
+        )
+        self._lib.nghttp2_option_del(options)
+        if rv != 0:
+            raise MemoryError(f"nghttp2_session_server_new2: {rv}")
+        self._session = self._ffi.gc(pointer[0], self._lib.nghttp2_session_del)
+        entries = [
+            (ng.SETTINGS_MAX_CONCURRENT_STREAMS, settings.max_concurrent_streams),
+            (ng.SETTINGS_INITIAL_WINDOW_SIZE, settings.initial_window_bytes),
+            (ng.SETTINGS_MAX_FRAME_SIZE, settings.max_frame_bytes),
+            (ng.SETTINGS_MAX_HEADER_LIST_SIZE, settings.max_header_list_bytes),
+        ]
+        if settings.enable_connect_protocol:
+            entries.append((ng.SETTINGS_ENABLE_CONNECT_PROTOCOL, 1))
+        iv = self._ffi.new("nghttp2_settings_entry[]", entries)
+        self._lib.nghttp2_submit_settings(self._session, 0, iv, len(entries))
+        extra = settings.connection_window_bytes - 65535
+        if extra > 0:
+            self._lib.nghttp2_submit_window_update(self._session, 0, 0, extra)
+
+    # -- reading -----------------------------------------------------------
+
+    def receive(self, data: bytes | memoryview) -> list[Event]:
+        """Feed bytes read from the client; the events they make, in order."""
+        if self._dead or not data:
+            return self._take_events()
+        if not isinstance(data, bytes):
+            data = self._ffi.from_buffer(data)
+        rv = self._lib.nghttp2_session_mem_recv(self._session, data, len(data))
+        if rv < 0:
+            self._fail(rv)
+            return self._take_events()
+        self._drain()
+        if not self._dead and not self._lib.nghttp2_session_want_read(self._session):
+            self._ended_by_library()
+        return self._take_events()
+
+    def _take_events(self) -> list[Event]:
+        events = self._streams.events
+        if events:
+            self._streams.events = []
+        return events
+
+    def _fail(self, rv: int) -> None:
+        """A connection error found mid-parse: queue GOAWAY, read no more."""
+        streams = self._streams
+        if streams.calm is not None:
+            code, reason = streams.calm
+        else:
+            code, reason = _LIBRARY_ERRORS.get(rv, (ErrorCode.PROTOCOL_ERROR, self._error(rv)))
+        last = self._last_stream_id()
+        text = reason.encode()
+        self._lib.nghttp2_submit_goaway(self._session, 0, last, code, text, len(text))
+        self._drain()
+        self._dead = True
+        streams.events.append(ConnectionEnded(int(code), last, False, reason))
+
+    def _ended_by_library(self) -> None:
+        """nghttp2 read its last frame: a GOAWAY it queued for a connection
+        error the client made is reported (a graceful end is not)."""
+        goaway = _last_goaway(b"".join(self._out))
+        streams = self._streams
+        if goaway is None:
+            return
+        code, last, reason = goaway
+        if code == 0 and (self._graceful or streams.remote_goaway):
+            return
+        self._dead = True
+        streams.events.append(ConnectionEnded(code, last, False, reason))
+
+    # -- writing -----------------------------------------------------------
+
+    def pending(self) -> bytes:
+        """Everything there is to write now (b"" if nothing), in one piece."""
+        if not self._dead:
+            self._drain()
+        out = self._out
+        if not out:
+            return b""
+        self._out = []
+        return out[0] if len(out) == 1 else b"".join(out)
+
+    def _drain(self) -> None:
+        send, session, pointer, out = (
+            self._lib.nghttp2_session_mem_send,
+            self._session,
+            self._out_ptr,
+            self._out,
+        )
+        unpack = self._ffi.unpack
+        while True:
+            n = send(session, pointer)
+            if n <= 0:
+                if n < 0:
+                    self._dead = True
+                return
+            out.append(unpack(pointer[0], n))
+
+    def respond(
+        self,
+        stream_id: int,
+        status: int,
+        headers: list[tuple[bytes, bytes]],
+        end_stream: bool,
+    ) -> None:
+        """Queue the response head; without end_stream, a body follows
+        through send_data."""
+        ffi = self._ffi
+        fields = [(b":status", _STATUS.get(status) or str(status).encode())]
+        fields.extend(
+            (name, value) for name, value in headers if name.lower() not in CONNECTION_SPECIFIC
+        )
+        nva = ffi.new("nghttp2_nv[]", len(fields))
+        keep = []
+        for nv, (name, value) in zip(nva, fields, strict=True):
+            name_buffer = ffi.from_buffer(name)
+            value_buffer = ffi.from_buffer(value)
+            keep.append(name_buffer)
+            keep.append(value_buffer)
+            nv.name = name_buffer
+            nv.value = value_buffer
+            nv.namelen = len(name)
+            nv.valuelen = len(value)
+        provider = ffi.NULL
+        if not end_stream:
+            self._streams.outgoing[stream_id] = bytearray()
+            provider = self._provider
+        rv = self._lib.nghttp2_submit_response(self._session, stream_id, nva, len(fields), provider)
+        if rv != 0:
+            self._streams.outgoing.pop(stream_id, None)
+            raise ValueError(f"stream {stream_id}: cannot respond ({self._error(rv)})")
+
+    def send_data(self, stream_id: int, data: bytes | memoryview, end_stream: bool) -> int:
+        """Take what both windows allow of `data`; returns the byte count.
+        The rest waits for WindowOpened; end_stream counts once all is taken."""
+        streams = self._streams
+        held = streams.outgoing.get(stream_id)
+        if held is None:
+            return 0
+        size = len(data)
+        taken = min(size, max(self.window(stream_id), 0))
+        if taken:
+            held += data if taken == size else memoryview(data)[:taken]
+            streams.buffered += taken
+        if end_stream and taken == size:
+            streams.ending.add(stream_id)
+        if taken or stream_id in streams.ending:
+            self._lib.nghttp2_session_resume_data(self._session, stream_id)
+        return taken
+
+    def window(self, stream_id: int) -> int:
+        """What send_data would take now on the stream (0: the connection)."""
+        lib, session, streams = self._lib, self._session, self._streams
+        connection = lib.nghttp2_session_get_remote_window_size(session) - streams.buffered
+        if stream_id == 0:
+            return max(connection, 0)
+        held = streams.outgoing.get(stream_id)
+        if held is None:
+            return 0
+        stream = lib.nghttp2_session_get_stream_remote_window_size(session, stream_id)
+        return max(min(stream - len(held), connection), 0)
+
+    def consumed(self, stream_id: int, n: int) -> None:
+        """The server forwarded `n` body bytes of the stream: open the
+        client's windows by as much."""
+        unconsumed = self._streams.unconsumed
+        owed = unconsumed.get(stream_id)
+        if not owed or n <= 0:
+            return
+        n = min(n, owed)
+        unconsumed[stream_id] = owed - n
+        self._lib.nghttp2_session_consume(self._session, stream_id, n)
+
+    def reset(self, stream_id: int, error_code: int) -> None:
+        """Reset the stream (RST_STREAM); no event follows for it."""
+        self._streams.announced.discard(stream_id)
+        self._lib.nghttp2_submit_rst_stream(self._session, 0, stream_id, int(error_code))
+
+    def goaway(self, error_code: int = 0, last_stream_id: int | None = None) -> None:
+        """GOAWAY: no new streams; those up to last_stream_id may finish."""
+        if last_stream_id is None:
+            last_stream_id = self._last_stream_id()
+        self._graceful = True
+        self._lib.nghttp2_submit_goaway(
+            self._session, 0, last_stream_id, int(error_code), self._ffi.NULL, 0
+        )
+
+    @property
+    def open_streams(self) -> int:
+        return len(self._streams.announced)
+
+    @property
+    def closed(self) -> bool:
+        """Nothing more to read or write."""
+        if self._out:
+            return False
+        if self._dead:
+            return True
+        lib, session = self._lib, self._session
+        return not lib.nghttp2_session_want_read(session) and not lib.nghttp2_session_want_write(
+            session
+        )
+
+    def _last_stream_id(self) -> int:
+        return max(int(self._lib.nghttp2_session_get_last_proc_stream_id(self._session)), 0)
+
+    def _error(self, rv: int) -> str:
+        return str(self._ffi.string(self._lib.nghttp2_strerror(rv)).decode())
+
+
+def _options(nghttp2: ng.Nghttp2, settings: H2Settings) -> Any:
+    ffi, lib = nghttp2.ffi, nghttp2.lib
+    pointer = ffi.new("nghttp2_option **")
+    if lib.nghttp2_option_new(pointer) != 0:
+        raise MemoryError("nghttp2_option_new")
+    option = pointer[0]
+    lib.nghttp2_option_set_no_auto_window_update(option, 1)
+    # ACKs queued but unsent (a client that floods PING or SETTINGS and
+    # reads nothing), and the entries of one SETTINGS frame.
+    lib.nghttp2_option_set_max_outbound_ack(option, 1000)
+    lib.nghttp2_option_set_max_settings(option, 32)
+    # The response encoder's HPACK table, whatever the client offers.
+    lib.nghttp2_option_set_max_deflate_dynamic_table_size(option, 4096)
+    if nghttp2.has_max_continuations:
+        lib.nghttp2_option_set_max_continuations(option, settings.max_continuations)
+    if nghttp2.has_stream_reset_rate_limit:
+        # nghttp2's own budget, looser than ours, as a second line.
+        lib.nghttp2_option_set_stream_reset_rate_limit(
+            option, settings.reset_burst * 4, int(settings.reset_per_second * 4)
+        )
+    return option
+
+
+def _last_goaway(out: bytes) -> tuple[int, int, str] | None:
+    """The last GOAWAY among serialized frames: (error code, last stream, debug)."""
+    found = None
+    at = 0
+    while at + 9 <= len(out):
+        length = int.from_bytes(out[at : at + 3], "big")
+        if out[at + 3] == ng.GOAWAY and length >= 8:
+            payload = out[at + 9 : at + 9 + length]
+            last = int.from_bytes(payload[0:4], "big") & 0x7FFFFFFF
+            code = int.from_bytes(payload[4:8], "big")
+            found = (code, last, payload[8:].decode("utf-8", "replace"))
+        at += 9 + length
+    return found
