@@ -12,15 +12,7 @@ import h2.config
 import h2.connection
 import h2.events
 import pytest
-from hpack import Encoder
-from hyperframe.frame import (
-    DataFrame,
-    Frame,
-    GoAwayFrame,
-    HeadersFrame,
-    RstStreamFrame,
-    SettingsFrame,
-)
+from hyperframe.frame import DataFrame
 
 from appgw.worker.codec import nghttp2_lib
 from appgw.worker.codec.h2_events import (
@@ -35,10 +27,7 @@ from appgw.worker.codec.h2_events import (
 )
 from appgw.worker.codec.h2_session import H2Session
 from appgw.worker.codec.h2_settings import H2Settings
-
-GET = [(":method", "GET"), (":scheme", "https"), (":authority", "example.com"), (":path", "/")]
-POST = [(":method", "POST"), *GET[1:]]
-PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+from tests.support.h2_raw import GET, POST, frames, goaway, headers_frame, raw_session, resets
 
 
 class Pair:
@@ -67,46 +56,6 @@ class Pair:
         self.exchange()
         self.exchange()
         return self
-
-
-def raw_session(settings: H2Settings | None = None) -> tuple[H2Session, Encoder]:
-    """A server that has had a bare client preface and SETTINGS (and ACK)."""
-    server = H2Session(settings or H2Settings())
-    server.receive(PREFACE + SettingsFrame(0).serialize())
-    ack = SettingsFrame(0)
-    ack.flags.add("ACK")
-    server.receive(ack.serialize())
-    server.pending()
-    return server, Encoder()
-
-
-def headers_frame(encoder: Encoder, stream_id: int, fields, end_stream=True) -> bytes:
-    frame = HeadersFrame(stream_id)
-    frame.data = encoder.encode(fields)
-    frame.flags.add("END_HEADERS")
-    if end_stream:
-        frame.flags.add("END_STREAM")
-    return frame.serialize()
-
-
-def frames(data: bytes) -> list[Frame]:
-    """The server's bytes, parsed frame by frame."""
-    found = []
-    while data:
-        frame, length = Frame.parse_frame_header(memoryview(data[:9]))
-        frame.parse_body(memoryview(data[9 : 9 + length]))
-        found.append(frame)
-        data = data[9 + length :]
-    return found
-
-
-def resets(data: bytes) -> dict[int, int]:
-    return {f.stream_id: f.error_code for f in frames(data) if isinstance(f, RstStreamFrame)}
-
-
-def goaway(data: bytes) -> GoAwayFrame:
-    (found,) = [f for f in frames(data) if isinstance(f, GoAwayFrame)]
-    return found
 
 
 def test_the_library_is_found_and_its_version_reported(capsys):

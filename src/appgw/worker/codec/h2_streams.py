@@ -51,9 +51,13 @@ class Budget:
 
     def spend(self, now: float) -> bool:
         """Take one token; False once the bucket is empty."""
-        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.per_second) - 1
+        tokens = min(self.burst, self.tokens + (now - self.stamp) * self.per_second)
         self.stamp = now
-        return self.tokens >= 0
+        if tokens < 1:
+            self.tokens = tokens
+            return False
+        self.tokens = tokens - 1
+        return True
 
 
 class Streams:
@@ -217,12 +221,12 @@ def _make_callbacks(nghttp2: ng.Nghttp2) -> tuple[Any, ...]:
             if stream_id in streams.refused:
                 if data:
                     lib.nghttp2_session_consume(session, stream_id, len(data))
+            elif not data and not end:
+                return streams.idle_frame()
             elif stream_id in streams.announced:
                 if data:
                     streams.unconsumed[stream_id] = streams.unconsumed.get(stream_id, 0) + len(data)
                 streams.events.append(RequestData(stream_id, data, len(data), end))
-            if not data and not end:
-                return streams.idle_frame()
         elif kind == ng.HEADERS:
             streams.continuations = 0
             end = bool(hd.flags & ng.FLAG_END_STREAM)
