@@ -68,8 +68,14 @@ class H2Session:
         if rv != 0:
             raise MemoryError(f"nghttp2_session_server_new2: {rv}")
         self._session = self._ffi.gc(pointer[0], self._lib.nghttp2_session_del)
+        # nghttp2 ends the connection when a client goes over the stream
+        # limit it knows of; RFC 9113 5.1.2 asks only for the stream to be
+        # refused. So nghttp2 is given a higher limit, the client is told the
+        # real one (patched into the serialized frame below), and the
+        # callbacks refuse streams over it with REFUSED_STREAM.
+        hard_limit = 2 * settings.max_concurrent_streams + 16
         entries = [
-            (ng.SETTINGS_MAX_CONCURRENT_STREAMS, settings.max_concurrent_streams),
+            (ng.SETTINGS_MAX_CONCURRENT_STREAMS, hard_limit),
             (ng.SETTINGS_INITIAL_WINDOW_SIZE, settings.initial_window_bytes),
             (ng.SETTINGS_MAX_FRAME_SIZE, settings.max_frame_bytes),
             (ng.SETTINGS_MAX_HEADER_LIST_SIZE, settings.max_header_list_bytes),
@@ -78,6 +84,8 @@ class H2Session:
             entries.append((ng.SETTINGS_ENABLE_CONNECT_PROTOCOL, 1))
         iv = self._ffi.new("nghttp2_settings_entry[]", entries)
         self._lib.nghttp2_submit_settings(self._session, 0, iv, len(entries))
+        self._drain()
+        self._out[0] = _advertise_streams(self._out[0], hard_limit, settings.max_concurrent_streams)
         extra = settings.connection_window_bytes - 65535
         if extra > 0:
             self._lib.nghttp2_submit_window_update(self._session, 0, 0, extra)
@@ -293,6 +301,15 @@ def _options(nghttp2: ng.Nghttp2, settings: H2Settings) -> Any:
             option, settings.reset_burst * 4, int(settings.reset_per_second * 4)
         )
     return option
+
+
+def _advertise_streams(frame: bytes, internal: int, advertised: int) -> bytes:
+    """The server's first SETTINGS frame with the advertised stream limit
+    in place of the one nghttp2 keeps (its first entry)."""
+    expected = ng.SETTINGS_MAX_CONCURRENT_STREAMS.to_bytes(2, "big") + internal.to_bytes(4, "big")
+    if frame[3] != ng.SETTINGS or frame[9:15] != expected:
+        raise RuntimeError("libnghttp2 serialized its SETTINGS frame unexpectedly")
+    return frame[:11] + advertised.to_bytes(4, "big") + frame[15:]
 
 
 def _last_goaway(out: bytes) -> tuple[int, int, str] | None:

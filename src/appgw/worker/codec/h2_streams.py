@@ -51,9 +51,13 @@ class Budget:
 
     def spend(self, now: float) -> bool:
         """Take one token; False once the bucket is empty."""
-        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.per_second) - 1
+        tokens = min(self.burst, self.tokens + (now - self.stamp) * self.per_second)
         self.stamp = now
-        return self.tokens >= 0
+        if tokens < 1:
+            self.tokens = tokens
+            return False
+        self.tokens = tokens - 1
+        return True
 
 
 class Streams:
@@ -80,6 +84,7 @@ class Streams:
         "field_limit",
         "list_limit",
         "bomb_limit",
+        "stream_limit",
     )
 
     def __init__(self, settings: H2Settings, clock: Callable[[], float]) -> None:
@@ -104,6 +109,7 @@ class Streams:
         self.field_limit = settings.max_header_field_bytes
         self.list_limit = settings.max_header_list_bytes
         self.bomb_limit = settings.max_header_list_bytes * settings.header_bomb_factor
+        self.stream_limit = settings.max_concurrent_streams
 
     def forget(self, stream_id: int) -> int:
         """Drop a closed stream's state; returns its unconsumed byte count."""
@@ -126,13 +132,23 @@ class Streams:
 
 def callbacks(nghttp2: ng.Nghttp2) -> Any:
     """The process's nghttp2_session_callbacks (made once, kept alive)."""
-    global _callbacks
-    if _callbacks is None:
-        _callbacks = _make_callbacks(nghttp2)
-    return _callbacks[0]
+    return _made(nghttp2)[0]
 
 
-_callbacks: tuple[Any, ...] | None = None
+def body_provider(nghttp2: ng.Nghttp2) -> Any:
+    """The data provider every response body is read through."""
+    return _made(nghttp2)[1]
+
+
+# One set per kind of library: with or without its own CONTINUATION bound.
+_callbacks: dict[bool, tuple[Any, ...]] = {}
+
+
+def _made(nghttp2: ng.Nghttp2) -> tuple[Any, ...]:
+    made = _callbacks.get(nghttp2.has_max_continuations)
+    if made is None:
+        made = _callbacks[nghttp2.has_max_continuations] = _make_callbacks(nghttp2)
+    return made
 
 
 def _make_callbacks(nghttp2: ng.Nghttp2) -> tuple[Any, ...]:
@@ -205,18 +221,23 @@ def _make_callbacks(nghttp2: ng.Nghttp2) -> tuple[Any, ...]:
             if stream_id in streams.refused:
                 if data:
                     lib.nghttp2_session_consume(session, stream_id, len(data))
+            elif not data and not end:
+                return streams.idle_frame()
             elif stream_id in streams.announced:
                 if data:
                     streams.unconsumed[stream_id] = streams.unconsumed.get(stream_id, 0) + len(data)
                 streams.events.append(RequestData(stream_id, data, len(data), end))
-            if not data and not end:
-                return streams.idle_frame()
         elif kind == ng.HEADERS:
             streams.continuations = 0
             end = bool(hd.flags & ng.FLAG_END_STREAM)
             fields = streams.fields.pop(stream_id, None) or []
             streams.sizes.pop(stream_id, None)
             if frame.headers.cat == ng.HCAT_REQUEST:
+                if len(streams.announced) >= streams.stream_limit:
+                    # Over the advertised limit (nghttp2's own, set higher,
+                    # would end the connection): RFC 9113 5.1.2.
+                    lib.nghttp2_submit_rst_stream(session, 0, stream_id, ErrorCode.REFUSED_STREAM)
+                    return 0
                 streams.announced.add(stream_id)
                 if stream_id in streams.refused:
                     streams.events.append(HeadersRefused(stream_id, 431))
@@ -329,10 +350,3 @@ def _make_callbacks(nghttp2: ng.Nghttp2) -> tuple[Any, ...]:
     provider = ffi.new("nghttp2_data_provider *")
     provider.read_callback = made[6]
     return (table, provider, *made)
-
-
-def body_provider(nghttp2: ng.Nghttp2) -> Any:
-    """The data provider every response body is read through."""
-    callbacks(nghttp2)
-    assert _callbacks is not None
-    return _callbacks[1]
