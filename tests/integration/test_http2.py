@@ -21,6 +21,7 @@ import hyperframe.frame
 import trio
 import trustme
 
+from tests.support.admin import Samples, sample, wait_for_metrics
 from tests.support.backends import pattern_sha256, start_http_backends
 from tests.support.gateway import CertFiles, open_gateway, write_certificates
 from tests.support.h2client import H2Client, open_h2
@@ -31,12 +32,15 @@ GATEWAY = "127.0.0.1"
 A, B = "127.0.0.2", "127.0.0.3"
 
 
-def config(port: int, backend_port: int, certs: CertFiles, log: Path, drain: str = "") -> str:
+def config(
+    port: int, backend_port: int, certs: CertFiles, log: Path, drain: str = "", http2: str = ""
+) -> str:
     return f"""
 [gateway]
 access_log = "{log}"
 [gateway.http2]
 enabled = true
+{http2}
 
 [certificates.site]
 cert = "{certs.cert}"
@@ -59,6 +63,8 @@ host_names = ["shop.example"]
 servers = ["{A}"]
 [pools.b]
 servers = ["{B}"]
+[pools.dead]
+servers = ["127.0.0.4"]
 [settings.web]
 port = {backend_port}
 {drain}
@@ -66,6 +72,11 @@ port = {backend_port}
 [path_maps.site]
 default_pool = "a"
 default_setting = "web"
+[[path_maps.site.rules]]
+name = "dead"
+paths = ["/dead/*"]
+pool = "dead"
+setting = "web"
 [[path_maps.site.rules]]
 name = "b"
 paths = ["/b/*"]
@@ -109,7 +120,9 @@ async def test_requests_over_http2(
     ca = certs.ca.read_bytes()
     with trio.fail_after(30):
         await start_http_backends(nursery, [A, B], backend_port, names=["a", "b"])
-        async with open_gateway(config(port, backend_port, certs, log), tmp_path):
+        admin = free_port(GATEWAY)
+        args = ["--admin", f"{GATEWAY}:{admin}"]
+        async with open_gateway(config(port, backend_port, certs, log), tmp_path, extra_args=args):
             client = await open_h2(port, ca)
             # The codec's SETTINGS: streams, header list, extended CONNECT.
             assert client.settings[0x3] == 100 and client.settings[0x6] == 16384
@@ -147,9 +160,10 @@ async def test_requests_over_http2(
             )
             assert json.loads(sized.body)["framing"] == "content-length"
 
-            # No route, no backend: the gateway's own answers.
-            missing = await client.request("/echo", authority="nowhere.example")
-            assert missing.status in (200, 404)
+            # A pool without a live server: the gateway's own error page.
+            dead = await client.request("/dead/x")
+            assert dead.status == 502 and b"<html" in dead.body.lower()
+            assert dead.header(b"content-length") == str(len(dead.body)).encode()
             head = await client.request("/echo", method="HEAD")
             assert head.status == 200 and head.body == b""
             await client.aclose()
@@ -162,7 +176,10 @@ async def test_requests_over_http2(
             assert hashlib.sha256(big.body).hexdigest() == pattern_sha256(size)
             await slow.aclose()
 
-            # curl speaks HTTP/2 to the gateway too.
+            # curl and nghttp2's nghttp speak HTTP/2 to the gateway too.
+            assert shutil.which("nghttp"), (
+                "nghttp is missing (Debian: apt-get install nghttp2-client)"
+            )
             if shutil.which("curl"):
                 out = await trio.run_process(
                     [
@@ -180,13 +197,18 @@ async def test_requests_over_http2(
                     capture_stdout=True,
                 )
                 assert out.stdout.decode() == "2 200"
-            if shutil.which("nghttp"):
-                out = await trio.run_process(
-                    ["nghttp", "-nv", f"https://127.0.0.1:{port}/echo"],
-                    capture_stdout=True,
-                )
-                text = out.stdout.decode()
-                assert ":status: 200" in text and "SETTINGS_ENABLE_CONNECT_PROTOCOL" in text
+            out = await trio.run_process(
+                ["nghttp", "-nv", f"https://127.0.0.1:{port}/echo"], capture_stdout=True
+            )
+            text = out.stdout.decode()
+            assert ":status: 200" in text and "SETTINGS_ENABLE_CONNECT_PROTOCOL" in text
+
+            # Requests and connections by protocol, in the metrics.
+            def h2_requests(samples: Samples) -> float:
+                return sample(samples, "appgw_client_protocol_requests_total", protocol="h2")
+
+            samples = await wait_for_metrics(admin, lambda s: h2_requests(s) >= 10)
+            assert sample(samples, "appgw_client_protocol_connections_total", protocol="h2") >= 4
 
     lines = [json.loads(line) for line in log.read_text().splitlines()]
     versions = {line["httpVersion"] for line in lines}
@@ -199,15 +221,26 @@ async def test_requests_over_http2(
 async def test_the_thousandth_request_retires_the_connection(
     nursery: trio.Nursery, tmp_path: Path, backend_port: int
 ) -> None:
-    """Application Gateway's limit: 1,000 requests per HTTP/2 connection,
-    then GOAWAY; and a rapid-reset flood on one connection leaves the
-    others served."""
+    """Application Gateway's limits: 1,000 requests per HTTP/2 connection,
+    then GOAWAY, and GOAWAY after the idle timeout; a rapid-reset flood on
+    one connection leaves the others served."""
     certs = certificates(tmp_path)
     port = free_port(GATEWAY)
     ca = certs.ca.read_bytes()
     with trio.fail_after(60):
         await start_http_backends(nursery, [A, B], backend_port, names=["a", "b"])
-        async with open_gateway(config(port, backend_port, certs, tmp_path / "a.log"), tmp_path):
+        retiring = config(port, backend_port, certs, tmp_path / "a.log", http2="idle_timeout = 1")
+        async with open_gateway(retiring, tmp_path):
+            # The idle timeout: GOAWAY once no stream was open for a second.
+            idle = await open_h2(port, ca)
+            assert (await idle.request("/")).status == 200
+            began = trio.current_time()
+            while idle.goaway is None and not idle.closed:
+                await idle.read_once()
+            assert idle.goaway is not None and idle.goaway.error_code == 0
+            assert 0.9 < trio.current_time() - began < 3
+            await idle.aclose()
+
             client = await open_h2(port, ca)
             for batch in range(10):
                 ids = [await client.start("/") for _ in range(100 if batch < 9 else 99)]
