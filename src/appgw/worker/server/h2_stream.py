@@ -299,7 +299,7 @@ class H2Stream:
             raise ClientGone(self._gone)
         status, fields, offset = response_fields(head)
         request = self.request
-        if status == 200 and request is not None and request.websocket:
+        if request is not None and request.websocket and head[9:12] == b"101":
             self._tunnel = True  # the backend's 101: a WebSocket from here on
         self.response_started = True
         remaining = -1

@@ -41,6 +41,7 @@ from appgw.worker.codec.h2_events import (
 )
 from appgw.worker.codec.h2_session import H2Session
 from appgw.worker.codec.h2_settings import H2Settings
+from appgw.worker.io.duplex import Duplex
 from appgw.worker.io.endpoint import INF, Endpoint, Expired, abort
 from appgw.worker.server.h2_exchange import refuse, serve_stream
 from appgw.worker.server.h2_stream import H2Stream
@@ -85,6 +86,7 @@ class Http2Connection:
         self.http2 = services.config.gateway.http2
         self.session = H2Session(codec_settings(self.http2))
         self.endpoint = Endpoint(stream, services.timer)
+        self.reading = Duplex(self.endpoint, self.flush)  # the reader, beside the writer
         self.client_certificate: ClientCertificate | None = None
         self.streams: dict[int, H2Stream] = {}
         self.requests = 0
@@ -147,6 +149,11 @@ class Http2Connection:
                 data = session.pending()
                 if not data and self._half_open and self._stop_requests():
                     continue
+                if not data and self.reading.flush_wanted:
+                    self._in_flight = 1
+                    await self.reading.flush(timeout)  # what a read left to send
+                    self._in_flight = 0
+                    continue
                 if not data:
                     if self._check_closed():
                         return
@@ -156,6 +163,7 @@ class Http2Connection:
                 self._in_flight = len(data)
                 await endpoint.write(data, timeout)
                 self._in_flight = 0
+                self.reading.wrote()
                 if self._parked:
                     parked, self._parked = self._parked, []
                     for stream in parked:
@@ -198,12 +206,15 @@ class Http2Connection:
         endpoint.read_by(monotonic() + self.limits.header_timeout)  # the preface
         while True:
             try:
-                data = await endpoint.read()
+                data = await self.reading.read()
             except Expired:
                 if self.streams:
                     continue  # the deadline was set while the last stream was open
+                if self.retired:  # and told so a moment ago: done
+                    self._end("idle")
+                    return
                 self.retire(f"idle for {self.http2.idle_timeout:g}s")
-                endpoint.read_by(monotonic() + 1.0)  # the client's answer, if any
+                endpoint.read_by(monotonic() + LINGER)  # the client's answer, if any
                 continue
             except STREAM_ERRORS:
                 data = b""
