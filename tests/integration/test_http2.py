@@ -230,7 +230,7 @@ async def test_the_thousandth_request_retires_the_connection(
     with trio.fail_after(60):
         await start_http_backends(nursery, [A, B], backend_port, names=["a", "b"])
         retiring = config(port, backend_port, certs, tmp_path / "a.log", http2="idle_timeout = 1")
-        async with open_gateway(retiring, tmp_path):
+        async with open_gateway(retiring, tmp_path) as gw:
             # The idle timeout: GOAWAY once no stream was open for a second.
             idle = await open_h2(port, ca)
             assert (await idle.request("/")).status == 200
@@ -278,6 +278,18 @@ async def test_the_thousandth_request_retires_the_connection(
             assert (await other.request("/")).status == 200
             await other.aclose()
             await flood.aclose()
+
+            # A drain: GOAWAY with the last stream id; the request in flight
+            # is answered whole, then the connection closes.
+            busy = await open_h2(port, ca)
+            slow = await busy.start("/slow?delay=1")
+            gw.send_signal(signal.SIGTERM)
+            frames = await busy.frames_after()
+            goaways = [f for f in frames if isinstance(f, hyperframe.frame.GoAwayFrame)]
+            assert [(g.last_stream_id, g.error_code) for g in goaways] == [(slow, 0)]
+            ends = [f.stream_id for f in frames if "END_STREAM" in getattr(f, "flags", ())]
+            assert ends == [slow]
+            assert await gw.wait(10) == 0
 
 
 MASK = b"\x01\x02\x03\x04"
