@@ -101,6 +101,18 @@ def test_a_get_and_its_response():
     assert pair.server.open_streams == 0
 
 
+def test_response_field_names_are_lowered_and_hop_by_hop_ones_dropped():
+    pair = Pair().ready()
+    pair.client.send_headers(1, GET, end_stream=True)
+    pair.to_server()
+    fields = [(b"Content-Type", b"text/html"), (b"Keep-Alive", b"timeout=5"), (b"X-Id", b"7")]
+    pair.server.respond(1, 404, fields, True)
+    (response, _) = pair.to_client()
+    assert response.headers == [(b":status", b"404"), (b"content-type", b"text/html"), (b"x-id", b"7")]
+    with pytest.raises(ValueError):
+        pair.server.respond(1, 1000, [], True)
+
+
 def test_a_post_body_waits_for_consumed_before_the_window_opens():
     pair = Pair().ready()
     pair.client.send_headers(1, POST, end_stream=False)

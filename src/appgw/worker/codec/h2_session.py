@@ -29,7 +29,7 @@ from typing import Any
 from appgw.worker.codec import nghttp2_lib as ng
 from appgw.worker.codec.h2_events import ConnectionEnded, ErrorCode, Event
 from appgw.worker.codec.h2_settings import H2Settings
-from appgw.worker.codec.h2_streams import Streams, body_provider, callbacks
+from appgw.worker.codec.h2_streams import Body, Streams, body_provider, callbacks
 
 # RFC 9113 8.2.2: fields that mean something only to one HTTP/1.1 hop.
 CONNECTION_SPECIFIC = frozenset(
@@ -41,15 +41,27 @@ _LIBRARY_ERRORS = {
     ng.ERR_BAD_CLIENT_MAGIC: (ErrorCode.PROTOCOL_ERROR, "not an HTTP/2 connection preface"),
     ng.ERR_NOMEM: (ErrorCode.INTERNAL_ERROR, "out of memory"),
 }
-_STATUS = {status: str(status).encode() for status in range(100, 600)}
+# Statuses and response field names as C strings, made once per process:
+# the names a gateway answers with are few (capped, in case a backend's
+# are not).
+_STATUS: dict[int, Any] = {}
+_NAMES: dict[bytes, Any] = {}
+_STATUS_NAME: Any = None
 
 
 class H2Session:
     """One connection's HTTP/2 state: see the module's docstring."""
 
     def __init__(self, settings: H2Settings, *, clock: Callable[[], float] = time.monotonic):
+        global _STATUS_NAME
         nghttp2 = ng.load()
+        if _STATUS_NAME is None:
+            _STATUS_NAME = nghttp2.ffi.new("char[]", b":status")
         self._ffi, self._lib = nghttp2.ffi, nghttp2.lib
+        self._unpack = nghttp2.backend.unpack
+        self._newp = nghttp2.backend.newp
+        self._chars = self._ffi.typeof("char[]")
+        self._nv_array = self._ffi.typeof("nghttp2_nv[]")
         self._streams = Streams(settings, clock)
         # The handle keeps `Streams` alive for the callbacks; Streams holds
         # nothing of the session, so no cycle.
@@ -159,7 +171,7 @@ class H2Session:
             self._out_ptr,
             self._out,
         )
-        unpack = self._ffi.unpack
+        unpack = self._unpack
         while True:
             n = send(session, pointer)
             if n <= 0:
@@ -177,27 +189,36 @@ class H2Session:
     ) -> None:
         """Queue the response head; without end_stream, a body follows
         through send_data."""
-        ffi = self._ffi
-        fields = [(b":status", _STATUS.get(status) or str(status).encode())]
-        fields.extend(
-            (name, value) for name, value in headers if name.lower() not in CONNECTION_SPECIFIC
-        )
-        nva = ffi.new("nghttp2_nv[]", len(fields))
+        newp, chars = self._newp, self._chars
+        names = _NAMES
+        status_value = _STATUS.get(status)
+        if status_value is None:
+            if not 100 <= status <= 999:
+                raise ValueError(f"stream {stream_id}: status {status} is not three digits")
+            status_value = _STATUS[status] = newp(chars, str(status).encode())
         keep = []
-        for nv, (name, value) in zip(nva, fields, strict=True):
-            name_buffer = ffi.from_buffer(name)
-            value_buffer = ffi.from_buffer(value)
-            keep.append(name_buffer)
+        items = [(_STATUS_NAME, status_value, 7, 3, 0)]
+        for name, value in headers:
+            name_buffer = names.get(name)
+            if name_buffer is None:
+                lowered = name.lower()
+                if lowered in CONNECTION_SPECIFIC:
+                    continue
+                name_buffer = newp(chars, lowered)
+                if len(names) < 512:
+                    names[name] = name_buffer
+                else:
+                    keep.append(name_buffer)
+            value_buffer = newp(chars, value)
             keep.append(value_buffer)
-            nv.name = name_buffer
-            nv.value = value_buffer
-            nv.namelen = len(name)
-            nv.valuelen = len(value)
+            items.append((name_buffer, value_buffer, len(name), len(value), 0))
+        nva = newp(self._nv_array, items)
+        ffi = self._ffi
         provider = ffi.NULL
         if not end_stream:
-            self._streams.outgoing[stream_id] = bytearray()
+            self._streams.outgoing[stream_id] = Body()
             provider = self._provider
-        rv = self._lib.nghttp2_submit_response(self._session, stream_id, nva, len(fields), provider)
+        rv = self._lib.nghttp2_submit_response(self._session, stream_id, nva, len(items), provider)
         if rv != 0:
             self._streams.outgoing.pop(stream_id, None)
             raise ValueError(f"stream {stream_id}: cannot respond ({self._error(rv)})")
@@ -206,17 +227,22 @@ class H2Session:
         """Take what both windows allow of `data`; returns the byte count.
         The rest waits for WindowOpened; end_stream counts once all is taken."""
         streams = self._streams
-        held = streams.outgoing.get(stream_id)
-        if held is None:
+        body = streams.outgoing.get(stream_id)
+        if body is None:
             return 0
         size = len(data)
-        taken = min(size, max(self.window(stream_id), 0))
+        taken = min(size, self.window(stream_id))
         if taken:
-            held += data if taken == size else memoryview(data)[:taken]
+            if type(data) is not bytes:
+                data = bytes(memoryview(data)[:taken])  # the caller's buffer may change
+            elif taken < size:
+                data = memoryview(data)[:taken]
+            body.chunks.append(data)
+            body.size += taken
             streams.buffered += taken
         if end_stream and taken == size:
-            streams.ending.add(stream_id)
-        if taken or stream_id in streams.ending:
+            body.ending = True
+        if taken or body.ending:
             self._lib.nghttp2_session_resume_data(self._session, stream_id)
         return taken
 
@@ -226,11 +252,11 @@ class H2Session:
         connection = lib.nghttp2_session_get_remote_window_size(session) - streams.buffered
         if stream_id == 0:
             return max(connection, 0)
-        held = streams.outgoing.get(stream_id)
-        if held is None:
+        body = streams.outgoing.get(stream_id)
+        if body is None:
             return 0
         stream = lib.nghttp2_session_get_stream_remote_window_size(session, stream_id)
-        return max(min(stream - len(held), connection), 0)
+        return max(min(stream - body.size, connection), 0)
 
     def consumed(self, stream_id: int, n: int) -> None:
         """The server forwarded `n` body bytes of the stream: open the

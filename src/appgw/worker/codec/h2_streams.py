@@ -18,6 +18,7 @@ session then queues GOAWAY ENHANCE_YOUR_CALM.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -60,19 +61,31 @@ class Budget:
         return True
 
 
+class Body:
+    """A response body send_data took and nghttp2 has not framed yet: the
+    caller's bytes objects themselves, no copy until the frame."""
+
+    __slots__ = ("chunks", "size", "ending")
+
+    def __init__(self) -> None:
+        self.chunks: deque[bytes | memoryview] = deque()
+        self.size = 0
+        self.ending = False  # END_STREAM once the chunks run out
+
+
 class Streams:
     """What the callbacks record for one connection."""
 
     __slots__ = (
         "events",
+        "block_stream",
         "fields",
-        "sizes",
+        "size",
         "refused",
         "chunks",
         "announced",
         "unconsumed",
         "outgoing",
-        "ending",
         "buffered",
         "calm",
         "remote_goaway",
@@ -89,15 +102,17 @@ class Streams:
 
     def __init__(self, settings: H2Settings, clock: Callable[[], float]) -> None:
         self.events: list[Event] = []
-        self.fields: dict[int, list[tuple[bytes, bytes]]] = {}  # header block being read
-        self.sizes: dict[int, int] = {}
+        # The header block being read: one at a time on a connection (RFC
+        # 9113 6.10), so no table by stream.
+        self.block_stream = 0
+        self.fields: list[tuple[bytes, bytes]] = []
+        self.size = 0
         self.refused: set[int] = set()  # heads over a limit: 431, body dropped
         self.chunks: dict[int, list[bytes]] = {}  # DATA of a frame not yet ended
         self.announced: set[int] = set()  # streams the server has been told of
         self.unconsumed: dict[int, int] = {}  # delivered, not yet consumed()
-        self.outgoing: dict[int, bytearray] = {}  # response bodies taken, not yet framed
-        self.ending: set[int] = set()  # END_STREAM once outgoing runs empty
-        self.buffered = 0  # sum of outgoing
+        self.outgoing: dict[int, Body] = {}  # response bodies taken, not yet framed
+        self.buffered = 0  # the sum of their sizes
         self.calm: tuple[int, str] | None = None
         self.remote_goaway = False
         self.clock = clock
@@ -113,14 +128,11 @@ class Streams:
 
     def forget(self, stream_id: int) -> int:
         """Drop a closed stream's state; returns its unconsumed byte count."""
-        self.fields.pop(stream_id, None)
-        self.sizes.pop(stream_id, None)
         self.chunks.pop(stream_id, None)
         self.refused.discard(stream_id)
-        self.ending.discard(stream_id)
-        held = self.outgoing.pop(stream_id, None)
-        if held:
-            self.buffered -= len(held)
+        body = self.outgoing.pop(stream_id, None)
+        if body is not None:
+            self.buffered -= body.size
         return self.unconsumed.pop(stream_id, 0)
 
     def idle_frame(self) -> int:
@@ -153,7 +165,8 @@ def _made(nghttp2: ng.Nghttp2) -> tuple[Any, ...]:
 
 def _make_callbacks(nghttp2: ng.Nghttp2) -> tuple[Any, ...]:
     ffi, lib = nghttp2.ffi, nghttp2.lib
-    from_handle, unpack, memmove = ffi.from_handle, ffi.unpack, ffi.memmove
+    backend = nghttp2.backend
+    from_handle, unpack, memmove = backend.from_handle, backend.unpack, backend.memmove
 
     def on_header(
         session: Any,
@@ -167,21 +180,21 @@ def _make_callbacks(nghttp2: ng.Nghttp2) -> tuple[Any, ...]:
     ) -> int:
         streams: Streams = from_handle(user_data)
         stream_id = frame.hd.stream_id
-        size = streams.sizes.get(stream_id, 0) + namelen + valuelen + HEADER_FIELD_OVERHEAD
-        streams.sizes[stream_id] = size
+        if stream_id != streams.block_stream:
+            streams.block_stream = stream_id
+            streams.fields = []
+            streams.size = 0
+        size = streams.size + namelen + valuelen + HEADER_FIELD_OVERHEAD
+        streams.size = size
         if size > streams.list_limit or namelen + valuelen > streams.field_limit:
             if size > streams.bomb_limit:
                 streams.calm = (ErrorCode.ENHANCE_YOUR_CALM, "header list far over its limit")
                 return ng.ERR_CALLBACK_FAILURE
             streams.refused.add(stream_id)
-            streams.fields.pop(stream_id, None)
+            streams.fields = []
             return 0
-        if stream_id in streams.refused:
-            return 0
-        fields = streams.fields.get(stream_id)
-        if fields is None:
-            fields = streams.fields[stream_id] = []
-        fields.append((unpack(name, namelen), unpack(value, valuelen)))
+        if streams.fields or stream_id not in streams.refused:
+            streams.fields.append((unpack(name, namelen), unpack(value, valuelen)))
         return 0
 
     def on_invalid_header(
@@ -230,8 +243,8 @@ def _make_callbacks(nghttp2: ng.Nghttp2) -> tuple[Any, ...]:
         elif kind == ng.HEADERS:
             streams.continuations = 0
             end = bool(hd.flags & ng.FLAG_END_STREAM)
-            fields = streams.fields.pop(stream_id, None) or []
-            streams.sizes.pop(stream_id, None)
+            fields = streams.fields if streams.block_stream == stream_id else []
+            streams.block_stream = 0
             if frame.headers.cat == ng.HCAT_REQUEST:
                 if len(streams.announced) >= streams.stream_limit:
                     # Over the advertised limit (nghttp2's own, set higher,
@@ -313,17 +326,28 @@ def _make_callbacks(nghttp2: ng.Nghttp2) -> tuple[Any, ...]:
         user_data: Any,
     ) -> int:
         streams: Streams = from_handle(user_data)
-        held = streams.outgoing.get(stream_id)
-        if not held:
-            if stream_id in streams.ending:
+        body = streams.outgoing.get(stream_id)
+        if body is None or not body.size:
+            if body is not None and body.ending:
                 data_flags[0] |= ng.DATA_FLAG_EOF
                 return 0
             return ng.ERR_DEFERRED
-        taken = min(length, len(held))
-        memmove(buf, held, taken)
-        del held[:taken]
+        chunks = body.chunks
+        taken = 0
+        while chunks and taken < length:
+            chunk = chunks[0]
+            room = length - taken
+            if len(chunk) <= room:
+                memmove(buf + taken if taken else buf, chunk, len(chunk))
+                taken += len(chunk)
+                chunks.popleft()
+            else:
+                memmove(buf + taken if taken else buf, chunk, room)
+                chunks[0] = memoryview(chunk)[room:]
+                taken = length
+        body.size -= taken
         streams.buffered -= taken
-        if not held and stream_id in streams.ending:
+        if not body.size and body.ending:
             data_flags[0] |= ng.DATA_FLAG_EOF
         return taken
 

@@ -178,6 +178,10 @@ class Nghttp2:
 
     ffi: Any
     lib: Any
+    # cffi's C functions behind the FFI methods of the same names (unpack,
+    # memmove, from_handle): those methods are Python wrappers, one call
+    # more on the per-frame path.
+    backend: Any
     version: str
     has_max_continuations: bool
     has_stream_reset_rate_limit: bool
@@ -219,6 +223,7 @@ def _open() -> Nghttp2:
     return Nghttp2(
         ffi=ffi,
         lib=lib,
+        backend=getattr(ffi, "_backend", ffi),
         version=ffi.string(info.version_str).decode("ascii", "replace"),
         has_max_continuations=_has(lib, "nghttp2_option_set_max_continuations"),
         has_stream_reset_rate_limit=_has(lib, "nghttp2_option_set_stream_reset_rate_limit"),
