@@ -290,6 +290,22 @@ def test_a_list_over_max_header_list_bytes_is_refused_with_431():
     assert server.receive(DataFrame(1, data=b"x" * 1000).serialize()) == []
 
 
+def test_trailers_over_the_limit_are_refused_with_431():
+    server, encoder = raw_session()
+    server.receive(headers_frame(encoder, 1, POST, end_stream=False))
+    server.receive(DataFrame(1, data=b"body").serialize())
+    trailers = [(f"x-sum-{i}", "s" * 1000) for i in range(17)]
+    assert server.receive(headers_frame(encoder, 1, trailers)) == [HeadersRefused(1, 431)]
+
+
+def test_no_library_is_a_clear_error_naming_the_package(monkeypatch):
+    monkeypatch.setattr(nghttp2_lib, "_loaded", None)
+    monkeypatch.setattr(nghttp2_lib, "SONAME", "libnghttp2.so.0-not-here")
+    monkeypatch.setattr(nghttp2_lib.ctypes.util, "find_library", lambda name: None)
+    with pytest.raises(nghttp2_lib.H2Unavailable, match="libnghttp2-14"):
+        H2Session(H2Settings())
+
+
 def test_goaway_lets_streams_in_flight_finish():
     server, encoder = raw_session()
     server.receive(headers_frame(encoder, 1, GET) + headers_frame(encoder, 3, GET))

@@ -81,6 +81,7 @@ class Streams:
         "block_stream",
         "fields",
         "size",
+        "block_refused",
         "refused",
         "chunks",
         "announced",
@@ -107,6 +108,7 @@ class Streams:
         self.block_stream = 0
         self.fields: list[tuple[bytes, bytes]] = []
         self.size = 0
+        self.block_refused = False  # over a limit: fields no longer kept
         self.refused: set[int] = set()  # heads over a limit: 431, body dropped
         self.chunks: dict[int, list[bytes]] = {}  # DATA of a frame not yet ended
         self.announced: set[int] = set()  # streams the server has been told of
@@ -184,16 +186,17 @@ def _make_callbacks(nghttp2: ng.Nghttp2) -> tuple[Any, ...]:
             streams.block_stream = stream_id
             streams.fields = []
             streams.size = 0
+            streams.block_refused = False
         size = streams.size + namelen + valuelen + HEADER_FIELD_OVERHEAD
         streams.size = size
         if size > streams.list_limit or namelen + valuelen > streams.field_limit:
             if size > streams.bomb_limit:
                 streams.calm = (ErrorCode.ENHANCE_YOUR_CALM, "header list far over its limit")
                 return ng.ERR_CALLBACK_FAILURE
-            streams.refused.add(stream_id)
+            streams.block_refused = True
             streams.fields = []
             return 0
-        if streams.fields or stream_id not in streams.refused:
+        if not streams.block_refused:
             streams.fields.append((unpack(name, namelen), unpack(value, valuelen)))
         return 0
 
@@ -243,7 +246,9 @@ def _make_callbacks(nghttp2: ng.Nghttp2) -> tuple[Any, ...]:
         elif kind == ng.HEADERS:
             streams.continuations = 0
             end = bool(hd.flags & ng.FLAG_END_STREAM)
-            fields = streams.fields if streams.block_stream == stream_id else []
+            mine = streams.block_stream == stream_id
+            fields = streams.fields if mine else []
+            refused = mine and streams.block_refused
             streams.block_stream = 0
             if frame.headers.cat == ng.HCAT_REQUEST:
                 if len(streams.announced) >= streams.stream_limit:
@@ -252,12 +257,18 @@ def _make_callbacks(nghttp2: ng.Nghttp2) -> tuple[Any, ...]:
                     lib.nghttp2_submit_rst_stream(session, 0, stream_id, ErrorCode.REFUSED_STREAM)
                     return 0
                 streams.announced.add(stream_id)
-                if stream_id in streams.refused:
+                if refused:
+                    streams.refused.add(stream_id)
                     streams.events.append(HeadersRefused(stream_id, 431))
                 else:
                     streams.events.append(RequestHeaders(stream_id, fields, end))
             elif stream_id in streams.announced and stream_id not in streams.refused:
-                streams.events.append(RequestTrailers(stream_id, fields))
+                # Trailers over a limit: the body has been forwarded, but
+                # the request cannot end as the client sent it.
+                if refused:
+                    streams.events.append(HeadersRefused(stream_id, 431))
+                else:
+                    streams.events.append(RequestTrailers(stream_id, fields))
         elif kind == ng.WINDOW_UPDATE:
             if stream_id == 0 or stream_id in streams.outgoing:
                 streams.events.append(WindowOpened(stream_id))
