@@ -354,6 +354,25 @@ def test_unconsumed_body_is_returned_to_the_connection_when_its_stream_ends():
     assert [(e.stream_id, e.delta) for e in updates] == [(0, 48000)]
 
 
+def test_response_sent_once_its_end_stream_is_out():
+    server, encoder = raw_session()
+    server.receive(headers_frame(encoder, 1, POST, end_stream=False))
+    server.respond(1, 200, [], False)
+    assert not server.response_sent(1)
+    server.send_data(1, b"done", True)
+    assert not server.response_sent(1)
+    server.pending()
+    assert server.response_sent(1)
+    server.reset(1, ErrorCode.NO_ERROR)
+    assert resets(server.pending()) == {1: ErrorCode.NO_ERROR}
+    assert server.response_sent(1)  # gone
+    server.receive(headers_frame(encoder, 3, GET))
+    server.respond(3, 204, [], True)
+    assert not server.response_sent(3)
+    server.pending()
+    assert server.response_sent(3)
+
+
 def test_a_server_reset_sends_rst_stream_and_no_event():
     server, encoder = raw_session()
     server.receive(headers_frame(encoder, 1, GET, end_stream=False))

@@ -258,6 +258,13 @@ class H2Session:
         stream = lib.nghttp2_session_get_stream_remote_window_size(session, stream_id)
         return max(min(stream - body.size, connection), 0)
 
+    def response_sent(self, stream_id: int) -> bool:
+        """Whether the stream's response is out whole (its END_STREAM is in
+        what pending() returned), or the stream is gone. Then a request
+        still arriving may be stopped with reset(stream_id, NO_ERROR)
+        (RFC 9113 8.1)."""
+        return bool(self._lib.nghttp2_session_get_stream_local_close(self._session, stream_id))
+
     def consumed(self, stream_id: int, n: int) -> None:
         """The server forwarded `n` body bytes of the stream: open the
         client's windows by as much."""

@@ -127,6 +127,7 @@ int32_t nghttp2_session_get_stream_remote_window_size(nghttp2_session *session,
                                                       int32_t stream_id);
 int32_t nghttp2_session_get_remote_window_size(nghttp2_session *session);
 int32_t nghttp2_session_get_last_proc_stream_id(nghttp2_session *session);
+int nghttp2_session_get_stream_local_close(nghttp2_session *session, int32_t stream_id);
 int nghttp2_submit_settings(nghttp2_session *session, uint8_t flags,
                             const nghttp2_settings_entry *iv, size_t niv);
 int nghttp2_submit_window_update(nghttp2_session *session, uint8_t flags, int32_t stream_id,
