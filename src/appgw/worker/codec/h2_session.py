@@ -6,7 +6,7 @@ Bytes in, events out; calls in, bytes out:
   (`nghttp2_session_mem_recv`), which parses, checks RFC 9113 (frame
   sizes, stream states, pseudo-headers, connection-specific fields, TE,
   content-length against DATA) and resets streams or ends the connection
-  by itself; the callbacks (h2_streams.py) turn what is left into events.
+  by itself; the callbacks (h2_callbacks.py) turn what is left into events.
   It then serializes whatever nghttp2 queued in answer (ACKs, RST_STREAM,
   GOAWAY), so that resets the codec decided show up as events now.
 - `pending()` returns every byte there is to write, in one piece.
@@ -27,9 +27,10 @@ from collections.abc import Callable
 from typing import Any
 
 from appgw.worker.codec import nghttp2_lib as ng
+from appgw.worker.codec.h2_callbacks import body_provider, callbacks
 from appgw.worker.codec.h2_events import ConnectionEnded, ErrorCode, Event
 from appgw.worker.codec.h2_settings import H2Settings
-from appgw.worker.codec.h2_streams import Body, Streams, body_provider, callbacks
+from appgw.worker.codec.h2_streams import Body, Streams
 
 # RFC 9113 8.2.2: fields that mean something only to one HTTP/1.1 hop.
 CONNECTION_SPECIFIC = frozenset(
@@ -120,9 +121,12 @@ class H2Session:
         return self._take_events()
 
     def _take_events(self) -> list[Event]:
-        events = self._streams.events
+        streams = self._streams
+        events = streams.events
         if events:
-            self._streams.events = []
+            streams.events = []
+            if streams.opened:
+                streams.opened.clear()
         return events
 
     def _fail(self, rv: int) -> None:
