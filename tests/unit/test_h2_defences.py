@@ -262,3 +262,17 @@ def test_preface_alone_is_answered_with_settings():
     fresh = type(server)(H2Settings())
     assert fresh.receive(PREFACE) == []
     assert isinstance(frames(fresh.pending())[0], SettingsFrame)
+
+
+def test_a_client_that_sends_without_reading_is_bounded_by_nghttp2s_queue():
+    # Generous budgets: only the queue of unwritten answers can stop it.
+    server, encoder = raw_session(H2Settings(idle_frame_burst=10**6))
+    server.receive(headers_frame(encoder, 1, GET))
+    server.respond(1, 200, [], False)
+    server.send_data(1, b"x" * 65535, False)
+    server.receive(PingFrame(0).serialize())  # the body is serialized: 64 KiB wait unwritten
+    events = []
+    for _ in range(20):
+        events += server.receive(PingFrame(0).serialize() * 100)
+    assert calmed(events, "flood")
+    assert goaway(server.pending()).error_code == CALM

@@ -138,3 +138,16 @@ def test_streams_over_max_concurrent_streams_are_refused():
     server.respond(1, 204, [], True)
     server.pending()
     assert [e.stream_id for e in server.receive(headers_frame(encoder, 7, GET))] == [7]
+
+
+def test_a_connection_error_found_while_output_waits_is_reported_after_pending():
+    server, encoder = raw_session()
+    server.receive(headers_frame(encoder, 1, GET))
+    server.respond(1, 200, [], False)
+    server.send_data(1, b"x" * 65535, False)
+    server.receive(headers_frame(encoder, 3, GET))  # serializes the body: 64 KiB unwritten
+    assert server.receive(DataFrame(5, data=b"x").serialize()) == []
+    assert goaway(server.pending()).error_code == ErrorCode.PROTOCOL_ERROR
+    (event,) = server.receive(b"more")
+    assert isinstance(event, ConnectionEnded) and event.error_code == ErrorCode.PROTOCOL_ERROR
+    assert server.closed

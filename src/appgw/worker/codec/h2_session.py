@@ -42,6 +42,11 @@ _LIBRARY_ERRORS = {
     ng.ERR_BAD_CLIENT_MAGIC: (ErrorCode.PROTOCOL_ERROR, "not an HTTP/2 connection preface"),
     ng.ERR_NOMEM: (ErrorCode.INTERNAL_ERROR, "out of memory"),
 }
+# receive() serializes nghttp2's answers (ACKs, resets) at once, unless this
+# much waits unwritten already: then they stay in nghttp2's queue, where
+# nghttp2_option_set_max_outbound_ack bounds a client that sends without
+# reading (a PING flood, say).
+HOLD_BYTES = 65536
 # Statuses and response field names as C strings, made once per process:
 # the names a gateway answers with are few (capped, in case a backend's
 # are not).
@@ -69,6 +74,7 @@ class H2Session:
         self._handle = self._ffi.new_handle(self._streams)
         self._provider = body_provider(nghttp2)
         self._out: list[bytes] = []
+        self._held = 0  # bytes in _out
         self._out_ptr = self._ffi.new("const char **")
         self._dead = False
         self._graceful = False
@@ -115,9 +121,10 @@ class H2Session:
         if rv < 0:
             self._fail(rv)
             return self._take_events()
-        self._drain()
-        if not self._dead and not self._lib.nghttp2_session_want_read(self._session):
-            self._ended_by_library()
+        if self._held < HOLD_BYTES:
+            self._drain()
+            if not self._dead and not self._lib.nghttp2_session_want_read(self._session):
+                self._ended_by_library(b"".join(self._out))
         return self._take_events()
 
     def _take_events(self) -> list[Event]:
@@ -143,10 +150,10 @@ class H2Session:
         self._dead = True
         streams.events.append(ConnectionEnded(int(code), last, False, reason))
 
-    def _ended_by_library(self) -> None:
-        """nghttp2 read its last frame: a GOAWAY it queued for a connection
-        error the client made is reported (a graceful end is not)."""
-        goaway = _last_goaway(b"".join(self._out))
+    def _ended_by_library(self, out: bytes) -> None:
+        """nghttp2 read its last frame: a GOAWAY it queued (in `out`) for a
+        connection error the client made is reported (a graceful end is not)."""
+        goaway = _last_goaway(out)
         streams = self._streams
         if goaway is None:
             return
@@ -166,7 +173,11 @@ class H2Session:
         if not out:
             return b""
         self._out = []
-        return out[0] if len(out) == 1 else b"".join(out)
+        self._held = 0
+        data = out[0] if len(out) == 1 else b"".join(out)
+        if not self._dead and not self._lib.nghttp2_session_want_read(self._session):
+            self._ended_by_library(data)  # the event comes with the next receive()
+        return data
 
     def _drain(self) -> None:
         send, session, pointer, out = (
@@ -183,6 +194,7 @@ class H2Session:
                     self._dead = True
                 return
             out.append(unpack(pointer[0], n))
+            self._held += n
 
     def respond(
         self,
