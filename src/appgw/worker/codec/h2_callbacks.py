@@ -231,7 +231,7 @@ def _make_callbacks(nghttp2: ng.Nghttp2) -> tuple[Any, ...]:
         streams: Streams = from_handle(user_data)
         body = streams.outgoing.get(stream_id)
         if body is None or not body.size:
-            if body is not None and body.ending:
+            if body is not None and stream_id in streams.ending:
                 data_flags[0] |= ng.DATA_FLAG_EOF
                 return 0
             return ng.ERR_DEFERRED
@@ -250,7 +250,7 @@ def _make_callbacks(nghttp2: ng.Nghttp2) -> tuple[Any, ...]:
                 taken = length
         body.size -= taken
         streams.buffered -= taken
-        if not body.size and body.ending:
+        if not body.size and stream_id in streams.ending:
             data_flags[0] |= ng.DATA_FLAG_EOF
         return taken
 

@@ -257,8 +257,8 @@ class H2Session:
             body.size += taken
             streams.buffered += taken
         if end_stream and taken == size:
-            body.ending = True
-        if taken or body.ending:
+            streams.ending.add(stream_id)
+        if taken or stream_id in streams.ending:
             self._lib.nghttp2_session_resume_data(self._session, stream_id)
         return taken
 

@@ -50,12 +50,14 @@ class Body:
     """A response body send_data took and nghttp2 has not framed yet: the
     caller's bytes objects themselves, no copy until the frame."""
 
-    __slots__ = ("chunks", "size", "ending")
+    __slots__ = ("chunks", "size")
 
     def __init__(self) -> None:
         self.chunks: deque[bytes | memoryview] = deque()
         self.size = 0
-        self.ending = False  # END_STREAM once the chunks run out
+
+    def __len__(self) -> int:
+        return self.size
 
 
 class Streams:
@@ -72,6 +74,7 @@ class Streams:
         "announced",
         "unconsumed",
         "outgoing",
+        "ending",
         "buffered",
         "opened",
         "calm",
@@ -100,6 +103,7 @@ class Streams:
         self.announced: set[int] = set()  # streams the server has been told of
         self.unconsumed: dict[int, int] = {}  # delivered, not yet consumed()
         self.outgoing: dict[int, Body] = {}  # response bodies taken, not yet framed
+        self.ending: set[int] = set()  # END_STREAM once their body runs out
         self.buffered = 0  # the sum of their sizes
         self.opened: set[int] = set()  # WindowOpened made by this receive()
         self.calm: tuple[int, str] | None = None
@@ -119,6 +123,7 @@ class Streams:
         """Drop a closed stream's state; returns its unconsumed byte count."""
         self.chunks.pop(stream_id, None)
         self.refused.discard(stream_id)
+        self.ending.discard(stream_id)
         body = self.outgoing.pop(stream_id, None)
         if body is not None:
             self.buffered -= body.size
