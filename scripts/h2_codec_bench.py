@@ -96,7 +96,12 @@ def h2_server(body: bytes) -> Callable[[bytes], bytes]:
     return serve
 
 
-def run(server: Callable[[bytes], Callable[[bytes], bytes]], body: bytes, preface: bytes, reads: list[bytes]) -> float:
+def run(
+    server: Callable[[bytes], Callable[[bytes], bytes]],
+    body: bytes,
+    preface: bytes,
+    reads: list[bytes],
+) -> float:
     """CPU seconds the server spends on all the reads."""
     serve = server(body)
     serve(preface)
