@@ -12,7 +12,7 @@ import h2.config
 import h2.connection
 import h2.events
 import pytest
-from hyperframe.frame import DataFrame, WindowUpdateFrame
+from hyperframe.frame import DataFrame, RstStreamFrame, WindowUpdateFrame
 
 from appgw.worker.codec import nghttp2_lib
 from appgw.worker.codec.h2_events import (
@@ -279,6 +279,32 @@ def test_response_sent_once_its_end_stream_is_out():
     assert not server.response_sent(3)
     server.pending()
     assert server.response_sent(3)
+
+
+def test_answers_to_a_stream_the_client_reset_go_nowhere():
+    server, encoder = raw_session()
+    server.receive(headers_frame(encoder, 1, GET, end_stream=False))
+    server.receive(RstStreamFrame(1, error_code=ErrorCode.CANCEL).serialize())
+    server.respond(1, 200, [], False)
+    assert server.send_data(1, b"late", True) == 0
+    server.reset(1, ErrorCode.CANCEL)  # never a RST_STREAM for a RST_STREAM
+    assert server.pending() == b""
+    assert not server._streams.outgoing  # nothing kept for it
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_a_bug_in_a_callback_fails_the_connection_not_the_caller():
+    class Broken(list):
+        def append(self, event):
+            self.append = super().append  # once
+            raise RuntimeError("a bug")
+
+    server, encoder = raw_session()
+    server._streams.events = Broken()
+    assert server.receive(headers_frame(encoder, 1, GET)) == [
+        ConnectionEnded(ErrorCode.INTERNAL_ERROR, 1, False, "the HTTP/2 codec failed")
+    ]
+    assert goaway(server.pending()).error_code == ErrorCode.INTERNAL_ERROR
 
 
 def test_a_server_reset_sends_rst_stream_and_no_event():

@@ -254,14 +254,19 @@ def _make_callbacks(nghttp2: ng.Nghttp2) -> tuple[Any, ...]:
             data_flags[0] |= ng.DATA_FLAG_EOF
         return taken
 
+    # A callback that raises (a bug, never the client's input) fails the
+    # session: GOAWAY INTERNAL_ERROR rather than nghttp2 going on as if
+    # the frame had been handled. cffi reports the exception through
+    # sys.unraisablehook (the traceback on stderr).
+    fail = ng.ERR_CALLBACK_FAILURE
     made = (
-        ffi.callback("nghttp2_on_header_callback", on_header),
-        ffi.callback("nghttp2_on_header_callback", on_invalid_header),
-        ffi.callback("nghttp2_on_data_chunk_recv_callback", on_data_chunk),
-        ffi.callback("nghttp2_on_frame_recv_callback", on_frame_recv),
-        ffi.callback("nghttp2_on_stream_close_callback", on_stream_close),
-        ffi.callback("nghttp2_on_begin_frame_callback", on_begin_frame),
-        ffi.callback("nghttp2_data_source_read_callback", read_body),
+        ffi.callback("nghttp2_on_header_callback", on_header, error=fail),
+        ffi.callback("nghttp2_on_header_callback", on_invalid_header, error=fail),
+        ffi.callback("nghttp2_on_data_chunk_recv_callback", on_data_chunk, error=fail),
+        ffi.callback("nghttp2_on_frame_recv_callback", on_frame_recv, error=fail),
+        ffi.callback("nghttp2_on_stream_close_callback", on_stream_close, error=fail),
+        ffi.callback("nghttp2_on_begin_frame_callback", on_begin_frame, error=fail),
+        ffi.callback("nghttp2_data_source_read_callback", read_body, error=fail),
     )
     pointer = ffi.new("nghttp2_session_callbacks **")
     if lib.nghttp2_session_callbacks_new(pointer) != 0:

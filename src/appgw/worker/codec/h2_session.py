@@ -41,6 +41,7 @@ _LIBRARY_ERRORS = {
     ng.ERR_TOO_MANY_CONTINUATIONS: (ErrorCode.ENHANCE_YOUR_CALM, "too many CONTINUATION frames"),
     ng.ERR_BAD_CLIENT_MAGIC: (ErrorCode.PROTOCOL_ERROR, "not an HTTP/2 connection preface"),
     ng.ERR_NOMEM: (ErrorCode.INTERNAL_ERROR, "out of memory"),
+    ng.ERR_CALLBACK_FAILURE: (ErrorCode.INTERNAL_ERROR, "the HTTP/2 codec failed"),
 }
 # receive() serializes nghttp2's answers (ACKs, resets) at once, unless this
 # much waits unwritten already: then they stay in nghttp2's queue, where
@@ -204,13 +205,16 @@ class H2Session:
         end_stream: bool,
     ) -> None:
         """Queue the response head; without end_stream, a body follows
-        through send_data."""
+        through send_data. Nothing happens on a stream already gone (reset
+        by the client while the answer was being made)."""
+        if not 100 <= status <= 999:
+            raise ValueError(f"stream {stream_id}: status {status} is not three digits")
+        if self._gone(stream_id):
+            return
         newp, chars = self._newp, self._chars
         names = _NAMES
         status_value = _STATUS.get(status)
         if status_value is None:
-            if not 100 <= status <= 999:
-                raise ValueError(f"stream {stream_id}: status {status} is not three digits")
             status_value = _STATUS[status] = newp(chars, str(status).encode())
         keep = []
         items = [(_STATUS_NAME, status_value, 7, 3, 0)]
@@ -293,8 +297,11 @@ class H2Session:
         self._lib.nghttp2_session_consume(self._session, stream_id, n)
 
     def reset(self, stream_id: int, error_code: int) -> None:
-        """Reset the stream (RST_STREAM); no event follows for it."""
+        """Reset the stream (RST_STREAM); no event follows for it. A stream
+        already gone is left alone (never a RST_STREAM for a RST_STREAM)."""
         self._streams.announced.discard(stream_id)
+        if self._gone(stream_id):
+            return
         self._lib.nghttp2_submit_rst_stream(self._session, 0, stream_id, int(error_code))
 
     def goaway(self, error_code: int = 0, last_stream_id: int | None = None) -> None:
@@ -321,6 +328,10 @@ class H2Session:
         return not lib.nghttp2_session_want_read(session) and not lib.nghttp2_session_want_write(
             session
         )
+
+    def _gone(self, stream_id: int) -> bool:
+        """Closed (or never opened), as nghttp2 knows it."""
+        return bool(self._lib.nghttp2_session_get_stream_local_close(self._session, stream_id) < 0)
 
     def _last_stream_id(self) -> int:
         return max(int(self._lib.nghttp2_session_get_last_proc_stream_id(self._session)), 0)
