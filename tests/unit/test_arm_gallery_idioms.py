@@ -214,3 +214,20 @@ def test_a_key_vault_secret_elsewhere_names_the_flag(tmp_path: Path) -> None:
         "sslCertificates.cert.keyVaultSecretId: read only in Azure: give the certificate with "
         "--certificate cert=FILE[:PASSWORD] (PFX, or PEM with its key)"
     ]
+
+
+def test_a_missing_parameter_is_named_as_declared(tmp_path: Path) -> None:
+    """The webapps quickstart declares azureWebapp1 and reads azureWebApp1:
+    the flag to give is the declared name, the one a parameters file uses."""
+    resource = gateway()
+    resource["properties"]["backendAddressPools"][0]["properties"] = {
+        "backendAddresses": [{"ipAddress": "[parameters('azureWebApp1')]"}]
+    }
+    path = tmp_path / "azuredeploy.json"
+    declared = {"azureWebapp1": {"type": "string"}}
+    path.write_text(json.dumps({"parameters": declared, "resources": [resource]}))
+    with pytest.raises(ConfigError) as caught:
+        load(str(path))
+    assert caught.value.errors[0].endswith("give it with --parameters azureWebapp1=...")
+    config = load(str(path), Inputs(parameters=("AZUREWEBAPP1=app.example",)))
+    assert [s.host for s in config.pools["pool"].servers] == ["app.example"]

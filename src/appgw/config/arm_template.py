@@ -205,10 +205,11 @@ class Template:
             value = coerce(name, declared, shared.values[key])
         elif "defaultvalue" in declared:
             value = self._guarded(f"parameters('{name}')", declared["defaultvalue"])
-        else:
+        else:  # named as declared: the name a parameters file uses
+            declared_name = next((n for n in shared.parameter_names if n.lower() == key), name)
             raise Invalid(
-                f"parameter {name!r} has no value and no defaultValue: "
-                f"give it with --parameters {name}=..."
+                f"parameter {declared_name!r} has no value and no defaultValue: "
+                f"give it with --parameters {declared_name}=..."
             )
         shared.parameter_cache[key] = value
         return value
