@@ -231,3 +231,18 @@ def test_a_missing_parameter_is_named_as_declared(tmp_path: Path) -> None:
     assert caught.value.errors[0].endswith("give it with --parameters azureWebapp1=...")
     config = load(str(path), Inputs(parameters=("AZUREWEBAPP1=app.example",)))
     assert [s.host for s in config.pools["pool"].servers] == ["app.example"]
+
+
+def test_the_gallery_certificate_placeholder_names_the_flag(tmp_path: Path) -> None:
+    """The gallery's parameters files give certData GEN-SELFSIGNED-CERT-PFXDATA."""
+    resource = gateway()
+    resource["properties"]["sslCertificates"] = [
+        {"name": "appGatewaySslCert", "properties": {"data": "GEN-SELFSIGNED-CERT-PFXDATA"}}
+    ]
+    with pytest.raises(ConfigError) as caught:
+        load(str(write(tmp_path, [resource])))
+    assert caught.value.errors == [
+        "sslCertificates.appGatewaySslCert.data: GEN-SELFSIGNED-CERT-PFXDATA is a placeholder: "
+        "give the certificate with --certificate appGatewaySslCert=FILE[:PASSWORD] "
+        "(PFX, or PEM with its key)"
+    ]

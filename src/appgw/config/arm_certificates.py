@@ -75,7 +75,7 @@ def certificate(arm: ArmReader, name: str, s: Section) -> Certificate:
             what = "has no private key (publicCertData only)" if has_public else "required"
             s.error("data", f"{what}: give the certificate with {hint(name)}")
     else:
-        pfx = _decode(s, data)
+        pfx = _decode(s, data, name)
         if pfx is not None:
             try:
                 pems = pfx_to_pem(pfx, password)
@@ -87,9 +87,12 @@ def certificate(arm: ArmReader, name: str, s: Section) -> Certificate:
     return Certificate(name, pems[0], pems[1], source=s.path)
 
 
-def _decode(s: Section, data: str) -> bytes | None:
+def _decode(s: Section, data: str, name: str) -> bytes | None:
     try:
         return base64.b64decode("".join(data.split()), validate=True)
     except (binascii.Error, ValueError):
-        s.error("data", "not valid base64")
+        if data.startswith("GEN-"):  # the gallery's parameters files: GEN-SELFSIGNED-CERT-PFXDATA
+            s.error("data", f"{data} is a placeholder: give the certificate with {hint(name)}")
+        else:
+            s.error("data", "not valid base64")
         return None
