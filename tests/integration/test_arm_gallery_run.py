@@ -237,3 +237,76 @@ async def test_a_gallery_template_serves_http_and_https_with_end_to_end_tls(
     assert (plain.status, plain.text().strip()) == (200, "backend web")
     assert tls == (200, "backend secure")
     assert [r.header("host") for r in secure.requests_to("/")][-1] == "backend.contoso.com"
+
+
+def v1_template(backend_cert: str) -> dict[str, Any]:
+    """The 2vms-iis-ssl quickstart's shape: v1, the HTTPS setting names the
+    backend's own certificate in authenticationCertificates."""
+    document = template()
+    gateway = document["resources"][1]["properties"]
+    gateway["sku"] = {"name": "Standard_Small", "tier": "Standard", "capacity": 2}
+    del gateway["trustedRootCertificates"]
+    gateway["authenticationCertificates"] = [
+        {"name": "backendCert", "properties": {"data": backend_cert}}
+    ]
+    secure = gateway["backendHttpSettingsCollection"][1]["properties"]
+    del secure["trustedRootCertificates"], secure["HostName"]
+    secure["authenticationCertificates"] = [child("authenticationCertificates", "backendCert")]
+    for rule in gateway["requestRoutingRules"]:
+        del rule["properties"]["priority"]
+    return document
+
+
+async def test_v1_authentication_certificates_admit_only_the_listed_backend(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    site_pfx, site_ca = site_certificate()
+    listed, unlisted = trustme.CA().issue_cert("a.internal"), trustme.CA().issue_cert("b")
+    pem = listed.cert_chain_pems[0].bytes().decode()
+    path = tmp_path / "azuredeploy.json"
+    der = base64.b64encode(ssl.PEM_cert_to_DER_cert(pem)).decode()
+    path.write_text(json.dumps(v1_template(der)))
+    (tmp_path / "site.pfx.b64").write_text(site_pfx)
+    https_port = free_port(FRONTEND)
+    with trio.fail_after(90):
+        backends = []
+        for host, leaf in (("127.0.0.2", listed), ("127.0.0.3", unlisted)):
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            leaf.configure_cert(context)
+            backends.append(
+                await nursery.start(
+                    partial(serve_http_backend, host, name=host, ssl_context=context)
+                )
+            )
+        args = [
+            "--bind", FRONTEND, "--port", f"80={free_port(FRONTEND)}",
+            "--port", f"443={https_port}",
+            "--parameters", "backendIpAddress1=10.0.0.4", "backendIpAddress2=10.0.0.5",
+            "backendHostName=unused", "certData=@site.pfx.b64", "certPassword=",
+            "backendRootData=unused",
+            "--connect-to", f"10.0.0.5:443=127.0.0.2:{backends[0].port}",
+        ]  # fmt: skip
+        trust = ssl.create_default_context()
+        site_ca.configure_trust(trust)
+
+        async def https_get() -> int:
+            async with open_http(
+                FRONTEND, https_port, ssl_context=trust, server_hostname="www.contoso.com"
+            ) as client:
+                return (await client.get("/", headers=[("Host", "www.contoso.com")])).status
+
+        async with open_gateway(path, tmp_path, workers=1, extra_args=args) as gw:
+            await gw.wait_for_log("server 10.0.0.5:443 of pool securePool", 30)
+            admitted = await https_get()
+            # the same address, served now by a backend with another certificate
+            args[-1] = f"10.0.0.5:443=127.0.0.3:{backends[1].port}"
+            pid = ["--pid-file", str(gw.pid_file)]
+            reload = await run_cli("reload", *pid, *args[6:], cwd=tmp_path)
+            assert reload.returncode == 0, reload.output
+
+            async def refused() -> bool:
+                return await https_get() == 502
+
+            await wait_until(refused, 30, "the unlisted backend certificate refused")
+    assert admitted == 200
+    assert not backends[1].requests_to("/")
