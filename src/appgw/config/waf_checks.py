@@ -76,6 +76,14 @@ def rule_set(s: Section, key: str | None, rs: ManagedRuleSet) -> None:
     from appgw.waf import crs
 
     versions = crs.VERSIONS.get(rs.rule_set_type.lower())
+    why = crs.MICROSOFT_ONLY.get(rs.rule_set_type.lower())
+    if why is not None:
+        s.error(
+            key,
+            f"rule set type {rs.rule_set_type!r}: not available in appgw ({why});"
+            " remove it from the policy to run its other rule sets locally",
+        )
+        return
     if versions is None:
         s.error(
             key, f"rule set type {rs.rule_set_type!r}: must be OWASP or Microsoft_DefaultRuleSet"
