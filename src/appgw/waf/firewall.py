@@ -46,6 +46,7 @@ class Attached:
     policy: CompiledPolicy
     scope: str
     scope_name: str
+    listener: str  # rate limits count per listener
 
 
 class CompiledPolicy:
@@ -53,7 +54,7 @@ class CompiledPolicy:
         self.policy = policy
         self.rules = rules
         self.prevention = policy.mode.lower() == "prevention"
-        self.custom = custom.compile_rules(policy.custom_rules)
+        self.custom = custom.compile_rules(policy.custom_rules, policy.name)
         self.actions: dict[str, str] = {}
         self.groups: dict[str, str] = {}
         first = policy.managed_rule_sets[0] if policy.managed_rule_sets else None
@@ -107,19 +108,19 @@ class Firewall:
         if path_rule is not None and path_map is not None:
             name = self.paths.get((path_map, path_rule))
             if name is not None:
-                return self._found(name, "path", f"{path_map}/{path_rule}")
+                return self._found(name, "path", f"{path_map}/{path_rule}", listener)
         name = self.listeners.get(listener)
         if name is not None:
-            return self._found(name, "listener", listener)
+            return self._found(name, "listener", listener, listener)
         if self.gateway is not None:
-            return self._found(self.gateway, "gateway", self.gateway)
+            return self._found(self.gateway, "gateway", self.gateway, listener)
         return None
 
-    def _found(self, name: str, scope: str, scope_name: str) -> Attached | None:
+    def _found(self, name: str, scope: str, scope_name: str, listener: str) -> Attached | None:
         compiled = self.policies[name]
         if not compiled.policy.enabled:
             return None
-        return Attached(compiled, SCOPES[scope], scope_name)
+        return Attached(compiled, SCOPES[scope], scope_name, listener)
 
     def inspect(
         self, attached: Attached, transaction: Transaction, facts: custom.Facts
@@ -128,7 +129,7 @@ class Firewall:
         compiled = attached.policy
         entries: list[Entry] = []
         outcome = "Blocked" if compiled.prevention else "Detected"
-        for rule in custom.evaluate(compiled.custom, facts, self.clock()):
+        for rule in custom.evaluate(compiled.custom, facts, self.clock(), attached.listener):
             label = {"allow": "Allowed", "block": outcome}.get(rule.action, "Matched")
             entries.append(
                 Entry("Custom", "", rule.rule.name, "", f"Custom rule {rule.rule.name}", label)
