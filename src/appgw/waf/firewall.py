@@ -18,7 +18,7 @@ from attrs import frozen
 
 from appgw.config.model import Config
 from appgw.config.waf import WafPolicy
-from appgw.waf import crs, custom, scoring
+from appgw.waf import crs, custom, geo, scoring
 from appgw.waf.directives import rules_text
 from appgw.waf.engine import RuleSet, Transaction, engine
 from appgw.waf.scoring import Entry
@@ -50,11 +50,17 @@ class Attached:
 
 
 class CompiledPolicy:
-    def __init__(self, policy: WafPolicy, rules: RuleSet | None, table: crs.RuleSetTable) -> None:
+    def __init__(
+        self,
+        policy: WafPolicy,
+        rules: RuleSet | None,
+        table: crs.RuleSetTable,
+        countries: Callable[[], geo.Countries],
+    ) -> None:
         self.policy = policy
         self.rules = rules
         self.prevention = policy.mode.lower() == "prevention"
-        self.custom = custom.compile_rules(policy.custom_rules, policy.name)
+        self.custom = custom.compile_rules(policy.custom_rules, policy.name, countries)
         self.actions: dict[str, str] = {}
         self.groups: dict[str, str] = {}
         first = policy.managed_rule_sets[0] if policy.managed_rule_sets else None
@@ -83,6 +89,8 @@ class Firewall:
         waf = engine()
         compiled: dict[str, RuleSet] = {}
         self.policies: dict[str, CompiledPolicy] = {}
+        self._countries: geo.Countries | None = None
+        self._geoip = config.geoip_databases
         for name, policy in config.waf_policies.items():
             rules = None
             if policy.managed_rule_sets:
@@ -90,7 +98,7 @@ class Firewall:
                 if text not in compiled:
                     compiled[text] = waf.compile(text)
                 rules = compiled[text]
-            self.policies[name] = CompiledPolicy(policy, rules, table)
+            self.policies[name] = CompiledPolicy(policy, rules, table, self.countries)
         self.gateway = config.firewall_policy
         self.listeners = {
             n: li.firewall_policy for n, li in config.listeners.items() if li.firewall_policy
@@ -101,6 +109,12 @@ class Firewall:
                 if rule.firewall_policy:
                     self.paths[(map_name, rule.name)] = rule.firewall_policy
         self.path_map_of = {n: r.path_map for n, r in config.rules.items() if r.path_map}
+
+    def countries(self) -> geo.Countries:
+        """The country lookup, opened for the first policy that needs it."""
+        if self._countries is None:
+            self._countries = geo.Countries(self._geoip)
+        return self._countries
 
     def attached(self, rule: str, listener: str, path_rule: str | None) -> Attached | None:
         """The policy for a route: the path rule's, the listener's, the gateway's."""
