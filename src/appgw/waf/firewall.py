@@ -137,13 +137,20 @@ class Firewall:
         return Attached(compiled, SCOPES[scope], scope_name, listener)
 
     def inspect(
-        self, attached: Attached, transaction: Transaction, facts: custom.Facts
+        self, attached: Attached, transaction: Transaction, facts: custom.Facts | None
     ) -> Decision:
-        """The decision on one request (its body in `transaction.body` if inspected)."""
+        """The decision on one request (its body in `transaction.body` if inspected).
+
+        `facts` may be None only for a policy without custom rules."""
         compiled = attached.policy
         entries: list[Entry] = []
         outcome = "Blocked" if compiled.prevention else "Detected"
-        for rule in custom.evaluate(compiled.custom, facts, self.clock(), attached.listener):
+        matched = []
+        if compiled.custom:
+            if facts is None:
+                raise ValueError(f"policy {compiled.policy.name} has custom rules: facts needed")
+            matched = custom.evaluate(compiled.custom, facts, self.clock(), attached.listener)
+        for rule in matched:
             label = {"allow": "Allowed", "block": outcome}.get(rule.action, "Matched")
             entries.append(
                 Entry("Custom", "", rule.rule.name, "", f"Custom rule {rule.rule.name}", label)
