@@ -15,7 +15,7 @@ from collections.abc import Mapping
 import attrs
 from attrs import frozen
 
-from appgw.config.waf import WafPolicy
+from appgw.config.waf import GEOIP_DATABASES, WafPolicy
 
 # Application Gateway's names for redirect types, and the status each sends.
 REDIRECT_STATUS = {"permanent": 301, "found": 302, "seeother": 303, "temporary": 307}
@@ -380,5 +380,6 @@ class Config:
     waf_policies: Mapping[str, WafPolicy] = attrs.Factory(dict)  # config/waf.py
     firewall_policy: str | None = None  # the gateway's: name in waf_policies
     firewall_log: str | None = None  # the WAF's log (JSON lines); None: the error log
+    geoip_databases: tuple[str, str] = GEOIP_DATABASES  # IPv4, IPv6 (waf/geo.py)
     # Things loaded but worth telling the operator (Azure-only keys ignored, ...).
     warnings: tuple[str, ...] = ()
