@@ -16,6 +16,8 @@ Bytes in, events out; calls in, bytes out:
 - `consumed(stream_id, n)` is the back-pressure: WINDOW_UPDATE is not
   sent (`no_auto_window_update`) until the server has forwarded the bytes.
 
+The session starts in h2_setup.py (options, the SETTINGS frame).
+
 Peer input never raises: a connection error becomes `ConnectionEnded`
 with GOAWAY queued, after which the session reads nothing more.
 """
@@ -30,6 +32,7 @@ from appgw.worker.codec import nghttp2_lib as ng
 from appgw.worker.codec.h2_callbacks import body_provider, callbacks
 from appgw.worker.codec.h2_events import ConnectionEnded, ErrorCode, Event
 from appgw.worker.codec.h2_settings import H2Settings
+from appgw.worker.codec.h2_setup import last_goaway, open_session
 from appgw.worker.codec.h2_streams import Body, Streams
 
 # RFC 9113 8.2.2: fields that mean something only to one HTTP/1.1 hop.
@@ -79,36 +82,9 @@ class H2Session:
         self._out_ptr = self._ffi.new("const char **")
         self._dead = False
         self._graceful = False
-        options = _options(nghttp2, settings)
-        pointer = self._ffi.new("nghttp2_session **")
-        rv = self._lib.nghttp2_session_server_new2(
-            pointer, callbacks(nghttp2), self._handle, options
-        )
-        self._lib.nghttp2_option_del(options)
-        if rv != 0:
-            raise MemoryError(f"nghttp2_session_server_new2: {rv}")
-        self._session = self._ffi.gc(pointer[0], self._lib.nghttp2_session_del)
-        # nghttp2 ends the connection when a client goes over the stream
-        # limit it knows of; RFC 9113 5.1.2 asks only for the stream to be
-        # refused. So nghttp2 is given a higher limit, the client is told the
-        # real one (patched into the serialized frame below), and the
-        # callbacks refuse streams over it with REFUSED_STREAM.
-        hard_limit = 2 * settings.max_concurrent_streams + 16
-        entries = [
-            (ng.SETTINGS_MAX_CONCURRENT_STREAMS, hard_limit),
-            (ng.SETTINGS_INITIAL_WINDOW_SIZE, settings.initial_window_bytes),
-            (ng.SETTINGS_MAX_FRAME_SIZE, settings.max_frame_bytes),
-            (ng.SETTINGS_MAX_HEADER_LIST_SIZE, settings.max_header_list_bytes),
-        ]
-        if settings.enable_connect_protocol:
-            entries.append((ng.SETTINGS_ENABLE_CONNECT_PROTOCOL, 1))
-        iv = self._ffi.new("nghttp2_settings_entry[]", entries)
-        self._lib.nghttp2_submit_settings(self._session, 0, iv, len(entries))
-        self._drain()
-        self._out[0] = _advertise_streams(self._out[0], hard_limit, settings.max_concurrent_streams)
-        extra = settings.connection_window_bytes - 65535
-        if extra > 0:
-            self._lib.nghttp2_submit_window_update(self._session, 0, 0, extra)
+        self._session, first = open_session(nghttp2, settings, callbacks(nghttp2), self._handle)
+        self._out.append(first)
+        self._held = len(first)
 
     # -- reading -----------------------------------------------------------
 
@@ -154,7 +130,7 @@ class H2Session:
     def _ended_by_library(self, out: bytes) -> None:
         """nghttp2 read its last frame: a GOAWAY it queued (in `out`) for a
         connection error the client made is reported (a graceful end is not)."""
-        goaway = _last_goaway(out)
+        goaway = last_goaway(out)
         streams = self._streams
         if goaway is None:
             return
@@ -338,50 +314,3 @@ class H2Session:
 
     def _error(self, rv: int) -> str:
         return str(self._ffi.string(self._lib.nghttp2_strerror(rv)).decode())
-
-
-def _options(nghttp2: ng.Nghttp2, settings: H2Settings) -> Any:
-    ffi, lib = nghttp2.ffi, nghttp2.lib
-    pointer = ffi.new("nghttp2_option **")
-    if lib.nghttp2_option_new(pointer) != 0:
-        raise MemoryError("nghttp2_option_new")
-    option = pointer[0]
-    lib.nghttp2_option_set_no_auto_window_update(option, 1)
-    # ACKs queued but unsent (a client that floods PING or SETTINGS and
-    # reads nothing), and the entries of one SETTINGS frame.
-    lib.nghttp2_option_set_max_outbound_ack(option, 1000)
-    lib.nghttp2_option_set_max_settings(option, 32)
-    # The response encoder's HPACK table, whatever the client offers.
-    lib.nghttp2_option_set_max_deflate_dynamic_table_size(option, 4096)
-    if nghttp2.has_max_continuations:
-        lib.nghttp2_option_set_max_continuations(option, settings.max_continuations)
-    if nghttp2.has_stream_reset_rate_limit:
-        # nghttp2's own budget, looser than ours, as a second line.
-        lib.nghttp2_option_set_stream_reset_rate_limit(
-            option, settings.reset_burst * 4, int(settings.reset_per_second * 4)
-        )
-    return option
-
-
-def _advertise_streams(frame: bytes, internal: int, advertised: int) -> bytes:
-    """The server's first SETTINGS frame with the advertised stream limit
-    in place of the one nghttp2 keeps (its first entry)."""
-    expected = ng.SETTINGS_MAX_CONCURRENT_STREAMS.to_bytes(2, "big") + internal.to_bytes(4, "big")
-    if frame[3] != ng.SETTINGS or frame[9:15] != expected:
-        raise RuntimeError("libnghttp2 serialized its SETTINGS frame unexpectedly")
-    return frame[:11] + advertised.to_bytes(4, "big") + frame[15:]
-
-
-def _last_goaway(out: bytes) -> tuple[int, int, str] | None:
-    """The last GOAWAY among serialized frames: (error code, last stream, debug)."""
-    found = None
-    at = 0
-    while at + 9 <= len(out):
-        length = int.from_bytes(out[at : at + 3], "big")
-        if out[at + 3] == ng.GOAWAY and length >= 8:
-            payload = out[at + 9 : at + 9 + length]
-            last = int.from_bytes(payload[0:4], "big") & 0x7FFFFFFF
-            code = int.from_bytes(payload[4:8], "big")
-            found = (code, last, payload[8:].decode("utf-8", "replace"))
-        at += 9 + length
-    return found
