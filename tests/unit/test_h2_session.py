@@ -307,6 +307,18 @@ def test_a_bug_in_a_callback_fails_the_connection_not_the_caller():
     assert goaway(server.pending()).error_code == ErrorCode.INTERNAL_ERROR
 
 
+def test_body_of_a_stream_the_server_reset_returns_its_window():
+    pair = Pair(H2Settings(connection_window_bytes=65535)).ready()
+    pair.client.send_headers(1, POST, end_stream=False)
+    pair.to_server()
+    pair.server.reset(1, ErrorCode.CANCEL)  # the client's DATA is on its way meanwhile
+    for _ in range(3):
+        pair.client.send_data(1, b"x" * 16000)
+    assert pair.to_server() == []
+    updates = [e for e in pair.to_client() if isinstance(e, h2.events.WindowUpdated)]
+    assert [(e.stream_id, e.delta) for e in updates] == [(0, 48000)]
+
+
 def test_a_server_reset_sends_rst_stream_and_no_event():
     server, encoder = raw_session()
     server.receive(headers_frame(encoder, 1, GET, end_stream=False))

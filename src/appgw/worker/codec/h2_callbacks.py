@@ -121,15 +121,16 @@ def _make_callbacks(nghttp2: ng.Nghttp2) -> tuple[Any, ...]:
             chunks = streams.chunks.pop(stream_id, None)
             data = (chunks[0] if len(chunks) == 1 else b"".join(chunks)) if chunks else b""
             end = bool(hd.flags & ng.FLAG_END_STREAM)
-            if stream_id in streams.refused:
-                if data:
-                    lib.nghttp2_session_consume(session, stream_id, len(data))
-            elif not data and not end:
+            if not data and not end:
                 return streams.idle_frame()
-            elif stream_id in streams.announced:
+            if stream_id in streams.announced and stream_id not in streams.refused:
                 if data:
                     streams.unconsumed[stream_id] = streams.unconsumed.get(stream_id, 0) + len(data)
                 streams.events.append(RequestData(stream_id, data, len(data), end))
+            elif data:
+                # No one will forward it (a head refused, a stream the server
+                # reset or refused): its window is returned at once.
+                lib.nghttp2_session_consume(session, stream_id, len(data))
         elif kind == ng.HEADERS:
             streams.continuations = 0
             end = bool(hd.flags & ng.FLAG_END_STREAM)
