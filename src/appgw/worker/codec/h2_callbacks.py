@@ -164,12 +164,11 @@ def _make_callbacks(nghttp2: ng.Nghttp2) -> tuple[Any, ...]:
                 streams.opened.add(stream_id)
                 streams.events.append(WindowOpened(stream_id))
         elif kind == ng.RST_STREAM:
+            # Counted when the stream closes (on_stream_close), as the
+            # streams the codec resets are.
             if stream_id in streams.announced:
                 streams.announced.discard(stream_id)
                 streams.events.append(StreamReset(stream_id, frame.rst_stream.error_code, True))
-            if not streams.resets.spend(streams.clock()):
-                streams.calm = (ErrorCode.ENHANCE_YOUR_CALM, "too many streams reset")
-                return ng.ERR_CALLBACK_FAILURE
         elif kind == ng.SETTINGS or kind == ng.PING:
             if hd.flags & ng.FLAG_ACK:
                 return 0
@@ -208,6 +207,14 @@ def _make_callbacks(nghttp2: ng.Nghttp2) -> tuple[Any, ...]:
             streams.announced.discard(stream_id)
             if error_code:
                 streams.events.append(StreamReset(stream_id, error_code, False))
+        if stream_id in streams.server_resets:
+            streams.server_resets.discard(stream_id)
+        elif error_code and not streams.resets.spend(streams.clock()):
+            # Rapid reset (the client's RST_STREAMs), and floods of streams
+            # the codec has to reset (malformed, refused): the client's doing.
+            streams.calm = (ErrorCode.ENHANCE_YOUR_CALM, "too many streams reset")
+            if streams.receiving:
+                return ng.ERR_CALLBACK_FAILURE  # stop reading at once
         return 0
 
     def on_begin_frame(session: Any, hd: Any, user_data: Any) -> int:

@@ -94,13 +94,18 @@ class H2Session:
             return self._take_events()
         if not isinstance(data, bytes):
             data = self._ffi.from_buffer(data)
+        streams = self._streams
+        streams.receiving = True
         rv = self._lib.nghttp2_session_mem_recv(self._session, data, len(data))
+        streams.receiving = False
         if rv < 0:
             self._fail(rv)
             return self._take_events()
         if self._held < HOLD_BYTES:
             self._drain()
-            if not self._dead and not self._lib.nghttp2_session_want_read(self._session):
+            if streams.calm is not None and not self._dead:
+                self._fail(ng.ERR_CALLBACK_FAILURE)
+            elif not self._dead and not self._lib.nghttp2_session_want_read(self._session):
                 self._ended_by_library(b"".join(self._out))
         return self._take_events()
 
@@ -146,6 +151,8 @@ class H2Session:
         """Everything there is to write now (b"" if nothing), in one piece."""
         if not self._dead:
             self._drain()
+            if self._streams.calm is not None:
+                self._fail(ng.ERR_CALLBACK_FAILURE)  # found while serializing
         out = self._out
         if not out:
             return b""
@@ -278,6 +285,7 @@ class H2Session:
         self._streams.announced.discard(stream_id)
         if self._gone(stream_id):
             return
+        self._streams.server_resets.add(stream_id)
         self._lib.nghttp2_submit_rst_stream(self._session, 0, stream_id, int(error_code))
 
     def goaway(self, error_code: int = 0, last_stream_id: int | None = None) -> None:

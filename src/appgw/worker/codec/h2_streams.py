@@ -81,6 +81,8 @@ class Streams:
         "remote_goaway",
         "clock",
         "resets",
+        "server_resets",
+        "receiving",
         "idle_frames",
         "continuations",
         "max_continuations",
@@ -111,6 +113,8 @@ class Streams:
         self.clock = clock
         now = clock()
         self.resets = Budget(settings.reset_burst, settings.reset_per_second, now)
+        self.server_resets: set[int] = set()  # reset() by the server: not counted
+        self.receiving = False  # inside nghttp2_session_mem_recv
         self.idle_frames = Budget(settings.idle_frame_burst, settings.idle_frame_per_second, now)
         self.continuations = 0
         self.max_continuations = settings.max_continuations
