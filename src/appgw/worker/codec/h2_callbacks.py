@@ -164,11 +164,14 @@ def _make_callbacks(nghttp2: ng.Nghttp2) -> tuple[Any, ...]:
                 streams.opened.add(stream_id)
                 streams.events.append(WindowOpened(stream_id))
         elif kind == ng.RST_STREAM:
-            # Counted when the stream closes (on_stream_close), as the
-            # streams the codec resets are.
             if stream_id in streams.announced:
                 streams.announced.discard(stream_id)
                 streams.events.append(StreamReset(stream_id, frame.rst_stream.error_code, True))
+            # Rapid reset (CVE-2023-44487), whatever the code (NO_ERROR too).
+            streams.uncounted.add(stream_id)  # not again when it closes
+            if not streams.resets.spend(streams.clock()):
+                streams.calm = (ErrorCode.ENHANCE_YOUR_CALM, "too many streams reset")
+                return ng.ERR_CALLBACK_FAILURE
         elif kind == ng.SETTINGS or kind == ng.PING:
             if hd.flags & ng.FLAG_ACK:
                 return 0
@@ -207,11 +210,11 @@ def _make_callbacks(nghttp2: ng.Nghttp2) -> tuple[Any, ...]:
             streams.announced.discard(stream_id)
             if error_code:
                 streams.events.append(StreamReset(stream_id, error_code, False))
-        if stream_id in streams.server_resets:
-            streams.server_resets.discard(stream_id)
+        if stream_id in streams.uncounted:
+            streams.uncounted.discard(stream_id)
         elif error_code and not streams.resets.spend(streams.clock()):
-            # Rapid reset (the client's RST_STREAMs), and floods of streams
-            # the codec has to reset (malformed, refused): the client's doing.
+            # Streams the codec resets (malformed, refused, a broken body)
+            # are the client's doing as much as its own RST_STREAMs.
             streams.calm = (ErrorCode.ENHANCE_YOUR_CALM, "too many streams reset")
             if streams.receiving:
                 return ng.ERR_CALLBACK_FAILURE  # stop reading at once

@@ -285,7 +285,7 @@ class H2Session:
         self._streams.announced.discard(stream_id)
         if self._gone(stream_id):
             return
-        self._streams.server_resets.add(stream_id)
+        self._streams.uncounted.add(stream_id)
         self._lib.nghttp2_submit_rst_stream(self._session, 0, stream_id, int(error_code))
 
     def goaway(self, error_code: int = 0, last_stream_id: int | None = None) -> None:

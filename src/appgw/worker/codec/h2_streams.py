@@ -81,7 +81,7 @@ class Streams:
         "remote_goaway",
         "clock",
         "resets",
-        "server_resets",
+        "uncounted",
         "receiving",
         "idle_frames",
         "continuations",
@@ -113,7 +113,9 @@ class Streams:
         self.clock = clock
         now = clock()
         self.resets = Budget(settings.reset_burst, settings.reset_per_second, now)
-        self.server_resets: set[int] = set()  # reset() by the server: not counted
+        # Streams whose close spends no reset budget: reset by the server,
+        # or by the client (counted when its RST_STREAM came).
+        self.uncounted: set[int] = set()
         self.receiving = False  # inside nghttp2_session_mem_recv
         self.idle_frames = Budget(settings.idle_frame_burst, settings.idle_frame_per_second, now)
         self.continuations = 0
