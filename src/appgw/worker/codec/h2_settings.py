@@ -28,7 +28,8 @@ class H2Settings:
     reset_burst: int = 200
     reset_per_second: float = 50.0
     # Frames that ask for work but carry no request: PING, SETTINGS,
-    # PRIORITY, empty DATA without END_STREAM (CVE-2019-9512, -9513, -9518).
+    # PRIORITY, empty DATA without END_STREAM (CVE-2019-9512, -9515, -9513,
+    # -9518).
     idle_frame_burst: int = 1000
     idle_frame_per_second: float = 100.0
     # CONTINUATION frames after one HEADERS (CVE-2024-28182).
