@@ -24,7 +24,8 @@ class H2Settings:
     # The connection's receive window: what all streams' bodies may hold
     # unconsumed at once.
     connection_window_bytes: int = 1048576
-    # Client RST_STREAMs (rapid reset, CVE-2023-44487).
+    # Streams reset by the client (rapid reset, CVE-2023-44487) or by the
+    # codec for the client's doing (reset flood, CVE-2019-9514).
     reset_burst: int = 200
     reset_per_second: float = 50.0
     # Frames that ask for work but carry no request: PING, SETTINGS,
