@@ -2,10 +2,12 @@
 
 The first six are what the server advertises in its SETTINGS frame and
 enforces (the header limits are Application Gateway's documented 8 KB per
-field and 16 KB per list). The rest bound what a hostile client can make
-the gateway do without asking for anything (RFC 9113 section 10.5): each
-is a token bucket, `*_burst` tokens that refill at `*_per_second`, and a
-client that runs one dry gets GOAWAY ENHANCE_YOUR_CALM.
+field and 16 KB per list). The connection window bounds the request bodies
+a connection holds unforwarded. The rest bound what a hostile client can
+make the gateway do without asking for anything (RFC 9113 section 10.5):
+the budgets are token buckets, `*_burst` tokens that refill at
+`*_per_second`; a client that runs one dry, or goes past a bound, gets
+GOAWAY ENHANCE_YOUR_CALM.
 """
 
 from __future__ import annotations
