@@ -1,38 +1,24 @@
-"""The state libnghttp2's callbacks keep for one HTTP/2 connection.
-
-nghttp2 parses and validates; its callbacks, written here, only record:
-header fields into the stream's list, DATA chunks until their frame ends,
-events in arrival order. `Streams` is the callbacks' `user_data` (through
+"""The state libnghttp2's callbacks (h2_callbacks.py) keep for one HTTP/2
+connection: the header block being read, DATA chunks until their frame
+ends, events in arrival order, the response bodies waiting for nghttp2 to
+frame them. `Streams` is the callbacks' `user_data` (through
 `ffi.new_handle`); it holds no reference to the session that owns it, so
-the two make no cycle. The callbacks are made once per process
-(`callbacks()`): cffi's ABI mode has no `def_extern`, so each is an
-`ffi.callback` kept alive for the process's life.
+the two make no cycle.
 
-The defences that need counting live here too, each a `Budget` (a token
-bucket with the clock passed in): client RST_STREAMs (rapid reset),
-frames that carry no request (PING, SETTINGS, PRIORITY, empty DATA), and
-a header list far over its limit (an HPACK bomb). Running one dry sets
-`calm` and fails the callback, which stops nghttp2's parsing at once; the
-session then queues GOAWAY ENHANCE_YOUR_CALM.
+The defences that need counting keep their counts here, each a `Budget`
+(a token bucket with the clock passed in): client RST_STREAMs (rapid
+reset), frames that carry no request (PING, SETTINGS, PRIORITY, empty
+DATA). Running one dry sets `calm`; the callback then fails, which stops
+nghttp2's parsing at once, and the session queues GOAWAY ENHANCE_YOUR_CALM.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
-from typing import Any
 
 from appgw.worker.codec import nghttp2_lib as ng
-from appgw.worker.codec.h2_events import (
-    ConnectionEnded,
-    ErrorCode,
-    Event,
-    HeadersRefused,
-    RequestData,
-    RequestHeaders,
-    RequestTrailers,
-    StreamReset,
-    WindowOpened,
-)
+from appgw.worker.codec.h2_events import ErrorCode, Event
 from appgw.worker.codec.h2_settings import H2Settings
 
 HEADER_FIELD_OVERHEAD = 32  # RFC 9113 6.5.2: a field's size is name + value + 32
@@ -60,13 +46,29 @@ class Budget:
         return True
 
 
+class Body:
+    """A response body send_data took and nghttp2 has not framed yet: the
+    caller's bytes objects themselves, no copy until the frame."""
+
+    __slots__ = ("chunks", "size")
+
+    def __init__(self) -> None:
+        self.chunks: deque[bytes | memoryview] = deque()
+        self.size = 0
+
+    def __len__(self) -> int:
+        return self.size
+
+
 class Streams:
     """What the callbacks record for one connection."""
 
     __slots__ = (
         "events",
+        "block_stream",
         "fields",
-        "sizes",
+        "size",
+        "block_refused",
         "refused",
         "chunks",
         "announced",
@@ -74,10 +76,13 @@ class Streams:
         "outgoing",
         "ending",
         "buffered",
+        "opened",
         "calm",
         "remote_goaway",
         "clock",
         "resets",
+        "uncounted",
+        "receiving",
         "idle_frames",
         "continuations",
         "max_continuations",
@@ -89,20 +94,29 @@ class Streams:
 
     def __init__(self, settings: H2Settings, clock: Callable[[], float]) -> None:
         self.events: list[Event] = []
-        self.fields: dict[int, list[tuple[bytes, bytes]]] = {}  # header block being read
-        self.sizes: dict[int, int] = {}
+        # The header block being read: one at a time on a connection (RFC
+        # 9113 6.10), so no table by stream.
+        self.block_stream = 0
+        self.fields: list[tuple[bytes, bytes]] = []
+        self.size = 0
+        self.block_refused = False  # over a limit: fields no longer kept
         self.refused: set[int] = set()  # heads over a limit: 431, body dropped
         self.chunks: dict[int, list[bytes]] = {}  # DATA of a frame not yet ended
         self.announced: set[int] = set()  # streams the server has been told of
         self.unconsumed: dict[int, int] = {}  # delivered, not yet consumed()
-        self.outgoing: dict[int, bytearray] = {}  # response bodies taken, not yet framed
-        self.ending: set[int] = set()  # END_STREAM once outgoing runs empty
-        self.buffered = 0  # sum of outgoing
+        self.outgoing: dict[int, Body] = {}  # response bodies taken, not yet framed
+        self.ending: set[int] = set()  # END_STREAM once their body runs out
+        self.buffered = 0  # the sum of their sizes
+        self.opened: set[int] = set()  # WindowOpened made by this receive()
         self.calm: tuple[int, str] | None = None
         self.remote_goaway = False
         self.clock = clock
         now = clock()
         self.resets = Budget(settings.reset_burst, settings.reset_per_second, now)
+        # Streams whose close spends no reset budget: reset by the server,
+        # or by the client (counted when its RST_STREAM came).
+        self.uncounted: set[int] = set()
+        self.receiving = False  # inside nghttp2_session_mem_recv
         self.idle_frames = Budget(settings.idle_frame_burst, settings.idle_frame_per_second, now)
         self.continuations = 0
         self.max_continuations = settings.max_continuations
@@ -113,14 +127,12 @@ class Streams:
 
     def forget(self, stream_id: int) -> int:
         """Drop a closed stream's state; returns its unconsumed byte count."""
-        self.fields.pop(stream_id, None)
-        self.sizes.pop(stream_id, None)
         self.chunks.pop(stream_id, None)
         self.refused.discard(stream_id)
         self.ending.discard(stream_id)
-        held = self.outgoing.pop(stream_id, None)
-        if held:
-            self.buffered -= len(held)
+        body = self.outgoing.pop(stream_id, None)
+        if body is not None:
+            self.buffered -= body.size
         return self.unconsumed.pop(stream_id, 0)
 
     def idle_frame(self) -> int:
@@ -128,225 +140,3 @@ class Streams:
             return 0
         self.calm = (ErrorCode.ENHANCE_YOUR_CALM, "too many frames that carry no request")
         return ng.ERR_CALLBACK_FAILURE
-
-
-def callbacks(nghttp2: ng.Nghttp2) -> Any:
-    """The process's nghttp2_session_callbacks (made once, kept alive)."""
-    return _made(nghttp2)[0]
-
-
-def body_provider(nghttp2: ng.Nghttp2) -> Any:
-    """The data provider every response body is read through."""
-    return _made(nghttp2)[1]
-
-
-# One set per kind of library: with or without its own CONTINUATION bound.
-_callbacks: dict[bool, tuple[Any, ...]] = {}
-
-
-def _made(nghttp2: ng.Nghttp2) -> tuple[Any, ...]:
-    made = _callbacks.get(nghttp2.has_max_continuations)
-    if made is None:
-        made = _callbacks[nghttp2.has_max_continuations] = _make_callbacks(nghttp2)
-    return made
-
-
-def _make_callbacks(nghttp2: ng.Nghttp2) -> tuple[Any, ...]:
-    ffi, lib = nghttp2.ffi, nghttp2.lib
-    from_handle, unpack, memmove = ffi.from_handle, ffi.unpack, ffi.memmove
-
-    def on_header(
-        session: Any,
-        frame: Any,
-        name: Any,
-        namelen: int,
-        value: Any,
-        valuelen: int,
-        flags: int,
-        user_data: Any,
-    ) -> int:
-        streams: Streams = from_handle(user_data)
-        stream_id = frame.hd.stream_id
-        size = streams.sizes.get(stream_id, 0) + namelen + valuelen + HEADER_FIELD_OVERHEAD
-        streams.sizes[stream_id] = size
-        if size > streams.list_limit or namelen + valuelen > streams.field_limit:
-            if size > streams.bomb_limit:
-                streams.calm = (ErrorCode.ENHANCE_YOUR_CALM, "header list far over its limit")
-                return ng.ERR_CALLBACK_FAILURE
-            streams.refused.add(stream_id)
-            streams.fields.pop(stream_id, None)
-            return 0
-        if stream_id in streams.refused:
-            return 0
-        fields = streams.fields.get(stream_id)
-        if fields is None:
-            fields = streams.fields[stream_id] = []
-        fields.append((unpack(name, namelen), unpack(value, valuelen)))
-        return 0
-
-    def on_invalid_header(
-        session: Any,
-        frame: Any,
-        name: Any,
-        namelen: int,
-        value: Any,
-        valuelen: int,
-        flags: int,
-        user_data: Any,
-    ) -> int:
-        # A field nghttp2 would otherwise drop (an upper-case name, a bad
-        # character): RFC 9113 8.2.1 calls the request malformed.
-        return ng.ERR_TEMPORAL_CALLBACK_FAILURE
-
-    def on_data_chunk(
-        session: Any, flags: int, stream_id: int, data: Any, length: int, user_data: Any
-    ) -> int:
-        streams: Streams = from_handle(user_data)
-        chunks = streams.chunks.get(stream_id)
-        if chunks is None:
-            streams.chunks[stream_id] = [unpack(data, length)]
-        else:
-            chunks.append(unpack(data, length))
-        return 0
-
-    def on_frame_recv(session: Any, frame: Any, user_data: Any) -> int:
-        streams: Streams = from_handle(user_data)
-        hd = frame.hd
-        kind = hd.type
-        stream_id = hd.stream_id
-        if kind == ng.DATA:
-            chunks = streams.chunks.pop(stream_id, None)
-            data = (chunks[0] if len(chunks) == 1 else b"".join(chunks)) if chunks else b""
-            end = bool(hd.flags & ng.FLAG_END_STREAM)
-            if stream_id in streams.refused:
-                if data:
-                    lib.nghttp2_session_consume(session, stream_id, len(data))
-            elif not data and not end:
-                return streams.idle_frame()
-            elif stream_id in streams.announced:
-                if data:
-                    streams.unconsumed[stream_id] = streams.unconsumed.get(stream_id, 0) + len(data)
-                streams.events.append(RequestData(stream_id, data, len(data), end))
-        elif kind == ng.HEADERS:
-            streams.continuations = 0
-            end = bool(hd.flags & ng.FLAG_END_STREAM)
-            fields = streams.fields.pop(stream_id, None) or []
-            streams.sizes.pop(stream_id, None)
-            if frame.headers.cat == ng.HCAT_REQUEST:
-                if len(streams.announced) >= streams.stream_limit:
-                    # Over the advertised limit (nghttp2's own, set higher,
-                    # would end the connection): RFC 9113 5.1.2.
-                    lib.nghttp2_submit_rst_stream(session, 0, stream_id, ErrorCode.REFUSED_STREAM)
-                    return 0
-                streams.announced.add(stream_id)
-                if stream_id in streams.refused:
-                    streams.events.append(HeadersRefused(stream_id, 431))
-                else:
-                    streams.events.append(RequestHeaders(stream_id, fields, end))
-            elif stream_id in streams.announced and stream_id not in streams.refused:
-                streams.events.append(RequestTrailers(stream_id, fields))
-        elif kind == ng.WINDOW_UPDATE:
-            if stream_id == 0 or stream_id in streams.outgoing:
-                streams.events.append(WindowOpened(stream_id))
-        elif kind == ng.RST_STREAM:
-            if stream_id in streams.announced:
-                streams.announced.discard(stream_id)
-                streams.events.append(StreamReset(stream_id, frame.rst_stream.error_code, True))
-            if not streams.resets.spend(streams.clock()):
-                streams.calm = (ErrorCode.ENHANCE_YOUR_CALM, "too many streams reset")
-                return ng.ERR_CALLBACK_FAILURE
-        elif kind == ng.SETTINGS or kind == ng.PING:
-            if hd.flags & ng.FLAG_ACK:
-                return 0
-            if kind == ng.SETTINGS:
-                settings = frame.settings
-                for i in range(settings.niv):
-                    if settings.iv[i].settings_id == ng.SETTINGS_INITIAL_WINDOW_SIZE:
-                        streams.events.append(WindowOpened(0))
-                        break
-            return streams.idle_frame()
-        elif kind == ng.PRIORITY:
-            return streams.idle_frame()
-        elif kind == ng.GOAWAY:
-            goaway = frame.goaway
-            length = goaway.opaque_data_len
-            reason = unpack(goaway.opaque_data, length) if length else b""
-            streams.remote_goaway = True
-            streams.events.append(
-                ConnectionEnded(
-                    goaway.error_code,
-                    goaway.last_stream_id,
-                    True,
-                    reason.decode("utf-8", "replace"),
-                )
-            )
-        return 0
-
-    def on_stream_close(session: Any, stream_id: int, error_code: int, user_data: Any) -> int:
-        streams: Streams = from_handle(user_data)
-        unconsumed = streams.forget(stream_id)
-        if unconsumed:
-            lib.nghttp2_session_consume_connection(session, unconsumed)
-        if stream_id in streams.announced:
-            streams.announced.discard(stream_id)
-            if error_code:
-                streams.events.append(StreamReset(stream_id, error_code, False))
-        return 0
-
-    def on_begin_frame(session: Any, hd: Any, user_data: Any) -> int:
-        # Only where the library cannot bound CONTINUATION frames itself.
-        if hd.type == ng.CONTINUATION:
-            streams: Streams = from_handle(user_data)
-            streams.continuations += 1
-            if streams.continuations > streams.max_continuations:
-                streams.calm = (ErrorCode.ENHANCE_YOUR_CALM, "too many CONTINUATION frames")
-                return ng.ERR_CALLBACK_FAILURE
-        return 0
-
-    def read_body(
-        session: Any,
-        stream_id: int,
-        buf: Any,
-        length: int,
-        data_flags: Any,
-        source: Any,
-        user_data: Any,
-    ) -> int:
-        streams: Streams = from_handle(user_data)
-        held = streams.outgoing.get(stream_id)
-        if not held:
-            if stream_id in streams.ending:
-                data_flags[0] |= ng.DATA_FLAG_EOF
-                return 0
-            return ng.ERR_DEFERRED
-        taken = min(length, len(held))
-        memmove(buf, held, taken)
-        del held[:taken]
-        streams.buffered -= taken
-        if not held and stream_id in streams.ending:
-            data_flags[0] |= ng.DATA_FLAG_EOF
-        return taken
-
-    made = (
-        ffi.callback("nghttp2_on_header_callback", on_header),
-        ffi.callback("nghttp2_on_header_callback", on_invalid_header),
-        ffi.callback("nghttp2_on_data_chunk_recv_callback", on_data_chunk),
-        ffi.callback("nghttp2_on_frame_recv_callback", on_frame_recv),
-        ffi.callback("nghttp2_on_stream_close_callback", on_stream_close),
-        ffi.callback("nghttp2_on_begin_frame_callback", on_begin_frame),
-        ffi.callback("nghttp2_data_source_read_callback", read_body),
-    )
-    pointer = ffi.new("nghttp2_session_callbacks **")
-    if lib.nghttp2_session_callbacks_new(pointer) != 0:
-        raise MemoryError("nghttp2_session_callbacks_new")
-    table = pointer[0]
-    lib.nghttp2_session_callbacks_set_on_header_callback(table, made[0])
-    lib.nghttp2_session_callbacks_set_on_invalid_header_callback(table, made[1])
-    lib.nghttp2_session_callbacks_set_on_data_chunk_recv_callback(table, made[2])
-    lib.nghttp2_session_callbacks_set_on_frame_recv_callback(table, made[3])
-    lib.nghttp2_session_callbacks_set_on_stream_close_callback(table, made[4])
-    if not nghttp2.has_max_continuations:
-        lib.nghttp2_session_callbacks_set_on_begin_frame_callback(table, made[5])
-    provider = ffi.new("nghttp2_data_provider *")
-    provider.read_callback = made[6]
-    return (table, provider, *made)

@@ -127,6 +127,7 @@ int32_t nghttp2_session_get_stream_remote_window_size(nghttp2_session *session,
                                                       int32_t stream_id);
 int32_t nghttp2_session_get_remote_window_size(nghttp2_session *session);
 int32_t nghttp2_session_get_last_proc_stream_id(nghttp2_session *session);
+int nghttp2_session_get_stream_local_close(nghttp2_session *session, int32_t stream_id);
 int nghttp2_submit_settings(nghttp2_session *session, uint8_t flags,
                             const nghttp2_settings_entry *iv, size_t niv);
 int nghttp2_submit_window_update(nghttp2_session *session, uint8_t flags, int32_t stream_id,
@@ -178,6 +179,10 @@ class Nghttp2:
 
     ffi: Any
     lib: Any
+    # cffi's C functions behind the FFI methods of the same names (unpack,
+    # memmove, from_handle): those methods are Python wrappers, one call
+    # more on the per-frame path.
+    backend: Any
     version: str
     has_max_continuations: bool
     has_stream_reset_rate_limit: bool
@@ -219,6 +224,7 @@ def _open() -> Nghttp2:
     return Nghttp2(
         ffi=ffi,
         lib=lib,
+        backend=getattr(ffi, "_backend", ffi),
         version=ffi.string(info.version_str).decode("ascii", "replace"),
         has_max_continuations=_has(lib, "nghttp2_option_set_max_continuations"),
         has_stream_reset_rate_limit=_has(lib, "nghttp2_option_set_stream_reset_rate_limit"),
