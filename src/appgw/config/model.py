@@ -333,8 +333,7 @@ class Admin:
 
 @frozen
 class Http2:
-    """HTTP/2 to clients on HTTPS listeners (ALPN h2; Application Gateway's
-    enableHttp2), with Application Gateway's limits as defaults."""
+    """HTTP/2 to clients on HTTPS listeners (ARM enableHttp2), Azure's limits as defaults."""
 
     enabled: bool = False
     websocket: bool = True  # WebSocket over HTTP/2 (RFC 8441, extended CONNECT)
