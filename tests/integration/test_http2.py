@@ -72,6 +72,14 @@ port = {backend_port}
 [path_maps.site]
 default_pool = "a"
 default_setting = "web"
+[redirects.moved]
+redirect_type = "found"
+target_url = "https://elsewhere.example"
+
+[[path_maps.site.rules]]
+name = "old"
+paths = ["/old/*"]
+redirect = "moved"
 [[path_maps.site.rules]]
 name = "dead"
 paths = ["/dead/*"]
@@ -164,6 +172,10 @@ async def test_requests_over_http2(
             dead = await client.request("/dead/x")
             assert dead.status == 502 and b"<html" in dead.body.lower()
             assert dead.header(b"content-length") == str(len(dead.body)).encode()
+            # A redirect the gateway answers itself.
+            moved = await client.request("/old/page?q=1")
+            assert moved.status == 302, moved
+            assert moved.header(b"location") == b"https://elsewhere.example/old/page?q=1"
             head = await client.request("/echo", method="HEAD")
             assert head.status == 200 and head.body == b""
             await client.aclose()
@@ -207,7 +219,7 @@ async def test_requests_over_http2(
             def h2_requests(samples: Samples) -> float:
                 return sample(samples, "appgw_client_protocol_requests_total", protocol="h2")
 
-            samples = await wait_for_metrics(admin, lambda s: h2_requests(s) >= 10)
+            samples = await wait_for_metrics(admin, lambda s: h2_requests(s) >= 11)
             assert sample(samples, "appgw_client_protocol_connections_total", protocol="h2") >= 4
 
     lines = [json.loads(line) for line in log.read_text().splitlines()]
