@@ -102,6 +102,15 @@ listener = "shop"
 pool = "b"
 setting = "web"
 priority = 5
+rewrite_rule_set = "mark"
+
+[rewrite_rule_sets.mark]
+[[rewrite_rule_sets.mark.rules]]
+name = "version"
+[rewrite_rule_sets.mark.rules.request_headers]
+X-Client-Version = "{{var_http_version}}"
+[rewrite_rule_sets.mark.rules.response_headers]
+X-Rewritten = "yes"
 """
 
 
@@ -149,7 +158,10 @@ async def test_requests_over_http2(
             first = {k: v for k, v in echoes[0]["headers"]}
             assert first["host"] == "localhost" and first["x-forwarded-proto"] == "https"
             assert echoes[0]["http_version"] == "1.1" and echoes[0]["target"] == "/echo?x=1"
-            assert {k: v for k, v in echoes[1]["headers"]}["host"] == "shop.example"
+            shop = {k: v for k, v in echoes[1]["headers"]}
+            assert shop["host"] == "shop.example"
+            assert shop["x-client-version"] == "HTTP/2.0"  # the rewrite rule set's variable
+            assert answers[2].header(b"x-rewritten") == b"yes"
             assert answers[0].header(b"connection") is None
 
             # A POST whose body is larger than the stream's window: streamed.
