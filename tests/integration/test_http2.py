@@ -97,10 +97,14 @@ kind = "path"
 path_map = "site"
 priority = 10
 
+[settings.sticky]
+port = {backend_port}
+cookie_based_affinity = true
+
 [rules.shop]
 listener = "shop"
 pool = "b"
-setting = "web"
+setting = "sticky"
 priority = 5
 rewrite_rule_set = "mark"
 
@@ -162,6 +166,13 @@ async def test_requests_over_http2(
             assert shop["host"] == "shop.example"
             assert shop["x-client-version"] == "HTTP/2.0"  # the rewrite rule set's variable
             assert answers[2].header(b"x-rewritten") == b"yes"
+            cookies = [v for k, v in answers[2].headers if k == b"set-cookie"]
+            assert any(c.startswith(b"ApplicationGatewayAffinity=") for c in cookies), cookies
+            cookie = cookies[0].split(b";")[0]
+            again = await client.request(
+                "/echo", authority="shop.example", headers=[(b"cookie", cookie)]
+            )
+            assert again.header(b"set-cookie") is None  # the cookie named the server
             assert answers[0].header(b"connection") is None
 
             # A POST whose body is larger than the stream's window: streamed.
