@@ -145,6 +145,30 @@ async def test_the_peers_close_notify_and_a_ragged_eof_both_read_as_the_end(
             await client.done()
 
 
+async def test_the_session_tickets_leave_with_the_first_answer(server_context, client_context):
+    """The TLS 1.3 session tickets that the client's Finished produces wait
+    for the answer to the request that came with it: one write, not two."""
+    stream, raw = pair(server_context)
+    sent = threading.Event()
+
+    def script(tls: ssl.SSLSocket) -> tuple[bytes, bool]:
+        tls.sendall(b"request")  # right behind the client's Finished
+        sent.set()
+        answer = tls.recv(100)
+        return answer, tls.session is not None and tls.session.has_ticket
+
+    client = Client(raw, client_context, script)
+    with trio.fail_after(BUDGET):
+        await trio.lowlevel.wait_readable(stream.socket)  # the ClientHello
+        assert stream.read_now() is None  # the server's flight went out
+        await trio.to_thread.run_sync(sent.wait)
+        assert stream.read_now() == b"request"
+        assert stream.wants_write  # the tickets, not written yet
+        await stream.send_all(b"answer")
+        assert await client.done() == (b"answer", True)
+        await stream.aclose()
+
+
 async def test_aclose_sends_a_close_notify(server_context, client_context):
     stream, raw = pair(server_context)
 
