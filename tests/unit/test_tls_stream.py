@@ -232,3 +232,34 @@ async def test_tls_sides_are_relayed_on_the_epoll_set(server_context):
     assert not on_epoll(trio.testing.memory_stream_pair()[0])
     await stream.aclose()
     raw.close()
+
+
+async def test_a_backend_connection_over_tls_runs_on_the_tls_stream(
+    server_context, client_context, timer
+):
+    from appgw.worker.upstream.connections import BackendConnections
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def backend() -> bytes:
+        conn, _ = listener.accept()
+        with server_context.wrap_socket(conn, server_side=True) as tls:
+            request = tls.recv(100)
+            tls.sendall(b"answer")
+            return request
+
+    serving = threading.Thread(target=lambda: results.append(backend()), daemon=True)
+    results: list[bytes] = []
+    serving.start()
+    with trio.fail_after(BUDGET):
+        connection = await BackendConnections(5.0, timer).acquire(
+            "127.0.0.1", port, client_context, "localhost"
+        )
+        assert type(connection.stream) is TlsStream
+        await connection.write(b"request")
+        assert await connection.receive() == b"answer"
+        await trio.to_thread.run_sync(serving.join)
+        assert results == [b"request"]
+        connection.abort()
+    listener.close()
