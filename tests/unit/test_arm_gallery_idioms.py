@@ -276,3 +276,15 @@ def test_the_gallery_trusted_root_placeholder_is_named(tmp_path: Path) -> None:
         "trustedRootCertificates.root.data: GEN-SELFSIGNED-CERT-CERDATA is a placeholder: give "
         "the certificate's base64 (a .cer file's content) with --parameters NAME=@FILE"
     ]
+
+
+def test_a_written_secret_whose_value_fails_is_one_error(tmp_path: Path) -> None:
+    document = key_vault_template([{"name": "sslcert", "value": "unused"}])
+    document["resources"][1]["properties"]["value"] = "[parameters('nope')]"
+    path = tmp_path / "azuredeploy.json"
+    path.write_text(json.dumps(document))
+    with pytest.raises(ConfigError) as caught:
+        load(str(path))
+    assert caught.value.errors == [
+        "sslCertificates.cert.keyVaultSecretId: the secret's value: no parameter named 'nope'"
+    ]
