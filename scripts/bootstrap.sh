@@ -41,10 +41,15 @@ appgw_debian_package() {
     fi
 }
 
-# The WAF's engine and rules: Debian's libmodsecurity3 and modsecurity-crs.
+# The WAF's engine and rules: Debian's libmodsecurity3 and modsecurity-crs,
+# and the GeoIP country databases of GeoMatch rules (geoip-database).
 # Installed when missing and running as root; otherwise a configuration with
-# a WAF policy is refused with a message that names the packages.
+# a WAF policy (or a GeoMatch rule) is refused with a message that names the
+# packages.
 appgw_waf_packages() {
+    if [ ! -f /usr/share/GeoIP/GeoIP.dat ] || [ ! -f /usr/share/GeoIP/GeoIPv6.dat ]; then
+        if [ "$(id -u)" = 0 ]; then appgw_debian_package geoip-database "WAF GeoMatch rules"; fi
+    fi
     if [ -e /usr/lib/x86_64-linux-gnu/libmodsecurity.so.3 ] || ldconfig -p 2>/dev/null | grep -q 'libmodsecurity\.so\.3'; then
         [ -d /usr/share/modsecurity-crs/rules ] && return 0
     fi

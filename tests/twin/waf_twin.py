@@ -1,6 +1,6 @@
 """appgw's WAF against its twin, nginx with ModSecurity, on the CRS's own tests.
 
-    scripts/waf-twin CRS_TESTS_DIR [--limit N]
+    scripts/waf-twin CRS_TESTS_DIR [--limit N] [--bench N]
 
 CRS_TESTS_DIR holds the Core Rule Set's regression tests (the YAML files of
 tests/regression/tests in the coreruleset repository, at the tag of the
@@ -10,6 +10,12 @@ and to nginx with Debian's libnginx-mod-http-modsecurity loading the very
 directives appgw compiles (waf/directives.py); the rule ids each logged for
 it are compared: appgw's firewall log against nginx's error log. Needs
 nginx and libnginx-mod-http-modsecurity; runs only on 127.0.0.0/8.
+
+`--bench N` then sends N clean browser-like requests (one connection each)
+to three gateways, in turns of N/10 so that the machine's load falls on all
+alike: appgw with the same rules in a Prevention policy, appgw without a WAF
+policy, and nginx with ModSecurity; and prints the CPU per request of each
+process tree and appgw's ratio to nginx.
 """
 
 from __future__ import annotations
@@ -132,12 +138,10 @@ def main() -> int:
     parser.add_argument(
         "--bench", type=int, default=0, help="also: CPU per request of N clean requests on each"
     )
-    parser.add_argument(
-        "--waf-off", action="store_true", help="appgw without its policy (the bench's baseline)"
-    )
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="waf-twin-"))
     backend_port, appgw_port, nginx_port = free_port(), free_port(), free_port()
+    bench_ports = {"prevention": free_port(), "off": free_port()}
     procs = [
         subprocess.Popen(
             [sys.executable, "-m", "http.server", "--bind", "127.0.0.2", str(backend_port)],
@@ -146,29 +150,8 @@ def main() -> int:
             cwd=work,
         )
     ]
-    (work / "gw.toml").write_text(f"""
-firewall_policy = "twin"
-firewall_log = "{work}/firewall.log"
-[gateway]
-workers = 1
-[gateway.limits]
-max_header_bytes = 65536
-[listeners.web]
-protocol = "http"
-address = "127.0.0.1"
-port = {appgw_port}
-[pools.web]
-servers = ["127.0.0.2"]
-[settings.web]
-port = {backend_port}
-[rules.web]
-listener = "web"
-pool = "web"
-setting = "web"
-[waf_policies.twin]
-mode = "detection"
-enabled = {"false" if args.waf_off else "true"}
-""")
+    for name, port in (("detection", appgw_port), *bench_ports.items()):
+        (work / f"{name}.toml").write_text(gateway_toml(work, name, port, backend_port))
     (work / "modsec.conf").write_text(rules_text(WafPolicy("twin"), crs.table()))
     (work / "nginx.conf").write_text(f"""
 include /etc/nginx/modules-enabled/*.conf;
@@ -189,22 +172,7 @@ http {{
 }}
 """)
     try:
-        procs.append(
-            subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "appgw",
-                    "run",
-                    "-c",
-                    str(work / "gw.toml"),
-                    "--pid-file",
-                    str(work / "appgw.pid"),
-                ],
-                stdout=subprocess.DEVNULL,
-                stderr=open(work / "appgw.log", "wb"),
-            )
-        )
+        procs.append(start_appgw(work, "detection"))
         procs.append(
             subprocess.Popen(
                 ["nginx", "-c", str(work / "nginx.conf"), "-g", "daemon off;"],
@@ -217,7 +185,14 @@ http {{
             wait_port(port)
         result = compare(args, appgw_port, nginx_port, work)
         if args.bench:
-            bench(args.bench, appgw_port, procs[1].pid, nginx_port, procs[2].pid)
+            targets = [("appgw, CRS in Prevention", "prevention"), ("appgw, no WAF policy", "off")]
+            runs = []
+            for label, name in targets:
+                procs.append(start_appgw(work, name))
+                runs.append((label, bench_ports[name], procs[-1].pid))
+                wait_port(bench_ports[name])
+            runs.append(("nginx + ModSecurity", nginx_port, procs[2].pid))
+            bench(args.bench, runs)
         return result
     finally:
         for p in procs:
@@ -231,7 +206,7 @@ http {{
 
 
 def compare(args: argparse.Namespace, appgw_port: int, nginx_port: int, work: Path) -> int:
-    firewall, errors = Tail(work / "firewall.log"), Tail(work / "nginx-error.log")
+    firewall, errors = Tail(work / "firewall-detection.log"), Tail(work / "nginx-error.log")
     firewall.new(), errors.new()
     total = same = refused = appgw_expected = nginx_expected = expected_total = 0
     differ: list[str] = []
@@ -281,6 +256,42 @@ CLEAN = (
 )
 
 
+def gateway_toml(work: Path, name: str, port: int, backend_port: int) -> str:
+    """appgw's configuration: one worker, the CRS policy in `name`'s mode (or none: off)."""
+    mode = "detection" if name == "off" else name
+    return f"""
+firewall_policy = "twin"
+firewall_log = "{work}/firewall-{name}.log"
+[gateway]
+workers = 1
+[gateway.limits]
+max_header_bytes = 65536
+[listeners.web]
+protocol = "http"
+address = "127.0.0.1"
+port = {port}
+[pools.web]
+servers = ["127.0.0.2"]
+[settings.web]
+port = {backend_port}
+[rules.web]
+listener = "web"
+pool = "web"
+setting = "web"
+[waf_policies.twin]
+mode = "{mode}"
+enabled = {"false" if name == "off" else "true"}
+"""
+
+
+def start_appgw(work: Path, name: str) -> subprocess.Popen[bytes]:
+    command = [sys.executable, "-m", "appgw", "run", "-c", str(work / f"{name}.toml")]
+    command += ["--pid-file", str(work / f"appgw-{name}.pid")]
+    return subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=open(work / f"appgw-{name}.log", "wb")
+    )
+
+
 def tree_cpu(root: int) -> float:
     """CPU seconds (user + system) of a process and its descendants."""
     ticks = 0
@@ -304,15 +315,26 @@ def tree_cpu(root: int) -> float:
     return ticks / 100.0
 
 
-def bench(n: int, appgw_port: int, appgw_pid: int, nginx_port: int, nginx_pid: int) -> None:
-    for name, port, pid in (("appgw", appgw_port, appgw_pid), ("nginx", nginx_port, nginx_pid)):
-        before = tree_cpu(pid)
-        started = time.monotonic()
-        for _ in range(n):
+def bench(n: int, targets: list[tuple[str, int, int]], turns: int = 10) -> None:
+    """CPU per request of each target (label, port, pid), measured in turns."""
+    each = max(1, n // turns)
+    for _, port, _pid in targets:  # warm up: connections, caches, the first requests
+        for _ in range(min(50, each)):
             exchange(port, CLEAN)
-        cpu = tree_cpu(pid) - before
-        wall = time.monotonic() - started
-        print(f"{name}: {n} clean requests, {cpu / n * 1e3:.2f} ms CPU each, {wall:.1f} s")
+    spent = {label: [] for label, _, _ in targets}  # type: dict[str, list[float]]
+    for _ in range(turns):
+        for label, port, pid in targets:
+            before = tree_cpu(pid)
+            for _ in range(each):
+                exchange(port, CLEAN)
+            spent[label].append(tree_cpu(pid) - before)
+    total = {label: sum(cpu) / (each * turns) for label, cpu in spent.items()}
+    for label, per_request in total.items():
+        print(f"{label}: {each * turns} clean requests, {per_request * 1e3:.2f} ms CPU each")
+    appgw, nginx = targets[0][0], targets[-1][0]
+    ratios = sorted(a / b for a, b in zip(spent[appgw], spent[nginx], strict=True) if b)
+    median = ratios[len(ratios) // 2] if ratios else float("nan")
+    print(f"{appgw} / {nginx}: {total[appgw] / total[nginx]:.2f}x (median of turns {median:.2f}x)")
 
 
 if __name__ == "__main__":

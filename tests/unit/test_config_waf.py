@@ -266,3 +266,19 @@ def test_arm_legacy_configuration_and_missing_policy(tmp_path: Path) -> None:
         "webApplicationFirewallConfiguration.firewallMode: must be one of Detection, Prevention"
     ]
     assert ref  # the helpers come from test_config_arm
+
+
+def test_bot_manager_rule_set_is_an_error_that_says_why(tmp_path: Path) -> None:
+    gw = gateway()
+    gw["properties"]["firewallPolicy"] = {"id": POLICY_ID}
+    doc = template(gw, parameters={"wafName": {"type": "string", "defaultValue": "waf1"}})
+    policy = copy.deepcopy(POLICY)
+    policy["properties"]["managedRules"]["managedRuleSets"].append(
+        {"ruleSetType": "Microsoft_BotManagerRuleSet", "ruleSetVersion": "1.0"}
+    )
+    doc["resources"].append(policy)
+    errors = pytest.raises(ConfigError, load_file, write(tmp_path, doc)).value.errors
+    assert len(errors) == 1
+    assert "managedRuleSets[1]" in errors[0]
+    assert "'Microsoft_BotManagerRuleSet': not available in appgw" in errors[0]
+    assert "remove it from the policy" in errors[0]

@@ -183,7 +183,9 @@ def test_custom_rules_allow_block_rate_limit() -> None:
     assert d.blocked and _ids(d) == ["nobots"]
     results = [fw.inspect(at, _transaction("/api"), _facts("/api")).blocked for _ in range(3)]
     assert results == [False, False, True]
-    now[0] = 61.0
+    now[0] = 61.0  # the window slides: the previous window's two still count
+    assert fw.inspect(at, _transaction("/api"), _facts("/api")).blocked
+    now[0] = 120.0
     assert not fw.inspect(at, _transaction("/api"), _facts("/api")).blocked
 
 
@@ -198,10 +200,10 @@ def test_negated_condition_and_regex() -> None:
             ),
         ),
     )
-    compiled = custom.compile_rules([rule])
+    compiled = custom.compile_rules([rule], "p")
     post = custom.Facts("1.2.3.4", "1.2.3.4", "POST", "/", "", {}, {})
     get = custom.Facts("1.2.3.4", "1.2.3.4", "GET", "/", "", {}, {})
-    assert custom.evaluate(compiled, post, 0.0) and not custom.evaluate(compiled, get, 0.0)
+    assert custom.evaluate(compiled, post, 0.0, "l") and not custom.evaluate(compiled, get, 0.0, "l")
 
 
 def test_scoring_threshold_and_block_action() -> None:

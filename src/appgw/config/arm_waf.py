@@ -29,6 +29,7 @@ from appgw.config.model import Config
 from appgw.config.waf import (
     CUSTOM_ACTIONS,
     EXCLUSION_VARIABLES,
+    GROUP_BY,
     MATCH_VARIABLES,
     OPERATORS,
     RATE_LIMIT_DURATIONS,
@@ -135,6 +136,8 @@ def _check_refs(arm: ArmReader, config: Config, document: Any) -> None:
         elif not arm.errors:
             for name, message in checks.compile_problems(config.waf_policies):
                 arm.errors.append(f"firewallPolicies.{name}: {message}")
+    for name, rule, message in checks.geo_problems(config):
+        arm.errors.append(f"firewallPolicies.{name}.customRules.{rule}: {message}")
 
 
 def _finish(s: Section) -> None:
@@ -286,6 +289,7 @@ def _exclusion(s: Section) -> Exclusion:
 
 
 def _custom_rule(s: Section) -> CustomRule:
+    reported = len(s.errors)
     name = s.get_str("name", "", required=True)
     if name:
         s.path = join(s.path.rsplit("[", 1)[0], name)
@@ -322,8 +326,8 @@ def _custom_rule(s: Section) -> CustomRule:
     for g in s.get_sections("groupByUserSession"):
         for v in g.get_sections("groupByVariables"):
             group_by = v.get_str("variableName", "ClientAddr").lower()
-            if group_by not in ("clientaddr", "none"):
-                v.error("variableName", "must be ClientAddr or None (GeoLocation is not available)")
+            if group_by not in GROUP_BY:
+                v.error("variableName", "must be ClientAddr, GeoLocation or None")
             _finish(v)
         _finish(g)
     rule = CustomRule(
@@ -346,5 +350,6 @@ def _custom_rule(s: Section) -> CustomRule:
         group_by=group_by,
     )
     _finish(s)
-    checks.custom_rule(s, None, rule)
+    if len(s.errors) == reported:  # else a value is missing: its error says so
+        checks.custom_rule(s, None, rule)
     return rule

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 import attrs
 from attrs import frozen
 
-from appgw.config.waf import WafPolicy
+from appgw.config.waf import GEOIP_DATABASES, WafPolicy
 
 # Application Gateway's names for redirect types, and the status each sends.
 REDIRECT_STATUS = {"permanent": 301, "found": 302, "seeother": 303, "temporary": 307}
@@ -102,6 +102,9 @@ class Setting:
     drain_timeout: int = 30  # seconds, used when connection_draining is on
     probe: str | None = None  # name in Config.probes; None: the default probe
     trusted_root_certificates: tuple[str, ...] = ()  # names in Config.trusted_root_certificates
+    # pinned: those are v1 authenticationCertificates, an allow-list: a backend
+    # whose chain ends at one of them is accepted, its name unchecked.
+    pinned: bool = False
     # https backends: check the certificate's chain and dates, and its name
     # against the SNI name; sni_name replaces the name sent (default: the Host).
     validate_cert_chain_and_expiry: bool = True
@@ -377,5 +380,6 @@ class Config:
     waf_policies: Mapping[str, WafPolicy] = attrs.Factory(dict)  # config/waf.py
     firewall_policy: str | None = None  # the gateway's: name in waf_policies
     firewall_log: str | None = None  # the WAF's log (JSON lines); None: the error log
+    geoip_databases: tuple[str, str] = GEOIP_DATABASES  # IPv4, IPv6 (waf/geo.py)
     # Things loaded but worth telling the operator (Azure-only keys ignored, ...).
     warnings: tuple[str, ...] = ()

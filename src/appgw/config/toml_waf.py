@@ -22,6 +22,7 @@ from appgw.config.model import Config
 from appgw.config.waf import (
     CUSTOM_ACTIONS,
     EXCLUSION_VARIABLES,
+    GEOIP_DATABASES,
     GROUP_BY,
     MATCH_VARIABLES,
     MODES,
@@ -55,10 +56,16 @@ def read(root: Section, base: Path) -> dict[str, Any]:
     log = root.get_opt_str("firewall_log")
     if log not in (None, "", "-"):
         log = str(base / Path(log).expanduser())
+    v4, v6 = GEOIP_DATABASES
+    geoip = (
+        str(base / Path(root.get_str("geoip_database", v4)).expanduser()),
+        str(base / Path(root.get_str("geoip_database_v6", v6)).expanduser()),
+    )
     return {
         "waf_policies": policies,
         "firewall_policy": root.get_opt_str("firewall_policy"),
         "firewall_log": log or None,
+        "geoip_databases": geoip,
     }
 
 
@@ -83,6 +90,8 @@ def check(config: Config, errors: list[str]) -> None:
         elif not errors:
             for name, message in checks.compile_problems(config.waf_policies):
                 errors.append(f"waf_policies.{name}: {message}")
+    for name, rule, message in checks.geo_problems(config):
+        errors.append(f"waf_policies.{name}.custom_rules.{rule}: {message}")
 
 
 def policy(name: str, s: Section) -> WafPolicy:
@@ -250,7 +259,11 @@ def _custom_rule(s: Section) -> CustomRule:
         rate_limit_seconds=RATE_LIMIT_DURATIONS.get(duration, 60),
         rate_limit_threshold=s.get_int("rate_limit_threshold", 0),
         group_by=checks.one_of(
-            s, "group_by", s.get_str("group_by", "ClientAddr"), GROUP_BY, "ClientAddr, None"
+            s,
+            "group_by",
+            s.get_str("group_by", "ClientAddr"),
+            GROUP_BY,
+            "ClientAddr, GeoLocation, None",
         ),
     )
     s.reject_unused()

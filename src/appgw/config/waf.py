@@ -52,7 +52,10 @@ OPERATORS = (
     "beginswith",
     "endswith",
     "regex",
+    "geomatch",
 )
+# The variables GeoMatch looks up: client addresses.
+GEO_VARIABLES = ("remoteaddr", "socketaddr")
 TRANSFORMS = (
     "lowercase",
     "uppercase",
@@ -62,8 +65,10 @@ TRANSFORMS = (
     "removenulls",
     "htmlentitydecode",
 )
+# Debian's GeoIP country databases (geoip-database): IPv4, IPv6.
+GEOIP_DATABASES = ("/usr/share/GeoIP/GeoIP.dat", "/usr/share/GeoIP/GeoIPv6.dat")
 RATE_LIMIT_DURATIONS = {"onemin": 60, "fivemins": 300}
-GROUP_BY = ("clientaddr", "none")
+GROUP_BY = ("clientaddr", "geolocation", "none")
 
 
 @frozen
@@ -135,6 +140,12 @@ class CustomRule:
     rate_limit_seconds: int = 60
     rate_limit_threshold: int = 0
     group_by: str = "clientaddr"
+
+    @property
+    def uses_countries(self) -> bool:
+        """GeoMatch conditions, or rate limits counted per country."""
+        geo = any(c.operator == "geomatch" for c in self.conditions)
+        return geo or (self.rule_type == "ratelimitrule" and self.group_by == "geolocation")
 
 
 @frozen

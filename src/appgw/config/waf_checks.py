@@ -11,7 +11,9 @@ import ipaddress
 from collections.abc import Iterable, Mapping
 
 from appgw.config.fields import Section
+from appgw.config.model import Config
 from appgw.config.waf import (
+    GEO_VARIABLES,
     CustomRule,
     Exclusion,
     ManagedRuleSet,
@@ -76,6 +78,14 @@ def rule_set(s: Section, key: str | None, rs: ManagedRuleSet) -> None:
     from appgw.waf import crs
 
     versions = crs.VERSIONS.get(rs.rule_set_type.lower())
+    why = crs.MICROSOFT_ONLY.get(rs.rule_set_type.lower())
+    if why is not None:
+        s.error(
+            key,
+            f"rule set type {rs.rule_set_type!r}: not available in appgw ({why});"
+            " remove it from the policy to run its other rule sets locally",
+        )
+        return
     if versions is None:
         s.error(
             key, f"rule set type {rs.rule_set_type!r}: must be OWASP or Microsoft_DefaultRuleSet"
@@ -119,6 +129,23 @@ def exclusion(s: Section, key: str | None, e: Exclusion) -> None:
             s.error(key, f"no rule group {scope.group!r} in {scope.rule_set_type}")
 
 
+def geo_problems(config: Config) -> list[tuple[str, str, str]]:
+    """(policy, custom rule, why) for each rule that needs countries this machine
+    cannot look up: never a GeoMatch rule that silently matches nothing."""
+    from appgw.waf import geo
+
+    wanted = [
+        (name, rule.name)
+        for name, policy in config.waf_policies.items()
+        for rule in policy.custom_rules
+        if rule.uses_countries
+    ]
+    problem = geo.problem(config.geoip_databases) if wanted else None
+    if problem is None:
+        return []
+    return [(name, rule, f"GeoMatch needs countries: {problem}") for name, rule in wanted]
+
+
 def custom_rule(s: Section, key: str | None, rule: CustomRule) -> None:
     if not 1 <= rule.priority <= 100:
         s.error(key, f"custom rule {rule.name}: priority must be 1..100")
@@ -136,6 +163,12 @@ def condition_problem(c: MatchCondition) -> str | None:
     op = c.operator
     if op != "any" and not c.values:
         return "needs match values"
+    if op == "geomatch":
+        if any(v.name not in GEO_VARIABLES for v in c.variables):
+            return "GeoMatch looks at RemoteAddr or SocketAddr only"
+        codes = [v for v in c.values if not (len(v) == 2 and v.isascii() and v.isalpha())]
+        if codes:
+            return f"GeoMatch values are two-letter country codes, not {codes[0]!r}"
     try:
         if op == "ipmatch":
             for value in c.values:

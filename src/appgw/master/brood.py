@@ -54,6 +54,13 @@ class Child:
         return WorkerState(self.pid, self.generation, ready, not self.life.live, self.life.started)
 
 
+def _rate_limited(config: Config) -> bool:
+    """Whether a WAF policy has a rate-limit rule (its counters are shared)."""
+    return any(
+        r.rule_type == "ratelimitrule" for p in config.waf_policies.values() for r in p.custom_rules
+    )
+
+
 class Brood:
     def __init__(self) -> None:
         self.children: dict[int, Child] = {}
@@ -88,6 +95,10 @@ class Brood:
         now: float,
         contexts: Mapping[tuple[str, int], SocketTls],
     ) -> Child:
+        if _rate_limited(config):
+            from appgw.waf import rates
+
+            rates.table()  # made here, before the fork, so that every worker shares it
         body = worker_body(config, listening, generation, contexts)
         pid, channel = spawn("worker", body, close_fds + self._channel_fds())
         child = self.children[pid] = Child(pid, "worker", generation, channel, Life.begin(now))

@@ -27,6 +27,14 @@ VERSIONS = {
     "owasp": ("3.0", "3.1", "3.2"),
     "microsoft_defaultruleset": ("2.1",),
 }
+# Rule set types that are Microsoft's own, with why they cannot run here: an
+# error (never a policy that runs without them unsaid).
+MICROSOFT_ONLY = {
+    "microsoft_botmanagerruleset": (
+        "the Bot Manager rule set classifies clients by Microsoft's threat"
+        " intelligence feeds, which are not available locally"
+    ),
+}
 # Microsoft's group names for the default rule set -> the CRS file's number.
 MICROSOFT_GROUPS = {
     "METHOD-ENFORCEMENT": "911",

@@ -1,12 +1,15 @@
-"""Custom rules (pure): match conditions, transforms, rate limits.
+"""Custom rules: match conditions, transforms, rate limits, countries.
 
 Azure's custom rules run before the managed rules, lowest priority first.
 A rule matches when all its conditions match; a condition matches when one
 of its values matches one of its variables (after its transforms), or, with
-`negate`, when none does. The first Allow or Block that matches ends the
-evaluation; a Log rule is logged and evaluation goes on. A rate-limit rule
-acts once the requests it matches from one client address (or from every
-client: group by None) pass its threshold within its window.
+`negate`, when none does. GeoMatch compares the country of an address
+(waf/geo.py; "ZZ" when unknown) with its values. The first Allow or Block
+that matches ends the evaluation; a Log rule is logged and evaluation goes
+on. A rate-limit rule acts once the requests it matches from one client
+address (or from every client: group by None, or per country: GeoLocation)
+pass its threshold within its sliding window, counted for the whole gateway
+(waf/rates.py).
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ from attrs import frozen
 
 from appgw.config.waf import CustomRule, MatchCondition
 from appgw.patterns import Pattern, compile_pattern
+from appgw.waf import rates
+from appgw.waf.geo import Countries
 
 
 @frozen
@@ -53,13 +58,15 @@ def form_args(body: str) -> dict[str, str]:
 
 
 class CompiledCondition:
-    def __init__(self, condition: MatchCondition) -> None:
+    def __init__(self, condition: MatchCondition, countries: Countries | None = None) -> None:
         self.condition = condition
         self.operator = condition.operator.lower()
         self.transforms = [_TRANSFORMS[t.lower()] for t in condition.transforms]
         self.networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
         self.patterns: list[Pattern] = []
         self.numbers: list[float] = []
+        self.countries = countries
+        self.codes = frozenset(v.upper() for v in condition.values)
         if self.operator == "ipmatch":
             self.networks = [
                 ipaddress.ip_network(v.strip(), strict=False) for v in condition.values
@@ -114,6 +121,9 @@ class CompiledCondition:
             except ValueError:
                 return False
             return any(address in n for n in self.networks if n.version == address.version)
+        if op == "geomatch":
+            assert self.countries is not None  # a rule that uses countries is given them
+            return self.countries.country(value.strip()) in self.codes
         if op == "equal":
             return value in wanted
         if op == "contains":
@@ -137,54 +147,50 @@ class CompiledCondition:
         return any(compare(n) for n in self.numbers)
 
 
-class RateWindow:
-    """Requests counted per client in fixed windows (one per rule, per worker)."""
-
-    def __init__(self, seconds: int, threshold: int) -> None:
-        self.seconds = seconds
-        self.threshold = threshold
-        self.start = 0.0
-        self.counts: dict[str, int] = {}
-
-    def exceeded(self, key: str, now: float) -> bool:
-        if now - self.start >= self.seconds:
-            self.start, self.counts = now, {}
-        count = self.counts.get(key, 0) + 1
-        if len(self.counts) < 100_000 or key in self.counts:
-            self.counts[key] = count
-        return count > self.threshold
-
-
 class CompiledRule:
-    def __init__(self, rule: CustomRule) -> None:
+    def __init__(self, rule: CustomRule, policy: str, countries: Countries | None = None) -> None:
         self.rule = rule
+        self.policy = policy
+        self.countries = countries
         self.action = rule.action.lower()
-        self.conditions = [CompiledCondition(c) for c in rule.conditions]
-        self.window = (
-            RateWindow(rule.rate_limit_seconds, rule.rate_limit_threshold)
-            if rule.rule_type.lower() == "ratelimitrule"
-            else None
-        )
+        self.conditions = [CompiledCondition(c, countries) for c in rule.conditions]
+        self.rate_limit = rule.rule_type.lower() == "ratelimitrule"
 
-    def matches(self, facts: Facts, now: float) -> bool:
+    def matches(self, facts: Facts, now: float, listener: str) -> bool:
         if not all(c.matches(facts) for c in self.conditions):
             return False
-        if self.window is None:
+        if not self.rate_limit:
             return True
-        key = facts.remote_addr if self.rule.group_by.lower() == "clientaddr" else ""
-        return self.window.exceeded(key, now)
+        rule = self.rule
+        client = ""
+        if rule.group_by == "clientaddr":
+            client = facts.remote_addr
+        elif rule.group_by == "geolocation" and self.countries is not None:
+            client = self.countries.country(facts.remote_addr)
+        key = rates.key_of(self.policy, rule.name, listener, rule.group_by, client)
+        return rates.table().over(key, now, rule.rate_limit_seconds, rule.rate_limit_threshold)
 
 
-def compile_rules(rules: Sequence[CustomRule]) -> list[CompiledRule]:
+def compile_rules(
+    rules: Sequence[CustomRule], policy: str, countries: Callable[[], Countries] | None = None
+) -> list[CompiledRule]:
+    """The enabled rules by priority; `countries` gives the lookup to those that need it."""
     ordered = sorted((r for r in rules if r.enabled), key=lambda r: r.priority)
-    return [CompiledRule(r) for r in ordered]
+    return [
+        CompiledRule(r, policy, countries() if countries and r.uses_countries else None)
+        for r in ordered
+    ]
 
 
-def evaluate(rules: Sequence[CompiledRule], facts: Facts, now: float) -> list[CompiledRule]:
-    """The rules that matched, in order; the last is an Allow or Block if one matched."""
+def evaluate(
+    rules: Sequence[CompiledRule], facts: Facts, now: float, listener: str
+) -> list[CompiledRule]:
+    """The rules that matched, in order; the last is an Allow or Block if one matched.
+
+    Rate limits count per listener, as Azure's do per endpoint (waf/rates.py)."""
     matched = []
     for rule in rules:
-        if rule.matches(facts, now):
+        if rule.matches(facts, now, listener):
             matched.append(rule)
             if rule.action in ("allow", "block"):
                 break

@@ -164,7 +164,7 @@ class Engine:
     def evaluate(self, rules: RuleSet, t: Transaction) -> list[RuleMatch]:
         lib = self.lib
         self._lines = []
-        unique = self.ffi.new("char[]", t.unique_id.encode() or b"-")
+        unique = t.unique_id.encode() or b"-"  # cffi passes bytes as a char * of its own
         tx = lib.msc_new_transaction_with_id(self.modsecurity, rules.handle, unique, self.ffi.NULL)
         try:
             lib.msc_process_connection(

@@ -18,7 +18,7 @@ from attrs import frozen
 
 from appgw.config.model import Config
 from appgw.config.waf import WafPolicy
-from appgw.waf import crs, custom, scoring
+from appgw.waf import crs, custom, geo, scoring
 from appgw.waf.directives import rules_text
 from appgw.waf.engine import RuleSet, Transaction, engine
 from appgw.waf.scoring import Entry
@@ -46,14 +46,21 @@ class Attached:
     policy: CompiledPolicy
     scope: str
     scope_name: str
+    listener: str  # rate limits count per listener
 
 
 class CompiledPolicy:
-    def __init__(self, policy: WafPolicy, rules: RuleSet | None, table: crs.RuleSetTable) -> None:
+    def __init__(
+        self,
+        policy: WafPolicy,
+        rules: RuleSet | None,
+        table: crs.RuleSetTable,
+        countries: Callable[[], geo.Countries],
+    ) -> None:
         self.policy = policy
         self.rules = rules
         self.prevention = policy.mode.lower() == "prevention"
-        self.custom = custom.compile_rules(policy.custom_rules)
+        self.custom = custom.compile_rules(policy.custom_rules, policy.name, countries)
         self.actions: dict[str, str] = {}
         self.groups: dict[str, str] = {}
         first = policy.managed_rule_sets[0] if policy.managed_rule_sets else None
@@ -82,6 +89,8 @@ class Firewall:
         waf = engine()
         compiled: dict[str, RuleSet] = {}
         self.policies: dict[str, CompiledPolicy] = {}
+        self._countries: geo.Countries | None = None
+        self._geoip = config.geoip_databases
         for name, policy in config.waf_policies.items():
             rules = None
             if policy.managed_rule_sets:
@@ -89,7 +98,7 @@ class Firewall:
                 if text not in compiled:
                     compiled[text] = waf.compile(text)
                 rules = compiled[text]
-            self.policies[name] = CompiledPolicy(policy, rules, table)
+            self.policies[name] = CompiledPolicy(policy, rules, table, self.countries)
         self.gateway = config.firewall_policy
         self.listeners = {
             n: li.firewall_policy for n, li in config.listeners.items() if li.firewall_policy
@@ -101,34 +110,47 @@ class Firewall:
                     self.paths[(map_name, rule.name)] = rule.firewall_policy
         self.path_map_of = {n: r.path_map for n, r in config.rules.items() if r.path_map}
 
+    def countries(self) -> geo.Countries:
+        """The country lookup, opened for the first policy that needs it."""
+        if self._countries is None:
+            self._countries = geo.Countries(self._geoip)
+        return self._countries
+
     def attached(self, rule: str, listener: str, path_rule: str | None) -> Attached | None:
         """The policy for a route: the path rule's, the listener's, the gateway's."""
         path_map = self.path_map_of.get(rule)
         if path_rule is not None and path_map is not None:
             name = self.paths.get((path_map, path_rule))
             if name is not None:
-                return self._found(name, "path", f"{path_map}/{path_rule}")
+                return self._found(name, "path", f"{path_map}/{path_rule}", listener)
         name = self.listeners.get(listener)
         if name is not None:
-            return self._found(name, "listener", listener)
+            return self._found(name, "listener", listener, listener)
         if self.gateway is not None:
-            return self._found(self.gateway, "gateway", self.gateway)
+            return self._found(self.gateway, "gateway", self.gateway, listener)
         return None
 
-    def _found(self, name: str, scope: str, scope_name: str) -> Attached | None:
+    def _found(self, name: str, scope: str, scope_name: str, listener: str) -> Attached | None:
         compiled = self.policies[name]
         if not compiled.policy.enabled:
             return None
-        return Attached(compiled, SCOPES[scope], scope_name)
+        return Attached(compiled, SCOPES[scope], scope_name, listener)
 
     def inspect(
-        self, attached: Attached, transaction: Transaction, facts: custom.Facts
+        self, attached: Attached, transaction: Transaction, facts: custom.Facts | None
     ) -> Decision:
-        """The decision on one request (its body in `transaction.body` if inspected)."""
+        """The decision on one request (its body in `transaction.body` if inspected).
+
+        `facts` may be None only for a policy without custom rules."""
         compiled = attached.policy
         entries: list[Entry] = []
         outcome = "Blocked" if compiled.prevention else "Detected"
-        for rule in custom.evaluate(compiled.custom, facts, self.clock()):
+        matched = []
+        if compiled.custom:
+            if facts is None:
+                raise ValueError(f"policy {compiled.policy.name} has custom rules: facts needed")
+            matched = custom.evaluate(compiled.custom, facts, self.clock(), attached.listener)
+        for rule in matched:
             label = {"allow": "Allowed", "block": outcome}.get(rule.action, "Matched")
             entries.append(
                 Entry("Custom", "", rule.rule.name, "", f"Custom rule {rule.rule.name}", label)

@@ -24,6 +24,8 @@ def firewall_entries(
     trace_id: str,
     instance: str = "appgw",
 ) -> Iterator[dict[str, object]]:
+    if not decision.entries and not decision.reason:
+        return  # a clean request: no line (and no clock read)
     policy = decision.policy
     stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + "Z"
     common = {

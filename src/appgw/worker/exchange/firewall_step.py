@@ -86,7 +86,9 @@ async def screen(
         if over and enforced and not upload:
             _report(client, host, target, trace_id, firewall.refuse(attached, f"over {bound}"))
             raise Blocked("request body too large for the WAF policy", status=413)
-    transaction, facts = _request_facts(client, request, host, target, body, trace_id, over)
+    transaction = _transaction(client, request, target, body, trace_id, over)
+    # What the custom rules look at, only for a policy that has some.
+    facts = _facts(client, request, target, body) if attached.policy.custom else None
     decision = firewall.inspect(attached, transaction, facts)
     _report(client, host, target, trace_id, decision)
     if not decision.blocked:
@@ -98,34 +100,37 @@ async def screen(
     raise Blocked(f"blocked by WAF policy {policy.name} ({ids})", status=decision.status)
 
 
-def _request_facts(
+def _transaction(
     client: Downstream,
     request: Request,
-    host: bytes | None,
     target: str,
     body: bytes | None,
     trace_id: str,
     partial: bool,
-) -> tuple[Any, Any]:
-    """What ModSecurity and the custom rules are given of the request."""
-    from appgw.waf.custom import Facts, form_args
+) -> Any:
+    """What ModSecurity is given of the request."""
     from appgw.waf.engine import Transaction
 
-    headers = tuple(request.headers)
     server = client.socket.bound
-    transaction = Transaction(
+    return Transaction(
         client=(client.peer[0], client.peer[1]),
         server=(server[0], client.socket.port),
         method=request.method,
         uri=target.encode("latin-1", "replace"),
         version=request.version.encode(),
-        headers=headers,
+        headers=tuple(request.headers),
         body=body,
         partial=partial,
         unique_id=trace_id,
     )
+
+
+def _facts(client: Downstream, request: Request, target: str, body: bytes | None) -> Any:
+    """What the custom rules are given of the request."""
+    from appgw.waf.custom import Facts, form_args
+
     table: dict[str, str] = {}
-    for name, value in headers:
+    for name, value in request.headers:
         key = name.decode("latin-1").lower()
         text = value.decode("latin-1")
         table[key] = f"{table[key]}, {text}" if key in table else text
@@ -137,7 +142,7 @@ def _request_facts(
     forwarded = table.get("x-forwarded-for", "").split(",")[0].strip()
     text_body = body.decode("latin-1") if body else ""
     form = table.get("content-type", "").lower().startswith("application/x-www-form-urlencoded")
-    facts = Facts(
+    return Facts(
         remote_addr=forwarded or client.peer[0],
         socket_addr=client.peer[0],
         method=request.method.decode("latin-1"),
@@ -148,7 +153,6 @@ def _request_facts(
         body=text_body,
         post_args=form_args(text_body) if form else {},
     )
-    return transaction, facts
 
 
 async def _read_ahead(
