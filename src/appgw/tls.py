@@ -216,11 +216,12 @@ def backend_context(setting: Setting, trusted_roots: Mapping[str, bytes]) -> ssl
     system's trust store applies. validateCertChainAndExpiry off accepts any
     certificate (its name is then not checked either: Python's ssl module
     checks names only on verified chains); validateSNI off keeps the chain
-    check and skips the name.
+    check and skips the name. A pinned setting's certificates are v1
+    authenticationCertificates (see backend_client_context).
     """
     roots = [trusted_roots[name] for name in setting.trusted_root_certificates]
     return backend_client_context(
-        roots, setting.validate_cert_chain_and_expiry, setting.validate_sni
+        roots, setting.validate_cert_chain_and_expiry, setting.validate_sni, setting.pinned
     )
 
 
@@ -228,11 +229,18 @@ def backend_client_context(
     trusted_root_pems: Sequence[bytes] = (),
     validate_chain: bool = True,
     validate_name: bool = True,
+    pinned: bool = False,
 ) -> ssl.SSLContext:
-    """A client context toward backends (the worker's and the prober's)."""
+    """A client context toward backends (the worker's and the prober's).
+
+    `pinned`: the certificates are an allow-list (v1 authenticationCertificates):
+    a chain that ends at any of them verifies (a listed leaf as it is), and
+    names are not checked."""
     cadata = "\n".join(pem.decode("ascii") for pem in trusted_root_pems) or None
     context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cadata=cadata)
-    if not validate_chain or not validate_name:
+    if pinned and cadata:
+        context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
+    if not validate_chain or not validate_name or pinned:
         context.check_hostname = False
     if not validate_chain:
         context.verify_mode = ssl.CERT_NONE

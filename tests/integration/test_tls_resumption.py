@@ -2,9 +2,11 @@
 
 Real clients (Python's ssl module, `session=` reuse) against a gateway with
 two workers: the listener contexts are built by the master before it forks,
-so a session ticket issued by one worker is accepted by the other, and a
-reload with the certificate and policy unchanged keeps the contexts. Which
-worker served a connection is read from /proc while it is open.
+so a session ticket issued by one worker is accepted by the other; a TLS 1.2
+session ID is found by either in the session store the master made before
+forking. A reload with the certificate and policy unchanged keeps the
+contexts (and the store). Which worker served a connection is read from
+/proc while it is open.
 """
 
 from __future__ import annotations
@@ -32,13 +34,20 @@ GATEWAY = "127.0.0.1"
 A = "127.0.0.2"
 CONNECTIONS = 40  # returning connections, at least
 MOST = 200  # and at most, while waiting for both workers to have resumed one
-VERSIONS = {"TLS 1.3": ssl.TLSVersion.TLSv1_3, "TLS 1.2": ssl.TLSVersion.TLSv1_2}
+# How clients resume: TLS 1.3 and TLS 1.2 tickets (stateless), and TLS 1.2
+# session IDs from a client that takes no tickets (the shared session store).
+CLIENTS = {
+    "TLS 1.3": (ssl.TLSVersion.TLSv1_3, 0),
+    "TLS 1.2": (ssl.TLSVersion.TLSv1_2, 0),
+    "TLS 1.2 session IDs": (ssl.TLSVersion.TLSv1_2, ssl.OP_NO_TICKET),
+}
 
 
-def client_context(ca: trustme.CA, version: ssl.TLSVersion) -> ssl.SSLContext:
+def client_context(ca: trustme.CA, version: ssl.TLSVersion, options: int) -> ssl.SSLContext:
     context = ssl.create_default_context()
     ca.configure_trust(context)
     context.maximum_version = version
+    context.options |= options
     return context
 
 
@@ -90,14 +99,15 @@ async def returning_clients(
     return made, resumed, resumers, versions
 
 
-@pytest.mark.parametrize("version", list(VERSIONS), ids=list(VERSIONS))
+@pytest.mark.parametrize("client", list(CLIENTS), ids=list(CLIENTS))
 async def test_sessions_resume_on_either_worker_and_across_a_reload(
-    nursery: trio.Nursery, tmp_path: Path, https_port: int, backend_port: int, version: str
+    nursery: trio.Nursery, tmp_path: Path, https_port: int, backend_port: int, client: str
 ) -> None:
     ca = trustme.CA()
     certs = write_certificates(ca, tmp_path / "certs")
     config = gateway_toml(servers=[A], backend_port=backend_port, https_port=https_port, cert=certs)
-    context = client_context(ca, VERSIONS[version])
+    version, options = CLIENTS[client]
+    context = client_context(ca, version, options)
     with trio.fail_after(120):
         await start_http_backends(nursery, [A], backend_port)
         async with open_gateway(config, tmp_path, workers=2) as gw:
@@ -105,10 +115,11 @@ async def test_sessions_resume_on_either_worker_and_across_a_reload(
                 one_connection, context, https_port, None, gw.worker_pids(GATEWAY, https_port)
             )
             assert not reused
+            assert first is not None and first.has_ticket == (not options)
             made, resumed, resumers, versions = await returning_clients(
                 gw, context, https_port, first
             )
-            assert versions == {version.replace(" ", "v")}
+            assert versions == {"TLSv" + client.split()[1]}
             assert resumed >= 0.95 * made, f"{resumed} of {made} resumed"
             assert len(resumers) == 2, f"only worker(s) {resumers} resumed sessions"
 

@@ -100,9 +100,9 @@ def test_every_dynamic_nic_of_a_pool_is_named_in_one_message(tmp_path: Path) -> 
     assert [s.host for s in config.pools["pool"].servers] == ["10.0.1.4", "10.0.1.5"]
 
 
-def test_an_unresolved_key_vault_secret_id_is_one_error(tmp_path: Path) -> None:
+def test_a_key_vault_secret_id_is_one_error(tmp_path: Path) -> None:
     """The Key Vault quickstart's idiom: keyVaultSecretId built from the vault's
-    vaultUri, which exists only once deployed."""
+    vaultUri (derived from its name); the secret is not in the template."""
     vault = {"type": "Microsoft.KeyVault/vaults", "name": "kv", "properties": {}}
     resource = gateway()
     secret_id = "[concat(reference('kv').vaultUri, 'secrets/sslcert')]"
@@ -113,4 +113,4 @@ def test_an_unresolved_key_vault_secret_id_is_one_error(tmp_path: Path) -> None:
         load(str(write(tmp_path, [vault, resource])))
     assert len(caught.value.errors) == 1
     assert caught.value.errors[0].startswith("sslCertificates.cert.keyVaultSecretId: ")
-    assert "--reference kv.vaultUri=VALUE" in caught.value.errors[0]
+    assert "--certificate cert=FILE[:PASSWORD]" in caught.value.errors[0]

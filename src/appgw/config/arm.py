@@ -49,7 +49,7 @@ def build(document: Any, source: str, inputs: Sequence[Inputs] = ()) -> Draft:
             references.update(read_references(group.references))
             certificates.update(read_certificates(group.certificates, group.base))
         base = Path(source).absolute().parent
-        resource, template = locate(document, values, references, base)
+        resource, template, holder = locate(document, values, references, base)
     except Invalid as e:
         raise ConfigError(source, str(e).split("\n")) from None
     arm = ArmReader(template)
@@ -67,7 +67,7 @@ def build(document: Any, source: str, inputs: Sequence[Inputs] = ()) -> Draft:
         properties = top
     arm.index_names(properties)
     config = build_config(arm, properties, source)
-    config = arm_waf.apply(arm, document, properties, config)  # WAF policies: arm_waf.py
+    config = arm_waf.apply(arm, holder, properties, config)  # WAF policies: arm_waf.py
     arm.finish(properties, "gateway", also="resource" if properties is top else None)
     files += [path for path, _ in certificates.values()]
     if template is not None:

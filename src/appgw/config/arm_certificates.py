@@ -3,7 +3,8 @@
 `properties.data` is base64 PFX (with `password`).
 `az network application-gateway show` prints an sslCertificate's public part
 only (publicCertData), and a template may point at Key Vault
-(keyVaultSecretId): neither holds the private key a local listener needs.
+(keyVaultSecretId): neither holds the private key a local listener needs,
+unless the secret is one the template itself writes (arm_key_vault.py).
 The flag gives it: a PFX file (with its password), or a PEM file holding
 the certificate chain and its key (an encrypted key is decrypted with the
 password).
@@ -16,6 +17,7 @@ import binascii
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from appgw.config.arm_key_vault import declared_secret
 from appgw.config.certs import CertError, pem_pair, pfx_to_pem
 from appgw.config.fields import Section
 from appgw.config.model import Certificate
@@ -62,6 +64,9 @@ def certificate(arm: ArmReader, name: str, s: Section) -> Certificate:
     has_public = s.has("publicCertData")
     arm.finish(s, "sslCertificates")
     pems = None
+    if key_vault and arm.template is not None:  # a secret the template itself writes
+        data = declared_secret(arm.template.shared.resources, key_vault)
+        key_vault = None if data is not None else key_vault
     if key_vault:
         s.error("keyVaultSecretId", f"read only in Azure: give the certificate with {hint(name)}")
     elif data is None:
@@ -70,7 +75,7 @@ def certificate(arm: ArmReader, name: str, s: Section) -> Certificate:
             what = "has no private key (publicCertData only)" if has_public else "required"
             s.error("data", f"{what}: give the certificate with {hint(name)}")
     else:
-        pfx = _decode(s, data)
+        pfx = _decode(s, data, name)
         if pfx is not None:
             try:
                 pems = pfx_to_pem(pfx, password)
@@ -82,9 +87,12 @@ def certificate(arm: ArmReader, name: str, s: Section) -> Certificate:
     return Certificate(name, pems[0], pems[1], source=s.path)
 
 
-def _decode(s: Section, data: str) -> bytes | None:
+def _decode(s: Section, data: str, name: str) -> bytes | None:
     try:
         return base64.b64decode("".join(data.split()), validate=True)
     except (binascii.Error, ValueError):
-        s.error("data", "not valid base64")
+        if data.startswith("GEN-"):  # the gallery's parameters files: GEN-SELFSIGNED-CERT-PFXDATA
+            s.error("data", f"{data} is a placeholder: give the certificate with {hint(name)}")
+        else:
+            s.error("data", "not valid base64")
         return None

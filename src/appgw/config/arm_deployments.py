@@ -6,7 +6,8 @@ is left out, one with a `copy` loop stands for `count` resources (each in
 its own copyIndex() scope), and a `Microsoft.Resources/deployments`
 resource is entered: its inline `template`, or the file its `templateLink`
 names (`relativePath`, or a `uri` mapped onto a file beside the main one),
-with its `parameters` evaluated in the parent's scope. An inline template
+with its `parameters` evaluated in the parent's scope (one that fails is an
+error only where the nested template reads it). An inline template
 is evaluated in the parent's scope unless its expressionEvaluationOptions
 say `inner`. Every resource met is recorded for reference().
 
@@ -30,10 +31,14 @@ DEPLOYMENT_TYPE = "microsoft.resources/deployments"
 _MAX_DEPTH = 8
 
 
+Found = tuple[Mapping[str, Any], Template, Mapping[str, Any]]
+
+
 def gateways(
     document: Mapping[str, Any], template: Template, base: Path, depth: int = 0
-) -> Iterator[tuple[Mapping[str, Any], Template]]:
-    """Every application gateway resource in a template and its nested deployments."""
+) -> Iterator[Found]:
+    """Every application gateway resource in a template and its nested
+    deployments: the resource, its scope, and the template that holds it."""
     if depth > _MAX_DEPTH:
         raise Invalid(f"deployments nested more than {_MAX_DEPTH} deep")
     resources = lower_keys(document).get("resources")
@@ -41,11 +46,11 @@ def gateways(
         resources = list(resources.values())
     if not isinstance(resources, list):
         raise Invalid("resources: must be a list")
-    found = []
+    found: list[Found] = []
     for resource, scope in _expanded(resources, template):
         kind = str(lower_keys(resource).get("type", "")).lower()
         if kind == GATEWAY_TYPE:
-            found.append((resource, scope))
+            found.append((resource, scope, document))
         elif kind == DEPLOYMENT_TYPE:
             found.extend(_nested(resource, scope, base, depth))
     yield from found
@@ -119,9 +124,7 @@ def _record(spec: Mapping[str, Any], scope: Template) -> None:
         scope.shared.resources.setdefault(short, (spec, scope))
 
 
-def _nested(
-    resource: Mapping[str, Any], scope: Template, base: Path, depth: int
-) -> list[tuple[Mapping[str, Any], Template]]:
+def _nested(resource: Mapping[str, Any], scope: Template, base: Path, depth: int) -> list[Found]:
     spec = lower_keys(resource)
     name = spec.get("name", "?")
     props = lower_keys(spec.get("properties"))
@@ -144,8 +147,8 @@ def _nested(
     given = props.get("parameters")
     for key, entry in given.items() if isinstance(given, Mapping) else []:
         entry = lower_keys(entry)
-        if "value" in entry:
-            values[str(key)] = scope.deep(entry["value"])
+        if "value" in entry:  # evaluated now, an error only where it is read
+            values[str(key)] = scope.tolerant(entry["value"])
         elif "reference" in entry:
             raise Invalid(
                 f"{where}.properties.parameters.{key}: a Key Vault reference is read only in Azure"
@@ -219,10 +222,11 @@ def locate(
     values: Mapping[str, Any] | None = None,
     references: Mapping[str, Any] | None = None,
     base: Path | None = None,
-) -> tuple[Mapping[str, Any], Template | None]:
+) -> tuple[Mapping[str, Any], Template | None, Any]:
     """The gateway resource in a parsed JSON document (its property copy loops
-    expanded), and the template around it (None for `az ... show` output).
-    Raises Invalid with a full message."""
+    expanded), the template scope around it (None for `az ... show` output),
+    and the document whose resources[] hold it (a nested deployment's
+    template, for the policies beside it). Raises Invalid with a full message."""
     if isinstance(document, list) and len(document) == 1:
         document = document[0]
     if not isinstance(document, Mapping):
@@ -238,8 +242,8 @@ def locate(
             raise Invalid("resources: no resource of type Microsoft.Network/applicationGateways")
         if len(found) > 1:
             raise Invalid(f"resources: {len(found)} application gateways; give one a file")
-        resource, scope = found[0]
-        return expand_copies(resource, scope), scope
+        resource, scope, holder = found[0]
+        return expand_copies(resource, scope), scope, holder
     if values:
         names = ", ".join(sorted(values))
         raise Invalid(f"--parameters {names}: this document is not a template (no resources[])")
@@ -247,7 +251,7 @@ def locate(
     if kind != GATEWAY_TYPE:
         raise Invalid(f"type: {top['type']!r} is not Microsoft.Network/applicationGateways")
     if "properties" in top or "httplisteners" in top or "frontendports" in top:
-        return document, None
+        return document, None, document
     raise Invalid(
         "neither an ARM template (no resources[]) nor an application gateway (no properties)"
     )

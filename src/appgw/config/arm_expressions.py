@@ -206,6 +206,15 @@ class Unresolved:
         )
 
 
+class Failed:
+    """A value that could not be evaluated: its error, raised when the value is
+    read (so a value nobody reads costs nothing, and the message names the key
+    path of the one who reads it)."""
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+
+
 class Deployed(dict[str, Any]):
     """An object read with reference(): a property it does not declare is Unresolved."""
 
@@ -229,6 +238,8 @@ def member(target: Any, key: Any) -> Any:
                 if str(name).lower() == key.lower():
                     found = value
                     break
+        if isinstance(found, Failed):
+            raise Invalid(found.message)
         if isinstance(target, Deployed):
             if isinstance(found, Mapping):
                 return Deployed(f"{target.path}.{key}", found)
@@ -244,6 +255,8 @@ def member(target: Any, key: Any) -> Any:
             raise Invalid(f"an array's index must be an integer, not {key!r}")
         if not 0 <= key < len(target):
             raise Invalid(f"index {key} is out of range (the array has {len(target)} items)")
+        if isinstance(target[key], Failed):
+            raise Invalid(target[key].message)
         return target[key]
     raise Invalid(f"cannot read {key!r} of {type_name(target)} {target!r}")
 

@@ -23,6 +23,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from appgw.config.arm_expressions import Failed
 from appgw.config.fields import Invalid
 from appgw.config.jsonc import loads as load_json
 
@@ -125,6 +126,8 @@ def parameter_problems(
                 f"--parameters: the template has no parameter named {key!r} (it has: {known})"
             )
             continue
+        if isinstance(value, Failed):  # a nested deployment's: an error where it is read
+            continue
         spec = {str(k).lower(): v for k, v in (declared[key.lower()] or {}).items()}
         try:
             coerce(key, spec, value)
@@ -146,6 +149,8 @@ _TYPES = {
 
 def coerce(name: str, declared: Mapping[str, Any], value: Any) -> Any:
     """A given value as the declared type, converted from a string where ARM does so."""
+    if isinstance(value, Failed):
+        raise Invalid(value.message)
     kind = str(declared.get("type", "")).lower()
     want = _TYPES.get(kind)
     if isinstance(value, str) and want is not None and want is not str:

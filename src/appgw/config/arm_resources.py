@@ -8,15 +8,13 @@ checks ranges and references on the result.
 
 from __future__ import annotations
 
-import base64
-import binascii
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from appgw.config.arm_backend_trust import backend_trust, trusted_certificates
 from appgw.config.arm_certificates import certificate
 from appgw.config.arm_tls import ssl_policy, ssl_profile, trusted_client_certificate
 from appgw.config.arm_waf import policy_ref
-from appgw.config.certs import CertError, ca_to_pem
 from appgw.config.error_pages import read_arm as read_error_pages
 from appgw.config.fields import Section, join, read_status_codes
 from appgw.config.model import (
@@ -43,7 +41,6 @@ from appgw.config.model import (
 if TYPE_CHECKING:
     from appgw.config.arm_reader import ArmReader
 
-KEY_VAULT = "not supported locally, export the certificate as PFX data"
 RULE_TYPES = {"basic": "basic", "pathbasedrouting": "path"}
 
 
@@ -55,9 +52,7 @@ def build_config(arm: ArmReader, p: Section, source: str) -> Config:
     return Config(
         source=source,
         certificates={n: certificate(arm, n, s) for n, s in arm.resources(p, "sslCertificates")},
-        trusted_root_certificates={
-            n: _trusted_root(arm, s) for n, s in arm.resources(p, "trustedRootCertificates")
-        },
+        trusted_root_certificates=trusted_certificates(arm, p),  # arm_backend_trust.py
         ssl_policy=ssl_policy(arm, p.get_section("sslPolicy")),
         trusted_client_certificates={
             n: trusted_client_certificate(arm, n, s)
@@ -107,37 +102,6 @@ def _frontend_ip(arm: ArmReader, s: Section) -> str:
     address = s.get_opt_str("privateIPAddress") or arm.public_address(s.raw("publicIPAddress"))
     arm.finish(s, "frontendIPConfigurations")
     return address
-
-
-def _decode(s: Section, key: str, data: str) -> bytes | None:
-    try:
-        return base64.b64decode("".join(data.split()), validate=True)
-    except (binascii.Error, ValueError):
-        s.error(key, "not valid base64")
-        return None
-
-
-def _trusted_root(arm: ArmReader, s: Section) -> bytes:
-    data = s.get_opt_str("data")
-    key_vault = s.get_opt_str("keyVaultSecretId")
-    arm.finish(s, "trustedRootCertificates")
-    if key_vault:
-        s.error("keyVaultSecretId", KEY_VAULT.replace("as PFX data", "as base64 data"))
-    elif data is None:
-        if not s.has("data"):
-            s.error("data", "required")
-    else:
-        raw = data.encode() if "-----BEGIN" in data else _decode(s, "data", data)
-        if raw is not None and b"-----BEGIN" not in raw:
-            try:
-                raw = ca_to_pem(raw)
-            except CertError as e:
-                s.error("data", str(e))
-                raw = None
-        if raw is not None:
-            return raw
-    arm.quiet.add(s.key_path("data"))
-    return b""
 
 
 def _listener(
@@ -229,7 +193,7 @@ def _setting(arm: ArmReader, name: str, s: Section) -> Setting:
         connection_draining=draining,
         drain_timeout=drain_timeout,
         probe=arm.ref(s, "probe", "probes"),
-        trusted_root_certificates=arm.refs(s, "trustedRootCertificates", "trustedRootCertificates"),
+        **backend_trust(arm, s),
         validate_cert_chain_and_expiry=s.get_bool("validateCertChainAndExpiry", True),
         validate_sni=s.get_bool("validateSNI", True),
         sni_name=s.get_opt_str("sniName") or None,

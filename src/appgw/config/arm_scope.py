@@ -113,8 +113,13 @@ def _key(target: Mapping[str, Any], key: str) -> str:
 
 
 def resource_id(args: list[Any], values: Mapping[str, Mapping[str, Any]]) -> str:
-    """resourceId([subscriptionId], [resourceGroupName], type, name1, name2...)."""
+    """resourceId([subscriptionId], [resourceGroupName], type, name1, name2...).
+
+    Also the gallery's resourceId(parentId, '/childType/childName'): a full id
+    first is the parent, and the child's path is appended to it."""
     strings = _strings("resourceId", args)
+    if len(strings) > 1 and _is_resource_id(strings[0]):
+        return "/".join([strings[0].rstrip("/"), *(s.strip("/") for s in strings[1:])])
     at = _type_position("resourceId", strings)
     scope = strings[:at]
     if len(scope) > 2:
@@ -154,6 +159,10 @@ def _strings(name: str, args: list[Any]) -> list[str]:
     return list(args)
 
 
+def _is_resource_id(text: str) -> bool:
+    return text.startswith("/") and "/providers/" in text.lower()
+
+
 def _type_position(name: str, strings: list[str]) -> int:
     for i, text in enumerate(strings):
         if "/" in text and "." in text.split("/")[0]:
@@ -162,7 +171,7 @@ def _type_position(name: str, strings: list[str]) -> int:
 
 
 def _provider_path(name: str, kind: str, names: list[str]) -> str:
-    namespace, *types = kind.split("/")
+    namespace, *types = kind.strip("/").split("/")  # 'a/b/' is written too
     names = "/".join(names).split("/")  # 'gw/p80' as well as 'gw', 'p80'
     if len(types) != len(names) or not types:
         raise Invalid(f"{name}(): the type {kind!r} needs {len(types)} name(s), got {len(names)}")

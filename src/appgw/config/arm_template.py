@@ -25,8 +25,15 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from appgw.config import arm_scope
-from appgw.config.arm_expressions import Deployed, Unresolved, evaluate, is_expression, literal
+from appgw.config import arm_key_vault, arm_scope
+from appgw.config.arm_expressions import (
+    Deployed,
+    Failed,
+    Unresolved,
+    evaluate,
+    is_expression,
+    literal,
+)
 from appgw.config.arm_functions import FUNCTIONS
 from appgw.config.arm_parameters import coerce, parameter_problems
 from appgw.config.fields import Invalid
@@ -38,14 +45,6 @@ def lower_keys(mapping: Any) -> dict[str, Any]:
     if not isinstance(mapping, Mapping):
         return {}
     return {str(k).lower(): v for k, v in mapping.items()}
-
-
-class Failed:
-    """A value inside a copy loop that could not be evaluated: its error, raised
-    when the value is read (so the message names its key path)."""
-
-    def __init__(self, message: str) -> None:
-        self.message = message
 
 
 class _Shared:
@@ -206,10 +205,11 @@ class Template:
             value = coerce(name, declared, shared.values[key])
         elif "defaultvalue" in declared:
             value = self._guarded(f"parameters('{name}')", declared["defaultvalue"])
-        else:
+        else:  # named as declared: the name a parameters file uses
+            declared_name = next((n for n in shared.parameter_names if n.lower() == key), name)
             raise Invalid(
-                f"parameter {name!r} has no value and no defaultValue: "
-                f"give it with --parameters {name}=..."
+                f"parameter {declared_name!r} has no value and no defaultValue: "
+                f"give it with --parameters {declared_name}=..."
             )
         shared.parameter_cache[key] = value
         return value
@@ -281,9 +281,21 @@ class Template:
         declared = self.shared.resources.get(name.lower())
         data: dict[str, Any] = {}
         if declared is not None:
+            # Only what is read is evaluated: a value that fails (a child
+            # resource's connection string reading a database) is an error
+            # only for the one who reads it; child resources are not the
+            # resource's state.
             resource, scope = declared
-            whole = scope.deep(resource)
-            data = whole if full else lower_keys(whole).get("properties") or {}
+            spec = {k: v for k, v in resource.items() if str(k).lower() != "resources"}
+            if not full:
+                spec = lower_keys(spec).get("properties") or {}
+            evaluated = scope.tolerant(spec)
+            data = evaluated if isinstance(evaluated, dict) else {}
+            if str(resource.get("type", "")).lower() == arm_key_vault.VAULT_TYPE:
+                uri = arm_key_vault.vault_uri(name, self.shared.context)
+                holder = data.setdefault("properties", {}) if full else data
+                if isinstance(holder, dict):
+                    holder.setdefault("vaultUri", uri)
         for path, value in self.shared.references.items():
             head, _, rest = path.partition(".")
             if head.lower() == name.lower() and rest:

@@ -289,6 +289,7 @@ def _exclusion(s: Section) -> Exclusion:
 
 
 def _custom_rule(s: Section) -> CustomRule:
+    reported = len(s.errors)
     name = s.get_str("name", "", required=True)
     if name:
         s.path = join(s.path.rsplit("[", 1)[0], name)
@@ -349,5 +350,6 @@ def _custom_rule(s: Section) -> CustomRule:
         group_by=group_by,
     )
     _finish(s)
-    checks.custom_rule(s, None, rule)
+    if len(s.errors) == reported:  # else a value is missing: its error says so
+        checks.custom_rule(s, None, rule)
     return rule

@@ -102,6 +102,9 @@ class Setting:
     drain_timeout: int = 30  # seconds, used when connection_draining is on
     probe: str | None = None  # name in Config.probes; None: the default probe
     trusted_root_certificates: tuple[str, ...] = ()  # names in Config.trusted_root_certificates
+    # pinned: those are v1 authenticationCertificates, an allow-list: a backend
+    # whose chain ends at one of them is accepted, its name unchecked.
+    pinned: bool = False
     # https backends: check the certificate's chain and dates, and its name
     # against the SNI name; sni_name replaces the name sent (default: the Host).
     validate_cert_chain_and_expiry: bool = True

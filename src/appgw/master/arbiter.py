@@ -40,11 +40,11 @@ from appgw.master.lifecycle import Event, Outcome
 from appgw.master.options import RunOptions
 from appgw.master.reports import RunFiles, Starter
 from appgw.master.sockets import ListeningSocket, SocketSet
+from appgw.master.tls_contexts import Bound, SharedSessions, SocketTls
 from appgw.master.upgrade import predecessor, start_successor
 from appgw.master.watch import ConfigWatch
 from appgw.metrics import MasterTotals
 from appgw.titles import master_title, set_title
-from appgw.tls import Bound, SocketTls, listener_contexts
 
 log = logs.log
 
@@ -57,9 +57,9 @@ class Arbiter:
         self.config: Config | None = None
         self.generation = 0
         self.configs: dict[int, Config] = {}
-        # Each generation's listener TLS contexts, built before forking so every
-        # worker shares them (tls.py), kept across reloads while unchanged.
+        # Each generation's TLS contexts, shared by its workers (tls_contexts.py).
         self.tls: dict[int, dict[Bound, SocketTls]] = {}
+        self.sessions = SharedSessions()
         self.children = Brood()
         self.sockets = SocketSet()
         self.signals: signals.SignalQueue | None = None
@@ -111,7 +111,7 @@ class Arbiter:
         if isinstance(snapshot, dict):  # a binary upgrade: the old master's last health
             self.health = Health(snapshot)
         try:
-            contexts = listener_contexts(config, {})
+            contexts = self.sessions.contexts(config, {})
         except ValueError as exc:
             self.sockets.close()
             return self._fail(str(exc))
@@ -145,7 +145,7 @@ class Arbiter:
         contexts: dict[Bound, SocketTls] = {}
         if not errors:
             try:  # a certificate or key that does not load refuses the reload
-                contexts = listener_contexts(config, self.tls.get(self.generation, {}))
+                contexts = self.sessions.contexts(config, self.tls.get(self.generation, {}))
             except ValueError as exc:
                 errors = [str(exc)]
         if errors:

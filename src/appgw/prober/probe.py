@@ -55,16 +55,20 @@ _X509_HOSTNAME_MISMATCH = 62
 
 
 def backend_ssl_context(
-    trusted_root_pems: Sequence[bytes] = (), validate_chain: bool = True, validate_name: bool = True
+    trusted_root_pems: Sequence[bytes] = (),
+    validate_chain: bool = True,
+    validate_name: bool = True,
+    pinned: bool = False,
 ) -> ssl.SSLContext:
     """A client SSL context for connections to backends, as requests use (tls.py).
 
     With trusted root certificates (PEM), a backend must chain to one of them;
     without, to the system's default store. Host names are checked unless the
     setting turns validateSNI off; nothing is when it turns
-    validateCertChainAndExpiry off.
+    validateCertChainAndExpiry off. `pinned`: the certificates are v1
+    authenticationCertificates, an allow-list (tls.backend_client_context).
     """
-    return backend_client_context(trusted_root_pems, validate_chain, validate_name)
+    return backend_client_context(trusted_root_pems, validate_chain, validate_name, pinned)
 
 
 def match_response(probe: Probe, status: int, body: bytes | None = None) -> ProbeResult:

@@ -38,8 +38,8 @@ from appgw.config.model import Config, Probe, Server, Setting
 
 # (pool name, setting name, server host, traffic port): how health is keyed.
 TargetKey = tuple[str, str, str, int]
-# (trusted root PEMs, validate the chain, validate the name): one SSL context each.
-TlsKey = tuple[tuple[bytes, ...], bool, bool]
+# (trusted root PEMs, validate the chain, validate the name, pinned): one SSL context each.
+TlsKey = tuple[tuple[bytes, ...], bool, bool, bool]
 
 DEFAULT_PROBE_HOST = "127.0.0.1"
 DEFAULT_PROBE_NAME = "(default)"
@@ -79,11 +79,17 @@ class Target:
     trusted_root_certificates: tuple[bytes, ...] = ()  # PEM; empty: the system store
     validate_chain: bool = True  # the setting's validate_cert_chain_and_expiry
     validate_name: bool = True  # the setting's validate_sni
+    pinned: bool = False  # the setting's pinned: the roots are an allow-list (v1)
     dial_to: tuple[str, int] | None = None  # --connect-to: where the probe really connects
 
     @property
     def tls_key(self) -> TlsKey:
-        return (self.trusted_root_certificates, self.validate_chain, self.validate_name)
+        return (
+            self.trusted_root_certificates,
+            self.validate_chain,
+            self.validate_name,
+            self.pinned,
+        )
 
     @property
     def key(self) -> TargetKey:
@@ -188,6 +194,7 @@ def make_target(config: Config, pool: str, setting: Setting, server: Server) -> 
         trusted_root_certificates=roots,
         validate_chain=setting.validate_cert_chain_and_expiry,
         validate_name=setting.validate_sni,
+        pinned=setting.pinned,
         dial_to=dialed if dialed != (server.host, probe_port) else None,
     )
 
