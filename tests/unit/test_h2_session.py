@@ -175,6 +175,22 @@ def test_window_updates_make_one_event_per_window_and_read():
     assert server.receive(updates) == [WindowOpened(0), WindowOpened(1)]
 
 
+def test_a_mutable_buffer_is_copied_when_taken_bytes_are_not():
+    pair = Pair().ready()
+    pair.client.send_headers(1, GET, end_stream=True)
+    pair.to_server()
+    pair.server.respond(1, 200, [], False)
+    buffer = bytearray(b"first")
+    assert pair.server.send_data(1, memoryview(buffer), False) == 5
+    buffer[:] = b"XXXXX"  # the owner reuses its buffer before the frame is made
+    kept = b"second"
+    assert pair.server.send_data(1, memoryview(kept)[1:], True) == 5
+    body = pair.server._streams.outgoing[1].chunks[1]
+    assert isinstance(body, memoryview) and body.obj is kept
+    received = [e.data for e in pair.to_client() if isinstance(e, h2.events.DataReceived)]
+    assert b"".join(received) == b"firstecond"
+
+
 def test_request_trailers_end_the_stream():
     pair = Pair().ready()
     pair.client.send_headers(1, POST + [("te", "trailers")], end_stream=False)
