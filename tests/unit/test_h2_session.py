@@ -32,12 +32,10 @@ from tests.support.h2_raw import GET, POST, frames, goaway, headers_frame, raw_s
 class Pair:
     """An h2 client wired to an H2Session, back to back."""
 
-    def __init__(self, settings: H2Settings | None = None, **client: object) -> None:
+    def __init__(self, settings: H2Settings | None = None) -> None:
         self.server = H2Session(settings or H2Settings())
-        config = h2.config.H2Configuration(client_side=True, **client)  # type: ignore[arg-type]
-        self.client = h2.connection.H2Connection(config)
+        self.client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
         self.client.initiate_connection()
-        self.events: list[object] = []
 
     def to_server(self) -> list[object]:
         return self.server.receive(self.client.data_to_send())
