@@ -12,7 +12,7 @@ import h2.config
 import h2.connection
 import h2.events
 import pytest
-from hyperframe.frame import DataFrame, RstStreamFrame, WindowUpdateFrame
+from hyperframe.frame import DataFrame, HeadersFrame, RstStreamFrame, WindowUpdateFrame
 
 from appgw.worker.codec import nghttp2_lib
 from appgw.worker.codec.h2_events import (
@@ -357,3 +357,39 @@ def test_no_cycle_between_a_session_and_its_callbacks_state():
         assert gc.collect() == 0
     finally:
         gc.enable()
+
+
+def test_a_long_connection_keeps_nothing_of_its_closed_streams():
+    server, encoder = raw_session(H2Settings(reset_burst=10**6))
+    big = [("x-big", "b" * 9000)]
+    for i in range(400):
+        stream_id = 1 + 2 * i
+        kind = i % 4
+        if kind == 3:
+            head = HeadersFrame(stream_id, data=encoder.encode(GET + big, huffman=False))
+            head.flags.add("END_HEADERS")
+            head.flags.add("END_STREAM")
+            server.receive(head.serialize())
+        else:
+            server.receive(headers_frame(encoder, stream_id, POST, end_stream=False))
+        if kind == 0:  # answered whole, body consumed
+            end = DataFrame(stream_id, data=b"abc", flags=["END_STREAM"])
+            (event,) = server.receive(end.serialize())
+            server.consumed(stream_id, event.flow_length)
+            server.respond(stream_id, 200, [], False)
+            server.send_data(stream_id, b"x" * 100, True)
+        elif kind == 1:  # the client gives up mid-body
+            server.receive(DataFrame(stream_id, data=b"abc").serialize())
+            server.receive(RstStreamFrame(stream_id, error_code=ErrorCode.CANCEL).serialize())
+        elif kind == 2:  # the server gives up mid-answer
+            server.respond(stream_id, 200, [], False)
+            server.send_data(stream_id, b"x" * 100, False)
+            server.reset(stream_id, ErrorCode.INTERNAL_ERROR)
+        else:  # 431
+            server.respond(stream_id, 431, [], True)
+        server.pending()
+    streams = server._streams
+    assert server.open_streams == 0
+    for table in (streams.chunks, streams.unconsumed, streams.outgoing, streams.ending):
+        assert not table
+    assert not streams.refused and not streams.uncounted and streams.buffered == 0
