@@ -63,7 +63,7 @@ NOT_IMPLEMENTED: dict[str, frozenset[str]] = {
     "gateway": _keys(
         "authenticationCertificates privateLinkConfigurations listeners"
         " routingRules backendSettingsCollection"
-        " loadDistributionPolicies enableHttp2"
+        " loadDistributionPolicies"
     ),
     "backendHttpSettingsCollection": _keys("authenticationCertificates dedicatedBackendConnection"),
     "urlPathMaps": _keys("defaultLoadDistributionPolicy"),
