@@ -151,10 +151,13 @@ def _make_callbacks(nghttp2: ng.Nghttp2) -> tuple[Any, ...]:
                 else:
                     streams.events.append(RequestHeaders(stream_id, fields, end))
             elif stream_id in streams.announced and stream_id not in streams.refused:
-                # Trailers over a limit: the body has been forwarded, but
-                # the request cannot end as the client sent it.
                 if refused:
-                    streams.events.append(HeadersRefused(stream_id, 431))
+                    # Trailers over a limit: the request is under way (its
+                    # answer may be too), it cannot end as the client sent
+                    # it. The stream is reset; StreamReset follows.
+                    lib.nghttp2_submit_rst_stream(
+                        session, 0, stream_id, ErrorCode.ENHANCE_YOUR_CALM
+                    )
                 else:
                     streams.events.append(RequestTrailers(stream_id, fields))
         elif kind == ng.WINDOW_UPDATE:

@@ -228,7 +228,9 @@ class H2Session:
 
     def send_data(self, stream_id: int, data: bytes | memoryview, end_stream: bool) -> int:
         """Take what both windows allow of `data`; returns the byte count.
-        The rest waits for WindowOpened; end_stream counts once all is taken."""
+        The rest waits for WindowOpened; end_stream counts once all is taken.
+        Bytes (and views of bytes) are kept as they are until framed; other
+        buffers are copied, since their owner may change them."""
         streams = self._streams
         body = streams.outgoing.get(stream_id)
         if body is None:
@@ -237,7 +239,11 @@ class H2Session:
         taken = min(size, self.window(stream_id))
         if taken:
             if type(data) is not bytes:
-                data = bytes(memoryview(data)[:taken])  # the caller's buffer may change
+                view = memoryview(data)
+                if not view.readonly or type(view.obj) is not bytes:
+                    data = bytes(view[:taken])  # the caller's buffer may change
+                else:
+                    data = view[:taken] if taken < size else view
             elif taken < size:
                 data = memoryview(data)[:taken]
             body.chunks.append(data)

@@ -6,10 +6,11 @@ frame them. `Streams` is the callbacks' `user_data` (through
 the two make no cycle.
 
 The defences that need counting keep their counts here, each a `Budget`
-(a token bucket with the clock passed in): client RST_STREAMs (rapid
-reset), frames that carry no request (PING, SETTINGS, PRIORITY, empty
-DATA). Running one dry sets `calm`; the callback then fails, which stops
-nghttp2's parsing at once, and the session queues GOAWAY ENHANCE_YOUR_CALM.
+(a token bucket with the clock passed in): streams reset by the client or,
+for its doing, by the codec (rapid reset, reset floods), and frames that
+carry no request (PING, SETTINGS, PRIORITY, empty DATA). Running one dry
+sets `calm`; the callback then fails where it can (which stops nghttp2's
+parsing at once) and the session queues GOAWAY ENHANCE_YOUR_CALM.
 """
 
 from __future__ import annotations
