@@ -246,3 +246,45 @@ def test_the_gallery_certificate_placeholder_names_the_flag(tmp_path: Path) -> N
         "give the certificate with --certificate appGatewaySslCert=FILE[:PASSWORD] "
         "(PFX, or PEM with its key)"
     ]
+
+
+def test_a_key_written_twice_in_two_cases_is_one_key(tmp_path: Path) -> None:
+    """The 2vms-iis-ssl quickstart's HTTPS setting has cookieBasedAffinity and
+    CookieBasedAffinity, both Disabled; two different values stay an error."""
+    resource = gateway()
+    setting = resource["properties"]["backendHttpSettingsCollection"][0]["properties"]
+    setting.update({"cookieBasedAffinity": "Disabled", "CookieBasedAffinity": "Disabled"})
+    config = load(str(write(tmp_path, [resource])))
+    assert not config.settings["s"].cookie_based_affinity
+    setting["cookieBasedAffinity"] = "Enabled"
+    with pytest.raises(ConfigError) as caught:
+        load(str(write(tmp_path, [resource])))
+    assert caught.value.errors == [
+        "backendHttpSettingsCollection.s.cookieBasedAffinity: also written as "
+        "'CookieBasedAffinity', with another value"
+    ]
+
+
+def test_the_gallery_trusted_root_placeholder_is_named(tmp_path: Path) -> None:
+    resource = gateway()
+    resource["properties"]["trustedRootCertificates"] = [
+        {"name": "root", "properties": {"data": "GEN-SELFSIGNED-CERT-CERDATA"}}
+    ]
+    with pytest.raises(ConfigError) as caught:
+        load(str(write(tmp_path, [resource])))
+    assert caught.value.errors == [
+        "trustedRootCertificates.root.data: GEN-SELFSIGNED-CERT-CERDATA is a placeholder: give "
+        "the certificate's base64 (a .cer file's content) with --parameters NAME=@FILE"
+    ]
+
+
+def test_a_written_secret_whose_value_fails_is_one_error(tmp_path: Path) -> None:
+    document = key_vault_template([{"name": "sslcert", "value": "unused"}])
+    document["resources"][1]["properties"]["value"] = "[parameters('nope')]"
+    path = tmp_path / "azuredeploy.json"
+    path.write_text(json.dumps(document))
+    with pytest.raises(ConfigError) as caught:
+        load(str(path))
+    assert caught.value.errors == [
+        "sslCertificates.cert.keyVaultSecretId: the secret's value: no parameter named 'nope'"
+    ]

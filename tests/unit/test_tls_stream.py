@@ -149,6 +149,30 @@ async def test_the_peers_close_notify_and_a_ragged_eof_both_read_as_the_end(
             await client.done()
 
 
+async def test_the_session_tickets_leave_with_the_first_answer(server_context, client_context):
+    """The TLS 1.3 session tickets that the client's Finished produces wait
+    for the answer to the request that came with it: one write, not two."""
+    stream, raw = pair(server_context)
+    sent = threading.Event()
+
+    def script(tls: ssl.SSLSocket) -> tuple[bytes, bool]:
+        tls.sendall(b"request")  # right behind the client's Finished
+        sent.set()
+        answer = tls.recv(100)
+        return answer, tls.session is not None and tls.session.has_ticket
+
+    client = Client(raw, client_context, script)
+    with trio.fail_after(BUDGET):
+        await trio.lowlevel.wait_readable(stream.socket)  # the ClientHello
+        assert stream.read_now() is None  # the server's flight went out
+        await trio.to_thread.run_sync(sent.wait)
+        assert stream.read_now() == b"request"
+        assert stream.wants_write  # the tickets, not written yet
+        await stream.send_all(b"answer")
+        assert await client.done() == (b"answer", True)
+        await stream.aclose()
+
+
 async def test_aclose_sends_a_close_notify(server_context, client_context):
     stream, raw = pair(server_context)
 
@@ -212,3 +236,34 @@ async def test_tls_sides_are_relayed_on_the_epoll_set(server_context):
     assert not on_epoll(trio.testing.memory_stream_pair()[0])
     await stream.aclose()
     raw.close()
+
+
+async def test_a_backend_connection_over_tls_runs_on_the_tls_stream(
+    server_context, client_context, timer
+):
+    from appgw.worker.upstream.connections import BackendConnections
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def backend() -> bytes:
+        conn, _ = listener.accept()
+        with server_context.wrap_socket(conn, server_side=True) as tls:
+            request = tls.recv(100)
+            tls.sendall(b"answer")
+            return request
+
+    serving = threading.Thread(target=lambda: results.append(backend()), daemon=True)
+    results: list[bytes] = []
+    serving.start()
+    with trio.fail_after(BUDGET):
+        connection = await BackendConnections(5.0, timer).acquire(
+            "127.0.0.1", port, client_context, "localhost"
+        )
+        assert type(connection.stream) is TlsStream
+        await connection.write(b"request")
+        assert await connection.receive() == b"answer"
+        await trio.to_thread.run_sync(serving.join)
+        assert results == [b"request"]
+        connection.abort()
+    listener.close()

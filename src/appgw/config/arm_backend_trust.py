@@ -76,5 +76,12 @@ def _decode(s: Section, key: str, data: str) -> bytes | None:
     try:
         return base64.b64decode("".join(data.split()), validate=True)
     except (binascii.Error, ValueError):
-        s.error(key, "not valid base64")
+        if data.startswith("GEN-"):  # the gallery's parameters files: GEN-SELFSIGNED-CERT-CERDATA
+            s.error(
+                key,
+                f"{data} is a placeholder: give the certificate's base64 (a .cer file's "
+                "content) with --parameters NAME=@FILE",
+            )
+        else:
+            s.error(key, "not valid base64")
         return None

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from appgw.config.arm_key_vault import declared_secret
 from appgw.config.certs import CertError, pem_pair, pfx_to_pem
-from appgw.config.fields import Section
+from appgw.config.fields import Invalid, Section
 from appgw.config.model import Certificate
 
 if TYPE_CHECKING:
@@ -65,7 +65,12 @@ def certificate(arm: ArmReader, name: str, s: Section) -> Certificate:
     arm.finish(s, "sslCertificates")
     pems = None
     if key_vault and arm.template is not None:  # a secret the template itself writes
-        data = declared_secret(arm.template.shared.resources, key_vault)
+        try:
+            data = declared_secret(arm.template.shared.resources, key_vault)
+        except Invalid as e:  # its value cannot be evaluated
+            s.error("keyVaultSecretId", f"the secret's value: {e}")
+            arm.quiet.add(s.key_path("data"))
+            return Certificate(name, b"", b"", source=s.path)
         key_vault = None if data is not None else key_vault
     if key_vault:
         s.error("keyVaultSecretId", f"read only in Azure: give the certificate with {hint(name)}")

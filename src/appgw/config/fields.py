@@ -143,8 +143,14 @@ class Section:
         return list(self.data)
 
     def unused(self) -> list[str]:
-        """Keys present but not read, in their original spelling."""
-        return [k for k in self.data if k not in self._used]
+        """Keys present but not read, in their original spelling. With fold_case,
+        a key written twice in two cases with one value (a gallery template's
+        `cookieBasedAffinity` and `CookieBasedAffinity`) is read as one."""
+        return [k for k in self.data if k not in self._used and not self._read_twin(k)]
+
+    def _read_twin(self, key: str) -> bool:
+        twin = self._index.get(key.lower()) if self.fold_case else None
+        return twin is not None and twin in self._used and self.data[twin] == self.data[key]
 
     def reject_unused(self) -> None:
         for key in self.unused():
@@ -152,6 +158,10 @@ class Section:
 
     def unknown(self, key: str, also: Iterable[str] = ()) -> None:
         """Report `key` as unknown, with the closest key this section looked for."""
+        twin = self._index.get(key.lower()) if self.fold_case else None
+        if twin is not None and twin != key:
+            self.error(key, f"also written as {twin!r}, with another value")
+            return
         self.error(key, unknown_key(key, [*self._asked, *also]))
 
     # -- typed getters ------------------------------------------------------

@@ -44,7 +44,7 @@ class TlsStream(trio.abc.Stream):
 
     __slots__ = (
         "socket",
-        "transport_stream",
+        "_transport",
         "_in",
         "_out",
         "_ssl",
@@ -67,9 +67,7 @@ class TlsStream(trio.abc.Stream):
         size: int = RECEIVE_SIZE,
     ) -> None:
         self.socket = sock
-        # The plain stream under it, for what only needs the socket (aborts,
-        # addresses); never read or written while TLS runs on it.
-        self.transport_stream = trio.SocketStream(sock)
+        self._transport: trio.SocketStream | None = None
         self._in = ssl.MemoryBIO()
         self._out = ssl.MemoryBIO()
         self._ssl = context.wrap_bio(
@@ -82,6 +80,15 @@ class TlsStream(trio.abc.Stream):
         self._sending = False  # a send_all is under way (it flushes what reads produce)
         self._send_broken: str | None = None  # why a flush while reading failed
         self._size = size
+
+    @property
+    def transport_stream(self) -> trio.SocketStream:
+        """The plain stream under it, for what only needs the socket (aborts,
+        addresses); never read or written while TLS runs on it. Made when
+        asked for: a trio.SocketStream sets two socket options each time."""
+        if self._transport is None:
+            self._transport = trio.SocketStream(self.socket)
+        return self._transport
 
     # -- what the connection negotiated ----------------------------------------
 
@@ -160,8 +167,10 @@ class TlsStream(trio.abc.Stream):
             try:
                 data = self._ssl.read(size)
                 self._handshook = True
-                if self._out.pending:  # a post-handshake message (a KeyUpdate, tickets)
-                    self._flush_while_reading()
+                # What reading produced for the peer (the server's session
+                # tickets, a KeyUpdate's answer) leaves with the next write,
+                # or before the next wait: a request's tickets go with its
+                # response, in one system call.
                 return data
             except ssl.SSLWantReadError:
                 pass

@@ -36,11 +36,14 @@ import trio
 from appgw.config.connect_to import ConnectTo, dial
 from appgw.errors import STREAM_ERRORS, BadGateway, GatewayTimeout
 from appgw.worker.io.endpoint import BACKEND_RECEIVE_SIZE, Endpoint, Expired, abort, raw_socket
+from appgw.worker.io.tls_stream import TlsStream
 
 if TYPE_CHECKING:
     from appgw.worker.io.timer import Timer
 
-MAX_IDLE_PER_SERVER = 128
+# Idle connections kept per server: enough for every stream of a few busy
+# HTTP/2 clients (each up to max_concurrent_streams requests at once).
+MAX_IDLE_PER_SERVER = 1024
 IDLE_TIMEOUT = 60.0
 
 BackendKey = tuple[str, int, str | None]
@@ -205,12 +208,17 @@ class BackendConnections:
         address, real_port = dial(self.connect_to, host, port)
         try:
             with trio.fail_after(self.connect_timeout):
-                stream: trio.abc.Stream = await _open_tcp(address, real_port)
-                if tls is not None:
-                    stream = trio.SSLStream(
-                        stream, tls, server_hostname=server_name or host, https_compatible=True
+                tcp = await _open_tcp(address, real_port)
+                stream: trio.abc.Stream = tcp
+                if tls is not None:  # appgw's TLS stream, as on the client side
+                    stream = TlsStream(
+                        tcp.socket, tls, server_side=False, server_hostname=server_name or host
                     )
-                    await stream.do_handshake()
+                    try:
+                        await stream.do_handshake()
+                    except BaseException:
+                        tcp.socket.close()
+                        raise
         except trio.TooSlowError:
             raise BadGateway(f"connect to {host}:{port} timed out") from None
         except _CONNECT_ERRORS as exc:
