@@ -282,7 +282,7 @@ async def test_the_thousandth_request_retires_the_connection(
             while idle.goaway is None and not idle.closed:
                 await idle.read_once()
             assert idle.goaway is not None and idle.goaway.error_code == 0
-            assert 0.9 < trio.current_time() - began < 3
+            assert 0.9 < trio.current_time() - began < 5  # 1 s, on a busy machine
             await idle.aclose()
 
             client = await open_h2(port, ca)
@@ -407,7 +407,7 @@ async def test_websocket_over_http2(
             )
             assert sent == b"\x88\x02\x03\xe9"  # Close, 1001
             assert await gw.wait(10) == 0
-            assert trio.current_time() - started < 5
+            assert trio.current_time() - started < 8  # the 1 s drain, then the Close budget
     lines = [json.loads(line) for line in log.read_text().splitlines()]
     tunnels = {line["requestUri"]: line for line in lines if "tunnelDuration" in line}
     assert set(tunnels) == {"/chat", "/kept"}, lines
