@@ -274,7 +274,8 @@ async def test_the_thousandth_request_retires_the_connection(
     with trio.fail_after(60):
         await start_http_backends(nursery, [A, B], backend_port, names=["a", "b"])
         retiring = config(port, backend_port, certs, tmp_path / "a.log", http2="idle_timeout = 1")
-        async with open_gateway(retiring, tmp_path) as gw:
+        # One worker: the flood and the client served beside it share it.
+        async with open_gateway(retiring, tmp_path, workers=1) as gw:
             # The idle timeout: GOAWAY once no stream was open for a second.
             idle = await open_h2(port, ca)
             assert (await idle.request("/")).status == 200
@@ -307,12 +308,14 @@ async def test_the_thousandth_request_retires_the_connection(
             flood = await open_h2(port, ca)
             other = await open_h2(port, ca)
             try:
-                for _ in range(20):
+                for batch in range(20):
                     for _ in range(100):
                         stream_id = flood.conn.get_next_available_stream_id()
                         flood.conn.send_headers(stream_id, REQUEST)
                         flood.conn.reset_stream(stream_id)
                     await flood.flush()
+                    if batch == 1:  # the flood is on: another client is served meanwhile
+                        assert (await other.request("/")).status == 200
                 with trio.move_on_after(5):
                     while flood.goaway is None and not flood.closed:
                         await flood.read_once()
