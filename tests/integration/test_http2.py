@@ -21,6 +21,7 @@ import hyperframe.frame
 import trio
 import trustme
 
+from appgw.certs import issue_client_cert
 from tests.support.admin import Samples, sample, wait_for_metrics
 from tests.support.backends import pattern_sha256, start_http_backends
 from tests.support.gateway import CertFiles, open_gateway, write_certificates
@@ -32,10 +33,49 @@ GATEWAY = "127.0.0.1"
 A, B = "127.0.0.2", "127.0.0.3"
 
 
+MTLS = """
+[trusted_client_certificates.partners]
+cert = "{ca}"
+
+[ssl_profiles.partners]
+trusted_client_certificates = ["partners"]
+client_auth = {{ mode = "strict" }}
+
+[listeners.partners]
+protocol = "https"
+address = "127.0.0.1"
+port = {port}
+certificate = "site"
+ssl_profile = "partners"
+
+[rewrite_rule_sets.identity]
+[[rewrite_rule_sets.identity.rules]]
+name = "client"
+[rewrite_rule_sets.identity.rules.request_headers]
+X-Client-Subject = "{{var_client_certificate_subject}}"
+X-Client-Verify = "{{var_client_certificate_verification}}"
+
+[rules.partners]
+listener = "partners"
+pool = "a"
+setting = "web"
+priority = 1
+rewrite_rule_set = "identity"
+"""
+
+
 def config(
-    port: int, backend_port: int, certs: CertFiles, log: Path, drain: str = "", http2: str = ""
+    port: int,
+    backend_port: int,
+    certs: CertFiles,
+    log: Path,
+    drain: str = "",
+    http2: str = "",
+    mtls: str = "",
 ) -> str:
-    return f"""
+    return (
+        mtls
+        + f"""
 [gateway]
 access_log = "{log}"
 [gateway.http2]
@@ -116,6 +156,7 @@ X-Client-Version = "{{var_http_version}}"
 [rewrite_rule_sets.mark.rules.response_headers]
 X-Rewritten = "yes"
 """
+    )
 
 
 REQUEST = [
@@ -143,7 +184,12 @@ async def test_requests_over_http2(
         await start_http_backends(nursery, [A, B], backend_port, names=["a", "b"])
         admin = free_port(GATEWAY)
         args = ["--admin", f"{GATEWAY}:{admin}"]
-        async with open_gateway(config(port, backend_port, certs, log), tmp_path, extra_args=args):
+        partners_ca = trustme.CA()
+        (tmp_path / "partners.pem").write_bytes(partners_ca.cert_pem.bytes())
+        partners = free_port(GATEWAY)
+        mtls = MTLS.format(ca=tmp_path / "partners.pem", port=partners)
+        gateway_config = config(port, backend_port, certs, log, mtls=mtls)
+        async with open_gateway(gateway_config, tmp_path, extra_args=args):
             client = await open_h2(port, ca)
             # The codec's SETTINGS: streams, header list, extended CONNECT.
             assert client.settings[0x3] == 100 and client.settings[0x6] == 16384
@@ -243,6 +289,16 @@ async def test_requests_over_http2(
             text = out.stdout.decode()
             assert ":status: 200" in text and "SETTINGS_ENABLE_CONNECT_PROTOCOL" in text
 
+            # Mutual TLS over HTTP/2: the client certificate's variables.
+            alice = issue_client_cert(partners_ca, "alice")
+            (tmp_path / "alice.pem").write_bytes(alice.cert_pem + alice.key_pem)
+            signed = await open_h2(partners, ca, client_cert=tmp_path / "alice.pem")
+            seen = json.loads((await signed.request("/echo")).body)
+            identity = {k: v for k, v in seen["headers"]}
+            assert identity["x-client-subject"].startswith("CN=alice"), identity
+            assert identity["x-client-verify"] == "SUCCESS"
+            await signed.aclose()
+
             # Requests and connections by protocol, in the metrics (each
             # worker's counts come with its heartbeat).
             def counted(samples: Samples) -> tuple[float, float]:
@@ -251,7 +307,7 @@ async def test_requests_over_http2(
                     sample(samples, "appgw_client_protocol_connections_total", protocol="h2"),
                 )
 
-            samples = await wait_for_metrics(admin, lambda s: counted(s) == (14, 4))
+            samples = await wait_for_metrics(admin, lambda s: counted(s) == (15, 5))
             assert sample(samples, "appgw_client_protocol_requests_total", protocol="http/1.1") == 0
 
     lines = [json.loads(line) for line in log.read_text().splitlines()]
