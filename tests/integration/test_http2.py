@@ -72,6 +72,7 @@ def config(
     drain: str = "",
     http2: str = "",
     mtls: str = "",
+    shop_waf: str = "",
 ) -> str:
     return (
         mtls
@@ -98,6 +99,7 @@ address = "{GATEWAY}"
 port = {port}
 certificate = "site"
 host_names = ["shop.example"]
+{shop_waf}
 
 [pools.a]
 servers = ["{A}"]
@@ -190,7 +192,9 @@ async def test_requests_over_http2(
         mtls = MTLS.format(ca=tmp_path / "partners.pem", port=partners)
         (tmp_path / "502.html").write_text("<html>our own 502 page</html>")
         mtls += f'\n[error_pages]\n502 = "{tmp_path / "502.html"}"\n'
-        gateway_config = config(port, backend_port, certs, log, mtls=mtls)
+        mtls += '\n[waf_policies.strict]\nmode = "prevention"\n'
+        waf = 'firewall_policy = "strict"'
+        gateway_config = config(port, backend_port, certs, log, mtls=mtls, shop_waf=waf)
         async with open_gateway(gateway_config, tmp_path, extra_args=args):
             client = await open_h2(port, ca)
             # The codec's SETTINGS: streams, header list, extended CONNECT.
@@ -247,6 +251,11 @@ async def test_requests_over_http2(
             big_field = await client.request("/echo", headers=[(b"x-big", b"x" * 9000)])
             assert big_field.status == 431, big_field
             assert (await client.request("/echo")).status == 200  # the connection goes on
+
+            # The WAF screens HTTP/2 requests as it does HTTP/1.1 ones.
+            sqli = "/echo?id=1%27%20or%20%271%27=%271"
+            blocked = await client.request(sqli, authority="shop.example")
+            assert blocked.status == 403, blocked
 
             # A redirect the gateway answers itself.
             moved = await client.request("/old/page?q=1")
@@ -309,7 +318,7 @@ async def test_requests_over_http2(
                     sample(samples, "appgw_client_protocol_connections_total", protocol="h2"),
                 )
 
-            samples = await wait_for_metrics(admin, lambda s: counted(s) == (15, 5))
+            samples = await wait_for_metrics(admin, lambda s: counted(s) == (16, 5))
             assert sample(samples, "appgw_client_protocol_requests_total", protocol="http/1.1") == 0
 
     lines = [json.loads(line) for line in log.read_text().splitlines()]
