@@ -1,12 +1,16 @@
 """HTTP/2 on an HTTPS listener, end to end: the real gateway (its CLI), the
-h2 library and curl as clients, HTTP/1.1 backends.
+h2 library, curl and nghttp as clients, HTTP/1.1 backends.
 
-One gateway serves the module's first test: requests of every kind on one
-connection (GET, POST with a body, routing by host and path, a big
-response through a small window, errors), curl's HTTP/2 and the access
-log's HTTP/2.0. The Azure limit (the 1,000th request retires the
-connection with GOAWAY) and the rapid-reset defence get a gateway each;
-WebSocket over HTTP/2 (RFC 8441) has a test of its own.
+One gateway serves the module's first test: what an HTTP/1.1 request gets,
+over HTTP/2 (several streams at once routed by host and path, a POST body
+larger than the window, rewrites, a redirect, cookie-based affinity, the
+forwarding headers, a custom error page, the WAF, mutual TLS variables,
+Azure's 431 for a header field over 8 KB, a big response through a small
+window), curl's and nghttp's HTTP/2, the access log's HTTP/2.0 and the
+metrics by protocol. The Azure limits (the 1,000th request and the idle
+timeout retire a connection with GOAWAY), the rapid-reset defence and a
+drain get a gateway of one worker; WebSocket over HTTP/2 (RFC 8441) and its
+drain have a test of their own.
 """
 
 from __future__ import annotations
