@@ -140,11 +140,13 @@ class H2Stream:
         self.wake()
 
     def gone(self, why: str) -> None:
-        """The client reset the stream, or the connection ended: the exchange stops."""
+        """The client reset the stream, or the connection ended: the exchange
+        stops (a tunnel sees its client side broken, and ends as tunnels do)."""
         if not self._gone:
             self._gone = why
             self._finished = True
-            self.scope.cancel()
+            if not self._tunnel:
+                self.scope.cancel()
         self.wake()
 
     def wake(self) -> None:

@@ -55,6 +55,7 @@ if TYPE_CHECKING:
 log = logs.log
 
 LINGER = 1.0  # seconds what a client still sends is read before the close
+TUNNEL_END_BUDGET = 2.0  # seconds the tunnels of a connection that ended have to end
 
 _WRITE_ERRORS: tuple[type[Exception], ...] = (*STREAM_ERRORS, Expired)
 
@@ -99,6 +100,7 @@ class Http2Connection:
         self._in_flight = 0  # bytes of the batch the writer waits to send
         self._parked: list[H2Stream] = []  # streams waiting for the writer's batch
         self._client_closed = False  # the client closed (or broke) its side
+        self._last_streams: trio.Event | None = None  # set once the connection's end is seen
         # Streams answered whole while the client's request goes on: reset
         # (NO_ERROR) once the response's end is out (RFC 9113 8.1).
         self._half_open: list[int] = []
@@ -310,11 +312,14 @@ class Http2Connection:
             if not self.streams:
                 self.endpoint.read_by(monotonic() + self.http2.idle_timeout)
                 self._check_closed()
+                if self._last_streams is not None:
+                    self._last_streams.set()
 
     def _refuse(self, event: HeadersRefused) -> None:
         """A head over the limits: its status (431) at once, no exchange."""
         self._highest = max(self._highest, event.stream_id)
         self.requests += 1
+        self.services.metrics.protocol_request("h2")
         refuse(H2Stream(self, event.stream_id), event.status)
 
     # -- the loop ------------------------------------------------------------
@@ -329,6 +334,10 @@ class Http2Connection:
                 nursery.start_soon(self._write)
                 nursery.start_soon(self._read)
                 await self._over.wait()
+                if self.streams:  # tunnels see their end, and log it
+                    self._last_streams = trio.Event()
+                    with trio.move_on_after(TUNNEL_END_BUDGET):
+                        await self._last_streams.wait()
                 nursery.cancel_scope.cancel()
         finally:
             await self._close()
