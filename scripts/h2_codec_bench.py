@@ -21,6 +21,7 @@ from collections.abc import Callable
 import h2.config
 import h2.connection
 import h2.events
+import h2.settings
 
 from appgw.worker.codec.h2_events import RequestHeaders
 from appgw.worker.codec.h2_session import H2Session
@@ -55,7 +56,7 @@ def record(requests: int, per_read: int) -> tuple[bytes, list[bytes]]:
     return preface, reads
 
 
-def nghttp2_server(body: bytes) -> tuple[Callable[[bytes], bytes], Callable[[bytes], bytes]]:
+def nghttp2_server(body: bytes) -> Callable[[bytes], bytes]:
     session = H2Session(H2Settings())
     head = [(b"content-type", b"text/html"), (b"content-length", str(len(body)).encode())]
 
@@ -66,10 +67,10 @@ def nghttp2_server(body: bytes) -> tuple[Callable[[bytes], bytes], Callable[[byt
                 session.send_data(event.stream_id, body, True)
         return session.pending()
 
-    return serve, serve
+    return serve
 
 
-def h2_server(body: bytes) -> tuple[Callable[[bytes], bytes], Callable[[bytes], bytes]]:
+def h2_server(body: bytes) -> Callable[[bytes], bytes]:
     config = h2.config.H2Configuration(client_side=False, validate_inbound_headers=True)
     connection = h2.connection.H2Connection(config)
     connection.initiate_connection()
@@ -92,12 +93,17 @@ def h2_server(body: bytes) -> tuple[Callable[[bytes], bytes], Callable[[bytes], 
                     connection.end_stream(stream_id)
         return connection.data_to_send()
 
-    return serve, serve
+    return serve
 
 
-def run(server, body: bytes, preface: bytes, reads: list[bytes]) -> float:
+def run(
+    server: Callable[[bytes], Callable[[bytes], bytes]],
+    body: bytes,
+    preface: bytes,
+    reads: list[bytes],
+) -> float:
     """CPU seconds the server spends on all the reads."""
-    serve, _ = server(body)
+    serve = server(body)
     serve(preface)
     started = time.process_time()
     for data in reads:
@@ -108,7 +114,8 @@ def run(server, body: bytes, preface: bytes, reads: list[bytes]) -> float:
 def main() -> None:
     requests = int(sys.argv[1]) if len(sys.argv) > 1 else 2000
     rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 5
-    print(f"libnghttp2 {load().version}, h2 {h2.__version__}, {requests} requests, best of {rounds}")
+    versions = f"libnghttp2 {load().version}, h2 {h2.__version__}"
+    print(f"{versions}, {requests} requests, best of {rounds}")
     print(f"{'case':<28}{'nghttp2 us':>12}{'h2 us':>10}{'h2/nghttp2':>12}")
     for label, body in (("small GET (13 B)", b"hello, world\n"), ("64 KiB response", b"x" * 65536)):
         for per_read in (1, 10):

@@ -54,6 +54,18 @@ FAMILIES = (
         "counter",
         "Accepts refused by a descriptor or memory limit and retried (every 0.1 s while paused).",
     ),
+    Family(
+        "appgw_client_protocol_connections_total",
+        "counter",
+        "Client connections, by the protocol they speak (http/1.1, h2).",
+        ("protocol",),
+    ),
+    Family(
+        "appgw_client_protocol_requests_total",
+        "counter",
+        "Client requests, by the protocol they came in (http/1.1, h2).",
+        ("protocol",),
+    ),
     Family("appgw_tunnels_current", "gauge", "WebSocket tunnels open now."),
     Family("appgw_tunnels_total", "counter", "WebSocket tunnels opened."),
     Family("appgw_received_bytes_total", "counter", "Bytes received from clients."),

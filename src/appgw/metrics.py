@@ -71,6 +71,8 @@ class WorkerMetrics:
         self.accept_pauses = 0
         self.accepts_deferred = 0
         self.tunnels_total = 0
+        self.protocol_connections: dict[Labels, int] = {}  # (protocol,)
+        self.protocol_requests: dict[Labels, int] = {}  # (protocol,)
         self.received_bytes = 0
         self.sent_bytes = 0
         self.waf_requests: dict[Labels, int] = {}
@@ -111,6 +113,14 @@ class WorkerMetrics:
         if first_byte is not None:
             _observe(self.first_byte, (pool,), first_byte)
 
+    def protocol_connection(self, protocol: str) -> None:
+        key = (protocol,)
+        self.protocol_connections[key] = self.protocol_connections.get(key, 0) + 1
+
+    def protocol_request(self, protocol: str) -> None:
+        key = (protocol,)
+        self.protocol_requests[key] = self.protocol_requests.get(key, 0) + 1
+
     def proxy_refused_one(self, port: int, reason: str) -> None:
         key = (str(port), reason)
         self.proxy_refused[key] = self.proxy_refused.get(key, 0) + 1
@@ -131,6 +141,8 @@ class WorkerMetrics:
                 "appgw_accept_pauses_total": [[[], self.accept_pauses]],
                 "appgw_accepts_deferred_total": [[[], self.accepts_deferred]],
                 "appgw_tunnels_total": [[[], self.tunnels_total]],
+                "appgw_client_protocol_connections_total": _pairs(self.protocol_connections),
+                "appgw_client_protocol_requests_total": _pairs(self.protocol_requests),
                 "appgw_received_bytes_total": [[[], self.received_bytes]],
                 "appgw_sent_bytes_total": [[[], self.sent_bytes]],
                 "appgw_AzwafTotalRequests": _pairs(self.waf_requests),

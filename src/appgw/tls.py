@@ -55,13 +55,15 @@ def listener_context(
     certificate: Certificate,
     policy: EffectivePolicy | None = None,
     client_auth: ClientAuthSetup | None = None,
+    http2: bool = False,
 ) -> ssl.SSLContext:
     """A server context for one certificate, under a TLS policy (default:
     AppGwSslPolicy20220101), asking for client certificates when the
-    listener's SSL profile says so (see mtls.py)."""
+    listener's SSL profile says so (see mtls.py); ALPN offers h2 first with
+    HTTP/2 on (never h2c: that is not a TLS protocol)."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     (policy or effective("predefined", DEFAULT_POLICY, None, ())).apply(context)
-    context.set_alpn_protocols(["http/1.1"])
+    context.set_alpn_protocols(["h2", "http/1.1"] if http2 else ["http/1.1"])
     context.options |= ssl.OP_NO_COMPRESSION | ssl.OP_NO_RENEGOTIATION
     context.options |= ssl.OP_CIPHER_SERVER_PREFERENCE  # the policy's order decides
     _load_chain(context, certificate.cert_pem, certificate.key_pem)
@@ -86,6 +88,7 @@ def socket_context(
     require_sni: bool = False,
     policy: EffectivePolicy | None = None,
     client_auth: ClientAuthSetup | None = None,
+    http2: bool = False,
 ) -> ssl.SSLContext:
     """A server context for one listening socket shared by several listeners.
 
@@ -98,7 +101,8 @@ def socket_context(
     """
     choices = list(choices)
     contexts = {
-        name: listener_context(certificates[name], policy, client_auth) for _, name in choices
+        name: listener_context(certificates[name], policy, client_auth, http2)
+        for _, name in choices
     }
     default = contexts[choices[0][1]]
     if len(contexts) > 1 or require_sni:
@@ -126,6 +130,7 @@ class SocketTlsInputs:
     require_sni: bool
     policy: EffectivePolicy
     client_auth: ClientAuthSetup | None
+    http2: bool = False  # ALPN offers h2 ([gateway.http2] enabled, ARM enableHttp2)
 
 
 @attrs.frozen
@@ -167,6 +172,7 @@ def socket_tls_inputs(config: Config, bound: Bound) -> SocketTlsInputs | None:
         require_sni=any(listener.require_sni for listener in listeners),
         policy=effective_policy(config, listeners[0]),
         client_auth=client_auth_setup(config, listeners[0]),
+        http2=config.gateway.http2.enabled,
     )
 
 
@@ -200,6 +206,7 @@ def listener_contexts(
                 require_sni=inputs.require_sni,
                 policy=inputs.policy,
                 client_auth=inputs.client_auth,
+                http2=inputs.http2,
             )
         except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
             sources = ", ".join(c.source for c in inputs.certificates)

@@ -14,8 +14,8 @@ nginx and libnginx-mod-http-modsecurity; runs only on 127.0.0.0/8.
 `--bench N` then sends N clean browser-like requests (one connection each)
 to three gateways, in turns of N/10 so that the machine's load falls on all
 alike: appgw with the same rules in a Prevention policy, appgw without a WAF
-policy, and nginx with ModSecurity; and prints the CPU per request of each
-process tree and appgw's ratio to nginx.
+policy, nginx without ModSecurity and nginx with it; and prints the CPU per
+request of each process tree and appgw's ratio to nginx + ModSecurity.
 """
 
 from __future__ import annotations
@@ -153,33 +153,10 @@ def main() -> int:
     for name, port in (("detection", appgw_port), *bench_ports.items()):
         (work / f"{name}.toml").write_text(gateway_toml(work, name, port, backend_port))
     (work / "modsec.conf").write_text(rules_text(WafPolicy("twin"), crs.table()))
-    (work / "nginx.conf").write_text(f"""
-include /etc/nginx/modules-enabled/*.conf;
-worker_processes 1;
-pid {work}/nginx.pid;
-error_log {work}/nginx-error.log info;
-events {{ worker_connections 64; }}
-http {{
-  access_log off;
-  client_body_temp_path {work}/body;
-  proxy_temp_path {work}/proxy;
-  server {{
-    listen 127.0.0.1:{nginx_port};
-    modsecurity on;
-    modsecurity_rules_file {work}/modsec.conf;
-    location / {{ proxy_pass http://127.0.0.2:{backend_port}; }}
-  }}
-}}
-""")
+    (work / "nginx.conf").write_text(nginx_conf(work, "nginx", nginx_port, backend_port))
     try:
         procs.append(start_appgw(work, "detection"))
-        procs.append(
-            subprocess.Popen(
-                ["nginx", "-c", str(work / "nginx.conf"), "-g", "daemon off;"],
-                stdout=subprocess.DEVNULL,
-                stderr=open(work / "nginx.log", "wb"),
-            )
-        )
+        procs.append(start_nginx(work, "nginx"))
         wait_port(backend_port, "127.0.0.2")
         for port in (appgw_port, nginx_port):
             wait_port(port)
@@ -191,6 +168,13 @@ http {{
                 procs.append(start_appgw(work, name))
                 runs.append((label, bench_ports[name], procs[-1].pid))
                 wait_port(bench_ports[name])
+            off_port = free_port()
+            (work / "nginx-off.conf").write_text(
+                nginx_conf(work, "nginx-off", off_port, backend_port, modsecurity=False)
+            )
+            procs.append(start_nginx(work, "nginx-off"))
+            wait_port(off_port)
+            runs.append(("nginx without ModSecurity", off_port, procs[-1].pid))
             runs.append(("nginx + ModSecurity", nginx_port, procs[2].pid))
             bench(args.bench, runs)
         return result
@@ -282,6 +266,40 @@ setting = "web"
 mode = "{mode}"
 enabled = {"false" if name == "off" else "true"}
 """
+
+
+def nginx_conf(
+    work: Path, name: str, port: int, backend_port: int, modsecurity: bool = True
+) -> str:
+    """nginx, one worker, proxying to the backend with the very directives appgw compiles."""
+    rules = (
+        f"modsecurity on;\n    modsecurity_rules_file {work}/modsec.conf;" if modsecurity else ""
+    )
+    return f"""
+include /etc/nginx/modules-enabled/*.conf;
+worker_processes 1;
+pid {work}/{name}.pid;
+error_log {work}/{name}-error.log info;
+events {{ worker_connections 64; }}
+http {{
+  access_log off;
+  client_body_temp_path {work}/body;
+  proxy_temp_path {work}/proxy;
+  server {{
+    listen 127.0.0.1:{port};
+    {rules}
+    location / {{ proxy_pass http://127.0.0.2:{backend_port}; }}
+  }}
+}}
+"""
+
+
+def start_nginx(work: Path, name: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        ["nginx", "-c", str(work / f"{name}.conf"), "-g", "daemon off;"],
+        stdout=subprocess.DEVNULL,
+        stderr=open(work / f"{name}.log", "wb"),
+    )
 
 
 def start_appgw(work: Path, name: str) -> subprocess.Popen[bytes]:

@@ -554,12 +554,12 @@ def test_a_gateway_built_from_parameter_arrays(tmp_path: Path) -> None:
     }
     path = write(tmp_path, document)
     config = load(str(path), Inputs(parameters=("existingVnetName=vnet",)))
-    assert config.warnings == ()  # enableHttp2 and the WAF evaluate to off
+    assert config.warnings == ()  # the WAF evaluates to off
+    assert not config.gateway.http2.enabled
     assert config.pools["P1"].servers == (Server("10.1.2.3"),)
     setting_model = config.settings["S1"]
     assert (setting_model.cookie_based_affinity, setting_model.drain_timeout) == (True, 60)
     assert (config.rules["R1"].listener, config.rules["R1"].pool) == ("L1", "P1")
-    warned = load(
-        str(path), Inputs(parameters=("existingVnetName=vnet", "http2Enabled=true"))
-    ).warnings
-    assert warned == ("enableHttp2: not implemented by appgw, ignored",)
+    enabled = load(str(path), Inputs(parameters=("existingVnetName=vnet", "http2Enabled=true")))
+    assert enabled.warnings == ()
+    assert enabled.gateway.http2.enabled

@@ -440,10 +440,8 @@ def test_azure_keys_are_accepted_or_warned_about(tmp_path: Path) -> None:
     listener["etag"] = "x"
     listener["properties"]["provisioningState"] = "Succeeded"
     config = load(write(tmp_path, doc))
-    assert sorted(config.warnings) == [
-        "enableHttp2: not implemented by appgw, ignored",
-        "routingRules: not implemented by appgw, ignored",
-    ]
+    assert sorted(config.warnings) == ["routingRules: not implemented by appgw, ignored"]
+    assert config.gateway.http2.enabled
 
 
 def test_validation_errors_use_arm_names(tmp_path: Path) -> None:

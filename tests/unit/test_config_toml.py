@@ -534,6 +534,27 @@ def test_gateway_watch(tmp_path: Path) -> None:
     assert any(e.startswith("gateway.watch") for e in errors_of(bad)), errors_of(bad)
 
 
+def test_gateway_http2(tmp_path: Path) -> None:
+    default = load(write(tmp_path, MINIMAL)).gateway.http2
+    assert (default.enabled, default.websocket, default.max_requests) == (False, True, 1000)
+    assert (default.idle_timeout, default.max_concurrent_streams) == (180, 100)
+    on = "[gateway.http2]\nenabled = true\nwebsocket = false\nmax_concurrent_streams = 128\n"
+    http2 = load(write(tmp_path, on + textwrap.dedent(MINIMAL), name="on.toml")).gateway.http2
+    assert (http2.enabled, http2.websocket, http2.max_concurrent_streams) == (True, False, 128)
+    bad = "[gateway.http2]\nenabled = 1\nstreams = 5\n"
+    assert sorted(errors_of(write(tmp_path, bad + textwrap.dedent(MINIMAL), name="bad.toml"))) == [
+        "gateway.http2.enabled: must be true or false",
+        "gateway.http2.streams: unknown key",
+    ]
+    ranges = "[gateway.http2]\nmax_concurrent_streams = 0\nmax_header_field_bytes = 20000\n"
+    ranges += "initial_window_bytes = 100\n"
+    assert sorted(errors_of(write(tmp_path, ranges + textwrap.dedent(MINIMAL), name="r.toml"))) == [
+        "gateway.http2.initial_window_bytes: must be 65535..2147483647",
+        "gateway.http2.max_concurrent_streams: must be 1..256",
+        "gateway.http2.max_header_field_bytes: must be at most max_header_list_bytes",
+    ]
+
+
 TUNNEL_SETTING = """
 [listeners.web]
 protocol = "http"

@@ -72,7 +72,7 @@ def test_rapid_reset_ends_the_connection():
         for _ in range(count):
             events += server.receive(
                 headers_frame(encoder, stream_id, GET, end_stream=False)
-                + RstStreamFrame(stream_id, error_code=ErrorCode.CANCEL).serialize()
+                + RstStreamFrame(stream_id, error_code=stream_id % 9).serialize()  # NO_ERROR too
             )
             stream_id += 2
         return events
@@ -86,6 +86,39 @@ def test_rapid_reset_ends_the_connection():
     assert (sent.error_code, sent.last_stream_id) == (CALM, stream_id - 2)
     assert server.receive(headers_frame(encoder, stream_id, GET)) == []
     assert server.closed
+
+
+def test_a_flood_of_streams_the_codec_must_reset_ends_the_connection():
+    # Malformed heads (CVE-2019-9514's reset flood): each costs a decode
+    # and a RST_STREAM, so they spend the reset budget as client resets do.
+    server, encoder = raw_session(H2Settings(reset_burst=20, reset_per_second=0.001))
+    bad = GET + [("connection", "close")]
+    events = server.receive(b"".join(headers_frame(encoder, 1 + 2 * i, bad) for i in range(20)))
+    assert not calmed(events, "")
+    events = server.receive(headers_frame(encoder, 41, bad))
+    assert calmed(events, "too many streams reset")
+    assert goaway(server.pending()).error_code == CALM
+
+
+def test_a_flood_of_refused_streams_ends_the_connection():
+    server, encoder = raw_session(
+        H2Settings(max_concurrent_streams=1, reset_burst=20, reset_per_second=0.001)
+    )
+    server.receive(headers_frame(encoder, 1, GET))  # holds the one stream
+    events = []
+    for i in range(1, 22):
+        events += server.receive(headers_frame(encoder, 1 + 2 * i, GET))
+    assert calmed(events, "too many streams reset")
+
+
+def test_streams_the_server_resets_cost_the_client_nothing():
+    server, encoder = raw_session(H2Settings(reset_burst=5, reset_per_second=0.001))
+    for i in range(50):
+        stream_id = 1 + 2 * i
+        server.receive(headers_frame(encoder, stream_id, GET, end_stream=False))
+        server.reset(stream_id, ErrorCode.INTERNAL_ERROR)
+        assert not [f for f in frames(server.pending()) if isinstance(f, GoAwayFrame)]
+    assert [type(e) for e in server.receive(headers_frame(encoder, 101, GET))] == [RequestHeaders]
 
 
 @pytest.mark.parametrize("library_bound", [True, False], ids=["nghttp2's", "the codec's"])

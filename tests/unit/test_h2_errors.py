@@ -122,12 +122,14 @@ def test_a_list_over_max_header_list_bytes_is_refused_with_431():
     assert server.receive(DataFrame(1, data=b"x" * 1000).serialize()) == []
 
 
-def test_trailers_over_the_limit_are_refused_with_431():
+def test_trailers_over_the_limit_reset_the_stream():
     server, encoder = raw_session()
     server.receive(headers_frame(encoder, 1, POST, end_stream=False))
     server.receive(DataFrame(1, data=b"body").serialize())
     trailers = [(f"x-sum-{i}", "s" * 1000) for i in range(17)]
-    assert server.receive(headers_frame(encoder, 1, trailers)) == [HeadersRefused(1, 431)]
+    events = server.receive(headers_frame(encoder, 1, trailers))
+    assert events == [StreamReset(1, ErrorCode.ENHANCE_YOUR_CALM, False)]
+    assert resets(server.pending()) == {1: ErrorCode.ENHANCE_YOUR_CALM}
 
 
 def test_streams_over_max_concurrent_streams_are_refused():

@@ -12,7 +12,7 @@ import h2.config
 import h2.connection
 import h2.events
 import pytest
-from hyperframe.frame import DataFrame, WindowUpdateFrame
+from hyperframe.frame import DataFrame, HeadersFrame, RstStreamFrame, WindowUpdateFrame
 
 from appgw.worker.codec import nghttp2_lib
 from appgw.worker.codec.h2_events import (
@@ -32,12 +32,10 @@ from tests.support.h2_raw import GET, POST, frames, goaway, headers_frame, raw_s
 class Pair:
     """An h2 client wired to an H2Session, back to back."""
 
-    def __init__(self, settings: H2Settings | None = None, **client: object) -> None:
+    def __init__(self, settings: H2Settings | None = None) -> None:
         self.server = H2Session(settings or H2Settings())
-        config = h2.config.H2Configuration(client_side=True, **client)  # type: ignore[arg-type]
-        self.client = h2.connection.H2Connection(config)
+        self.client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
         self.client.initiate_connection()
-        self.events: list[object] = []
 
     def to_server(self) -> list[object]:
         return self.server.receive(self.client.data_to_send())
@@ -175,6 +173,22 @@ def test_window_updates_make_one_event_per_window_and_read():
     assert server.receive(updates) == [WindowOpened(0), WindowOpened(1)]
 
 
+def test_a_mutable_buffer_is_copied_when_taken_bytes_are_not():
+    pair = Pair().ready()
+    pair.client.send_headers(1, GET, end_stream=True)
+    pair.to_server()
+    pair.server.respond(1, 200, [], False)
+    buffer = bytearray(b"first")
+    assert pair.server.send_data(1, memoryview(buffer), False) == 5
+    buffer[:] = b"XXXXX"  # the owner reuses its buffer before the frame is made
+    kept = b"second"
+    assert pair.server.send_data(1, memoryview(kept)[1:], True) == 5
+    body = pair.server._streams.outgoing[1].chunks[1]
+    assert isinstance(body, memoryview) and body.obj is kept
+    received = [e.data for e in pair.to_client() if isinstance(e, h2.events.DataReceived)]
+    assert b"".join(received) == b"firstecond"
+
+
 def test_request_trailers_end_the_stream():
     pair = Pair().ready()
     pair.client.send_headers(1, POST + [("te", "trailers")], end_stream=False)
@@ -281,6 +295,44 @@ def test_response_sent_once_its_end_stream_is_out():
     assert server.response_sent(3)
 
 
+def test_answers_to_a_stream_the_client_reset_go_nowhere():
+    server, encoder = raw_session()
+    server.receive(headers_frame(encoder, 1, GET, end_stream=False))
+    server.receive(RstStreamFrame(1, error_code=ErrorCode.CANCEL).serialize())
+    server.respond(1, 200, [], False)
+    assert server.send_data(1, b"late", True) == 0
+    server.reset(1, ErrorCode.CANCEL)  # never a RST_STREAM for a RST_STREAM
+    assert server.pending() == b""
+    assert not server._streams.outgoing  # nothing kept for it
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_a_bug_in_a_callback_fails_the_connection_not_the_caller():
+    class Broken(list):
+        def append(self, event):
+            self.append = super().append  # once
+            raise RuntimeError("a bug")
+
+    server, encoder = raw_session()
+    server._streams.events = Broken()
+    assert server.receive(headers_frame(encoder, 1, GET)) == [
+        ConnectionEnded(ErrorCode.INTERNAL_ERROR, 1, False, "the HTTP/2 codec failed")
+    ]
+    assert goaway(server.pending()).error_code == ErrorCode.INTERNAL_ERROR
+
+
+def test_body_of_a_stream_the_server_reset_returns_its_window():
+    pair = Pair(H2Settings(connection_window_bytes=65535)).ready()
+    pair.client.send_headers(1, POST, end_stream=False)
+    pair.to_server()
+    pair.server.reset(1, ErrorCode.CANCEL)  # the client's DATA is on its way meanwhile
+    for _ in range(3):
+        pair.client.send_data(1, b"x" * 16000)
+    assert pair.to_server() == []
+    updates = [e for e in pair.to_client() if isinstance(e, h2.events.WindowUpdated)]
+    assert [(e.stream_id, e.delta) for e in updates] == [(0, 48000)]
+
+
 def test_a_server_reset_sends_rst_stream_and_no_event():
     server, encoder = raw_session()
     server.receive(headers_frame(encoder, 1, GET, end_stream=False))
@@ -305,3 +357,39 @@ def test_no_cycle_between_a_session_and_its_callbacks_state():
         assert gc.collect() == 0
     finally:
         gc.enable()
+
+
+def test_a_long_connection_keeps_nothing_of_its_closed_streams():
+    server, encoder = raw_session(H2Settings(reset_burst=10**6))
+    big = [("x-big", "b" * 9000)]
+    for i in range(400):
+        stream_id = 1 + 2 * i
+        kind = i % 4
+        if kind == 3:
+            head = HeadersFrame(stream_id, data=encoder.encode(GET + big, huffman=False))
+            head.flags.add("END_HEADERS")
+            head.flags.add("END_STREAM")
+            server.receive(head.serialize())
+        else:
+            server.receive(headers_frame(encoder, stream_id, POST, end_stream=False))
+        if kind == 0:  # answered whole, body consumed
+            end = DataFrame(stream_id, data=b"abc", flags=["END_STREAM"])
+            (event,) = server.receive(end.serialize())
+            server.consumed(stream_id, event.flow_length)
+            server.respond(stream_id, 200, [], False)
+            server.send_data(stream_id, b"x" * 100, True)
+        elif kind == 1:  # the client gives up mid-body
+            server.receive(DataFrame(stream_id, data=b"abc").serialize())
+            server.receive(RstStreamFrame(stream_id, error_code=ErrorCode.CANCEL).serialize())
+        elif kind == 2:  # the server gives up mid-answer
+            server.respond(stream_id, 200, [], False)
+            server.send_data(stream_id, b"x" * 100, False)
+            server.reset(stream_id, ErrorCode.INTERNAL_ERROR)
+        else:  # 431
+            server.respond(stream_id, 431, [], True)
+        server.pending()
+    streams = server._streams
+    assert server.open_streams == 0
+    for table in (streams.chunks, streams.unconsumed, streams.outgoing, streams.ending):
+        assert not table
+    assert not streams.refused and not streams.uncounted and streams.buffered == 0

@@ -61,11 +61,11 @@ AZURE_ONLY: dict[str, frozenset[str]] = {
 # implement: loaded with a warning when set (an empty list or false is quiet).
 NOT_IMPLEMENTED: dict[str, frozenset[str]] = {
     "gateway": _keys(
-        "authenticationCertificates privateLinkConfigurations listeners"
+        "privateLinkConfigurations listeners"
         " routingRules backendSettingsCollection"
-        " loadDistributionPolicies enableHttp2"
+        " loadDistributionPolicies"
     ),
-    "backendHttpSettingsCollection": _keys("authenticationCertificates dedicatedBackendConnection"),
+    "backendHttpSettingsCollection": _keys("dedicatedBackendConnection"),
     "urlPathMaps": _keys("defaultLoadDistributionPolicy"),
     "pathRules": _keys("loadDistributionPolicy"),
     "requestRoutingRules": _keys("loadDistributionPolicy"),

@@ -21,6 +21,7 @@ from appgw.config.model import (
     Config,
     Gateway,
     HeaderAction,
+    Http2,
     Limits,
     Listener,
     PathMap,
@@ -74,20 +75,21 @@ def build_config(arm: ArmReader, p: Section, source: str) -> Config:
         path_maps={n: _path_map(arm, n, s) for n, s in arm.resources(p, "urlPathMaps")},
         rules={n: _rule(arm, n, s) for n, s in arm.resources(p, "requestRoutingRules")},
         error_pages=read_error_pages(arm, p, base),
-        gateway=_global_configuration(arm, p.get_section("globalConfiguration")),
+        gateway=_gateway(arm, p),
     )
 
 
-def _global_configuration(arm: ArmReader, s: Section | None) -> Gateway:
-    """globalConfiguration: request and response buffering (both on unless set false)."""
-    if s is None:
-        return Gateway()
+def _gateway(arm: ArmReader, p: Section) -> Gateway:
+    """enableHttp2, and globalConfiguration: request and response buffering (on unless false)."""
+    http2 = Http2(enabled=p.get_bool("enableHttp2", False))
+    if (s := p.get_section("globalConfiguration")) is None:
+        return Gateway(http2=http2)
     limits = Limits(
         request_buffering=s.get_bool("enableRequestBuffering", True),
         response_buffering=s.get_bool("enableResponseBuffering", True),
     )
     arm.finish(s, "globalConfiguration")
-    return Gateway(limits=limits)
+    return Gateway(limits=limits, http2=http2)
 
 
 def _frontend_port(arm: ArmReader, s: Section) -> int | None:

@@ -332,6 +332,20 @@ class Admin:
 
 
 @frozen
+class Http2:
+    """HTTP/2 to clients on HTTPS listeners (ARM enableHttp2), Azure's limits as defaults."""
+
+    enabled: bool = False
+    websocket: bool = True  # WebSocket over HTTP/2 (RFC 8441, extended CONNECT)
+    max_requests: int = 1000  # per connection, then GOAWAY
+    idle_timeout: float = 180.0  # seconds without an open stream, then GOAWAY
+    max_concurrent_streams: int = 100
+    max_header_field_bytes: int = 8192  # one header field -> 431
+    max_header_list_bytes: int = 16384  # all of a request's headers -> 431
+    initial_window_bytes: int = 262144  # each stream's receive window
+
+
+@frozen
 class Gateway:
     """Process-wide options (no Application Gateway equivalent)."""
 
@@ -348,6 +362,7 @@ class Gateway:
     # session alike. Empty: derived from the pools (not secret).
     affinity_secret: str = ""
     limits: Limits = attrs.Factory(Limits)
+    http2: Http2 = attrs.Factory(Http2)
     admin: Admin | None = None  # None: no admin listener
 
 

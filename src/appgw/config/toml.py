@@ -26,6 +26,7 @@ from appgw.config.model import (
     Certificate,
     Config,
     Gateway,
+    Http2,
     Limits,
     Listener,
     PathMap,
@@ -156,6 +157,7 @@ class _Reader:
             watch=s.get_bool("watch", d.watch),
             affinity_secret=s.get_str("affinity_secret", d.affinity_secret),
             limits=self.limits(s.get_section("limits")),
+            http2=self.typed(Http2, s.get_section("http2")),
             admin=self.admin(s.get_section("admin")),
         )
         s.reject_unused()
@@ -173,10 +175,14 @@ class _Reader:
         return admin
 
     def limits(self, s: Section | None) -> Limits:
+        return self.typed(Limits, s)
+
+    def typed(self, kind: Any, s: Section | None) -> Any:
+        """A section of plain values (booleans, numbers) read as the fields of `kind`."""
         if s is None:
-            return Limits()
+            return kind()
         values: dict[str, Any] = {}
-        for field in attrs.fields(Limits):
+        for field in attrs.fields(kind):
             default = field.default
             if isinstance(default, bool):
                 values[field.name] = s.get_bool(field.name, default)
@@ -185,7 +191,7 @@ class _Reader:
             elif isinstance(default, float):
                 values[field.name] = s.get_float(field.name, default)
         s.reject_unused()
-        return Limits(**values)
+        return kind(**values)
 
     def certificate(self, name: str, s: Section) -> Certificate:
         cert, key = s.get_opt_str("cert"), s.get_opt_str("key")

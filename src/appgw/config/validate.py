@@ -64,6 +64,17 @@ def validate(config: Config, naming: Naming = TOML_NAMING) -> list[str]:
     return checks.errors
 
 
+# What [gateway.http2] accepts: (key, lowest, highest).
+HTTP2_RANGES = (
+    ("max_requests", 1, 1_000_000),
+    ("idle_timeout", 1, 86400),
+    ("max_concurrent_streams", 1, 256),
+    ("max_header_field_bytes", 1024, 65536),
+    ("max_header_list_bytes", 1024, 262144),
+    ("initial_window_bytes", 65535, 2**31 - 1),
+)
+
+
 def is_ip(text: str) -> bool:
     try:
         ipaddress.ip_address(text)
@@ -106,6 +117,7 @@ class GatewayChecks(Checks):
                 self.range(f"gateway.limits.{field.name}", (), value, 0, 60)
             elif value <= 0:
                 self.error(f"gateway.limits.{field.name}", (), "must be > 0")
+        self.http2()
         for kind in ("request", "response"):
             one = getattr(g.limits, f"{kind}_buffer_bytes")
             if one > getattr(g.limits, f"worker_{kind}_buffer_bytes"):
@@ -114,6 +126,15 @@ class GatewayChecks(Checks):
                     (),
                     f"must be at most worker_{kind}_buffer_bytes",
                 )
+
+    def http2(self) -> None:
+        h2 = self.config.gateway.http2
+        for key, low, high in HTTP2_RANGES:
+            self.range(f"gateway.http2.{key}", (), getattr(h2, key), low, high)
+        if h2.max_header_field_bytes > h2.max_header_list_bytes:
+            self.error(
+                "gateway.http2.max_header_field_bytes", (), "must be at most max_header_list_bytes"
+            )
 
     def certificates(self) -> None:
         for name, cert in self.config.certificates.items():

@@ -28,6 +28,7 @@ typedef struct GeoIPTag GeoIP;
 GeoIP *GeoIP_open(const char *filename, int flags);
 const char *GeoIP_country_code_by_addr(GeoIP *gi, const char *addr);
 const char *GeoIP_country_code_by_addr_v6(GeoIP *gi, const char *addr);
+void GeoIP_delete(GeoIP *gi);
 """
 _MEMORY_CACHE = 1
 _SILENCE = 16  # no messages of its own on stderr
@@ -68,7 +69,7 @@ class Countries:
             handle = self.lib.GeoIP_open(path.encode(), _MEMORY_CACHE | _SILENCE)
             if handle == self.ffi.NULL:
                 raise GeoUnavailable(f"cannot open the GeoIP database {path}; {INSTALL_HINT}")
-            handles.append(handle)  # kept for the life of the process
+            handles.append(self.ffi.gc(handle, self.lib.GeoIP_delete))
         self.v4, self.v6 = handles
         self.cache: dict[str, str] = {}
 

@@ -50,7 +50,7 @@ from appgw.worker.policy.balancer import Balancer, EveryoneHealthy, Health
 from appgw.worker.policy.custom_error_pages import CustomErrorPages
 from appgw.worker.policy.rewrite import compile_rule_set
 from appgw.worker.policy.routing import Router
-from appgw.worker.server.http1 import ClientConnection
+from appgw.worker.server.protocol import Connection, open_client
 from appgw.worker.services import Services
 from appgw.worker.tunnel.registry import drain_tunnels
 from appgw.worker.tunnel.tunnel import CLOSE_REPLY_BUDGET, FINISH_FRAME_BUDGET, Tunnel
@@ -127,7 +127,7 @@ class Worker:
         self.grace = config.gateway.drain_grace
         self.tunnels: set[Tunnel] = set()
         self.late_tunnels = 0  # tunnels opened after the drain began (tunnels.py)
-        self.connections: set[ClientConnection] = set()
+        self.connections: set[Connection] = set()
         self.slots = trio.Semaphore(limits.max_connections)
         self.metrics = WorkerMetrics()
         self._backend_tls: dict[str, ssl.SSLContext | None] = {}
@@ -285,8 +285,10 @@ class Worker:
                     if client_certificate is None:
                         await trio.aclose_forcefully(stream)
                         return
-            connection = ClientConnection(self.services, stream, sock, peer)
-            connection.client_certificate = client_certificate
+            connection = await open_client(self.services, stream, sock, peer, client_certificate)
+            if connection is None:  # its TLS handshake failed (protocol.py)
+                await trio.aclose_forcefully(stream)
+                return
             self.connections.add(connection)
             self.metrics.connections_total += 1
             try:

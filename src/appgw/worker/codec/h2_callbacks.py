@@ -121,15 +121,16 @@ def _make_callbacks(nghttp2: ng.Nghttp2) -> tuple[Any, ...]:
             chunks = streams.chunks.pop(stream_id, None)
             data = (chunks[0] if len(chunks) == 1 else b"".join(chunks)) if chunks else b""
             end = bool(hd.flags & ng.FLAG_END_STREAM)
-            if stream_id in streams.refused:
-                if data:
-                    lib.nghttp2_session_consume(session, stream_id, len(data))
-            elif not data and not end:
+            if not data and not end:
                 return streams.idle_frame()
-            elif stream_id in streams.announced:
+            if stream_id in streams.announced and stream_id not in streams.refused:
                 if data:
                     streams.unconsumed[stream_id] = streams.unconsumed.get(stream_id, 0) + len(data)
                 streams.events.append(RequestData(stream_id, data, len(data), end))
+            elif data:
+                # No one will forward it (a head refused, a stream the server
+                # reset or refused): its window is returned at once.
+                lib.nghttp2_session_consume(session, stream_id, len(data))
         elif kind == ng.HEADERS:
             streams.continuations = 0
             end = bool(hd.flags & ng.FLAG_END_STREAM)
@@ -150,10 +151,13 @@ def _make_callbacks(nghttp2: ng.Nghttp2) -> tuple[Any, ...]:
                 else:
                     streams.events.append(RequestHeaders(stream_id, fields, end))
             elif stream_id in streams.announced and stream_id not in streams.refused:
-                # Trailers over a limit: the body has been forwarded, but
-                # the request cannot end as the client sent it.
                 if refused:
-                    streams.events.append(HeadersRefused(stream_id, 431))
+                    # Trailers over a limit: the request is under way (its
+                    # answer may be too), it cannot end as the client sent
+                    # it. The stream is reset; StreamReset follows.
+                    lib.nghttp2_submit_rst_stream(
+                        session, 0, stream_id, ErrorCode.ENHANCE_YOUR_CALM
+                    )
                 else:
                     streams.events.append(RequestTrailers(stream_id, fields))
         elif kind == ng.WINDOW_UPDATE:
@@ -166,6 +170,8 @@ def _make_callbacks(nghttp2: ng.Nghttp2) -> tuple[Any, ...]:
             if stream_id in streams.announced:
                 streams.announced.discard(stream_id)
                 streams.events.append(StreamReset(stream_id, frame.rst_stream.error_code, True))
+            # Rapid reset (CVE-2023-44487), whatever the code (NO_ERROR too).
+            streams.uncounted.add(stream_id)  # not again when it closes
             if not streams.resets.spend(streams.clock()):
                 streams.calm = (ErrorCode.ENHANCE_YOUR_CALM, "too many streams reset")
                 return ng.ERR_CALLBACK_FAILURE
@@ -207,6 +213,14 @@ def _make_callbacks(nghttp2: ng.Nghttp2) -> tuple[Any, ...]:
             streams.announced.discard(stream_id)
             if error_code:
                 streams.events.append(StreamReset(stream_id, error_code, False))
+        if stream_id in streams.uncounted:
+            streams.uncounted.discard(stream_id)
+        elif error_code and not streams.resets.spend(streams.clock()):
+            # Streams the codec resets (malformed, refused, a broken body)
+            # are the client's doing as much as its own RST_STREAMs.
+            streams.calm = (ErrorCode.ENHANCE_YOUR_CALM, "too many streams reset")
+            if streams.receiving:
+                return ng.ERR_CALLBACK_FAILURE  # stop reading at once
         return 0
 
     def on_begin_frame(session: Any, hd: Any, user_data: Any) -> int:
@@ -254,14 +268,19 @@ def _make_callbacks(nghttp2: ng.Nghttp2) -> tuple[Any, ...]:
             data_flags[0] |= ng.DATA_FLAG_EOF
         return taken
 
+    # A callback that raises (a bug, never the client's input) fails the
+    # session: GOAWAY INTERNAL_ERROR rather than nghttp2 going on as if
+    # the frame had been handled. cffi reports the exception through
+    # sys.unraisablehook (the traceback on stderr).
+    fail = ng.ERR_CALLBACK_FAILURE
     made = (
-        ffi.callback("nghttp2_on_header_callback", on_header),
-        ffi.callback("nghttp2_on_header_callback", on_invalid_header),
-        ffi.callback("nghttp2_on_data_chunk_recv_callback", on_data_chunk),
-        ffi.callback("nghttp2_on_frame_recv_callback", on_frame_recv),
-        ffi.callback("nghttp2_on_stream_close_callback", on_stream_close),
-        ffi.callback("nghttp2_on_begin_frame_callback", on_begin_frame),
-        ffi.callback("nghttp2_data_source_read_callback", read_body),
+        ffi.callback("nghttp2_on_header_callback", on_header, error=fail),
+        ffi.callback("nghttp2_on_header_callback", on_invalid_header, error=fail),
+        ffi.callback("nghttp2_on_data_chunk_recv_callback", on_data_chunk, error=fail),
+        ffi.callback("nghttp2_on_frame_recv_callback", on_frame_recv, error=fail),
+        ffi.callback("nghttp2_on_stream_close_callback", on_stream_close, error=fail),
+        ffi.callback("nghttp2_on_begin_frame_callback", on_begin_frame, error=fail),
+        ffi.callback("nghttp2_data_source_read_callback", read_body, error=fail),
     )
     pointer = ffi.new("nghttp2_session_callbacks **")
     if lib.nghttp2_session_callbacks_new(pointer) != 0:

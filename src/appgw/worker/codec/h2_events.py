@@ -62,8 +62,9 @@ class RequestTrailers:
 
 @frozen
 class HeadersRefused:
-    """A head over a limit (one field over max_header_field_bytes, or the
-    list over max_header_list_bytes): answer `status` (431) on the stream."""
+    """A request's head over a limit (one field over max_header_field_bytes,
+    or the list over max_header_list_bytes): answer `status` (431) on the
+    stream; its body is dropped. (Trailers over a limit reset the stream.)"""
 
     stream_id: int
     status: int

@@ -16,6 +16,8 @@ Bytes in, events out; calls in, bytes out:
 - `consumed(stream_id, n)` is the back-pressure: WINDOW_UPDATE is not
   sent (`no_auto_window_update`) until the server has forwarded the bytes.
 
+The session starts in h2_setup.py (options, the SETTINGS frame).
+
 Peer input never raises: a connection error becomes `ConnectionEnded`
 with GOAWAY queued, after which the session reads nothing more.
 """
@@ -30,6 +32,7 @@ from appgw.worker.codec import nghttp2_lib as ng
 from appgw.worker.codec.h2_callbacks import body_provider, callbacks
 from appgw.worker.codec.h2_events import ConnectionEnded, ErrorCode, Event
 from appgw.worker.codec.h2_settings import H2Settings
+from appgw.worker.codec.h2_setup import last_goaway, open_session
 from appgw.worker.codec.h2_streams import Body, Streams
 
 # RFC 9113 8.2.2: fields that mean something only to one HTTP/1.1 hop.
@@ -41,6 +44,7 @@ _LIBRARY_ERRORS = {
     ng.ERR_TOO_MANY_CONTINUATIONS: (ErrorCode.ENHANCE_YOUR_CALM, "too many CONTINUATION frames"),
     ng.ERR_BAD_CLIENT_MAGIC: (ErrorCode.PROTOCOL_ERROR, "not an HTTP/2 connection preface"),
     ng.ERR_NOMEM: (ErrorCode.INTERNAL_ERROR, "out of memory"),
+    ng.ERR_CALLBACK_FAILURE: (ErrorCode.INTERNAL_ERROR, "the HTTP/2 codec failed"),
 }
 # receive() serializes nghttp2's answers (ACKs, resets) at once, unless this
 # much waits unwritten already: then they stay in nghttp2's queue, where
@@ -78,36 +82,9 @@ class H2Session:
         self._out_ptr = self._ffi.new("const char **")
         self._dead = False
         self._graceful = False
-        options = _options(nghttp2, settings)
-        pointer = self._ffi.new("nghttp2_session **")
-        rv = self._lib.nghttp2_session_server_new2(
-            pointer, callbacks(nghttp2), self._handle, options
-        )
-        self._lib.nghttp2_option_del(options)
-        if rv != 0:
-            raise MemoryError(f"nghttp2_session_server_new2: {rv}")
-        self._session = self._ffi.gc(pointer[0], self._lib.nghttp2_session_del)
-        # nghttp2 ends the connection when a client goes over the stream
-        # limit it knows of; RFC 9113 5.1.2 asks only for the stream to be
-        # refused. So nghttp2 is given a higher limit, the client is told the
-        # real one (patched into the serialized frame below), and the
-        # callbacks refuse streams over it with REFUSED_STREAM.
-        hard_limit = 2 * settings.max_concurrent_streams + 16
-        entries = [
-            (ng.SETTINGS_MAX_CONCURRENT_STREAMS, hard_limit),
-            (ng.SETTINGS_INITIAL_WINDOW_SIZE, settings.initial_window_bytes),
-            (ng.SETTINGS_MAX_FRAME_SIZE, settings.max_frame_bytes),
-            (ng.SETTINGS_MAX_HEADER_LIST_SIZE, settings.max_header_list_bytes),
-        ]
-        if settings.enable_connect_protocol:
-            entries.append((ng.SETTINGS_ENABLE_CONNECT_PROTOCOL, 1))
-        iv = self._ffi.new("nghttp2_settings_entry[]", entries)
-        self._lib.nghttp2_submit_settings(self._session, 0, iv, len(entries))
-        self._drain()
-        self._out[0] = _advertise_streams(self._out[0], hard_limit, settings.max_concurrent_streams)
-        extra = settings.connection_window_bytes - 65535
-        if extra > 0:
-            self._lib.nghttp2_submit_window_update(self._session, 0, 0, extra)
+        self._session, first = open_session(nghttp2, settings, callbacks(nghttp2), self._handle)
+        self._out.append(first)
+        self._held = len(first)
 
     # -- reading -----------------------------------------------------------
 
@@ -117,13 +94,18 @@ class H2Session:
             return self._take_events()
         if not isinstance(data, bytes):
             data = self._ffi.from_buffer(data)
+        streams = self._streams
+        streams.receiving = True
         rv = self._lib.nghttp2_session_mem_recv(self._session, data, len(data))
+        streams.receiving = False
         if rv < 0:
             self._fail(rv)
             return self._take_events()
         if self._held < HOLD_BYTES:
             self._drain()
-            if not self._dead and not self._lib.nghttp2_session_want_read(self._session):
+            if streams.calm is not None and not self._dead:
+                self._fail(ng.ERR_CALLBACK_FAILURE)
+            elif not self._dead and not self._lib.nghttp2_session_want_read(self._session):
                 self._ended_by_library(b"".join(self._out))
         return self._take_events()
 
@@ -153,7 +135,7 @@ class H2Session:
     def _ended_by_library(self, out: bytes) -> None:
         """nghttp2 read its last frame: a GOAWAY it queued (in `out`) for a
         connection error the client made is reported (a graceful end is not)."""
-        goaway = _last_goaway(out)
+        goaway = last_goaway(out)
         streams = self._streams
         if goaway is None:
             return
@@ -169,6 +151,8 @@ class H2Session:
         """Everything there is to write now (b"" if nothing), in one piece."""
         if not self._dead:
             self._drain()
+            if self._streams.calm is not None:
+                self._fail(ng.ERR_CALLBACK_FAILURE)  # found while serializing
         out = self._out
         if not out:
             return b""
@@ -204,13 +188,16 @@ class H2Session:
         end_stream: bool,
     ) -> None:
         """Queue the response head; without end_stream, a body follows
-        through send_data."""
+        through send_data. Nothing happens on a stream already gone (reset
+        by the client while the answer was being made)."""
+        if not 100 <= status <= 999:
+            raise ValueError(f"stream {stream_id}: status {status} is not three digits")
+        if self._gone(stream_id):
+            return
         newp, chars = self._newp, self._chars
         names = _NAMES
         status_value = _STATUS.get(status)
         if status_value is None:
-            if not 100 <= status <= 999:
-                raise ValueError(f"stream {stream_id}: status {status} is not three digits")
             status_value = _STATUS[status] = newp(chars, str(status).encode())
         keep = []
         items = [(_STATUS_NAME, status_value, 7, 3, 0)]
@@ -241,7 +228,9 @@ class H2Session:
 
     def send_data(self, stream_id: int, data: bytes | memoryview, end_stream: bool) -> int:
         """Take what both windows allow of `data`; returns the byte count.
-        The rest waits for WindowOpened; end_stream counts once all is taken."""
+        The rest waits for WindowOpened; end_stream counts once all is taken.
+        Bytes (and views of bytes) are kept as they are until framed; other
+        buffers are copied, since their owner may change them."""
         streams = self._streams
         body = streams.outgoing.get(stream_id)
         if body is None:
@@ -250,7 +239,11 @@ class H2Session:
         taken = min(size, self.window(stream_id))
         if taken:
             if type(data) is not bytes:
-                data = bytes(memoryview(data)[:taken])  # the caller's buffer may change
+                view = memoryview(data)
+                if not view.readonly or type(view.obj) is not bytes:
+                    data = bytes(view[:taken])  # the caller's buffer may change
+                else:
+                    data = view[:taken] if taken < size else view
             elif taken < size:
                 data = memoryview(data)[:taken]
             body.chunks.append(data)
@@ -293,8 +286,12 @@ class H2Session:
         self._lib.nghttp2_session_consume(self._session, stream_id, n)
 
     def reset(self, stream_id: int, error_code: int) -> None:
-        """Reset the stream (RST_STREAM); no event follows for it."""
+        """Reset the stream (RST_STREAM); no event follows for it. A stream
+        already gone is left alone (never a RST_STREAM for a RST_STREAM)."""
         self._streams.announced.discard(stream_id)
+        if self._gone(stream_id):
+            return
+        self._streams.uncounted.add(stream_id)
         self._lib.nghttp2_submit_rst_stream(self._session, 0, stream_id, int(error_code))
 
     def goaway(self, error_code: int = 0, last_stream_id: int | None = None) -> None:
@@ -322,55 +319,12 @@ class H2Session:
             session
         )
 
+    def _gone(self, stream_id: int) -> bool:
+        """Closed (or never opened), as nghttp2 knows it."""
+        return bool(self._lib.nghttp2_session_get_stream_local_close(self._session, stream_id) < 0)
+
     def _last_stream_id(self) -> int:
         return max(int(self._lib.nghttp2_session_get_last_proc_stream_id(self._session)), 0)
 
     def _error(self, rv: int) -> str:
         return str(self._ffi.string(self._lib.nghttp2_strerror(rv)).decode())
-
-
-def _options(nghttp2: ng.Nghttp2, settings: H2Settings) -> Any:
-    ffi, lib = nghttp2.ffi, nghttp2.lib
-    pointer = ffi.new("nghttp2_option **")
-    if lib.nghttp2_option_new(pointer) != 0:
-        raise MemoryError("nghttp2_option_new")
-    option = pointer[0]
-    lib.nghttp2_option_set_no_auto_window_update(option, 1)
-    # ACKs queued but unsent (a client that floods PING or SETTINGS and
-    # reads nothing), and the entries of one SETTINGS frame.
-    lib.nghttp2_option_set_max_outbound_ack(option, 1000)
-    lib.nghttp2_option_set_max_settings(option, 32)
-    # The response encoder's HPACK table, whatever the client offers.
-    lib.nghttp2_option_set_max_deflate_dynamic_table_size(option, 4096)
-    if nghttp2.has_max_continuations:
-        lib.nghttp2_option_set_max_continuations(option, settings.max_continuations)
-    if nghttp2.has_stream_reset_rate_limit:
-        # nghttp2's own budget, looser than ours, as a second line.
-        lib.nghttp2_option_set_stream_reset_rate_limit(
-            option, settings.reset_burst * 4, int(settings.reset_per_second * 4)
-        )
-    return option
-
-
-def _advertise_streams(frame: bytes, internal: int, advertised: int) -> bytes:
-    """The server's first SETTINGS frame with the advertised stream limit
-    in place of the one nghttp2 keeps (its first entry)."""
-    expected = ng.SETTINGS_MAX_CONCURRENT_STREAMS.to_bytes(2, "big") + internal.to_bytes(4, "big")
-    if frame[3] != ng.SETTINGS or frame[9:15] != expected:
-        raise RuntimeError("libnghttp2 serialized its SETTINGS frame unexpectedly")
-    return frame[:11] + advertised.to_bytes(4, "big") + frame[15:]
-
-
-def _last_goaway(out: bytes) -> tuple[int, int, str] | None:
-    """The last GOAWAY among serialized frames: (error code, last stream, debug)."""
-    found = None
-    at = 0
-    while at + 9 <= len(out):
-        length = int.from_bytes(out[at : at + 3], "big")
-        if out[at + 3] == ng.GOAWAY and length >= 8:
-            payload = out[at + 9 : at + 9 + length]
-            last = int.from_bytes(payload[0:4], "big") & 0x7FFFFFFF
-            code = int.from_bytes(payload[4:8], "big")
-            found = (code, last, payload[8:].decode("utf-8", "replace"))
-        at += 9 + length
-    return found

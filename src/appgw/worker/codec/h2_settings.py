@@ -2,10 +2,12 @@
 
 The first six are what the server advertises in its SETTINGS frame and
 enforces (the header limits are Application Gateway's documented 8 KB per
-field and 16 KB per list). The rest bound what a hostile client can make
-the gateway do without asking for anything (RFC 9113 section 10.5): each
-is a token bucket, `*_burst` tokens that refill at `*_per_second`, and a
-client that runs one dry gets GOAWAY ENHANCE_YOUR_CALM.
+field and 16 KB per list). The connection window bounds the request bodies
+a connection holds unforwarded. The rest bound what a hostile client can
+make the gateway do without asking for anything (RFC 9113 section 10.5):
+the budgets are token buckets, `*_burst` tokens that refill at
+`*_per_second`; a client that runs one dry, or goes past a bound, gets
+GOAWAY ENHANCE_YOUR_CALM.
 """
 
 from __future__ import annotations
@@ -24,11 +26,13 @@ class H2Settings:
     # The connection's receive window: what all streams' bodies may hold
     # unconsumed at once.
     connection_window_bytes: int = 1048576
-    # Client RST_STREAMs (rapid reset, CVE-2023-44487).
+    # Streams reset by the client (rapid reset, CVE-2023-44487) or by the
+    # codec for the client's doing (reset flood, CVE-2019-9514).
     reset_burst: int = 200
     reset_per_second: float = 50.0
     # Frames that ask for work but carry no request: PING, SETTINGS,
-    # PRIORITY, empty DATA without END_STREAM (CVE-2019-9512, -9513, -9518).
+    # PRIORITY, empty DATA without END_STREAM (CVE-2019-9512, -9515, -9513,
+    # -9518).
     idle_frame_burst: int = 1000
     idle_frame_per_second: float = 100.0
     # CONTINUATION frames after one HEADERS (CVE-2024-28182).

@@ -6,10 +6,11 @@ frame them. `Streams` is the callbacks' `user_data` (through
 the two make no cycle.
 
 The defences that need counting keep their counts here, each a `Budget`
-(a token bucket with the clock passed in): client RST_STREAMs (rapid
-reset), frames that carry no request (PING, SETTINGS, PRIORITY, empty
-DATA). Running one dry sets `calm`; the callback then fails, which stops
-nghttp2's parsing at once, and the session queues GOAWAY ENHANCE_YOUR_CALM.
+(a token bucket with the clock passed in): streams reset by the client or,
+for its doing, by the codec (rapid reset, reset floods), and frames that
+carry no request (PING, SETTINGS, PRIORITY, empty DATA). Running one dry
+sets `calm`; the callback then fails where it can (which stops nghttp2's
+parsing at once) and the session queues GOAWAY ENHANCE_YOUR_CALM.
 """
 
 from __future__ import annotations
@@ -81,6 +82,8 @@ class Streams:
         "remote_goaway",
         "clock",
         "resets",
+        "uncounted",
+        "receiving",
         "idle_frames",
         "continuations",
         "max_continuations",
@@ -111,6 +114,10 @@ class Streams:
         self.clock = clock
         now = clock()
         self.resets = Budget(settings.reset_burst, settings.reset_per_second, now)
+        # Streams whose close spends no reset budget: reset by the server,
+        # or by the client (counted when its RST_STREAM came).
+        self.uncounted: set[int] = set()
+        self.receiving = False  # inside nghttp2_session_mem_recv
         self.idle_frames = Budget(settings.idle_frame_burst, settings.idle_frame_per_second, now)
         self.continuations = 0
         self.max_continuations = settings.max_continuations

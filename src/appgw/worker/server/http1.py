@@ -316,6 +316,7 @@ class ClientConnection:
                     request = await self.read_request(first)
                     if request is None:
                         break
+                    self.services.metrics.protocol_request("http/1.1")
                     await handle(self, request)  # counts its own exchange
                 except GatewayError as exc:
                     status = exc.status

@@ -41,7 +41,9 @@ from appgw.worker.io.tls_stream import TlsStream
 if TYPE_CHECKING:
     from appgw.worker.io.timer import Timer
 
-MAX_IDLE_PER_SERVER = 128
+# Idle connections kept per server: enough for every stream of a few busy
+# HTTP/2 clients (each up to max_concurrent_streams requests at once).
+MAX_IDLE_PER_SERVER = 1024
 IDLE_TIMEOUT = 60.0
 
 BackendKey = tuple[str, int, str | None]

@@ -1,0 +1,372 @@
+"""HTTP/2 on an HTTPS listener, end to end: the real gateway (its CLI), the
+h2 library and curl as clients, HTTP/1.1 backends.
+
+One gateway serves the module's first test: requests of every kind on one
+connection (GET, POST with a body, routing by host and path, a big
+response through a small window, errors), curl's HTTP/2 and the access
+log's HTTP/2.0. The Azure limit (the 1,000th request retires the
+connection with GOAWAY) and the rapid-reset defence get a gateway each;
+WebSocket over HTTP/2 (RFC 8441) has a test of its own.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import signal
+from pathlib import Path
+
+import hyperframe.frame
+import trio
+import trustme
+
+from tests.support.admin import Samples, sample, wait_for_metrics
+from tests.support.backends import pattern_sha256, start_http_backends
+from tests.support.gateway import CertFiles, open_gateway, write_certificates
+from tests.support.h2client import H2Client, open_h2
+from tests.support.ports import free_port
+from tests.support.wsecho import serve_ws_echo
+
+GATEWAY = "127.0.0.1"
+A, B = "127.0.0.2", "127.0.0.3"
+
+
+def config(
+    port: int, backend_port: int, certs: CertFiles, log: Path, drain: str = "", http2: str = ""
+) -> str:
+    return f"""
+[gateway]
+access_log = "{log}"
+[gateway.http2]
+enabled = true
+{http2}
+
+[certificates.site]
+cert = "{certs.cert}"
+key = "{certs.key}"
+
+[listeners.site]
+protocol = "https"
+address = "{GATEWAY}"
+port = {port}
+certificate = "site"
+
+[listeners.shop]
+protocol = "https"
+address = "{GATEWAY}"
+port = {port}
+certificate = "site"
+host_names = ["shop.example"]
+
+[pools.a]
+servers = ["{A}"]
+[pools.b]
+servers = ["{B}"]
+[pools.dead]
+servers = ["127.0.0.4"]
+[settings.web]
+port = {backend_port}
+{drain}
+
+[path_maps.site]
+default_pool = "a"
+default_setting = "web"
+[[path_maps.site.rules]]
+name = "dead"
+paths = ["/dead/*"]
+pool = "dead"
+setting = "web"
+[[path_maps.site.rules]]
+name = "b"
+paths = ["/b/*"]
+pool = "b"
+setting = "web"
+
+[rules.site]
+listener = "site"
+kind = "path"
+path_map = "site"
+priority = 10
+
+[rules.shop]
+listener = "shop"
+pool = "b"
+setting = "web"
+priority = 5
+"""
+
+
+REQUEST = [
+    (b":method", b"GET"),
+    (b":scheme", b"https"),
+    (b":authority", b"localhost"),
+    (b":path", b"/"),
+]
+
+
+def certificates(tmp_path: Path) -> CertFiles:
+    return write_certificates(
+        trustme.CA(), tmp_path / "certs", ("localhost", "127.0.0.1", "shop.example")
+    )
+
+
+async def test_requests_over_http2(
+    nursery: trio.Nursery, tmp_path: Path, backend_port: int
+) -> None:
+    certs = certificates(tmp_path)
+    port = free_port(GATEWAY)
+    log = tmp_path / "access.log"
+    ca = certs.ca.read_bytes()
+    with trio.fail_after(30):
+        await start_http_backends(nursery, [A, B], backend_port, names=["a", "b"])
+        admin = free_port(GATEWAY)
+        args = ["--admin", f"{GATEWAY}:{admin}"]
+        async with open_gateway(config(port, backend_port, certs, log), tmp_path, extra_args=args):
+            client = await open_h2(port, ca)
+            # The codec's SETTINGS: streams, header list, extended CONNECT.
+            assert client.settings[0x3] == 100 and client.settings[0x6] == 16384
+            assert client.settings[0x8] == 1
+
+            # Several GETs at once, routed by path and by host (:authority).
+            ids = [
+                await client.start("/echo?x=1"),
+                await client.start("/b/echo"),
+                await client.start("/echo", authority="shop.example"),
+            ]
+            answers = [await client.answer(i) for i in ids]
+            assert [a.status for a in answers] == [200, 404, 200]  # the backend has no /b/echo
+            assert [a.header(b"x-backend") for a in answers] == [b"a", b"b", b"b"]
+            echoes = [json.loads(answers[0].body), json.loads(answers[2].body)]
+            first = {k: v for k, v in echoes[0]["headers"]}
+            assert first["host"] == "localhost" and first["x-forwarded-proto"] == "https"
+            assert echoes[0]["http_version"] == "1.1" and echoes[0]["target"] == "/echo?x=1"
+            assert {k: v for k, v in echoes[1]["headers"]}["host"] == "shop.example"
+            assert answers[0].header(b"connection") is None
+
+            # A POST whose body is larger than the stream's window: streamed.
+            body = bytes(range(256)) * 2048  # 512 KiB
+            upload = await client.request("/upload", method="POST", body=body)
+            assert upload.status == 200, upload
+            seen = json.loads(upload.body)
+            assert seen["bytes"] == len(body)
+            assert seen["sha256"] == hashlib.sha256(body).hexdigest()
+            assert seen["framing"] == "chunked"  # no content-length was sent
+            sized = await client.request(
+                "/upload",
+                method="POST",
+                body=b"x" * 1000,
+                headers=[(b"content-length", b"1000")],
+            )
+            assert json.loads(sized.body)["framing"] == "content-length"
+
+            # A pool without a live server: the gateway's own error page.
+            dead = await client.request("/dead/x")
+            assert dead.status == 502 and b"<html" in dead.body.lower()
+            assert dead.header(b"content-length") == str(len(dead.body)).encode()
+            head = await client.request("/echo", method="HEAD")
+            assert head.status == 200 and head.body == b""
+            await client.aclose()
+
+            # A big response through a small window: all of it, in order.
+            slow = await open_h2(port, ca, window=16384)
+            size = 3 * 1024 * 1024
+            big = await slow.request(f"/download?size={size}&chunked=1")
+            assert big.status == 200 and len(big.body) == size
+            assert hashlib.sha256(big.body).hexdigest() == pattern_sha256(size)
+            await slow.aclose()
+
+            # curl and nghttp2's nghttp speak HTTP/2 to the gateway too.
+            assert shutil.which("nghttp"), (
+                "nghttp is missing (Debian: apt-get install nghttp2-client)"
+            )
+            if shutil.which("curl"):
+                out = await trio.run_process(
+                    [
+                        "curl",
+                        "-sS",
+                        "--http2",
+                        "--cacert",
+                        str(certs.ca),
+                        "-o",
+                        "/dev/null",
+                        "-w",
+                        "%{http_version} %{http_code}",
+                        f"https://localhost:{port}/echo",
+                    ],
+                    capture_stdout=True,
+                )
+                assert out.stdout.decode() == "2 200"
+            out = await trio.run_process(
+                ["nghttp", "-nv", f"https://127.0.0.1:{port}/echo"], capture_stdout=True
+            )
+            text = out.stdout.decode()
+            assert ":status: 200" in text and "SETTINGS_ENABLE_CONNECT_PROTOCOL" in text
+
+            # Requests and connections by protocol, in the metrics.
+            def h2_requests(samples: Samples) -> float:
+                return sample(samples, "appgw_client_protocol_requests_total", protocol="h2")
+
+            samples = await wait_for_metrics(admin, lambda s: h2_requests(s) >= 10)
+            assert sample(samples, "appgw_client_protocol_connections_total", protocol="h2") >= 4
+
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    versions = {line["httpVersion"] for line in lines}
+    assert versions == {"HTTP/2.0"}, versions
+    uploads = [line for line in lines if line["requestUri"] == "/upload"]
+    assert uploads[0]["receivedBytes"] >= len(body)
+    assert any(line["sentBytes"] == size for line in lines)
+
+
+async def test_the_thousandth_request_retires_the_connection(
+    nursery: trio.Nursery, tmp_path: Path, backend_port: int
+) -> None:
+    """Application Gateway's limits: 1,000 requests per HTTP/2 connection,
+    then GOAWAY, and GOAWAY after the idle timeout; a rapid-reset flood on
+    one connection leaves the others served."""
+    certs = certificates(tmp_path)
+    port = free_port(GATEWAY)
+    ca = certs.ca.read_bytes()
+    with trio.fail_after(60):
+        await start_http_backends(nursery, [A, B], backend_port, names=["a", "b"])
+        retiring = config(port, backend_port, certs, tmp_path / "a.log", http2="idle_timeout = 1")
+        async with open_gateway(retiring, tmp_path) as gw:
+            # The idle timeout: GOAWAY once no stream was open for a second.
+            idle = await open_h2(port, ca)
+            assert (await idle.request("/")).status == 200
+            began = trio.current_time()
+            while idle.goaway is None and not idle.closed:
+                await idle.read_once()
+            assert idle.goaway is not None and idle.goaway.error_code == 0
+            assert 0.9 < trio.current_time() - began < 3
+            await idle.aclose()
+
+            client = await open_h2(port, ca)
+            for batch in range(10):
+                ids = [await client.start("/") for _ in range(100 if batch < 9 else 99)]
+                for stream_id in ids:
+                    assert (await client.answer(stream_id)).status == 200
+            assert client.goaway is None
+            # The 1,000th request, and one more behind it; the h2 library
+            # parses nothing after a GOAWAY, so the frames are read raw.
+            for _ in range(2):
+                stream_id = client.conn.get_next_available_stream_id()
+                client.conn.send_headers(stream_id, REQUEST, end_stream=True)
+            frames = await client.frames_after(client.conn.data_to_send())
+            goaways = [f for f in frames if isinstance(f, hyperframe.frame.GoAwayFrame)]
+            assert [(g.last_stream_id, g.error_code) for g in goaways] == [(1999, 0)]
+            ends = [f.stream_id for f in frames if "END_STREAM" in getattr(f, "flags", ())]
+            assert ends == [1999]  # the 1,000th is answered, the 1,001st never started
+            await client.aclose()
+
+            # Rapid reset (CVE-2023-44487): streams opened and reset at once.
+            flood = await open_h2(port, ca)
+            other = await open_h2(port, ca)
+            try:
+                for _ in range(20):
+                    for _ in range(100):
+                        stream_id = flood.conn.get_next_available_stream_id()
+                        flood.conn.send_headers(stream_id, REQUEST)
+                        flood.conn.reset_stream(stream_id)
+                    await flood.flush()
+                with trio.move_on_after(5):
+                    while flood.goaway is None and not flood.closed:
+                        await flood.read_once()
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                pass
+            assert flood.goaway is not None and flood.goaway.error_code == 0xB  # ENHANCE_YOUR_CALM
+            assert (await other.request("/")).status == 200
+            await other.aclose()
+            await flood.aclose()
+
+            # A drain: GOAWAY with the last stream id; the request in flight
+            # is answered whole, then the connection closes.
+            busy = await open_h2(port, ca)
+            slow = await busy.start("/slow?delay=1")
+            gw.send_signal(signal.SIGTERM)
+            frames = await busy.frames_after()
+            goaways = [f for f in frames if isinstance(f, hyperframe.frame.GoAwayFrame)]
+            assert [(g.last_stream_id, g.error_code) for g in goaways] == [(slow, 0)]
+            ends = [f.stream_id for f in frames if "END_STREAM" in getattr(f, "flags", ())]
+            assert ends == [slow]
+            assert await gw.wait(10) == 0
+
+
+MASK = b"\x01\x02\x03\x04"
+
+
+def client_frame(opcode: int, payload: bytes) -> bytes:
+    """A masked WebSocket frame (payload under 126 bytes), as a client sends it."""
+    masked = bytes(c ^ MASK[i % 4] for i, c in enumerate(payload))
+    return bytes([0x80 | opcode, 0x80 | len(payload)]) + MASK + masked
+
+
+async def open_websocket(client: H2Client, path: str) -> int:
+    """Extended CONNECT (RFC 8441) on `client`; the stream once it got its 200."""
+    stream_id = await client.start(
+        path,
+        method="CONNECT",
+        extra=[(b":protocol", b"websocket")],
+        headers=[(b"sec-websocket-version", b"13")],
+        open_ended=True,
+    )
+    answer = client.answers[stream_id]
+    while answer.status == 0 and answer.reset is None:
+        await client.read_once()
+    assert answer.status == 200, answer
+    assert answer.header(b"sec-websocket-accept") is None
+    return stream_id
+
+
+async def test_websocket_over_http2(
+    nursery: trio.Nursery, tmp_path: Path, backend_port: int
+) -> None:
+    """RFC 8441: extended CONNECT becomes an HTTP/1.1 Upgrade to the backend,
+    the frames pass untouched as DATA both ways; a drain closes the tunnel
+    with 1001 at a frame boundary, as for HTTP/1.1 tunnels."""
+    certs = certificates(tmp_path)
+    port = free_port(GATEWAY)
+    ca = certs.ca.read_bytes()
+    log = tmp_path / "access.log"
+    with trio.fail_after(30):
+        await nursery.start(serve_ws_echo, A, backend_port)
+        await nursery.start(serve_ws_echo, B, backend_port)
+        gateway_config = config(
+            port, backend_port, certs, log, drain="connection_draining = true\ndrain_timeout = 1"
+        )
+        async with open_gateway(gateway_config, tmp_path) as gw:
+            client = await open_h2(port, ca)
+            chat = await open_websocket(client, "/chat")
+            kept = await open_websocket(client, "/kept")
+            answer = client.answers[chat]
+            await client.send_body(chat, client_frame(0x1, b"hello"), end=False)
+            while len(answer.body) < 7:
+                await client.read_once()
+            assert bytes(answer.body[:7]) == b"\x81\x05hello"  # the echo, unmasked
+            # A Close (1000): the echo answers with its own, the stream ends.
+            await client.send_body(chat, client_frame(0x8, b"\x03\xe8"), end=True)
+            while not answer.ended and answer.reset is None:
+                await client.read_once()
+            assert bytes(answer.body[7:9]) == b"\x88\x02"
+
+            # The drain: GOAWAY, and the open tunnel gets Close 1001 from the
+            # gateway (the h2 library parses nothing after a GOAWAY: raw frames).
+            started = trio.current_time()
+            gw.send_signal(signal.SIGTERM)
+            frames = await client.frames_after()
+            goaways = [f for f in frames if isinstance(f, hyperframe.frame.GoAwayFrame)]
+            assert [(g.last_stream_id, g.error_code) for g in goaways] == [(kept, 0)]
+            sent = b"".join(
+                f.data
+                for f in frames
+                if isinstance(f, hyperframe.frame.DataFrame) and f.stream_id == kept
+            )
+            assert sent == b"\x88\x02\x03\xe9"  # Close, 1001
+            assert await gw.wait(10) == 0
+            assert trio.current_time() - started < 5
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    tunnels = {line["requestUri"]: line for line in lines if "tunnelDuration" in line}
+    assert set(tunnels) == {"/chat", "/kept"}, lines
+    assert tunnels["/chat"]["httpVersion"] == "HTTP/2.0"
+    assert tunnels["/chat"]["tunnelCloseCode"] == 1000
+    assert tunnels["/kept"]["tunnelClosedBy"] == "gateway"
