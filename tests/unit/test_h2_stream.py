@@ -99,3 +99,18 @@ def test_the_codec_settings_come_from_the_configuration() -> None:
     assert (settings.max_concurrent_streams, settings.initial_window_bytes) == (128, 65535)
     assert (settings.max_header_field_bytes, settings.max_header_list_bytes) == (8192, 16384)
     assert settings.enable_connect_protocol is False  # websocket = false: not advertised
+
+
+def test_response_out_follows_the_codec() -> None:
+    """server/http2.py's response_out reads the codec's record of a body:
+    this fails first if that record changes."""
+    from appgw.worker.server.http2 import response_out
+    from tests.support.h2_raw import POST, headers_frame, raw_session
+
+    session, encoder = raw_session()
+    session.receive(headers_frame(encoder, 1, POST, end_stream=False))  # a request body to come
+    session.respond(1, 200, [(b"content-length", b"2")], end_stream=False)
+    assert session.send_data(1, b"ok", end_stream=True) == 2
+    assert not response_out(session, 1)  # taken, not yet framed
+    assert session.pending()
+    assert response_out(session, 1)  # END_STREAM written: a reset may follow
