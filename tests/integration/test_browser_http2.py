@@ -23,9 +23,11 @@ import trustme
 
 from appgw.certs import spki_sha256
 from tests.integration.cdp import chromium_missing, open_browser
+from tests.integration.test_http2 import client_frame, open_websocket
 from tests.support.admin import Samples, sample, wait_for_metrics
 from tests.support.backends import start_http_backends
 from tests.support.gateway import CertFiles, open_gateway, write_certificates
+from tests.support.h2client import H2Client, open_h2
 from tests.support.ports import free_port
 
 GATEWAY = "127.0.0.1"
@@ -67,6 +69,16 @@ def no_preconnect(profile: Path) -> None:
     (profile / "Default").mkdir(parents=True)
     preferences = {"net": {"network_prediction_options": 2}}  # 2: never predict
     (profile / "Default" / "Preferences").write_text(json.dumps(preferences))
+
+
+async def echoed(client: H2Client, stream_id: int) -> None:
+    """A text message on the WebSocket of `stream_id`, and its echo back."""
+    answer = client.answers[stream_id]
+    before = len(answer.body)
+    await client.send_body(stream_id, client_frame(0x1, b"hi"), end=False)
+    while len(answer.body) < before + 4:
+        await client.read_once()
+    assert bytes(answer.body[before:]) == b"\x81\x02hi"
 
 
 def by_protocol(samples: Samples, name: str) -> dict[str, float]:
@@ -138,13 +150,34 @@ async def test_chromium_opens_its_websocket_on_the_http2_connection(
                 )
                 assert out.stdout.startswith(b"HTTP/2 200"), out.stdout[:200]
 
-    # The backend saw one WebSocket handshake, an HTTP/1.1 Upgrade from the
-    # gateway; the access log has the tunnel as HTTP/2.0.
-    assert backend.ws is not None and [h.path for h in backend.ws.handshakes] == ["/ws/echo"]
+            # An h2 client resets its WebSocket's stream (the connection
+            # goes on), then drops its connection with another one open:
+            # each tunnel ends and is logged as on HTTP/1.1.
+            client = await open_h2(port, certs.ca.read_bytes())
+            reset = await open_websocket(client, "/ws/reset")
+            await echoed(client, reset)
+            client.conn.reset_stream(reset)
+            assert (await client.request("/")).status == 200
+            dropped = await open_websocket(client, "/ws/dropped")
+            await echoed(client, dropped)
+            await trio.aclose_forcefully(client.stream)
+            await gw.wait_for_log("(the client closed the connection)", 5)
+            assert "Traceback" not in gw.log(), gw.log_tail()
+
+    # The backend saw the WebSocket handshakes as HTTP/1.1 Upgrades from the
+    # gateway; the access log has the tunnels as HTTP/2.0.
+    assert backend.ws is not None
+    assert [h.path for h in backend.ws.handshakes] == ["/ws/echo", "/ws/reset", "/ws/dropped"]
     lines = [json.loads(line) for line in log.read_text().splitlines()]
     tunnels = [line for line in lines if line["httpStatus"] == 101]
     seen = [(t["requestUri"], t["httpVersion"]) for t in tunnels]
-    assert seen == [("/ws/echo", "HTTP/2.0")], lines
+    assert sorted(path for path, _ in seen) == ["/ws/dropped", "/ws/echo", "/ws/reset"], lines
+    assert {version for _, version in seen} == {"HTTP/2.0"}
+    # The browser went with its WebSocket open (Chromium resets the stream),
+    # the h2 client reset one and dropped the other with its connection.
+    for tunnel in tunnels:
+        assert tunnel.get("tunnelClosedBy") == "client", tunnel
+        assert tunnel["tunnelBytesFromClient"] > 0 and tunnel["tunnelBytesFromBackend"] > 0
     assert {line["httpVersion"] for line in lines} == {"HTTP/2.0"}, lines
     browser_ports = {line["clientPort"] for line in lines if "Chrome" in line["userAgent"]}
     assert len(browser_ports) == 1, lines  # the page, its favicon and its WebSocket

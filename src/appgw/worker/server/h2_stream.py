@@ -40,7 +40,7 @@ from appgw.errors import ClientGone, RequestTimeout
 from appgw.worker.codec.h2_events import ErrorCode
 from appgw.worker.codec.h2_message import response_fields
 from appgw.worker.io.endpoint import INF
-from appgw.worker.server.h2_tunnel import StreamAsBytes
+from appgw.worker.server.h2_tunnel import TUNNEL_END_BUDGET, StreamAsBytes
 
 if TYPE_CHECKING:
     from appgw.config.model import Limits
@@ -144,7 +144,10 @@ class H2Stream:
         if not self._gone:
             self._gone = why
             self._finished = True
-            self.scope.cancel()
+            if self._tunnel:  # its next read fails: the tunnel ends as it would on HTTP/1.1
+                self.scope.deadline = trio.current_time() + TUNNEL_END_BUDGET
+            else:
+                self.scope.cancel()
         self.wake()
 
     def wake(self) -> None:
