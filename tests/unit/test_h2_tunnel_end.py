@@ -11,7 +11,6 @@ import trio.testing
 
 from appgw.worker.codec.h2_message import request_of
 from appgw.worker.server.h2_stream import H2Stream
-from appgw.worker.server.h2_tunnel import TUNNEL_END_BUDGET
 from tests.unit.test_h2_stream import Host, Session
 
 CONNECT = [
@@ -48,11 +47,9 @@ async def test_a_tunnel_whose_client_went_sees_it_broken_and_is_not_cancelled() 
 
             nursery.start_soon(relay)
             await trio.testing.wait_all_tasks_blocked()
-            began = trio.current_time()
             stream.gone("the client reset the stream (CANCEL)")
             await broken.wait()
     assert not stream.scope.cancelled_caught
-    assert stream.scope.deadline == pytest.approx(began + TUNNEL_END_BUDGET, abs=0.5)
     with pytest.raises(trio.BrokenResourceError):
         await client.send_all(b"\x88\x00")
 

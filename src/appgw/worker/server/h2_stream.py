@@ -40,7 +40,7 @@ from appgw.errors import ClientGone, RequestTimeout
 from appgw.worker.codec.h2_events import ErrorCode
 from appgw.worker.codec.h2_message import response_fields
 from appgw.worker.io.endpoint import INF
-from appgw.worker.server.h2_tunnel import TUNNEL_END_BUDGET, StreamAsBytes
+from appgw.worker.server.h2_tunnel import StreamAsBytes
 
 if TYPE_CHECKING:
     from appgw.config.model import Limits
@@ -140,13 +140,12 @@ class H2Stream:
         self.wake()
 
     def gone(self, why: str) -> None:
-        """The client reset the stream, or the connection ended: the exchange stops."""
+        """The client reset the stream, or the connection ended: the exchange
+        stops (a tunnel sees its client side broken, and ends as tunnels do)."""
         if not self._gone:
             self._gone = why
             self._finished = True
-            if self._tunnel:  # its next read fails: the tunnel ends as it would on HTTP/1.1
-                self.scope.deadline = trio.current_time() + TUNNEL_END_BUDGET
-            else:
+            if not self._tunnel:
                 self.scope.cancel()
         self.wake()
 

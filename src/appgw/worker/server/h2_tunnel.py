@@ -19,10 +19,6 @@ import trio
 
 from appgw.errors import ClientGone, GatewayError
 
-# Seconds a tunnel whose client went (a reset, the connection's end) has to
-# end as an HTTP/1.1 tunnel would (the backend reset, its line logged).
-TUNNEL_END_BUDGET = 2.0
-
 
 class DataStream(Protocol):
     """What the tunnel reads and writes of an HTTP/2 stream (h2_stream.H2Stream)."""
@@ -63,4 +59,4 @@ class StreamAsBytes(trio.abc.Stream):
         await trio.lowlevel.checkpoint()
 
 
-__all__ = ["TUNNEL_END_BUDGET", "DataStream", "StreamAsBytes"]
+__all__ = ["DataStream", "StreamAsBytes"]

@@ -45,7 +45,6 @@ from appgw.worker.io.duplex import Duplex
 from appgw.worker.io.endpoint import INF, Endpoint, Expired, abort
 from appgw.worker.server.h2_exchange import refuse, serve_stream
 from appgw.worker.server.h2_stream import H2Stream
-from appgw.worker.server.h2_tunnel import TUNNEL_END_BUDGET
 
 if TYPE_CHECKING:
     from appgw.config.model import Http2
@@ -56,6 +55,7 @@ if TYPE_CHECKING:
 log = logs.log
 
 LINGER = 1.0  # seconds what a client still sends is read before the close
+TUNNEL_END_BUDGET = 2.0  # seconds the tunnels of a connection that ended have to end
 
 _WRITE_ERRORS: tuple[type[Exception], ...] = (*STREAM_ERRORS, Expired)
 
@@ -97,10 +97,10 @@ class Http2Connection:
         self._nursery: trio.Nursery | None = None
         self._dirty = trio.Event()  # the writer has something to send
         self._over = trio.Event()  # the connection is done
-        self._emptied: trio.Event | None = None  # set once its last stream ended, after _over
         self._in_flight = 0  # bytes of the batch the writer waits to send
         self._parked: list[H2Stream] = []  # streams waiting for the writer's batch
         self._client_closed = False  # the client closed (or broke) its side
+        self._last_streams: trio.Event | None = None  # set once the connection's end is seen
         # Streams answered whole while the client's request goes on: reset
         # (NO_ERROR) once the response's end is out (RFC 9113 8.1).
         self._half_open: list[int] = []
@@ -308,12 +308,12 @@ class Http2Connection:
             if not stream.body_received and stream.response_started:
                 self._half_open.append(stream.id)
             del self.streams[stream.id]
-            if not self.streams and self._emptied is not None:
-                self._emptied.set()
             self.flush()
             if not self.streams:
                 self.endpoint.read_by(monotonic() + self.http2.idle_timeout)
                 self._check_closed()
+                if self._last_streams is not None:
+                    self._last_streams.set()
 
     def _refuse(self, event: HeadersRefused) -> None:
         """A head over the limits: its status (431) at once, no exchange."""
@@ -333,10 +333,10 @@ class Http2Connection:
                 nursery.start_soon(self._write)
                 nursery.start_soon(self._read)
                 await self._over.wait()
-                if self.streams:  # told the connection ended: a tunnel logs its end
-                    self._emptied = trio.Event()
-                    with trio.move_on_after(TUNNEL_END_BUDGET + 1):
-                        await self._emptied.wait()
+                if self.streams:  # tunnels see their end, and log it
+                    self._last_streams = trio.Event()
+                    with trio.move_on_after(TUNNEL_END_BUDGET):
+                        await self._last_streams.wait()
                 nursery.cancel_scope.cancel()
         finally:
             await self._close()
