@@ -15,6 +15,16 @@ import trustme
 from tests.support.gateway import CertFiles, write_certificates
 
 
+def pytest_report_header(config: pytest.Config) -> str:
+    """The libnghttp2 the HTTP/2 codec was tested with, at the top of every run."""
+    from appgw.worker.codec.nghttp2_lib import H2Unavailable, load
+
+    try:
+        return f"libnghttp2: {load().version}"
+    except H2Unavailable as error:
+        return f"libnghttp2: none ({error})"
+
+
 @pytest.fixture(scope="session")
 def ca() -> trustme.CA:
     """A throwaway certificate authority."""

@@ -259,7 +259,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def tls_summary(config: Config) -> list[str]:
     """`appgw check`'s lines about each HTTPS listener: its effective TLS
-    policy and, with mutual TLS, its client authentication."""
+    policy, HTTP/2 when on, and with mutual TLS its client authentication."""
     lines = []
     for name, listener in config.listeners.items():
         if listener.protocol != "https":
@@ -267,6 +267,9 @@ def tls_summary(config: Config) -> list[str]:
         lines.append(
             f"  listener {name}: TLS policy {effective_policy(config, listener).describe()}"
         )
+        if config.gateway.http2.enabled:
+            websocket = ", WebSocket over HTTP/2" if config.gateway.http2.websocket else ""
+            lines.append(f"  listener {name}: ALPN h2 then http/1.1{websocket}")
         profile = config.ssl_profiles.get(listener.ssl_profile or "")
         if profile is not None and profile.mutual_tls:
             auth = profile.client_auth

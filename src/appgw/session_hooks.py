@@ -78,15 +78,19 @@ _installed: weakref.WeakKeyDictionary[ssl.SSLContext, tuple[Any, ...]] = weakref
 
 
 def _libssl() -> Any:
-    """The libssl this process has loaded for Python's ssl module (found in
-    /proc/self/maps), opened by its path."""
+    """The libssl this process has loaded for Python's ssl module: of those
+    mapped (/proc/self/maps), the one of the version Python reports."""
     global _lib
     if _lib is None:
         with open("/proc/self/maps") as maps:
-            paths = {line.split()[-1] for line in maps if "/libssl.so" in line}
-        if len(paths) != 1:
-            raise OSError(f"libssl mapped {len(paths)} times")
-        _lib = _ffi.dlopen(paths.pop())
+            paths = sorted({line.split()[-1] for line in maps if "/libssl.so" in line})
+        for path in paths:
+            lib = _ffi.dlopen(path)
+            if lib.OpenSSL_version_num() == ssl.OPENSSL_VERSION_NUMBER:
+                _lib = lib
+                break
+        else:
+            raise OSError(f"no libssl of {ssl.OPENSSL_VERSION} mapped ({', '.join(paths)})")
     return _lib
 
 

@@ -171,6 +171,9 @@ async def test_template_check_warns_about_nothing(tmp_path: Path) -> None:
         "  listener partners-listener: mutual TLS, strict client certificates, issuer DN checked"
         in lines
     ), result.output
+    assert (
+        "  listener https-listener: ALPN h2 then http/1.1, WebSocket over HTTP/2" in lines
+    ), result.output
 
 
 async def start_backends(nursery: trio.Nursery, d: Deployment) -> dict[str, HttpBackend]:

@@ -60,6 +60,8 @@ async def chat_in_two_tabs(
         await heard(alice, "Bob", "yes, still here")
 
     scheme = await alice.evaluate("location.protocol")
+    protocol = await alice.evaluate("performance.getEntriesByType('navigation')[0].nextHopProtocol")
+    assert protocol == ("h2" if scheme == "https:" else "http/1.1"), protocol
     socket_url = await alice.evaluate("document.querySelector('#status').title")
     assert socket_url.startswith("wss://" if scheme == "https:" else "ws://"), socket_url
     await alice.screenshot(screenshot)

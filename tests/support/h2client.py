@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ssl
 from collections.abc import Sequence
+from pathlib import Path
 
 import attrs
 import h2.config
@@ -183,11 +184,15 @@ async def open_h2(
     host: str = "127.0.0.1",
     server_name: str = "localhost",
     window: int | None = None,
+    client_cert: Path | None = None,
 ) -> H2Client:
     """An HTTP/2 connection to the gateway (ALPN h2 required), preface and
-    SETTINGS exchanged; `window`: the client's initial stream window."""
+    SETTINGS exchanged; `window`: the client's initial stream window;
+    `client_cert`: a PEM file with the client's certificate and key."""
     context = ssl.create_default_context(cadata=ca_pem.decode())
     context.set_alpn_protocols(["h2"])
+    if client_cert is not None:
+        context.load_cert_chain(client_cert)
     tcp = await trio.open_tcp_stream(host, port)
     stream = trio.SSLStream(tcp, context, server_hostname=server_name)
     await stream.do_handshake()

@@ -153,3 +153,12 @@ def test_a_connection_error_found_while_output_waits_is_reported_after_pending()
     (event,) = server.receive(b"more")
     assert isinstance(event, ConnectionEnded) and event.error_code == ErrorCode.PROTOCOL_ERROR
     assert server.closed
+
+
+def test_a_burst_of_sixteen_streams_over_the_limit_is_refused_one_by_one():
+    server, encoder = raw_session(H2Settings(max_concurrent_streams=2))
+    wire = b"".join(headers_frame(encoder, 1 + 2 * i, GET, end_stream=False) for i in range(18))
+    events = server.receive(wire)
+    assert [e.stream_id for e in events] == [1, 3]
+    refused = resets(server.pending())
+    assert refused == {1 + 2 * i: ErrorCode.REFUSED_STREAM for i in range(2, 18)}

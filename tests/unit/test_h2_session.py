@@ -223,7 +223,7 @@ def test_extended_connect_for_a_websocket():
 def test_no_library_is_a_clear_error_naming_the_package(monkeypatch):
     monkeypatch.setattr(nghttp2_lib, "_loaded", None)
     monkeypatch.setattr(nghttp2_lib, "SONAME", "libnghttp2.so.0-not-here")
-    monkeypatch.setattr(nghttp2_lib.ctypes.util, "find_library", lambda name: None)
+    monkeypatch.setattr(nghttp2_lib.nghttp2_library.ctypes.util, "find_library", lambda name: None)
     with pytest.raises(nghttp2_lib.H2Unavailable, match="libnghttp2-14"):
         H2Session(H2Settings())
 

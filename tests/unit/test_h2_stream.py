@@ -87,3 +87,15 @@ async def test_a_client_that_never_opens_its_window_is_gone_in_time() -> None:
     head = b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\n"
     with trio.fail_after(2), pytest.raises(ClientGone):
         await stream.send_head(head, b"abc")
+
+
+def test_the_codec_settings_come_from_the_configuration() -> None:
+    from appgw.config.model import Http2
+    from appgw.worker.server.http2 import codec_settings
+
+    settings = codec_settings(
+        Http2(enabled=True, websocket=False, max_concurrent_streams=128, initial_window_bytes=65535)
+    )
+    assert (settings.max_concurrent_streams, settings.initial_window_bytes) == (128, 65535)
+    assert (settings.max_header_field_bytes, settings.max_header_list_bytes) == (8192, 16384)
+    assert settings.enable_connect_protocol is False  # websocket = false: not advertised

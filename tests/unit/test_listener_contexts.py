@@ -3,6 +3,8 @@ is unchanged (their ticket keys with them), and rebuilt when it changes."""
 
 from __future__ import annotations
 
+import logging
+import ssl
 from pathlib import Path
 
 import attrs
@@ -11,6 +13,7 @@ import trustme
 
 from appgw.config import load
 from appgw.config.model import Config
+from appgw.master import tls_contexts
 from appgw.tls import listener_contexts
 
 
@@ -75,3 +78,43 @@ def test_key_material_that_does_not_load_names_the_socket_and_files(tmp_path: Pa
     config = attrs.evolve(config, certificates={"site": broken})
     with pytest.raises(ValueError, match=r"TLS on 0\.0\.0\.0:8443 \(.*site\.pem.*\)"):
         listener_contexts(config, {})
+
+
+def test_the_master_shares_one_session_store_and_keeps_a_kept_contexts_sessions(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    attached: list[tuple[ssl.SSLContext, object, bytes]] = []
+    monkeypatch.setattr(
+        tls_contexts, "attach", lambda context, store, space: attached.append((context, store, space))
+    )
+    sessions = tls_contexts.SharedSessions()
+    ca = trustme.CA()
+    first = sessions.contexts(config_with(tmp_path, ca), {})
+    again = sessions.contexts(load(str(tmp_path / "gw.toml")), first)  # a reload, unchanged
+    assert again == first and len(attached) == 1  # the kept context keeps its namespace
+    rotated = sessions.contexts(config_with(tmp_path, trustme.CA()), again)
+    assert len(attached) == 2
+    (context, store, space), (new_context, new_store, new_space) = attached
+    assert context is first[("0.0.0.0", 8443)].context
+    assert new_context is rotated[("0.0.0.0", 8443)].context
+    assert store is new_store is sessions.store and space != new_space
+    sessions.store.close()
+
+
+def test_a_session_store_that_cannot_be_attached_is_off_with_one_warning(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    reasons = ["libssl 0x0 is not OpenSSL 3"]
+    monkeypatch.setattr(tls_contexts, "attach", lambda *_: reasons.pop())
+    sessions = tls_contexts.SharedSessions()
+    ca = trustme.CA()
+    with caplog.at_level(logging.WARNING, logger="appgw"):
+        built = sessions.contexts(config_with(tmp_path, ca), {})
+        sessions.contexts(config_with(tmp_path, trustme.CA()), built)  # not tried again
+    assert list(built) == [("0.0.0.0", 8443)]  # the listener serves all the same
+    assert sessions.off == "libssl 0x0 is not OpenSSL 3"
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings == [
+        "TLS session IDs resume only on the worker that made them (0.0.0.0:8443): "
+        "libssl 0x0 is not OpenSSL 3"
+    ]

@@ -121,7 +121,7 @@ def test_a_context_that_fails_a_check_is_left_as_it_was(
     server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     with monkeypatch.context() as patch:  # Python built against another OpenSSL
         patch.setattr(ssl, "OPENSSL_VERSION_NUMBER", 0x10101000)
-        assert "is not" in (attach(server, store, SPACE) or "")
+        assert ssl.OPENSSL_VERSION in (attach(server, store, SPACE) or "")
     assert attach(server, store, SPACE) is None
     # Callbacks installed already: the second attach refuses, with its reason.
     assert attach(server, store, SPACE) == "the SSL_CTX has session callbacks already"

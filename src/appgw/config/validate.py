@@ -17,6 +17,7 @@ import re
 
 import attrs
 
+from appgw import nghttp2_library
 from appgw.config.admin import admin_problems
 from appgw.config.certs import ca_problem, pair_problem
 from appgw.config.checks import BAD_NAME, NAME, Checks
@@ -129,6 +130,10 @@ class GatewayChecks(Checks):
 
     def http2(self) -> None:
         h2 = self.config.gateway.http2
+        if h2.enabled:
+            problem = nghttp2_library.problem()
+            if problem:
+                self.error("gateway.http2.enabled", (), problem)
         for key, low, high in HTTP2_RANGES:
             self.range(f"gateway.http2.{key}", (), getattr(h2, key), low, high)
         if h2.max_header_field_bytes > h2.max_header_list_bytes:

@@ -130,6 +130,9 @@ def demo_config(options: DemoOptions, certs: CertPaths) -> str:
 [gateway]
 pid_file = "{options.pid_file}"
 
+[gateway.http2]              # HTTPS speaks HTTP/2, WebSocket included (RFC 8441)
+enabled = true
+
 [certificates.localhost]
 cert = "{certs.cert.name}"
 key = "{certs.key.name}"

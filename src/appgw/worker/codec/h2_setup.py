@@ -31,7 +31,10 @@ def open_session(
     if rv != 0:
         raise MemoryError(f"nghttp2_session_server_new2: {rv}")
     session = ffi.gc(pointer[0], lib.nghttp2_session_del)
-    internal = 2 * settings.max_concurrent_streams + 16
+    # 16 more than the client is told: room to refuse a burst of streams
+    # over the limit. Not more: nghttp2 keeps as many closed streams (so
+    # that frames on them are errors, RFC 9113 5.1), about 250 bytes each.
+    internal = settings.max_concurrent_streams + 16
     entries = [
         (ng.SETTINGS_MAX_CONCURRENT_STREAMS, internal),
         (ng.SETTINGS_INITIAL_WINDOW_SIZE, settings.initial_window_bytes),

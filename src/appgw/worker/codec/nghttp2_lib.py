@@ -15,13 +15,12 @@ libraries have are probed and used when present.
 
 from __future__ import annotations
 
-import ctypes.util
 from typing import Any
 
 from attrs import frozen
 
-PACKAGE = "libnghttp2-14"
-SONAME = "libnghttp2.so.14"
+from appgw import nghttp2_library
+from appgw.nghttp2_library import INSTALL_HINT, SONAME
 
 CDEF = """
 typedef struct nghttp2_session nghttp2_session;
@@ -207,19 +206,14 @@ def _open() -> Nghttp2:
     ffi = cffi.FFI()
     ffi.cdef(CDEF)
     lib = None
-    for name in (SONAME, ctypes.util.find_library("nghttp2")):
-        if not name:
-            continue
+    for name in nghttp2_library.names(SONAME):
         try:
             lib = ffi.dlopen(name)
             break
         except OSError:
             continue
     if lib is None:
-        raise H2Unavailable(
-            f"HTTP/2 needs libnghttp2 ({SONAME}), which is not installed: "
-            f"install the Debian package {PACKAGE} (apt-get install {PACKAGE})"
-        )
+        raise H2Unavailable(f"HTTP/2 needs libnghttp2 ({SONAME}), not installed: {INSTALL_HINT}")
     info = lib.nghttp2_version(0)
     return Nghttp2(
         ffi=ffi,

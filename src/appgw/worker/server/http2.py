@@ -319,6 +319,7 @@ class Http2Connection:
         """A head over the limits: its status (431) at once, no exchange."""
         self._highest = max(self._highest, event.stream_id)
         self.requests += 1
+        self.services.metrics.protocol_request("h2")
         refuse(H2Stream(self, event.stream_id), event.status)
 
     # -- the loop ------------------------------------------------------------
