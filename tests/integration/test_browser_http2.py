@@ -4,12 +4,17 @@ connection (RFC 8441, extended CONNECT) and echoes; curl --http2 beside it.
 
 The browser is told to accept exactly one certificate, the gateway's
 (`--ignore-certificate-errors-spki-list`, as in test_browser.py), and not
-to preconnect (its network prediction is off in the profile: otherwise it
-opens a spare connection beside the page's, some runs, that carries
+to preconnect (its network prediction is off in the profile: otherwise, in
+some runs, it opens a spare connection beside the page's that carries
 nothing). That the WebSocket took the page's HTTP/2 connection and not an
 HTTP/1.1 one of its own is the gateway's to say: its metrics count one h2
 client connection and no HTTP/1.1 connection or request, and the tunnel's
 access log line says HTTP/2.0 and has the page's client port.
+
+How such a tunnel ends, on the same gateway: Chromium resets the stream
+of a WebSocket still open when it closes, an h2 client resets one and
+drops its connection with another open; each tunnel ends and is logged as
+on HTTP/1.1 (its `tunnel*` fields, `tunnelClosedBy` `client`).
 """
 
 from __future__ import annotations
