@@ -19,6 +19,8 @@ exactly which headers the gateway forwarded. Its endpoints:
     /close-mid-body         announces 1000000 bytes, sends 100000, closes
     /ws...                  (websocket=True) WebSocket upgrades go to the
                             trio-websocket echo of wsecho.py
+    /ws-page                an HTML page that opens a WebSocket to /ws/echo on its
+                            own origin, sends "hello" and shows the echo in #echo
 
 Every response carries `X-Backend: <name>`. serve_silent_backend is a server
 that accepts and reads but never answers (for 504 tests).
@@ -45,6 +47,20 @@ BLOCK = 64 * 1024
 CLOSE_MID_BODY_LENGTH = 1_000_000
 CLOSE_MID_BODY_SENT = 100_000
 GARBAGE = b"this is not HTTP at all\r\n\x00\x01\x02\xff\r\n\r\n"
+# The page of /ws-page: #echo shows the echo (data-state: open, echoed, error, closed).
+WS_PAGE = b"""<!doctype html>
+<meta charset="utf-8"><title>WebSocket echo</title>
+<p id="echo" data-state="connecting"></p>
+<script>
+const shown = document.querySelector("#echo");
+const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+const ws = new WebSocket(`${scheme}//${location.host}/ws/echo`);
+ws.onopen = () => { shown.dataset.state = "open"; ws.send("hello"); };
+ws.onmessage = (e) => { shown.textContent = e.data; shown.dataset.state = "echoed"; };
+ws.onerror = () => { shown.dataset.state = "error"; };
+ws.onclose = (e) => { if (shown.dataset.state !== "echoed") shown.dataset.state = `closed ${e.code}`; };
+</script>
+"""
 
 # Errors a peer can cause; the backend drops that connection and goes on.
 PEER_ERRORS = (
@@ -352,6 +368,8 @@ async def _answer(
         await respond(200, f"backend {backend.name}\n".encode())
     elif path in ("/healthz", "/status"):
         await respond(200, b"ok\n")
+    elif path == "/ws-page":
+        await respond(200, WS_PAGE, "text/html; charset=utf-8")
     elif path == "/echo":
         await respond_json(
             {
