@@ -101,16 +101,34 @@ def test_the_codec_settings_come_from_the_configuration() -> None:
     assert settings.enable_connect_protocol is False  # websocket = false: not advertised
 
 
-def test_response_out_follows_the_codec() -> None:
-    """server/http2.py's response_out reads the codec's record of a body:
-    this fails first if that record changes."""
-    from appgw.worker.server.http2 import response_out
+def test_a_whole_response_is_told_by_the_codec() -> None:
+    """The connection resets an answered stream whose request goes on once
+    the codec says its response is out (H2Session.response_sent)."""
     from tests.support.h2_raw import POST, headers_frame, raw_session
 
     session, encoder = raw_session()
     session.receive(headers_frame(encoder, 1, POST, end_stream=False))  # a request body to come
     session.respond(1, 200, [(b"content-length", b"2")], end_stream=False)
     assert session.send_data(1, b"ok", end_stream=True) == 2
-    assert not response_out(session, 1)  # taken, not yet framed
+    assert not session.response_sent(1)  # taken, not yet framed
     assert session.pending()
-    assert response_out(session, 1)  # END_STREAM written: a reset may follow
+    assert session.response_sent(1)  # END_STREAM written: a reset may follow
+
+
+def test_the_server_reads_nothing_private_of_the_codec() -> None:
+    """server/ asks the codec's session through its methods only: no
+    `session._x` (the codec's records are its own to change)."""
+    import ast
+    from pathlib import Path
+
+    import appgw.worker.server as server
+
+    reached = []
+    for path in Path(server.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Attribute) and node.attr.startswith("_"):
+                owner = node.value
+                name = owner.attr if isinstance(owner, ast.Attribute) else getattr(owner, "id", "")
+                if name.endswith("session"):
+                    reached.append(f"{path.name}:{node.lineno} {name}.{node.attr}")
+    assert reached == []

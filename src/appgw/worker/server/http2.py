@@ -179,7 +179,7 @@ class Http2Connection:
         waiting = []
         stopped = False
         for stream_id in self._half_open:
-            if response_out(self.session, stream_id):
+            if self.session.response_sent(stream_id):
                 self.session.reset(stream_id, ErrorCode.NO_ERROR)
                 stopped = True
             else:
@@ -371,20 +371,4 @@ class Http2Connection:
             abort(self.stream)
 
 
-def response_out(session: H2Session, stream_id: int) -> bool:
-    """Whether the stream's response left whole (its END_STREAM written), or
-    the stream is closed already; asked once the writer has written
-    everything the codec could send.
-
-    The codec knows; until it says so itself, its record of the stream's
-    body is read here: nothing held, the end asked for, and a window open
-    (an empty END_STREAM frame waits for one too).
-    """
-    streams = session._streams  # noqa: SLF001 - see the docstring
-    held = streams.outgoing.get(stream_id)
-    if held is None:
-        return True
-    return not held and stream_id in streams.ending and session.window(stream_id) > 0
-
-
-__all__ = ["Http2Connection", "codec_settings", "response_out"]
+__all__ = ["Http2Connection", "codec_settings"]
