@@ -21,6 +21,7 @@ import shutil
 import signal
 from pathlib import Path
 
+import h2.events
 import hyperframe.frame
 import trio
 import trustme
@@ -246,6 +247,27 @@ async def test_requests_over_http2(
                 headers=[(b"content-length", b"1000")],
             )
             assert json.loads(sized.body)["framing"] == "content-length"
+            # expect: 100-continue: :status 100 before the body is sent, then the answer.
+            asking = await client.start(
+                "/upload",
+                method="POST",
+                headers=[(b"expect", b"100-continue"), (b"content-length", b"5")],
+                open_ended=True,
+            )
+            with trio.fail_after(5):
+                while not any(
+                    isinstance(e, h2.events.InformationalResponseReceived) and e.stream_id == asking
+                    for e in client.events
+                ):
+                    await client.read_once()
+            informed = next(
+                e for e in client.events if isinstance(e, h2.events.InformationalResponseReceived)
+            )
+            assert (b":status", b"100") in informed.headers
+            assert client.answers[asking].status == 0  # no final answer yet
+            await client.send_body(asking, b"hello", end=True)
+            continued = await client.answer(asking)
+            assert continued.status == 200 and json.loads(continued.body)["bytes"] == 5
 
             # A pool without a live server: the custom error page.
             dead = await client.request("/dead/x")
@@ -322,7 +344,7 @@ async def test_requests_over_http2(
                     sample(samples, "appgw_client_protocol_connections_total", protocol="h2"),
                 )
 
-            samples = await wait_for_metrics(admin, lambda s: counted(s) == (16, 5))
+            samples = await wait_for_metrics(admin, lambda s: counted(s) == (17, 5))
             assert sample(samples, "appgw_client_protocol_requests_total", protocol="http/1.1") == 0
 
     lines = [json.loads(line) for line in log.read_text().splitlines()]

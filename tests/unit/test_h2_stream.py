@@ -132,3 +132,22 @@ def test_the_server_reads_nothing_private_of_the_codec() -> None:
                 if name.endswith("session"):
                     reached.append(f"{path.name}:{node.lineno} {name}.{node.attr}")
     assert reached == []
+
+
+def test_an_interim_response_comes_before_the_final_one() -> None:
+    """H2Session.inform: a 1xx HEADERS frame, the stream left open for the final one."""
+    from hpack import Decoder
+    from hyperframe.frame import HeadersFrame
+
+    from tests.support.h2_raw import POST, frames, headers_frame, raw_session
+
+    session, encoder = raw_session()
+    session.receive(headers_frame(encoder, 1, [*POST, ("expect", "100-continue")], False))
+    session.inform(1, 100, [])
+    session.respond(1, 204, [], end_stream=True)
+    sent = [f for f in frames(session.pending()) if isinstance(f, HeadersFrame)]
+    decoder = Decoder()
+    assert [decoder.decode(f.data) for f in sent] == [[(":status", "100")], [(":status", "204")]]
+    assert [sorted(f.flags) for f in sent] == [["END_HEADERS"], ["END_HEADERS", "END_STREAM"]]
+    with pytest.raises(ValueError, match="not interim"):
+        session.inform(1, 200, [])

@@ -194,6 +194,40 @@ class H2Session:
             raise ValueError(f"stream {stream_id}: status {status} is not three digits")
         if self._gone(stream_id):
             return
+        nva, count, keep = self._fields(status, headers)
+        ffi = self._ffi
+        provider = ffi.NULL
+        if not end_stream:
+            self._streams.outgoing[stream_id] = Body()
+            provider = self._provider
+        rv = self._lib.nghttp2_submit_response(self._session, stream_id, nva, count, provider)
+        del keep  # nghttp2 copied the fields
+        if rv != 0:
+            self._streams.outgoing.pop(stream_id, None)
+            raise ValueError(f"stream {stream_id}: cannot respond ({self._error(rv)})")
+
+    def inform(self, stream_id: int, status: int, headers: list[tuple[bytes, bytes]]) -> None:
+        """Queue an interim response (1xx, such as 100 Continue) ahead of the
+        final one from respond(): a HEADERS frame without END_STREAM.
+        Nothing happens on a stream already gone."""
+        if not 100 <= status <= 199:
+            raise ValueError(f"stream {stream_id}: status {status} is not interim (1xx)")
+        if self._gone(stream_id):
+            return
+        nva, count, keep = self._fields(status, headers)
+        ffi = self._ffi
+        rv = self._lib.nghttp2_submit_headers(
+            self._session, 0, stream_id, ffi.NULL, nva, count, ffi.NULL
+        )
+        del keep  # nghttp2 copied the fields
+        if rv < 0:
+            raise ValueError(f"stream {stream_id}: cannot inform ({self._error(rv)})")
+
+    def _fields(
+        self, status: int, headers: list[tuple[bytes, bytes]]
+    ) -> tuple[Any, int, list[Any]]:
+        """A head's fields as nghttp2_nv (:status first, connection-specific
+        fields left out), its count, and the buffers to keep until submitted."""
         newp, chars = self._newp, self._chars
         names = _NAMES
         status_value = _STATUS.get(status)
@@ -215,16 +249,7 @@ class H2Session:
             value_buffer = newp(chars, value)
             keep.append(value_buffer)
             items.append((name_buffer, value_buffer, len(name), len(value), 0))
-        nva = newp(self._nv_array, items)
-        ffi = self._ffi
-        provider = ffi.NULL
-        if not end_stream:
-            self._streams.outgoing[stream_id] = Body()
-            provider = self._provider
-        rv = self._lib.nghttp2_submit_response(self._session, stream_id, nva, len(items), provider)
-        if rv != 0:
-            self._streams.outgoing.pop(stream_id, None)
-            raise ValueError(f"stream {stream_id}: cannot respond ({self._error(rv)})")
+        return newp(self._nv_array, items), len(items), keep
 
     def send_data(self, stream_id: int, data: bytes | memoryview, end_stream: bool) -> int:
         """Take what both windows allow of `data`; returns the byte count.

@@ -131,6 +131,9 @@ int nghttp2_submit_settings(nghttp2_session *session, uint8_t flags,
                             const nghttp2_settings_entry *iv, size_t niv);
 int nghttp2_submit_window_update(nghttp2_session *session, uint8_t flags, int32_t stream_id,
                                  int32_t window_size_increment);
+int32_t nghttp2_submit_headers(nghttp2_session *session, uint8_t flags, int32_t stream_id,
+                               const nghttp2_priority_spec *pri_spec, const nghttp2_nv *nva,
+                               size_t nvlen, void *stream_user_data);
 int nghttp2_submit_response(nghttp2_session *session, int32_t stream_id,
                             const nghttp2_nv *nva, size_t nvlen,
                             const nghttp2_data_provider *data_prd);

@@ -10,8 +10,8 @@ HTTP/1.1 connection; this is the other implementation of its verbs:
   request buffer, within its bound): a slow backend slows the client's
   stream, never the worker's memory. The wait for the client is bounded
   by the request timeout, summed over the request, as on HTTP/1.1.
-- `send_head`: the response head the exchange built as bytes becomes a
-  HEADERS frame (codec/h2_message.py); body bytes behind it become DATA.
+- `send_continue` / `send_head`: `:status 100` / the response head the
+  exchange built as bytes, as HEADERS (codec/h2_message.py); body, DATA.
 - `send`: DATA, as much as the stream's and the connection's windows take;
   the rest waits for the client to open its window, within the request
   timeout (a client that never does is gone for the exchange), and for
@@ -20,11 +20,10 @@ HTTP/1.1 connection; this is the other implementation of its verbs:
 - `hand_over`: a WebSocket over HTTP/2 (RFC 8441) relays its bytes as the
   stream's DATA (h2_tunnel.py).
 
-The stream ends (END_STREAM) once the body's last byte was taken: with the
-last DATA when the head said how long the body is, else after the
-exchange. An exchange that fails before its response started answers the
-gateway's error page; after, the stream is reset (the client's other
-streams go on).
+The stream ends (END_STREAM) with the body's last byte: with the last
+DATA when the head said how long the body is, else after the exchange.
+An exchange that fails before its response started answers the gateway's
+error page; after, the stream is reset (the client's other streams go on).
 """
 
 from __future__ import annotations
@@ -272,8 +271,9 @@ class H2Stream:
     # -- Downstream: what the exchange answers -------------------------------
 
     async def send_continue(self) -> None:
-        """Nothing: an HTTP/2 client does not wait for 100 Continue for long,
-        and its window bounds what it sends before the answer."""
+        """`:status 100` (the client sent `expect: 100-continue`): its body is wanted now."""
+        self.session.inform(self.id, 100, [])
+        self.connection.flush()
         await trio.lowlevel.checkpoint()
 
     def send_head_now(self, head: bytes | bytearray, body: bytes | memoryview = b"") -> int:
