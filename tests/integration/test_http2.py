@@ -247,6 +247,14 @@ async def test_requests_over_http2(
                 headers=[(b"content-length", b"1000")],
             )
             assert json.loads(sized.body)["framing"] == "content-length"
+            # Request trailers end the request and are not forwarded (as over HTTP/1.1).
+            trailed = await client.start("/echo", method="POST", open_ended=True)
+            await client.send_body(trailed, b"abc", end=False)
+            client.conn.send_headers(trailed, [(b"x-checksum", b"900150983cd2")], end_stream=True)
+            await client.flush()
+            echoed = json.loads((await client.answer(trailed)).body)
+            assert echoed["body_bytes"] == 3, echoed
+            assert "x-checksum" not in dict(echoed["headers"])
             # expect: 100-continue: :status 100 before the body is sent, then the answer.
             asking = await client.start(
                 "/upload",
@@ -344,7 +352,7 @@ async def test_requests_over_http2(
                     sample(samples, "appgw_client_protocol_connections_total", protocol="h2"),
                 )
 
-            samples = await wait_for_metrics(admin, lambda s: counted(s) == (17, 5))
+            samples = await wait_for_metrics(admin, lambda s: counted(s) == (18, 5))
             assert sample(samples, "appgw_client_protocol_requests_total", protocol="http/1.1") == 0
 
     lines = [json.loads(line) for line in log.read_text().splitlines()]
