@@ -516,5 +516,7 @@ async def test_websocket_over_http2(
     tunnels = {line["requestUri"]: line for line in lines if "tunnelDuration" in line}
     assert set(tunnels) == {"/chat", "/kept"}, lines
     assert tunnels["/chat"]["httpVersion"] == "HTTP/2.0"
+    # The client got :status 200 for the backend's 101 (RFC 8441).
+    assert (tunnels["/chat"]["httpStatus"], tunnels["/chat"]["serverStatus"]) == (200, "101")
     assert tunnels["/chat"]["tunnelCloseCode"] == 1000
     assert tunnels["/kept"]["tunnelClosedBy"] == "gateway"

@@ -81,6 +81,7 @@ async def handle_request(client: Downstream, request: Request) -> None:
         raise
     finally:
         # -- observability: one record, one call (worker/exchange/observe.py) --
+        status = client_status(status, request.version)
         if logs.access_log.enabled:
             record = _exchanged(
                 client, request, started, status, failure, route, exchange, original, host, trace
@@ -88,6 +89,12 @@ async def handle_request(client: Downstream, request: Request) -> None:
             observe(services, record)
         else:
             _count(client, started, status, failure, route, exchange, host)
+
+
+def client_status(status: int, version: str) -> int:
+    """The status the client received: a WebSocket over HTTP/2 is answered
+    `:status 200` for the backend's 101 (RFC 8441 5)."""
+    return 200 if status == 101 and version == "2.0" else status
 
 
 def _count(
