@@ -95,6 +95,34 @@ def observe(services: Context, record: Exchanged) -> None:
         access.write(access_entry(record, error_info(record)))
 
 
+def observe_refused(
+    services: Context,
+    peer: tuple[str, int],
+    seconds: float,
+    status: int,
+    failure: BaseException,
+    received: int,
+    sent: int,
+    http_version: str = "",
+) -> None:
+    """Count and log a request refused before it was read whole (its head
+    over a limit, malformed, timed out): only what the connection knows."""
+    observe(
+        services,
+        Exchanged(
+            time=time.time() - seconds,
+            client_ip=peer[0],
+            client_port=peer[1],
+            status=status,
+            seconds=seconds,
+            http_version=http_version,
+            received_bytes=received,
+            sent_bytes=sent,
+            failure=failure,
+        ),
+    )
+
+
 def count(
     services: Context,
     received_bytes: int,

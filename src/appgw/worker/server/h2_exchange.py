@@ -12,7 +12,6 @@ here; every other one by the exchange itself (exchange/handler.py).
 
 from __future__ import annotations
 
-import time
 from time import monotonic
 
 from appgw import logs
@@ -21,7 +20,7 @@ from appgw.worker.codec import error_page as errorpage
 from appgw.worker.codec.h2_events import ErrorCode
 from appgw.worker.codec.h2_message import Fields, request_of
 from appgw.worker.exchange.downstream import Handler
-from appgw.worker.exchange.observe import Exchanged, observe
+from appgw.worker.exchange.observe import observe_refused
 from appgw.worker.server.h2_stream import H2Stream
 
 log = logs.log
@@ -93,20 +92,15 @@ def refuse(stream: H2Stream, status: int) -> None:
 
 
 def _observe_refused(stream: H2Stream, status: int, failure: BaseException, arrived: float) -> None:
-    seconds = monotonic() - arrived
-    observe(
+    observe_refused(
         stream.services,
-        Exchanged(
-            time=time.time() - seconds,
-            client_ip=stream.peer[0],
-            client_port=stream.peer[1],
-            status=status,
-            seconds=seconds,
-            http_version="HTTP/2.0",
-            received_bytes=stream.received,
-            sent_bytes=stream.sent,
-            failure=failure,
-        ),
+        stream.peer,
+        monotonic() - arrived,
+        status,
+        failure,
+        stream.received,
+        stream.sent,
+        "HTTP/2.0",
     )
 
 

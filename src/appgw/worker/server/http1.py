@@ -21,7 +21,6 @@ finishes its exchange with `Connection: close`.
 from __future__ import annotations
 
 import os
-import time
 from time import monotonic
 from typing import TYPE_CHECKING, Protocol
 
@@ -40,7 +39,7 @@ from appgw.worker.codec import error_page as errorpage
 from appgw.worker.codec.request import Request, read
 from appgw.worker.codec.request_reader import END, RequestHead, RequestReader
 from appgw.worker.exchange.downstream import Context, Handler, ListeningSocket
-from appgw.worker.exchange.observe import Exchanged, observe
+from appgw.worker.exchange.observe import observe_refused
 from appgw.worker.io.endpoint import INF, RECEIVE_SIZE, Endpoint, Expired, abort
 from appgw.worker.io.timer import Timer
 
@@ -349,18 +348,14 @@ class ClientConnection:
     def _observe_rejected(self, status: int, failure: BaseException) -> None:
         """A request refused before it was read whole: counted and logged."""
         seconds = monotonic() - self.arrived if self.arrived else 0.0
-        observe(
+        observe_refused(
             self.services,
-            Exchanged(
-                time=time.time() - seconds,
-                client_ip=self.peer[0],
-                client_port=self.peer[1],
-                status=status,
-                seconds=seconds,
-                received_bytes=self.received,
-                sent_bytes=self.error_page_bytes,
-                failure=failure,
-            ),
+            self.peer,
+            seconds,
+            status,
+            failure,
+            self.received,
+            self.error_page_bytes,
         )
 
     async def _close(self) -> None:
