@@ -22,8 +22,9 @@ are the codec's. Once the codec has nothing more to read or write
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from time import monotonic
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import trio
 
@@ -233,39 +234,30 @@ class Http2Connection:
                 endpoint.read_at = INF  # the streams keep their own time
 
     def _dispatch(self, event: object) -> None:
-        kind = type(event)
-        if kind is RequestData:
-            assert isinstance(event, RequestData)
-            stream = self.streams.get(event.stream_id)
-            if stream is not None:
-                stream.data(event.data, event.flow_length, event.end_stream)
-            elif event.flow_length:
-                self.session.consumed(event.stream_id, event.flow_length)
-        elif kind is RequestHeaders:
-            assert isinstance(event, RequestHeaders)
-            self._open(event)
-        elif kind is WindowOpened:
-            assert isinstance(event, WindowOpened)
-            if event.stream_id == 0:
-                for stream in self.streams.values():
-                    stream.wake()
-            elif (stream := self.streams.get(event.stream_id)) is not None:
+        _ON[type(event)](self, event)
+
+    def _data(self, event: RequestData) -> None:
+        stream = self.streams.get(event.stream_id)
+        if stream is not None:
+            stream.data(event.data, event.flow_length, event.end_stream)
+        elif event.flow_length:
+            self.session.consumed(event.stream_id, event.flow_length)
+
+    def _window(self, event: WindowOpened) -> None:
+        if event.stream_id == 0:
+            for stream in self.streams.values():
                 stream.wake()
-        elif kind is RequestTrailers:
-            assert isinstance(event, RequestTrailers)
-            if (stream := self.streams.get(event.stream_id)) is not None:
-                stream.end()
-        elif kind is StreamReset:
-            assert isinstance(event, StreamReset)
-            if (stream := self.streams.get(event.stream_id)) is not None:
-                why = "the client reset the stream" if event.remote else "a stream error"
-                stream.gone(f"{why} ({ErrorCode(event.error_code).name})")
-        elif kind is HeadersRefused:
-            assert isinstance(event, HeadersRefused)
-            self._refuse(event)
-        elif kind is ConnectionEnded:
-            assert isinstance(event, ConnectionEnded)
-            self._ended(event)
+        elif (opened := self.streams.get(event.stream_id)) is not None:
+            opened.wake()
+
+    def _trailers(self, event: RequestTrailers) -> None:
+        if (stream := self.streams.get(event.stream_id)) is not None:
+            stream.end()
+
+    def _reset(self, event: StreamReset) -> None:
+        if (stream := self.streams.get(event.stream_id)) is not None:
+            why = "the client reset the stream" if event.remote else "a stream error"
+            stream.gone(f"{why} ({ErrorCode(event.error_code).name})")
 
     def _ended(self, event: ConnectionEnded) -> None:
         self.retired = True  # no new streams either way
@@ -369,6 +361,18 @@ class Http2Connection:
                 abort(self.stream)
         if scope.cancelled_caught:
             abort(self.stream)
+
+
+# What each of the codec's events does to the connection.
+_ON: dict[type, Callable[[Http2Connection, Any], None]] = {
+    RequestData: Http2Connection._data,
+    RequestHeaders: Http2Connection._open,
+    WindowOpened: Http2Connection._window,
+    RequestTrailers: Http2Connection._trailers,
+    StreamReset: Http2Connection._reset,
+    HeadersRefused: Http2Connection._refuse,
+    ConnectionEnded: Http2Connection._ended,
+}
 
 
 __all__ = ["Http2Connection", "codec_settings"]
