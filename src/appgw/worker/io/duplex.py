@@ -45,7 +45,7 @@ class Duplex:
         tls = endpoint.tls
         if tls is not None and not tls.flush_now():
             endpoint.write_within(within)
-            await endpoint._tls_flush(tls)  # noqa: SLF001 - the same layer
+            await endpoint.tls_flush(tls)
             endpoint.write_at = INF
         self.wrote()
 
@@ -67,7 +67,7 @@ class Duplex:
                 self.kick()
                 await waiter.wait()
             else:
-                await endpoint._wait(wait_readable, False)  # noqa: SLF001 - the same layer
+                await endpoint.wait_ready(wait_readable, False)
 
 
 __all__ = ["Duplex"]

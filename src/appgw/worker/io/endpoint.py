@@ -159,7 +159,7 @@ class Endpoint:
         if sock is not None and sock.fileno() >= 0:
             notify_closing(sock)
 
-    async def _wait(self, wait: Waiter, writing: bool) -> None:
+    async def wait_ready(self, wait: Waiter, writing: bool) -> None:
         """Wait until the socket is ready, or raise Expired at the deadline."""
         sock = self.raw
         assert sock is not None
@@ -197,7 +197,7 @@ class Endpoint:
                 return os.read(sock.fileno(), self.size)
             except BlockingIOError:
                 pass
-            await self._wait(wait_readable, False)
+            await self.wait_ready(wait_readable, False)
 
     async def _tls_read(self, tls: TlsStream) -> bytes:
         """As `read`, decrypting: a handshake not done yet is done on the way
@@ -208,9 +208,9 @@ class Endpoint:
             if data is not None:
                 return data
             if tls.wants_write:
-                await self._wait(wait_writable, False)  # (the read deadline applies)
+                await self.wait_ready(wait_writable, False)  # (the read deadline applies)
             else:
-                await self._wait(wait_readable, False)
+                await self.wait_ready(wait_readable, False)
 
     async def _stream_read(self) -> bytes:
         with trio.CancelScope(deadline=_trio_deadline(self.read_at)) as self._scope:
@@ -237,7 +237,7 @@ class Endpoint:
         tls = self.tls
         if tls is not None:
             self._encrypt(tls, data)
-            await self._tls_flush(tls)
+            await self.tls_flush(tls)
             return
         if self.sock is None:
             with trio.CancelScope(deadline=_trio_deadline(self.write_at)) as scope:
@@ -247,7 +247,7 @@ class Endpoint:
             return
         view = memoryview(data)
         while view:
-            await self._wait(wait_writable, True)
+            await self.wait_ready(wait_writable, True)
             view = view[self.write_now(view) :]
 
     def _encrypt(self, tls: TlsStream, data: Buffer) -> None:
@@ -256,9 +256,10 @@ class Endpoint:
         except HandshakePending:  # never here: every exchange reads first
             raise trio.BrokenResourceError("TLS: a write before the handshake") from None
 
-    async def _tls_flush(self, tls: TlsStream) -> None:
+    async def tls_flush(self, tls: TlsStream) -> None:
+        """Send what the TLS stream holds, waiting for room within the write deadline."""
         while not tls.flush_now():
-            await self._wait(wait_writable, True)
+            await self.wait_ready(wait_writable, True)
 
     async def write(self, data: Buffer, within: float, then: Buffer = b"") -> None:
         """Write all of `data`, and `then` after it in the same system call
@@ -274,7 +275,7 @@ class Endpoint:
             if tls.flush_now():
                 return
             self.write_within(within)
-            await self._tls_flush(tls)
+            await self.tls_flush(tls)
             self.write_at = INF
             return
         if not then:
